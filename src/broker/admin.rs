@@ -1,0 +1,291 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
+//! DescribeLogDirs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::topic_config::{DEFS, TopicConfig};
+use super::{Broker, TopicError};
+use crate::error::codes;
+
+fn topic_configs(broker: &Broker, config: &TopicConfig) -> Vec<CreatableTopicConfigs> {
+    DEFS.iter()
+        .map(|d| {
+            let (value, source) = config.describe(&broker.config, d);
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(d.name))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_config_source(source)
+        })
+        .collect()
+}
+
+/// The replica assignment form of CreateTopics: every partition on our node, one replica.
+fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> Result<i32, TopicError> {
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(TopicError::new(
+            codes::INVALID_REQUEST,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+        ));
+    }
+    let mut seen = vec![false; t.assignments.len()];
+    for a in &t.assignments {
+        let idx = a.partition_index;
+        if idx < 0 || idx as usize >= seen.len() || seen[idx as usize] {
+            return Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, "Partitions should be a consecutive 0-based integer sequence"));
+        }
+        seen[idx as usize] = true;
+        if a.broker_ids.len() != 1 || a.broker_ids[0].0 != broker.node_id() {
+            return Err(TopicError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                format!("Replica assignment for partition {idx} must name exactly broker {}", broker.node_id()),
+            ));
+        }
+    }
+    Ok(t.assignments.len() as i32)
+}
+
+/// CreateTopics, with validate_only and Kafka's v5+ configs in the answer.
+pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.as_str()).or_default() += 1;
+    }
+    let duplicates: Vec<String> = counts.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.to_string()).collect();
+    let mut results = Vec::with_capacity(req.topics.len());
+    let mut answered = std::collections::HashSet::new();
+    for t in &req.topics {
+        let name = t.name.as_str();
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        if version >= 5 {
+            r.num_partitions = -1;
+            r.replication_factor = -1;
+        }
+        if duplicates.iter().any(|d| d == name) {
+            if !answered.insert(name.to_string()) {
+                continue;
+            }
+            r.error_code = codes::INVALID_REQUEST;
+            r.error_message = Some(StrBytes::from_string(format!(
+                "Create topics request from client contains multiple entries for the following topics: {name}"
+            )));
+            results.push(r);
+            continue;
+        }
+        let configs: BTreeMap<String, Option<String>> = t
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let outcome = (|| -> Result<(i32, TopicConfig, Uuid), TopicError> {
+            let (partitions, rf) = if t.assignments.is_empty() {
+                (t.num_partitions, t.replication_factor)
+            } else {
+                (check_assignments(broker, t)?, 1)
+            };
+            let (partitions, overrides) = broker.validate_new_topic(name, partitions, rf, &configs)?;
+            if req.validate_only {
+                Ok((partitions, TopicConfig::resolve(&broker.config, overrides), Uuid::nil()))
+            } else {
+                let topic = broker.create_topic(name, partitions, overrides)?;
+                let cfg = topic.config();
+                Ok((partitions, cfg, topic.id))
+            }
+        })();
+        match outcome {
+            Ok((partitions, cfg, id)) => {
+                if version >= 5 {
+                    r.num_partitions = partitions;
+                    r.replication_factor = 1;
+                    r.configs = Some(topic_configs(broker, &cfg));
+                }
+                if version >= 7 {
+                    r.topic_id = id;
+                }
+            }
+            Err(e) => {
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+        }
+        results.push(r);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+/// DeleteTopics, by name (v1-5) or by name or id (v6).
+pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let mut r = DeletableTopicResult::default().with_name(name.clone());
+            if version >= 6 {
+                r.topic_id = id;
+            }
+            let outcome = match (&name, id.is_nil()) {
+                (Some(n), true) => broker.delete_topic(n),
+                (None, false) => match broker.topic_by_id(&id) {
+                    Some(t) => {
+                        r.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
+                        broker.delete_topic(&t.name)
+                    }
+                    None => Err(TopicError::new(codes::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
+                },
+                _ => Err(TopicError::new(codes::INVALID_REQUEST, "Exactly one of topic name or topic id must be set.")),
+            };
+            match outcome {
+                Ok(t) => {
+                    if version >= 6 {
+                        r.topic_id = t.id;
+                    }
+                }
+                Err(e) => {
+                    r.error_code = e.code;
+                    if version >= 5 {
+                        r.error_message = Some(StrBytes::from_string(e.message));
+                    }
+                }
+            }
+            r
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// CreatePartitions.
+pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            let outcome = match broker.topic(&t.name) {
+                None => Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.")),
+                Some(topic) => {
+                    let current = topic.partition_count();
+                    match &t.assignments {
+                        Some(a) if a.len() as i64 != t.count as i64 - current as i64 => Err(TopicError::new(
+                            codes::INVALID_REPLICA_ASSIGNMENT,
+                            format!("Increasing the number of partitions by {} but {} assignments provided.", t.count - current, a.len()),
+                        )),
+                        Some(a) if a.iter().any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != broker.node_id()) => {
+                            Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, "Assignments may only name this broker, once."))
+                        }
+                        _ => broker.create_partitions(&topic, t.count, req.validate_only),
+                    }
+                }
+            };
+            if let Err(e) = outcome {
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+            r
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// DeleteRecords: moves log start offsets up (-1 means the high watermark).
+pub fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.name);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                        r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        return r;
+                    };
+                    let mut state = partition.lock();
+                    let hwm = state.log.next_offset();
+                    let target = if p.offset == -1 { hwm } else { p.offset };
+                    if target < 0 || target > hwm {
+                        r.error_code = codes::OFFSET_OUT_OF_RANGE;
+                        return r;
+                    }
+                    match state.log.delete_before(target) {
+                        Ok(()) => {
+                            let start = state.log.start_offset();
+                            state.producers.forget_before(start);
+                            r.low_watermark = start;
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %t.name.as_str(), partition = p.partition_index, "delete records failed: {e}");
+                            r.error_code = codes::KAFKA_STORAGE_ERROR;
+                        }
+                    }
+                    r
+                })
+                .collect();
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// DescribeLogDirs: one log dir holding every partition.
+pub fn handle_describe_log_dirs(broker: &Broker, _version: i16, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let wanted: Vec<(std::sync::Arc<super::Topic>, Option<Vec<i32>>)> = match req.topics {
+        None => broker.topics().into_iter().map(|t| (t, None)).collect(),
+        Some(list) => list
+            .into_iter()
+            .filter_map(|t| broker.topic(&t.topic).map(|topic| (topic, Some(t.partitions))))
+            .collect(),
+    };
+    let topics = wanted
+        .into_iter()
+        .map(|(topic, parts)| {
+            let indexes = parts.unwrap_or_else(|| (0..topic.partition_count()).collect());
+            let partitions = indexes
+                .into_iter()
+                .filter_map(|i| topic.partition(i))
+                .map(|p| {
+                    let size = p.lock().log.size_bytes();
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(p.index)
+                        .with_partition_size(size as i64)
+                })
+                .collect();
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let dir = if broker.config.ephemeral {
+        "(memory)".to_string()
+    } else {
+        broker.config.data_dir.display().to_string()
+    };
+    let result = DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(dir))
+        .with_topics(topics)
+        .with_total_bytes(-1)
+        .with_usable_bytes(-1);
+    DescribeLogDirsResponse::default().with_results(vec![result])
+}

@@ -1,0 +1,296 @@
+//! Record batches (magic 2) as bytes: the 61-byte header, its checks, and the two patches a
+//! broker makes (base offset, and LogAppendTime). Records are never decoded on the produce path.
+//!
+//! Header layout (big-endian), from the start of a batch:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | base offset (assigned by the broker; not covered by the CRC) |
+//! | 8 | 4 | batch length (bytes after this field) |
+//! | 12 | 4 | partition leader epoch (set by the broker; not covered by the CRC) |
+//! | 16 | 1 | magic (2) |
+//! | 17 | 4 | CRC-32C of everything from offset 21 to the end |
+//! | 21 | 2 | attributes: bits 0-2 compression, 3 timestamp type, 4 transactional, 5 control |
+//! | 23 | 4 | last offset delta |
+//! | 27 | 8 | base timestamp |
+//! | 35 | 8 | max timestamp |
+//! | 43 | 8 | producer id |
+//! | 51 | 2 | producer epoch |
+//! | 53 | 4 | base sequence |
+//! | 57 | 4 | record count |
+//! | 61 | … | records |
+
+/// Size of the batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the batch length field's coverage starts (base offset + length).
+pub const LOG_OVERHEAD: usize = 12;
+
+const CRC_START: usize = 21;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// The parsed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+/// Why a produce's records are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Sizes that do not add up, or a CRC that does not match: CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(&'static str),
+    /// Valid bytes that this request may not carry (old magic, no batch, ...): INVALID_RECORD.
+    #[error("invalid record batch: {0}")]
+    Invalid(&'static str),
+}
+
+impl BatchError {
+    /// The Kafka error code for this problem.
+    pub fn code(&self) -> i16 {
+        match self {
+            BatchError::Corrupt(_) => crate::error::codes::CORRUPT_MESSAGE,
+            BatchError::Invalid(_) => crate::error::codes::INVALID_RECORD,
+        }
+    }
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+impl BatchHeader {
+    /// Reads a header. `None` if fewer than [`HEADER_LEN`] bytes are given.
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: i64_at(b, 0),
+            batch_length: i32_at(b, 8),
+            partition_leader_epoch: i32_at(b, 12),
+            magic: b[16] as i8,
+            crc: u32::from_be_bytes([b[17], b[18], b[19], b[20]]),
+            attributes: i16_at(b, 21),
+            last_offset_delta: i32_at(b, 23),
+            base_timestamp: i64_at(b, 27),
+            max_timestamp: i64_at(b, 35),
+            producer_id: i64_at(b, 43),
+            producer_epoch: i16_at(b, 51),
+            base_sequence: i32_at(b, 53),
+            records_count: i32_at(b, 57),
+        })
+    }
+
+    /// Whole size of the batch on the wire.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+    /// Offset of the last record in the batch.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x07
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_TIMESTAMP_TYPE != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+    /// Whether the batch carries idempotent-producer state.
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+    /// Sequence number of the last record (sequences wrap at i32::MAX to 0).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return self.base_sequence;
+        }
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+}
+
+/// CRC-32C over the part of a batch the CRC covers.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// Splits a Produce partition's records into batches and checks each one: sizes, magic 2,
+/// CRC, and counts that agree. Returns `(start, header)` of every batch.
+pub fn validate_produce_records(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let rest = &records[at..];
+        if rest.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Corrupt("truncated batch header"));
+        }
+        let magic = rest[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::Invalid(
+                "produce requests of version 3 and later may only carry magic 2 record batches",
+            ));
+        }
+        let h = BatchHeader::parse(rest).ok_or(BatchError::Corrupt("truncated batch header"))?;
+        if (h.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(BatchError::Corrupt("batch length smaller than a batch header"));
+        }
+        if h.total_len() > rest.len() {
+            return Err(BatchError::Corrupt("batch length runs past the end of the records"));
+        }
+        let batch = &rest[..h.total_len()];
+        if compute_crc(batch) != h.crc {
+            return Err(BatchError::Corrupt("CRC-32C mismatch"));
+        }
+        if h.records_count < 0 || h.last_offset_delta < 0 {
+            return Err(BatchError::Corrupt("negative record count or offset delta"));
+        }
+        if h.records_count == 0 {
+            return Err(BatchError::Invalid("a produced batch must hold at least one record"));
+        }
+        if h.compression() == 0 && h.last_offset_delta != h.records_count - 1 {
+            return Err(BatchError::Corrupt("last offset delta does not match the record count"));
+        }
+        if h.compression() > 4 {
+            return Err(BatchError::Corrupt("unknown compression codec"));
+        }
+        if h.is_control() {
+            return Err(BatchError::Invalid("clients may not produce control batches"));
+        }
+        out.push((at, h));
+        at += h.total_len();
+    }
+    if out.is_empty() {
+        return Err(BatchError::Invalid("produce request without a record batch"));
+    }
+    Ok(out)
+}
+
+/// Writes the broker-assigned base offset and partition leader epoch (neither is under the CRC).
+pub fn patch_offsets(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Turns a batch into a LogAppendTime batch stamped `now_ms`, as a topic with
+/// `message.timestamp.type=LogAppendTime` requires, and fixes the CRC.
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attrs = i16_at(batch, 21) | ATTR_TIMESTAMP_TYPE;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// Encodes `n` records with the kafka-protocol crate, as a client would.
+    pub(crate) fn client_batch(n: i32, producer_id: i64, base_sequence: i32) -> Vec<u8> {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: if producer_id >= 0 { base_sequence + i } else { -1 },
+                timestamp: 1_000 + i as i64,
+                key: Some(bytes::Bytes::from(format!("k{i}"))),
+                value: Some(bytes::Bytes::from(format!("v{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_client_batch_validates_and_parses() {
+        let b = client_batch(3, 7, 10);
+        let v = validate_produce_records(&b).unwrap();
+        assert_eq!(v.len(), 1);
+        let h = v[0].1;
+        assert_eq!((h.records_count, h.last_offset_delta, h.producer_id, h.base_sequence), (3, 2, 7, 10));
+        assert_eq!(h.last_sequence(), 12);
+        assert_eq!(h.max_timestamp, 1_002);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut b = client_batch(2, -1, -1);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert_eq!(validate_produce_records(&b).unwrap_err(), BatchError::Corrupt("CRC-32C mismatch"));
+        let b = client_batch(2, -1, -1);
+        assert!(matches!(validate_produce_records(&b[..b.len() - 1]), Err(BatchError::Corrupt(_))));
+        let mut b = client_batch(2, -1, -1);
+        b[16] = 1;
+        assert!(matches!(validate_produce_records(&b), Err(BatchError::Invalid(_))));
+        assert!(matches!(validate_produce_records(&[]), Err(BatchError::Invalid(_))));
+    }
+
+    #[test]
+    fn patches_keep_the_crc_valid() {
+        let mut b = client_batch(2, -1, -1);
+        patch_offsets(&mut b, 1234, 0);
+        stamp_log_append_time(&mut b, 99);
+        let h = validate_produce_records(&b).unwrap()[0].1;
+        assert_eq!(h.base_offset, 1234);
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 99);
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut b = client_batch(3, 1, 0);
+        b[53..57].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(h.last_sequence(), 1);
+    }
+}

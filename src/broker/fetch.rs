@@ -1,0 +1,150 @@
+//! Fetch: stored batches back to consumers, with Kafka's long poll.
+//!
+//! A fetch that finds fewer than `min_bytes` parks until a produce to one of its partitions
+//! wakes it, `max_wait_ms` passes, or the server shuts down (then it answers with what it
+//! has). corral creates no fetch sessions (KIP-227): a sessionless answer (session id 0) is
+//! always legal and clients fall back to full fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Broker;
+use super::partition::LEADER_EPOCH;
+use crate::error::codes;
+
+/// Isolation level READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
+struct Built {
+    response: FetchResponse,
+    bytes: usize,
+    /// A partition answered with an error: Kafka answers at once then.
+    errored: bool,
+}
+
+fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<Notify>>) -> Built {
+    let mut remaining = req.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut errored = false;
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for ft in &req.topics {
+        let topic = broker.topic(&ft.topic);
+        let mut partitions = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_records(Some(Bytes::new()));
+            if version >= 5 {
+                pd.log_start_offset = -1;
+            }
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                errored = true;
+                partitions.push(pd);
+                continue;
+            };
+            if version >= 9 && fp.current_leader_epoch > LEADER_EPOCH {
+                pd.error_code = codes::UNKNOWN_LEADER_EPOCH;
+                errored = true;
+                partitions.push(pd);
+                continue;
+            }
+            if let Some(w) = waiter {
+                partition.register_waiter(w);
+            }
+            let state = partition.lock();
+            let (start, hwm) = (state.log.start_offset(), state.log.next_offset());
+            pd.high_watermark = hwm;
+            pd.last_stable_offset = hwm;
+            if version >= 5 {
+                pd.log_start_offset = start;
+            }
+            if req.isolation_level == READ_COMMITTED {
+                pd.aborted_transactions = Some(Vec::new());
+            }
+            if fp.fetch_offset < start || fp.fetch_offset > hwm {
+                pd.error_code = codes::OFFSET_OUT_OF_RANGE;
+                errored = true;
+            } else if fp.fetch_offset < hwm && remaining > 0 {
+                let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+                match state.log.read(fp.fetch_offset, limit, total == 0) {
+                    Ok(batches) => {
+                        let n: usize = batches.iter().map(|b| b.len()).sum();
+                        let records = if batches.len() == 1 {
+                            batches.into_iter().next().expect("one batch")
+                        } else {
+                            let mut buf = BytesMut::with_capacity(n);
+                            for b in &batches {
+                                buf.extend_from_slice(b);
+                            }
+                            buf.freeze()
+                        };
+                        total += n;
+                        remaining = remaining.saturating_sub(n);
+                        pd.records = Some(records);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %ft.topic.as_str(), partition = fp.partition, "read failed: {e}");
+                        pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                        errored = true;
+                    }
+                }
+            }
+            drop(state);
+            partitions.push(pd);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_partitions(partitions),
+        );
+    }
+    Built {
+        response: FetchResponse::default().with_responses(responses),
+        bytes: total,
+        errored,
+    }
+}
+
+/// Fetch with long poll.
+pub async fn handle_fetch(
+    broker: &Broker,
+    version: i16,
+    req: FetchRequest,
+    shutdown: &CancellationToken,
+) -> FetchResponse {
+    if version >= 7 && req.session_id != 0 {
+        // We never hand out session ids, so a client cannot hold a valid one.
+        return FetchResponse::default().with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND);
+    }
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    if max_wait.is_zero() || min_bytes == 0 {
+        return build(broker, version, &req, None).response;
+    }
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let waiter = Arc::new(Notify::new());
+    loop {
+        let built = build(broker, version, &req, Some(&waiter));
+        if built.bytes >= min_bytes
+            || built.errored
+            || shutdown.is_cancelled()
+            || tokio::time::Instant::now() >= deadline
+        {
+            return built.response;
+        }
+        tokio::select! {
+            _ = waiter.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}

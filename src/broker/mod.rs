@@ -1,0 +1,349 @@
+//! The data plane: topics and partitions, and the handlers of the broker APIs (Metadata,
+//! Produce, Fetch, ListOffsets, topic administration, configs, producer ids).
+
+pub mod batch;
+pub mod partition;
+pub mod partition_log;
+pub mod producer;
+pub mod records;
+pub mod topic_config;
+
+mod admin;
+mod configs;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+pub use admin::{
+    handle_create_partitions, handle_create_topics, handle_delete_records, handle_delete_topics,
+    handle_describe_log_dirs,
+};
+pub use configs::{handle_alter_configs, handle_describe_configs, handle_incremental_alter_configs};
+pub use fetch::handle_fetch;
+pub use metadata::{handle_describe_cluster, handle_metadata};
+pub use offsets::{handle_list_offsets, handle_offset_for_leader_epoch};
+pub use produce::{handle_init_producer_id, handle_produce};
+
+use crate::config::{Config, HostPort};
+use crate::error::codes;
+use partition::Partition;
+use partition_log::MemoryLog;
+use topic_config::TopicConfig;
+
+/// A topic: its identity, settings and partitions.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub config: RwLock<TopicConfig>,
+    /// Grows with CreatePartitions; never shrinks.
+    pub partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    /// The partition with this index, if it exists.
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        if index < 0 {
+            return None;
+        }
+        self.partitions.read().expect("partitions lock").get(index as usize).cloned()
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().expect("partitions lock").len() as i32
+    }
+
+    pub fn config(&self) -> TopicConfig {
+        self.config.read().expect("topic config lock").clone()
+    }
+}
+
+/// A refused topic operation: the Kafka error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl TopicError {
+    fn new(code: i16, message: impl Into<String>) -> Self {
+        TopicError { code, message: message.into() }
+    }
+}
+
+/// The broker: where topics live, and who we are.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<Config>,
+    /// What Metadata, FindCoordinator and DescribeCluster advertise.
+    pub advertised: HostPort,
+    pub cluster_id: String,
+    topics: DashMap<String, Arc<Topic>>,
+    topic_ids: DashMap<Uuid, Arc<Topic>>,
+    next_producer_id: AtomicI64,
+}
+
+impl Broker {
+    /// A broker with no topics.
+    pub fn new(config: Arc<Config>, advertised: HostPort, cluster_id: String) -> Self {
+        Broker {
+            config,
+            advertised,
+            cluster_id,
+            topics: DashMap::new(),
+            topic_ids: DashMap::new(),
+            next_producer_id: AtomicI64::new(0),
+        }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn host(&self) -> StrBytes {
+        StrBytes::from_string(self.advertised.host.clone())
+    }
+
+    pub fn port(&self) -> i32 {
+        self.advertised.port as i32
+    }
+
+    /// The topic with this name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.clone())
+    }
+
+    /// The topic with this id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.topic_ids.get(id).map(|t| t.clone())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<Arc<Topic>> = self.topics.iter().map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// A new producer id for InitProducerId.
+    pub fn allocate_producer_id(&self) -> i64 {
+        self.next_producer_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks what CreateTopics would check, without creating anything.
+    pub fn validate_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<(i32, BTreeMap<String, String>), TopicError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+        }
+        let canonical = name.replace('.', "_");
+        if let Some(other) = self.topics.iter().find(|t| t.key().replace('.', "_") == canonical) {
+            return Err(TopicError::new(
+                codes::INVALID_TOPIC_EXCEPTION,
+                format!("Topic '{name}' collides with existing topic: {}", other.key()),
+            ));
+        }
+        let partitions = match partitions {
+            -1 => self.config.num_partitions,
+            p if p >= 1 => p,
+            _ => {
+                return Err(TopicError::new(
+                    codes::INVALID_PARTITIONS,
+                    "Number of partitions was set to an invalid non-positive value.",
+                ));
+            }
+        };
+        if partitions > 100_000 {
+            return Err(TopicError::new(codes::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
+        }
+        match replication_factor {
+            -1 | 1 => {}
+            r if r < 1 => {
+                return Err(TopicError::new(
+                    codes::INVALID_REPLICATION_FACTOR,
+                    "Replication factor must be larger than 0, or -1 to use the default value.",
+                ));
+            }
+            r => {
+                return Err(TopicError::new(
+                    codes::INVALID_REPLICATION_FACTOR,
+                    format!("Unable to replicate the partition {r} time(s): The target replication factor of {r} cannot be reached because only 1 broker(s) are registered."),
+                ));
+            }
+        }
+        let mut overrides = BTreeMap::new();
+        for (k, v) in configs {
+            topic_config::validate(k, v.as_deref()).map_err(|m| TopicError::new(codes::INVALID_CONFIG, m))?;
+            overrides.insert(k.clone(), v.clone().unwrap_or_default());
+        }
+        Ok((partitions, overrides))
+    }
+
+    /// Creates a topic (after [`Self::validate_new_topic`]).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let config = TopicConfig::resolve(&self.config, overrides);
+        let mut id = Uuid::new_v4();
+        while self.topic_ids.contains_key(&id) {
+            id = Uuid::new_v4();
+        }
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            config: RwLock::new(config),
+            partitions: RwLock::new(
+                (0..partitions).map(|i| Arc::new(Partition::new(i, Box::new(MemoryLog::new())))).collect(),
+            ),
+        });
+        match self.topics.entry(name.to_string()) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(topic.clone());
+            }
+        }
+        self.topic_ids.insert(id, topic.clone());
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Creates a topic with the broker defaults, as auto-creation does. `None` if the name is
+    /// not a legal topic name.
+    pub fn auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        let (partitions, overrides) = self.validate_new_topic(name, -1, -1, &BTreeMap::new())?;
+        match self.create_topic(name, partitions, overrides) {
+            Ok(t) => Ok(t),
+            // lost a race with another creator: theirs is as good
+            Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => self.topic(name).ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a topic.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if !self.config.delete_topic_enable {
+            return Err(TopicError::new(codes::TOPIC_AUTHORIZATION_FAILED, "Topic deletion is disabled."));
+        }
+        let (_, topic) = self.topics.remove(name).ok_or_else(|| {
+            TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        })?;
+        self.topic_ids.remove(&topic.id);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(&self, topic: &Topic, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let mut parts = topic.partitions.write().expect("partitions lock");
+        let current = parts.len() as i32;
+        if count <= current {
+            let msg = if count == current {
+                format!("Topic already has {current} partitions.")
+            } else {
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
+            };
+            return Err(TopicError::new(codes::INVALID_PARTITIONS, msg));
+        }
+        if count > 100_000 {
+            return Err(TopicError::new(codes::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
+        }
+        if !validate_only {
+            for i in current..count {
+                parts.push(Arc::new(Partition::new(i, Box::new(MemoryLog::new()))));
+            }
+            tracing::info!(topic = topic.name.as_str(), from = current, to = count, "added partitions");
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |m: String| Err(TopicError::new(codes::INVALID_TOPIC_EXCEPTION, m));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > 249 {
+        return invalid(format!("Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"));
+    }
+    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-') {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the one wall-clock read of the data plane.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> Broker {
+        Broker::new(Arc::new(Config::default()), HostPort { host: "h".into(), port: 1 }, "c".into())
+    }
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        assert!(validate_topic_name("a.b-c_D9").is_ok());
+        for bad in ["", ".", "..", "a b", "ä", &"x".repeat(250)] {
+            assert_eq!(validate_topic_name(bad).unwrap_err().code, codes::INVALID_TOPIC_EXCEPTION, "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_validate_collide_and_delete() {
+        let b = broker();
+        let none = BTreeMap::new();
+        let (p, o) = b.validate_new_topic("a.b", -1, -1, &none).unwrap();
+        assert_eq!(p, 1);
+        b.create_topic("a.b", p, o).unwrap();
+        assert_eq!(b.validate_new_topic("a.b", 1, 1, &none).unwrap_err().code, codes::TOPIC_ALREADY_EXISTS);
+        assert_eq!(b.validate_new_topic("a_b", 1, 1, &none).unwrap_err().code, codes::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(b.validate_new_topic("x", 0, 1, &none).unwrap_err().code, codes::INVALID_PARTITIONS);
+        assert_eq!(b.validate_new_topic("x", 1, 3, &none).unwrap_err().code, codes::INVALID_REPLICATION_FACTOR);
+        let mut bad = BTreeMap::new();
+        bad.insert("retention.ms".to_string(), Some("soon".to_string()));
+        assert_eq!(b.validate_new_topic("x", 1, 1, &bad).unwrap_err().code, codes::INVALID_CONFIG);
+        let t = b.topic("a.b").unwrap();
+        assert!(b.topic_by_id(&t.id).is_some());
+        b.create_partitions(&t, 3, false).unwrap();
+        assert_eq!(t.partition_count(), 3);
+        assert_eq!(b.create_partitions(&t, 2, false).unwrap_err().code, codes::INVALID_PARTITIONS);
+        b.delete_topic("a.b").unwrap();
+        assert!(b.topic("a.b").is_none() && b.topic_by_id(&t.id).is_none());
+    }
+}

@@ -1,0 +1,182 @@
+//! One partition: its log, its idempotent-producer state, and the parked fetches to wake.
+//!
+//! The mutex covers "check sequence + assign offsets + append", which must be atomic per
+//! partition; it is never held across an `.await`.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use super::batch::{self, BatchHeader};
+use super::partition_log::PartitionLog;
+use super::producer::{ProducerTable, Verdict};
+use super::topic_config::TopicConfig;
+use crate::error::codes;
+
+/// The leader epoch every batch is stamped with: a single node never changes leader.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// A partition's mutable state.
+#[derive(Debug)]
+pub struct PartitionState {
+    pub log: Box<dyn PartitionLog>,
+    pub producers: ProducerTable,
+}
+
+/// The answer to a Produce for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// A refused append: the Kafka error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendError {
+    pub code: i16,
+    pub message: String,
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    pub index: i32,
+    state: Mutex<PartitionState>,
+    /// Fetches parked on this partition; each is woken (and removed) by the next append.
+    waiters: Mutex<Vec<Weak<Notify>>>,
+}
+
+impl Partition {
+    pub fn new(index: i32, log: Box<dyn PartitionLog>) -> Self {
+        Partition {
+            index,
+            state: Mutex::new(PartitionState {
+                log,
+                producers: ProducerTable::default(),
+            }),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Locks the partition state. Poisoning means a panic while appending: a broken
+    /// invariant, so it propagates.
+    pub fn lock(&self) -> MutexGuard<'_, PartitionState> {
+        self.state.lock().expect("partition lock poisoned")
+    }
+
+    /// (log start offset, high watermark).
+    pub fn offsets(&self) -> (i64, i64) {
+        let s = self.lock();
+        (s.log.start_offset(), s.log.next_offset())
+    }
+
+    /// Appends the validated batches of one Produce partition.
+    pub fn append(
+        &self,
+        records: &Bytes,
+        batches: &[(usize, BatchHeader)],
+        config: &TopicConfig,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        for (_, h) in batches {
+            if h.total_len() > config.max_message_bytes as usize {
+                return Err(AppendError {
+                    code: codes::MESSAGE_TOO_LARGE,
+                    message: format!(
+                        "The request included a message larger than the max message size the server will accept ({} > {})",
+                        h.total_len(),
+                        config.max_message_bytes
+                    ),
+                });
+            }
+            if !config.log_append_time {
+                if h.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms
+                    || now_ms.saturating_sub(h.base_timestamp) > config.timestamp_before_max_ms
+                {
+                    return Err(AppendError {
+                        code: codes::INVALID_TIMESTAMP,
+                        message: "Timestamp of the batch is out of the range allowed by message.timestamp.before/after.max.ms".into(),
+                    });
+                }
+            }
+        }
+        let mut state = self.lock();
+        // Sequence checks first: a refused or duplicate batch appends nothing.
+        for (i, (_, h)) in batches.iter().enumerate() {
+            match state.producers.check(h) {
+                Verdict::Append => {}
+                Verdict::Duplicate { base_offset, timestamp } if i == 0 => {
+                    return Ok(Appended {
+                        base_offset,
+                        log_append_time: if config.log_append_time { timestamp } else { -1 },
+                        log_start_offset: state.log.start_offset(),
+                    });
+                }
+                Verdict::Duplicate { .. } => {
+                    return Err(AppendError {
+                        code: codes::DUPLICATE_SEQUENCE_NUMBER,
+                        message: "a later batch of the request duplicates an earlier one".into(),
+                    });
+                }
+                Verdict::Reject(code) => {
+                    return Err(AppendError {
+                        code,
+                        message: format!(
+                            "producer {} epoch {} sequence {} refused",
+                            h.producer_id, h.producer_epoch, h.base_sequence
+                        ),
+                    });
+                }
+            }
+        }
+        let first_offset = state.log.next_offset();
+        for (start, h) in batches {
+            let base = state.log.next_offset();
+            let mut bytes = BytesMut::from(&records[*start..*start + h.total_len()]);
+            batch::patch_offsets(&mut bytes, base, LEADER_EPOCH);
+            if config.log_append_time {
+                batch::stamp_log_append_time(&mut bytes, now_ms);
+            }
+            let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
+            state.log.append(bytes.freeze(), &stored).map_err(|e| AppendError {
+                code: codes::KAFKA_STORAGE_ERROR,
+                message: format!("cannot append to the log: {e}"),
+            })?;
+            let ts = if config.log_append_time { now_ms } else { h.max_timestamp };
+            state.producers.record(h, base, ts);
+        }
+        let appended = Appended {
+            base_offset: first_offset,
+            log_append_time: if config.log_append_time { now_ms } else { -1 },
+            log_start_offset: state.log.start_offset(),
+        };
+        drop(state);
+        self.wake_fetches();
+        Ok(appended)
+    }
+
+    /// Registers a parked fetch to be woken by the next append.
+    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
+        let mut w = self.waiters.lock().expect("waiters lock poisoned");
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(waiter));
+    }
+
+    fn wake_fetches(&self) {
+        let drained: Vec<Weak<Notify>> = {
+            let mut w = self.waiters.lock().expect("waiters lock poisoned");
+            if w.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *w)
+        };
+        for w in drained {
+            if let Some(n) = w.upgrade() {
+                n.notify_one();
+            }
+        }
+    }
+}

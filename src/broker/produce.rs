@@ -1,0 +1,109 @@
+//! Produce and InitProducerId.
+//!
+//! A Produce partition's records are validated from their batch headers (sizes, magic, CRC,
+//! counts), checked against the idempotent-producer state, given offsets by patching the
+//! header, and stored as they came: records are never decoded or re-encoded here.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::batch::validate_produce_records;
+use super::{Broker, now_ms};
+use crate::error::codes;
+
+fn partition_error(version: i16, index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1);
+    if version >= 5 {
+        p.log_start_offset = -1;
+    }
+    if version >= 8 {
+        p.error_message = message.map(StrBytes::from_string);
+    }
+    p
+}
+
+/// Produce. Returns the response even for acks=0; the connection does not send it then.
+pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
+    let now = now_ms();
+    let acks_ok = matches!(req.acks, -1..=1);
+    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
+    let responses = req
+        .topic_data
+        .into_iter()
+        .map(|td| {
+            let topic = broker.topic(&td.name);
+            let partition_responses = td
+                .partition_data
+                .into_iter()
+                .map(|pd| {
+                    let fail = |code: i16, msg: Option<String>| partition_error(version, pd.index, code, msg);
+                    if !acks_ok {
+                        return fail(codes::INVALID_REQUIRED_ACKS, None);
+                    }
+                    if transactional {
+                        return fail(codes::INVALID_TXN_STATE, Some("corral does not support transactions".into()));
+                    }
+                    let Some(topic) = topic.as_ref() else {
+                        return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                    };
+                    let Some(partition) = topic.partition(pd.index) else {
+                        return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                    };
+                    let Some(records) = pd.records.as_ref() else {
+                        return fail(codes::INVALID_RECORD, Some("produce request without records".into()));
+                    };
+                    let batches = match validate_produce_records(records) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tracing::debug!(topic = %td.name.as_str(), partition = pd.index, "{e}");
+                            return fail(e.code(), Some(e.to_string()));
+                        }
+                    };
+                    if batches.iter().any(|(_, h)| h.is_transactional()) {
+                        return fail(codes::INVALID_TXN_STATE, Some("corral does not support transactions".into()));
+                    }
+                    match partition.append(records, &batches, &topic.config(), now) {
+                        Ok(a) => {
+                            let mut p = PartitionProduceResponse::default()
+                                .with_index(pd.index)
+                                .with_base_offset(a.base_offset)
+                                .with_log_append_time_ms(a.log_append_time);
+                            if version >= 5 {
+                                p.log_start_offset = a.log_start_offset;
+                            }
+                            metrics::counter!("corral_produced_batches_total").increment(batches.len() as u64);
+                            p
+                        }
+                        Err(e) => fail(e.code, Some(e.message)),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// InitProducerId: every idempotent producer gets a fresh id at epoch 0, as Kafka does for
+/// producers without a transactional id. Transactional ids are refused until transactions exist.
+pub fn handle_init_producer_id(broker: &Broker, _version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    if let Some(tid) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+        tracing::warn!(transactional_id = %tid.as_str(), "InitProducerId with a transactional id: corral does not support transactions");
+        return InitProducerIdResponse::default()
+            .with_error_code(codes::UNSUPPORTED_VERSION)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(broker.allocate_producer_id()))
+        .with_producer_epoch(0)
+}

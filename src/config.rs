@@ -1,0 +1,428 @@
+//! Every setting corral has: its default, and its Kafka name where Kafka has one.
+//!
+//! The config file is TOML whose keys are Kafka's own setting names. Both spellings work:
+//! `"num.partitions" = 3` (a quoted key) and `num.partitions = 3` (TOML reads that as nested
+//! tables; we flatten them back into the dotted name). Command-line flags override the file.
+//! Unknown keys are reported as warnings, as Kafka does, and otherwise ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A configuration problem that stops start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Value { key: String, message: String },
+}
+
+/// A `host:port` pair as advertised to clients (Metadata, FindCoordinator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host:port`, `[v6]:port` or Kafka's `PLAINTEXT://host:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let s = match s.find("://") {
+            Some(i) => {
+                let scheme = &s[..i];
+                if !scheme.eq_ignore_ascii_case("PLAINTEXT") {
+                    return Err(format!(
+                        "listener scheme `{scheme}` is not supported (only PLAINTEXT)"
+                    ));
+                }
+                &s[i + 3..]
+            }
+            None => s,
+        };
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The whole configuration. Field docs name the Kafka setting, where there is one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `listeners`: where to accept connections. The binary binds it; `server::run` takes an
+    /// already bound listener.
+    pub listen: String,
+    /// `advertised.listeners`: what Metadata and FindCoordinator return. `None` means the
+    /// address the listener is actually bound to (so port 0 advertises the real port).
+    pub advertised: Option<HostPort>,
+    /// `log.dirs` (one directory): where data lives; locked against a second server.
+    pub data_dir: PathBuf,
+    /// Keep everything in memory and touch no directory (corral-only).
+    pub ephemeral: bool,
+    /// `node.id`: our broker id in Metadata, FindCoordinator and DescribeCluster.
+    pub node_id: i32,
+    /// `max.connections`: connections beyond this wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// `socket.request.max.bytes`: a request frame above this closes the connection.
+    pub socket_request_max_bytes: usize,
+    /// `num.partitions`: partitions of an auto-created topic, and of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`: Metadata for an unknown topic creates it.
+    pub auto_create_topics_enable: bool,
+    /// `default.replication.factor`: accepted for compatibility; a single node always has 1.
+    pub default_replication_factor: i16,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// `message.max.bytes`: the largest record batch a topic accepts by default.
+    pub message_max_bytes: i32,
+    /// `log.retention.ms` (or `.minutes`, `.hours`): default `retention.ms` of topics; -1 = forever.
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes`: default `retention.bytes`; -1 = unbounded.
+    pub log_retention_bytes: i64,
+    /// `log.segment.bytes`: default `segment.bytes`.
+    pub log_segment_bytes: i64,
+    /// `log.cleanup.policy`: default `cleanup.policy`.
+    pub log_cleanup_policy: String,
+    /// `log.message.timestamp.type`: default `message.timestamp.type`.
+    pub log_message_timestamp_type: String,
+    /// `log.flush.interval.messages`: fsync a partition after this many messages.
+    pub log_flush_interval_messages: i64,
+    /// `log.flush.interval.ms`: fsync a partition when its oldest unflushed message is this old.
+    pub log_flush_interval_ms: Option<i64>,
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    pub log_retention_check_interval_ms: i64,
+    /// `log.cleaner.delete.retention.ms`: how long tombstones survive compaction.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `group.initial.rebalance.delay.ms`: corral defaults to 0 (Kafka: 3000).
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub group_max_size: i32,
+    /// `offsets.topic.num.partitions`: the number of coordinator shards. Never change it
+    /// once a data dir exists (group placement depends on it).
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes` (counted in UTF-16 units, as Kafka does).
+    pub offset_metadata_max_bytes: i32,
+    /// `offsets.topic.segment.bytes`: segment size of the coordinator's offsets log.
+    pub offsets_topic_segment_bytes: i64,
+    /// Where to serve Prometheus metrics (corral-only; off by default).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Keys the file had that corral does not know; logged once tracing is up.
+    pub unknown_keys: Vec<String>,
+    /// Keys the file set (DescribeConfigs reports them as STATIC_BROKER_CONFIG).
+    pub explicit: std::collections::BTreeSet<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9092".to_string(),
+            advertised: None,
+            data_dir: PathBuf::from("./corral-data"),
+            ephemeral: false,
+            node_id: 1,
+            max_connections: 65_536,
+            socket_request_max_bytes: 104_857_600,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            default_replication_factor: 1,
+            delete_topic_enable: true,
+            message_max_bytes: 1_048_588,
+            log_retention_ms: 168 * 3_600_000,
+            log_retention_bytes: -1,
+            log_segment_bytes: 1_073_741_824,
+            log_cleanup_policy: "delete".to_string(),
+            log_message_timestamp_type: "CreateTime".to_string(),
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: None,
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_delete_retention_ms: 86_400_000,
+            group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
+            offsets_topic_segment_bytes: 104_857_600,
+            metrics_listen: None,
+            unknown_keys: Vec::new(),
+            explicit: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file over the defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::default();
+        config.apply_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Applies the keys of a TOML document over the current values.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (key, value) in flat {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Sets one setting by its Kafka name.
+    pub fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+        let v = Value { key, value };
+        self.explicit.insert(key.to_string());
+        match key {
+            "listeners" | "listen" => self.listen = HostPort::parse(&v.string()?).map_err(|m| v.err(m))?.to_string(),
+            "advertised.listeners" | "advertised" => {
+                self.advertised = Some(HostPort::parse(&v.string()?).map_err(|m| v.err(m))?)
+            }
+            "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v.string()?),
+            "ephemeral" => self.ephemeral = v.bool()?,
+            "node.id" | "broker.id" => self.node_id = v.int_in(0, i32::MAX as i64)? as i32,
+            "max.connections" => self.max_connections = v.int_in(1, i32::MAX as i64)? as usize,
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = v.int_in(1, i32::MAX as i64)? as usize
+            }
+            "num.partitions" => self.num_partitions = v.int_in(1, 1_000_000)? as i32,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = v.bool()?,
+            "default.replication.factor" => {
+                self.default_replication_factor = v.int_in(1, i16::MAX as i64)? as i16
+            }
+            "delete.topic.enable" => self.delete_topic_enable = v.bool()?,
+            "message.max.bytes" => self.message_max_bytes = v.int_in(0, i32::MAX as i64)? as i32,
+            "log.retention.ms" => self.log_retention_ms = v.int_in(-1, i64::MAX)?,
+            "log.retention.minutes" => self.log_retention_ms = v.int_in(-1, i64::MAX / 60_000)?.saturating_mul(60_000).max(-1),
+            "log.retention.hours" => self.log_retention_ms = v.int_in(-1, i64::MAX / 3_600_000)?.saturating_mul(3_600_000).max(-1),
+            "log.retention.bytes" => self.log_retention_bytes = v.int_in(-1, i64::MAX)?,
+            "log.segment.bytes" => self.log_segment_bytes = v.int_in(14, i32::MAX as i64)?,
+            "log.cleanup.policy" => {
+                let s = v.string()?;
+                crate::broker::topic_config::validate_cleanup_policy(&s).map_err(|m| v.err(m))?;
+                self.log_cleanup_policy = s
+            }
+            "log.message.timestamp.type" => {
+                let s = v.string()?;
+                if s != "CreateTime" && s != "LogAppendTime" {
+                    return Err(v.err("must be CreateTime or LogAppendTime".into()));
+                }
+                self.log_message_timestamp_type = s
+            }
+            "log.flush.interval.messages" => self.log_flush_interval_messages = v.int_in(1, i64::MAX)?,
+            "log.flush.interval.ms" => self.log_flush_interval_ms = Some(v.int_in(0, i64::MAX)?),
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = v.int_in(1, i64::MAX)?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log_cleaner_delete_retention_ms = v.int_in(0, i64::MAX)?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = v.int_in(0, i32::MAX as i64)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32
+            }
+            "group.max.size" => self.group_max_size = v.int_in(1, i32::MAX as i64)? as i32,
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = v.int_in(1, 10_000)? as i32
+            }
+            "offsets.retention.minutes" => self.offsets_retention_minutes = v.int_in(1, i64::MAX / 60_000)?,
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = v.int_in(1, i64::MAX)?
+            }
+            "offset.metadata.max.bytes" => {
+                self.offset_metadata_max_bytes = v.int_in(0, i32::MAX as i64)? as i32
+            }
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = v.int_in(1024, i32::MAX as i64)?,
+            "metrics.listen" => {
+                self.metrics_listen = Some(v.string()?.parse().map_err(|_| v.err("not HOST:PORT".into()))?)
+            }
+            // Accepted for compatibility with Kafka config files; meaningless on one node.
+            "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor"
+            | "transaction.state.log.min.isr"
+            | "min.insync.replicas"
+            | "process.roles"
+            | "controller.quorum.voters"
+            | "controller.listener.names"
+            | "listener.security.protocol.map"
+            | "inter.broker.listener.name"
+            | "num.network.threads"
+            | "num.io.threads"
+            | "socket.send.buffer.bytes"
+            | "socket.receive.buffer.bytes"
+            | "num.recovery.threads.per.data.dir" => {}
+            _ => self.unknown_keys.push(key.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Checks relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(ConfigError::Value {
+                key: "group.min.session.timeout.ms".into(),
+                message: "is larger than group.max.session.timeout.ms".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `offsets.retention.minutes` in milliseconds.
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.offsets_retention_minutes.saturating_mul(60_000)
+    }
+}
+
+/// Flattens nested TOML tables into dotted keys: `{num: {partitions: 1}}` → `num.partitions`.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// One value being read, with its key for error messages.
+struct Value<'a> {
+    key: &'a str,
+    value: &'a toml::Value,
+}
+
+impl Value<'_> {
+    fn err(&self, message: String) -> ConfigError {
+        ConfigError::Value {
+            key: self.key.to_string(),
+            message,
+        }
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        match self.value {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            _ => Err(self.err("expected a string".into())),
+        }
+    }
+
+    fn bool(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            toml::Value::Boolean(b) => Ok(*b),
+            toml::Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+            toml::Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+            _ => Err(self.err("expected true or false".into())),
+        }
+    }
+
+    fn int_in(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n = match self.value {
+            toml::Value::Integer(i) => *i,
+            toml::Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| self.err(format!("`{s}` is not an integer")))?,
+            _ => return Err(self.err("expected an integer".into())),
+        };
+        if n < min || n > max {
+            return Err(self.err(format!("{n} is outside {min}..={max}")));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_keys_work_quoted_and_nested() {
+        let mut c = Config::default();
+        c.apply_toml("\"num.partitions\" = 3\nauto.create.topics.enable = false\n[group]\ninitial.rebalance.delay.ms = 3000\n")
+            .unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert!(!c.auto_create_topics_enable);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_collected_and_bad_values_rejected() {
+        let mut c = Config::default();
+        c.apply_toml("no.such.key = 1").unwrap();
+        assert_eq!(c.unknown_keys, vec!["no.such.key".to_string()]);
+        assert!(c.apply_toml("num.partitions = 0").is_err());
+        assert!(c.apply_toml("num.partitions = \"x\"").is_err());
+    }
+
+    #[test]
+    fn listener_forms() {
+        assert_eq!(
+            HostPort::parse("PLAINTEXT://localhost:9093").unwrap(),
+            HostPort { host: "localhost".into(), port: 9093 }
+        );
+        assert_eq!(HostPort::parse("[::1]:9092").unwrap().to_string(), "[::1]:9092");
+        assert!(HostPort::parse("SSL://a:1").is_err());
+        assert!(HostPort::parse("nohost").is_err());
+    }
+}

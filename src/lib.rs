@@ -1,0 +1,30 @@
+//! corral: one binary that speaks the Apache Kafka wire protocol — a group coordinator and a
+//! complete single-node broker that stock Kafka clients use unmodified.
+//!
+//! # How a request travels
+//!
+//! ```text
+//! socket ─► frame        4-byte size prefix, socket.request.max.bytes      (frame)
+//!        ─► decode       version checked against the one table, then the
+//!                        header, a guard walk of the body, the crate decode (protocol)
+//!        ─► route        the one match on api key                           (router)
+//!             ├─ ApiVersions                                               (protocol::SUPPORTED)
+//!             └─ broker: Metadata, Produce, Fetch, ListOffsets, topics...  (broker)
+//!        ─► encode       at the request's version, header v0/v1             (protocol)
+//! ```
+//!
+//! One request is in flight per connection, as Kafka mutes a channel until it answers
+//! (`connection`). The accept loop, connection limit and graceful shutdown are in `server`;
+//! every setting and its Kafka name in `config`.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod protocol;
+pub mod router;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Server, run};

@@ -1,0 +1,139 @@
+//! The `corral` command: flags and config file → [`corral::Config`]; logging; bind; serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use corral::config::{Config, HostPort};
+use tracing_subscriber::EnvFilter;
+
+/// A Kafka-compatible broker and group coordinator in one binary, for development and tests.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address given to clients in Metadata and FindCoordinator [default: the listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised: Option<String>,
+    /// Data directory; locked so two servers cannot share it [default: ./corral-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory and touch no directory.
+    #[arg(long)]
+    ephemeral: bool,
+    /// TOML config file whose keys are Kafka's setting names (num.partitions, ...).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(l) = &cli.listen {
+        config.listen = l.clone();
+    }
+    if let Some(a) = &cli.advertised {
+        config.advertised = Some(HostPort::parse(a).map_err(|e| format!("--advertised: {e}"))?);
+    }
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    if cli.ephemeral {
+        config.ephemeral = true;
+    }
+    if cli.metrics.is_some() {
+        config.metrics_listen = cli.metrics;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for key in &config.unknown_keys {
+        tracing::warn!("the configuration '{key}' was supplied but isn't a known config");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corral: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if let Some(addr) = config.metrics_listen {
+            if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
+                eprintln!("corral: cannot serve metrics on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("corral: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let data = if config.ephemeral { "(ephemeral, in memory)".to_string() } else { config.data_dir.display().to_string() };
+        let server = match corral::Server::open(listener, config) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!(
+            "corral {} listening on {bound}, advertised as {}, data dir {data}",
+            env!("CARGO_PKG_VERSION"),
+            server.advertised()
+        );
+        match server.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("corral: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

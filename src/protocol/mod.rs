@@ -1,0 +1,224 @@
+//! kafka-protocol glue: the one table of supported versions, request decoding, response encoding.
+//!
+//! Decoding goes: peek api key/version/correlation id → check the version against
+//! [`SUPPORTED`] → decode the header at the header version the key and version imply →
+//! walk the body with [`guard`] (so no claimed length can make the crate allocate without
+//! bound) → decode the body with the crate. Encoding writes the size prefix, the response
+//! header at its version (always v0 for ApiVersions) and the body at the request's version.
+
+pub mod guard;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    api_versions_response::ApiVersion,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::error::codes;
+use crate::frame::HeaderPeek;
+
+/// Every api key corral serves, with the versions it serves. This table is the single source
+/// of truth: ApiVersions advertises exactly it, and the decoder refuses anything outside it.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The versions of `api_key` we serve, if we serve it at all.
+pub fn supported_range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
+    SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == api_key)
+}
+
+/// The ApiVersions table, in api key order.
+pub fn api_version_entries() -> Vec<ApiVersion> {
+    let mut v: Vec<ApiVersion> = SUPPORTED
+        .iter()
+        .map(|(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    v.sort_by_key(|a| a.api_key);
+    v
+}
+
+/// One decoded request.
+#[derive(Debug)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+/// What to do with a frame that is not a request we can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// An ApiVersions request newer than we know: answer with the v0 fallback (KIP-511).
+    #[error("ApiVersions v{version} is newer than we serve")]
+    ApiVersionsTooNew { correlation_id: i32, version: i16 },
+    /// Not an api key we serve. Kafka closes the connection: no valid response exists.
+    #[error("unsupported api key {0}")]
+    UnknownApiKey(i16),
+    /// A version outside the range we advertise. Kafka closes the connection.
+    #[error("unsupported version {version} of {api_key:?} (we serve {min}..={max})")]
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    /// The header or body does not parse. Kafka closes the connection.
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    /// Not even the fixed header fields are there.
+    #[error("frame too short for a request header")]
+    TooShort,
+}
+
+/// Decodes one request frame (the size prefix already removed).
+pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
+    let peek = HeaderPeek::read(&frame).ok_or(DecodeError::TooShort)?;
+    let Some((api_key, min, max)) = supported_range(peek.api_key) else {
+        return Err(DecodeError::UnknownApiKey(peek.api_key));
+    };
+    let version = peek.api_version;
+    if version < min || version > max {
+        if api_key == ApiKey::ApiVersions && version > max {
+            return Err(DecodeError::ApiVersionsTooNew {
+                correlation_id: peek.correlation_id,
+                version,
+            });
+        }
+        return Err(DecodeError::UnsupportedVersion {
+            api_key,
+            version,
+            min,
+            max,
+        });
+    }
+    let malformed = |reason: String| DecodeError::Malformed {
+        api_key,
+        version,
+        reason,
+    };
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    guard::check_request_body(api_key as i16, version, &buf).map_err(|e| malformed(e.to_string()))?;
+    let body =
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
+    Ok(Request {
+        api_key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// A response that could not be encoded: a field set that the version lacks. That is a bug
+/// in a handler; the connection is closed and the bug logged.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {api_key:?} v{version} response: {reason}")]
+pub struct EncodeError {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub reason: String,
+}
+
+/// Appends one whole response frame (size, header, body) to `out`.
+pub fn encode_response(
+    out: &mut BytesMut,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.put_i32(0);
+    let fail = |reason: String| EncodeError {
+        api_key,
+        version,
+        reason,
+    };
+    let header_version = body.header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header.encode(out, header_version) {
+        out.truncate(start);
+        return Err(fail(e.to_string()));
+    }
+    if let Err(e) = body.encode(out, version) {
+        out.truncate(start);
+        return Err(fail(e.to_string()));
+    }
+    let size = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
+/// The KIP-511 fallback: a v0 ApiVersions body with UNSUPPORTED_VERSION and our table, after a
+/// v0 response header, so a client that asked with a newer version can retry with ours.
+pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32) {
+    let body = ApiVersionsResponse::default()
+        .with_error_code(codes::UNSUPPORTED_VERSION)
+        .with_api_keys(api_version_entries());
+    encode_response(
+        out,
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(body),
+    )
+    .expect("a v0 ApiVersions response always encodes");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_within_what_the_crate_knows_and_sorted_without_duplicates() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, min, max) in SUPPORTED {
+            let r = k.valid_versions();
+            assert!(*min >= r.min && *max <= r.max, "{k:?} {min}..{max} vs {r:?}");
+            assert!(seen.insert(*k as i16), "{k:?} twice");
+        }
+    }
+
+    #[test]
+    fn fallback_is_v0_with_unsupported_version() {
+        let mut out = BytesMut::new();
+        encode_api_versions_fallback(&mut out, 42);
+        let mut b = out.freeze();
+        let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        assert_eq!(size, b.len() - 4);
+        let _ = bytes::Buf::get_i32(&mut b);
+        assert_eq!(bytes::Buf::get_i32(&mut b), 42);
+        let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();
+        assert_eq!(r.error_code, codes::UNSUPPORTED_VERSION);
+        assert_eq!(r.api_keys.len(), SUPPORTED.len());
+    }
+}

@@ -1,0 +1,100 @@
+//! The one match on api key: a decoded request goes to its handler and comes back as a
+//! response body, or as nothing (Produce with acks=0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, DescribeAclsResponse, RequestKind, ResponseKind,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{self, Broker};
+use crate::error::codes;
+use crate::protocol::{Request, api_version_entries};
+
+/// What every handler may reach: shared state and the shutdown signal.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub broker: Arc<Broker>,
+    /// Cancelled when the server shuts down; parked requests answer early.
+    pub shutdown: CancellationToken,
+}
+
+/// Facts about the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+}
+
+/// Kafka's rule for ApiVersions v3+ client software name and version.
+fn valid_software_field(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
+}
+
+fn api_versions(version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
+    let resp = ApiVersionsResponse::default().with_api_keys(api_version_entries());
+    if version >= 3
+        && !(valid_software_field(req.client_software_name.as_str())
+            && valid_software_field(req.client_software_version.as_str()))
+    {
+        return resp.with_error_code(codes::INVALID_REQUEST);
+    }
+    resp
+}
+
+/// Routes one request. `None` means "send nothing back".
+pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Option<ResponseKind> {
+    let v = req.version;
+    let key = req.api_key;
+    let b = &ctx.broker;
+    let resp = match req.body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(v, &r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r)),
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let resp = broker::handle_produce(b, v, r);
+            if acks == 0 {
+                return None;
+            }
+            ResponseKind::Produce(resp)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(broker::handle_fetch(b, v, r, &ctx.shutdown).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker::handle_list_offsets(b, v, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(broker::handle_offset_for_leader_epoch(b, v, r))
+        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(broker::handle_delete_topics(b, v, r)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(broker::handle_delete_records(b, v, r)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(broker::handle_describe_cluster(b, v, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(broker::handle_describe_configs(b, v, r))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(broker::handle_alter_configs(b, v, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(broker::handle_incremental_alter_configs(b, v, r))
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(broker::handle_describe_log_dirs(b, v, r))
+        }
+        RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(
+            DescribeAclsResponse::default()
+                .with_error_code(codes::SECURITY_DISABLED)
+                .with_error_message(Some(StrBytes::from_static_str("No Authorizer is configured on the broker"))),
+        ),
+        _ => unreachable!("{key:?} is in the version table but has no handler"),
+    };
+    Some(resp)
+}
