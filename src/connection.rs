@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::frame::{FrameCodec, FrameError, HeaderPeek};
 use crate::protocol::{self, DecodeError};
-use crate::router::{self, ConnInfo, Context};
+use crate::router::{self, ConnInfo, Context, Reply};
 
 /// Size of the first read buffer; it grows for larger frames.
 const INITIAL_READ_BUFFER: usize = 16 * 1024;
@@ -65,8 +65,13 @@ where
             Ok(req) => {
                 let (api_key, version, correlation_id) = (req.api_key, req.version, req.header.correlation_id);
                 let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
-                let Some(body) = router::route(&ctx, &conn, req).instrument(span).await else {
-                    continue;
+                let body = match router::route(&ctx, &conn, req).instrument(span).await {
+                    Reply::Send(body) => body,
+                    Reply::Nothing => continue,
+                    Reply::Close(why) => {
+                        tracing::info!(peer = %conn.peer, "closing connection: {why}");
+                        return;
+                    }
                 };
                 if let Err(e) = protocol::encode_response(&mut outbuf, api_key, version, correlation_id, &body) {
                     tracing::error!(peer = %conn.peer, "{e}");

@@ -57,6 +57,7 @@ pub mod codes {
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const TOPIC_DELETION_DISABLED: i16 = 73;
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
@@ -68,5 +69,6 @@ pub mod codes {
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
-    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
+    pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 }

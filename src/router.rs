@@ -38,18 +38,28 @@ fn valid_software_field(s: &str) -> bool {
 }
 
 fn api_versions(version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
-    let resp = ApiVersionsResponse::default().with_api_keys(api_version_entries());
     if version >= 3
         && !(valid_software_field(req.client_software_name.as_str())
             && valid_software_field(req.client_software_version.as_str()))
     {
-        return resp.with_error_code(codes::INVALID_REQUEST);
+        return ApiVersionsResponse::default().with_error_code(codes::INVALID_REQUEST);
     }
-    resp
+    ApiVersionsResponse::default().with_api_keys(api_version_entries())
 }
 
-/// Routes one request. `None` means "send nothing back".
-pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Option<ResponseKind> {
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this response.
+    Send(ResponseKind),
+    /// Send nothing (Produce with acks=0).
+    Nothing,
+    /// Close the connection: there is no response to carry the error (acks=0 Produce that failed).
+    Close(&'static str),
+}
+
+/// Routes one request.
+pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Reply {
     let v = req.version;
     let key = req.api_key;
     let b = &ctx.broker;
@@ -60,7 +70,11 @@ pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Option<Resp
             let acks = r.acks;
             let resp = broker::handle_produce(b, v, r);
             if acks == 0 {
-                return None;
+                return if broker::produce_has_error(&resp) {
+                    Reply::Close("an acks=0 produce failed")
+                } else {
+                    Reply::Nothing
+                };
             }
             ResponseKind::Produce(resp)
         }
@@ -96,5 +110,5 @@ pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Option<Resp
         ),
         _ => unreachable!("{key:?} is in the version table but has no handler"),
     };
-    Some(resp)
+    Reply::Send(resp)
 }

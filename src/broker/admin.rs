@@ -36,10 +36,16 @@ fn topic_configs(broker: &Broker, config: &TopicConfig) -> Vec<CreatableTopicCon
 
 /// The replica assignment form of CreateTopics: every partition on our node, one replica.
 fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> Result<i32, TopicError> {
-    if t.num_partitions != -1 || t.replication_factor != -1 {
+    if t.replication_factor != -1 {
         return Err(TopicError::new(
             codes::INVALID_REQUEST,
-            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+            "A manual partition assignment was specified, but replication factor was not set to -1.",
+        ));
+    }
+    if t.num_partitions != -1 {
+        return Err(TopicError::new(
+            codes::INVALID_REQUEST,
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
         ));
     }
     let mut seen = vec![false; t.assignments.len()];
@@ -67,7 +73,6 @@ pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequ
     }
     let duplicates: Vec<String> = counts.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.to_string()).collect();
     let mut results = Vec::with_capacity(req.topics.len());
-    let mut answered = std::collections::HashSet::new();
     for t in &req.topics {
         let name = t.name.as_str();
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
@@ -76,13 +81,8 @@ pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequ
             r.replication_factor = -1;
         }
         if duplicates.iter().any(|d| d == name) {
-            if !answered.insert(name.to_string()) {
-                continue;
-            }
             r.error_code = codes::INVALID_REQUEST;
-            r.error_message = Some(StrBytes::from_string(format!(
-                "Create topics request from client contains multiple entries for the following topics: {name}"
-            )));
+            r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));
             results.push(r);
             continue;
         }
@@ -134,6 +134,16 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
     } else {
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
+    let mut names = HashMap::<String, usize>::new();
+    let mut ids = HashMap::<Uuid, usize>::new();
+    for (n, id) in &targets {
+        if let Some(n) = n {
+            *names.entry(n.to_string()).or_default() += 1;
+        }
+        if !id.is_nil() {
+            *ids.entry(*id).or_default() += 1;
+        }
+    }
     let responses = targets
         .into_iter()
         .map(|(name, id)| {
@@ -141,16 +151,27 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
             if version >= 6 {
                 r.topic_id = id;
             }
-            let outcome = match (&name, id.is_nil()) {
-                (Some(n), true) => broker.delete_topic(n),
-                (None, false) => match broker.topic_by_id(&id) {
-                    Some(t) => {
-                        r.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
-                        broker.delete_topic(&t.name)
-                    }
-                    None => Err(TopicError::new(codes::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
-                },
-                _ => Err(TopicError::new(codes::INVALID_REQUEST, "Exactly one of topic name or topic id must be set.")),
+            let outcome = if !broker.config.delete_topic_enable {
+                let code = if version >= 3 { codes::TOPIC_DELETION_DISABLED } else { codes::INVALID_REQUEST };
+                Err(TopicError::new(code, "Topic deletion is disabled."))
+            } else {
+                match (&name, id.is_nil()) {
+                    (Some(_), false) => Err(TopicError::new(codes::INVALID_REQUEST, "You may not specify both topic name and topic id.")),
+                    (None, true) => Err(TopicError::new(codes::INVALID_REQUEST, "Neither topic name nor id were specified.")),
+                    (Some(n), true) if names[n.as_str()] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic name.")),
+                    (None, false) if ids[&id] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic id.")),
+                    (Some(n), true) => broker.delete_topic(n),
+                    (None, false) => match broker.topic_by_id(&id) {
+                        Some(t) if names.contains_key(&t.name) => {
+                            Err(TopicError::new(codes::INVALID_REQUEST, "The same topic was named by both name and id."))
+                        }
+                        Some(t) => {
+                            r.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
+                            broker.delete_topic(&t.name)
+                        }
+                        None => Err(TopicError::new(codes::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
+                    },
+                }
             };
             match outcome {
                 Ok(t) => {
@@ -173,13 +194,25 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
 
 /// CreatePartitions.
 pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut counts = HashMap::<String, usize>::new();
+    for t in &req.topics {
+        *counts.entry(t.name.to_string()).or_default() += 1;
+    }
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if counts[t.name.as_str()] > 1 {
+                r.error_code = codes::INVALID_REQUEST;
+                r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));
+                return r;
+            }
             let outcome = match broker.topic(&t.name) {
-                None => Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.")),
+                None => {
+                    r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    return r;
+                }
                 Some(topic) => {
                     let current = topic.partition_count();
                     match &t.assignments {
@@ -222,6 +255,10 @@ pub fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsR
                         r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                         return r;
                     };
+                    if !topic.as_ref().is_some_and(|t| t.config().delete) {
+                        r.error_code = codes::POLICY_VIOLATION;
+                        return r;
+                    }
                     let mut state = partition.lock();
                     let hwm = state.log.next_offset();
                     let target = if p.offset == -1 { hwm } else { p.offset };
@@ -280,7 +317,10 @@ pub fn handle_describe_log_dirs(broker: &Broker, _version: i16, req: DescribeLog
     let dir = if broker.config.ephemeral {
         "(memory)".to_string()
     } else {
-        broker.config.data_dir.display().to_string()
+        std::path::absolute(&broker.config.data_dir)
+            .unwrap_or_else(|_| broker.config.data_dir.clone())
+            .display()
+            .to_string()
     };
     let result = DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir))

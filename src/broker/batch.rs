@@ -57,6 +57,9 @@ pub enum BatchError {
     /// Valid bytes that this request may not carry (old magic, no batch, ...): INVALID_RECORD.
     #[error("invalid record batch: {0}")]
     Invalid(&'static str),
+    /// Timestamps a producer may not send: INVALID_TIMESTAMP.
+    #[error("invalid timestamp: {0}")]
+    Timestamp(&'static str),
 }
 
 impl BatchError {
@@ -65,6 +68,7 @@ impl BatchError {
         match self {
             BatchError::Corrupt(_) => crate::error::codes::CORRUPT_MESSAGE,
             BatchError::Invalid(_) => crate::error::codes::INVALID_RECORD,
+            BatchError::Timestamp(_) => crate::error::codes::INVALID_TIMESTAMP,
         }
     }
 }
@@ -147,55 +151,53 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
 }
 
-/// Splits a Produce partition's records into batches and checks each one: sizes, magic 2,
-/// CRC, and counts that agree. Returns `(start, header)` of every batch.
-pub fn validate_produce_records(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < records.len() {
-        let rest = &records[at..];
-        if rest.len() < LOG_OVERHEAD + 5 {
-            return Err(BatchError::Corrupt("truncated batch header"));
-        }
-        let magic = rest[16] as i8;
-        if magic != 2 {
-            return Err(BatchError::Invalid(
-                "produce requests of version 3 and later may only carry magic 2 record batches",
-            ));
-        }
-        let h = BatchHeader::parse(rest).ok_or(BatchError::Corrupt("truncated batch header"))?;
-        if (h.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
-            return Err(BatchError::Corrupt("batch length smaller than a batch header"));
-        }
-        if h.total_len() > rest.len() {
-            return Err(BatchError::Corrupt("batch length runs past the end of the records"));
-        }
-        let batch = &rest[..h.total_len()];
-        if compute_crc(batch) != h.crc {
-            return Err(BatchError::Corrupt("CRC-32C mismatch"));
-        }
-        if h.records_count < 0 || h.last_offset_delta < 0 {
-            return Err(BatchError::Corrupt("negative record count or offset delta"));
-        }
-        if h.records_count == 0 {
-            return Err(BatchError::Invalid("a produced batch must hold at least one record"));
-        }
-        if h.compression() == 0 && h.last_offset_delta != h.records_count - 1 {
-            return Err(BatchError::Corrupt("last offset delta does not match the record count"));
-        }
-        if h.compression() > 4 {
-            return Err(BatchError::Corrupt("unknown compression codec"));
-        }
-        if h.is_control() {
-            return Err(BatchError::Invalid("clients may not produce control batches"));
-        }
-        out.push((at, h));
-        at += h.total_len();
+/// Checks a Produce partition's records the way Kafka does for Produce v3+: exactly one
+/// magic-2 batch, a matching CRC, and a header a client may send (base offset 0, a positive
+/// count equal to the offset range, no control or LogAppendTime flags). Returns its header.
+pub fn validate_produce_records(records: &[u8]) -> Result<BatchHeader, BatchError> {
+    let complete = records.len() >= LOG_OVERHEAD
+        && i32::from_be_bytes([records[8], records[9], records[10], records[11]]) as i64 + LOG_OVERHEAD as i64
+            <= records.len() as i64;
+    if records.len() < HEADER_LEN || !complete {
+        return Err(BatchError::Invalid("produce requests must have at least one record batch per partition"));
     }
-    if out.is_empty() {
-        return Err(BatchError::Invalid("produce request without a record batch"));
+    if records[16] as i8 != 2 {
+        return Err(BatchError::Invalid(
+            "produce requests are only allowed to contain record batches with magic version 2",
+        ));
     }
-    Ok(out)
+    let h = BatchHeader::parse(records).ok_or(BatchError::Invalid("truncated batch header"))?;
+    if (h.batch_length as usize) < HEADER_LEN - LOG_OVERHEAD {
+        return Err(BatchError::Corrupt("batch length smaller than a batch header"));
+    }
+    if h.total_len() != records.len() {
+        return Err(BatchError::Invalid("produce requests are only allowed to contain exactly one record batch per partition"));
+    }
+    if compute_crc(records) != h.crc {
+        return Err(BatchError::Corrupt("record is corrupt (CRC-32C mismatch)"));
+    }
+    if h.base_offset != 0 {
+        return Err(BatchError::Invalid("the base offset of a produced batch must be 0"));
+    }
+    if h.records_count <= 0 {
+        return Err(BatchError::Invalid("invalid reported count of records"));
+    }
+    if h.last_offset_delta < 0 || h.last_offset_delta != h.records_count - 1 {
+        return Err(BatchError::Invalid("inconsistent batch offset range and count of records"));
+    }
+    if h.compression() > 4 {
+        return Err(BatchError::Corrupt("unknown compression codec"));
+    }
+    if h.is_control() {
+        return Err(BatchError::Invalid("clients are not allowed to write control records"));
+    }
+    if h.is_log_append_time() {
+        return Err(BatchError::Timestamp("producers may not set the LogAppendTime attribute"));
+    }
+    if h.producer_id >= 0 && h.base_sequence < 0 {
+        return Err(BatchError::Invalid("invalid sequence number"));
+    }
+    Ok(h)
 }
 
 /// Writes the broker-assigned base offset and partition leader epoch (neither is under the CRC).
@@ -228,12 +230,14 @@ pub(crate) mod tests {
             .map(|i| Record {
                 transactional: false,
                 control: false,
+                delete_horizon: false,
                 partition_leader_epoch: 0,
                 producer_id,
                 producer_epoch: if producer_id >= 0 { 0 } else { -1 },
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if producer_id >= 0 { base_sequence + i } else { -1 },
+                // the crate's encoder batches records whose offset - sequence agree
+                sequence: if producer_id >= 0 { base_sequence + i } else { i - 1 },
                 timestamp: 1_000 + i as i64,
                 key: Some(bytes::Bytes::from(format!("k{i}"))),
                 value: Some(bytes::Bytes::from(format!("v{i}"))),
@@ -253,9 +257,7 @@ pub(crate) mod tests {
     #[test]
     fn a_client_batch_validates_and_parses() {
         let b = client_batch(3, 7, 10);
-        let v = validate_produce_records(&b).unwrap();
-        assert_eq!(v.len(), 1);
-        let h = v[0].1;
+        let h = validate_produce_records(&b).unwrap();
         assert_eq!((h.records_count, h.last_offset_delta, h.producer_id, h.base_sequence), (3, 2, 7, 10));
         assert_eq!(h.last_sequence(), 12);
         assert_eq!(h.max_timestamp, 1_002);
@@ -266,13 +268,20 @@ pub(crate) mod tests {
         let mut b = client_batch(2, -1, -1);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert_eq!(validate_produce_records(&b).unwrap_err(), BatchError::Corrupt("CRC-32C mismatch"));
+        assert_eq!(validate_produce_records(&b).unwrap_err().code(), crate::error::codes::CORRUPT_MESSAGE);
         let b = client_batch(2, -1, -1);
-        assert!(matches!(validate_produce_records(&b[..b.len() - 1]), Err(BatchError::Corrupt(_))));
-        let mut b = client_batch(2, -1, -1);
-        b[16] = 1;
-        assert!(matches!(validate_produce_records(&b), Err(BatchError::Invalid(_))));
-        assert!(matches!(validate_produce_records(&[]), Err(BatchError::Invalid(_))));
+        let invalid = |b: &[u8]| validate_produce_records(b).unwrap_err().code() == crate::error::codes::INVALID_RECORD;
+        assert!(invalid(&b[..b.len() - 1]), "truncated");
+        let mut two = b.clone();
+        two.extend_from_slice(&b);
+        assert!(invalid(&two), "two batches");
+        let mut m = b.clone();
+        m[16] = 1;
+        assert!(invalid(&m), "magic 1");
+        assert!(invalid(&[]), "no batch");
+        let mut off = b.clone();
+        off[7] = 5;
+        assert!(invalid(&off), "base offset not 0");
     }
 
     #[test]
@@ -280,7 +289,8 @@ pub(crate) mod tests {
         let mut b = client_batch(2, -1, -1);
         patch_offsets(&mut b, 1234, 0);
         stamp_log_append_time(&mut b, 99);
-        let h = validate_produce_records(&b).unwrap()[0].1;
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(compute_crc(&b), h.crc);
         assert_eq!(h.base_offset, 1234);
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 99);
@@ -291,6 +301,6 @@ pub(crate) mod tests {
         let mut b = client_batch(3, 1, 0);
         b[53..57].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
         let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!(h.last_sequence(), 1);
+        assert_eq!(h.last_sequence(), 0, "MAX-1, MAX, 0");
     }
 }

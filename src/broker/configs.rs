@@ -35,7 +35,7 @@ fn broker_entries(broker: &Broker) -> Vec<(&'static str, Kind, String)> {
         ("listeners", Kind::List, listeners),
         ("advertised.listeners", Kind::List, advertised),
         ("log.dirs", Kind::String, c.data_dir.display().to_string()),
-        ("inter.broker.protocol.version", Kind::String, "3.9-IV0".into()),
+        ("inter.broker.protocol.version", Kind::String, "4.0-IV3".into()),
         ("num.partitions", Kind::Int, c.num_partitions.to_string()),
         ("auto.create.topics.enable", Kind::Boolean, c.auto_create_topics_enable.to_string()),
         ("default.replication.factor", Kind::Int, "1".into()),
@@ -127,12 +127,15 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                     Some(t) => {
                         out.configs = describe_topic(broker, version, &t, &r.configuration_keys, req.include_synonyms, req.include_documentation)
                     }
-                    None => {
-                        out.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
-                        out.error_message = Some(StrBytes::from_static_str("The topic does not exist."));
+                    None if super::validate_topic_name(r.resource_name.as_str()).is_err() => {
+                        out.error_code = codes::INVALID_TOPIC_EXCEPTION;
+                        out.error_message = super::validate_topic_name(r.resource_name.as_str()).err().map(|e| StrBytes::from_string(e.message));
                     }
+                    None => out.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 },
-                BROKER if r.resource_name.is_empty() || r.resource_name.as_str() == broker.node_id().to_string() => {
+                // "" is the cluster-wide dynamic default: corral has none.
+                BROKER if r.resource_name.is_empty() => {}
+                BROKER if r.resource_name.as_str() == broker.node_id().to_string() => {
                     out.configs = broker_entries(broker)
                         .into_iter()
                         .filter(|(n, _, _)| r.configuration_keys.as_ref().is_none_or(|k| k.iter().any(|k| k.as_str() == *n)))
@@ -153,7 +156,15 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                 BROKER_LOGGER => {}
                 BROKER => {
                     out.error_code = codes::INVALID_REQUEST;
-                    out.error_message = Some(StrBytes::from_string(format!("Unexpected broker id, expected {}", broker.node_id())));
+                    out.error_message = Some(StrBytes::from_string(if r.resource_name.parse::<i32>().is_err() {
+                        format!("Broker id must be an integer, but it is: {}", r.resource_name.as_str())
+                    } else {
+                        format!(
+                            "Unexpected broker id, expected {} or empty string, but received {}",
+                            broker.node_id(),
+                            r.resource_name.as_str()
+                        )
+                    }));
                 }
                 other => {
                     out.error_code = codes::INVALID_REQUEST;

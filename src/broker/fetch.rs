@@ -46,12 +46,14 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 pd.log_start_offset = -1;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                pd.records = None;
                 pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                 errored = true;
                 partitions.push(pd);
                 continue;
             };
             if version >= 9 && fp.current_leader_epoch > LEADER_EPOCH {
+                pd.records = None;
                 pd.error_code = codes::UNKNOWN_LEADER_EPOCH;
                 errored = true;
                 partitions.push(pd);
@@ -71,7 +73,16 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 pd.aborted_transactions = Some(Vec::new());
             }
             if fp.fetch_offset < start || fp.fetch_offset > hwm {
-                pd.error_code = codes::OFFSET_OUT_OF_RANGE;
+                // Kafka answers an error partition with -1 offsets and null records.
+                pd = PartitionData::default()
+                    .with_partition_index(fp.partition)
+                    .with_error_code(codes::OFFSET_OUT_OF_RANGE)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_records(None);
+                if version >= 5 {
+                    pd.log_start_offset = -1;
+                }
                 errored = true;
             } else if fp.fetch_offset < hwm && remaining > 0 {
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);

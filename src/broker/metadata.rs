@@ -47,14 +47,23 @@ fn error_entry(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
 /// Metadata: `topics = null` lists every topic, `[]` only the broker; unknown topics are
 /// created when both the request and `auto.create.topics.enable` allow it.
 pub fn handle_metadata(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+    // v0 spells "all topics" as an empty list; v1+ as null.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => version == 0 && t.is_empty(),
+    };
     let topics = match req.topics {
-        None => broker.topics().iter().map(|t| topic_entry(broker, version, t)).collect(),
+        _ if all => broker.topics().iter().map(|t| topic_entry(broker, version, t)).collect(),
+        None => Vec::new(),
         Some(wanted) => {
             let auto = broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
             wanted
                 .into_iter()
                 .map(|w| {
-                    let name = match (&w.name, version >= 10 && !w.topic_id.is_nil()) {
+                    if version < 12 && (w.name.is_none() || !w.topic_id.is_nil()) {
+                        return error_entry(w.name.clone(), codes::INVALID_REQUEST);
+                    }
+                    let name = match (&w.name, !w.topic_id.is_nil()) {
                         (_, true) => match broker.topic_by_id(&w.topic_id) {
                             Some(t) => return topic_entry(broker, version, &t),
                             None => {
@@ -113,12 +122,21 @@ pub fn handle_describe_cluster(broker: &Broker, version: i16, req: DescribeClust
                 .with_port(broker.port()),
         ]);
     if version >= 1 {
-        // 1 = brokers; 2 = controllers, which a single combined node also answers for.
+        // 1 = brokers, 2 = controllers; our listener is a broker listener, as Kafka's is.
         resp.endpoint_type = req.endpoint_type;
-        if req.endpoint_type != 1 && req.endpoint_type != 2 {
-            resp.error_code = codes::UNSUPPORTED_ENDPOINT_TYPE;
-            resp.error_message = Some(StrBytes::from_static_str("Unsupported endpoint type"));
-            resp.brokers.clear();
+        let refused = match req.endpoint_type {
+            1 => None,
+            2 => Some((
+                codes::MISMATCHED_ENDPOINT_TYPE,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
+            )),
+            _ => Some((codes::UNSUPPORTED_ENDPOINT_TYPE, "Unsupported endpoint type")),
+        };
+        if let Some((code, message)) = refused {
+            return DescribeClusterResponse::default()
+                .with_endpoint_type(req.endpoint_type)
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_static_str(message)));
         }
     }
     resp

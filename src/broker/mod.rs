@@ -31,7 +31,7 @@ pub use configs::{handle_alter_configs, handle_describe_configs, handle_incremen
 pub use fetch::handle_fetch;
 pub use metadata::{handle_describe_cluster, handle_metadata};
 pub use offsets::{handle_list_offsets, handle_offset_for_leader_epoch};
-pub use produce::{handle_init_producer_id, handle_produce};
+pub use produce::{handle_init_producer_id, handle_produce, has_error as produce_has_error};
 
 use crate::config::{Config, HostPort};
 use crate::error::codes;
@@ -244,9 +244,6 @@ impl Broker {
 
     /// Deletes a topic.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        if !self.config.delete_topic_enable {
-            return Err(TopicError::new(codes::TOPIC_AUTHORIZATION_FAILED, "Topic deletion is disabled."));
-        }
         let (_, topic) = self.topics.remove(name).ok_or_else(|| {
             TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         })?;
@@ -261,9 +258,9 @@ impl Broker {
         let current = parts.len() as i32;
         if count <= current {
             let msg = if count == current {
-                format!("Topic already has {current} partitions.")
+                format!("Topic already has {current} partition(s).")
             } else {
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
+                format!("The topic {} currently has {current} partition(s); {count} would not be an increase.", topic.name)
             };
             return Err(TopicError::new(codes::INVALID_PARTITIONS, msg));
         }

@@ -49,17 +49,24 @@ pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), i16> {
             };
             Ok(found.unwrap_or((-1, -1)))
         }
-        _ => Err(codes::INVALID_REQUEST),
+        _ => Err(codes::UNSUPPORTED_VERSION),
     }
 }
 
 /// ListOffsets.
 pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut seen = std::collections::HashMap::<(String, i32), usize>::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            *seen.entry((t.name.to_string(), p.partition_index)).or_default() += 1;
+        }
+    }
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
+            let name = t.name.to_string();
             let partitions = t
                 .partitions
                 .into_iter()
@@ -70,6 +77,10 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
                         .with_timestamp(-1);
                     if version >= 4 {
                         r.leader_epoch = -1;
+                    }
+                    if seen[&(name.clone(), p.partition_index)] > 1 {
+                        r.error_code = codes::INVALID_REQUEST;
+                        return r;
                     }
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
                         r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::batch::{self, BatchHeader};
@@ -73,83 +73,68 @@ impl Partition {
         (s.log.start_offset(), s.log.next_offset())
     }
 
-    /// Appends the validated batches of one Produce partition.
+    /// Appends the one validated batch of a Produce partition.
     pub fn append(
         &self,
-        records: &Bytes,
-        batches: &[(usize, BatchHeader)],
+        batch_bytes: &[u8],
+        h: &BatchHeader,
         config: &TopicConfig,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        for (_, h) in batches {
-            if h.total_len() > config.max_message_bytes as usize {
+        if h.total_len() > config.max_message_bytes as usize {
+            return Err(AppendError {
+                code: codes::MESSAGE_TOO_LARGE,
+                message: format!(
+                    "The request included a message larger than the max message size the server will accept ({} > {})",
+                    h.total_len(),
+                    config.max_message_bytes
+                ),
+            });
+        }
+        if !config.log_append_time
+            && (h.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms
+                || now_ms.saturating_sub(h.base_timestamp) > config.timestamp_before_max_ms)
+        {
+            return Err(AppendError {
+                code: codes::INVALID_TIMESTAMP,
+                message: "One or more records have been rejected due to invalid timestamp".into(),
+            });
+        }
+        let mut state = self.lock();
+        match state.producers.check(h) {
+            Verdict::Append => {}
+            // Kafka answers a duplicate with the first append's offset and timestamp.
+            Verdict::Duplicate { base_offset, timestamp } => {
+                return Ok(Appended {
+                    base_offset,
+                    log_append_time: timestamp,
+                    log_start_offset: state.log.start_offset(),
+                });
+            }
+            Verdict::Reject(code) => {
                 return Err(AppendError {
-                    code: codes::MESSAGE_TOO_LARGE,
+                    code,
                     message: format!(
-                        "The request included a message larger than the max message size the server will accept ({} > {})",
-                        h.total_len(),
-                        config.max_message_bytes
+                        "producer {} epoch {} sequence {} refused",
+                        h.producer_id, h.producer_epoch, h.base_sequence
                     ),
                 });
             }
-            if !config.log_append_time {
-                if h.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms
-                    || now_ms.saturating_sub(h.base_timestamp) > config.timestamp_before_max_ms
-                {
-                    return Err(AppendError {
-                        code: codes::INVALID_TIMESTAMP,
-                        message: "Timestamp of the batch is out of the range allowed by message.timestamp.before/after.max.ms".into(),
-                    });
-                }
-            }
         }
-        let mut state = self.lock();
-        // Sequence checks first: a refused or duplicate batch appends nothing.
-        for (i, (_, h)) in batches.iter().enumerate() {
-            match state.producers.check(h) {
-                Verdict::Append => {}
-                Verdict::Duplicate { base_offset, timestamp } if i == 0 => {
-                    return Ok(Appended {
-                        base_offset,
-                        log_append_time: if config.log_append_time { timestamp } else { -1 },
-                        log_start_offset: state.log.start_offset(),
-                    });
-                }
-                Verdict::Duplicate { .. } => {
-                    return Err(AppendError {
-                        code: codes::DUPLICATE_SEQUENCE_NUMBER,
-                        message: "a later batch of the request duplicates an earlier one".into(),
-                    });
-                }
-                Verdict::Reject(code) => {
-                    return Err(AppendError {
-                        code,
-                        message: format!(
-                            "producer {} epoch {} sequence {} refused",
-                            h.producer_id, h.producer_epoch, h.base_sequence
-                        ),
-                    });
-                }
-            }
+        let base = state.log.next_offset();
+        let mut bytes = BytesMut::from(batch_bytes);
+        batch::patch_offsets(&mut bytes, base, LEADER_EPOCH);
+        if config.log_append_time {
+            batch::stamp_log_append_time(&mut bytes, now_ms);
         }
-        let first_offset = state.log.next_offset();
-        for (start, h) in batches {
-            let base = state.log.next_offset();
-            let mut bytes = BytesMut::from(&records[*start..*start + h.total_len()]);
-            batch::patch_offsets(&mut bytes, base, LEADER_EPOCH);
-            if config.log_append_time {
-                batch::stamp_log_append_time(&mut bytes, now_ms);
-            }
-            let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
-            state.log.append(bytes.freeze(), &stored).map_err(|e| AppendError {
-                code: codes::KAFKA_STORAGE_ERROR,
-                message: format!("cannot append to the log: {e}"),
-            })?;
-            let ts = if config.log_append_time { now_ms } else { h.max_timestamp };
-            state.producers.record(h, base, ts);
-        }
+        let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
+        state.log.append(bytes.freeze(), &stored).map_err(|e| AppendError {
+            code: codes::KAFKA_STORAGE_ERROR,
+            message: format!("cannot append to the log: {e}"),
+        })?;
+        state.producers.record(h, base, stored.max_timestamp);
         let appended = Appended {
-            base_offset: first_offset,
+            base_offset: base,
             log_append_time: if config.log_append_time { now_ms } else { -1 },
             log_start_offset: state.log.start_offset(),
         };

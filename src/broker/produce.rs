@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::batch::validate_produce_records;
+use super::batch::{BatchHeader, validate_produce_records};
 use super::{Broker, now_ms};
 use crate::error::codes;
 
@@ -29,11 +29,24 @@ fn partition_error(version: i16, index: i32, code: i16, message: Option<String>)
     p
 }
 
+/// Whether any partition of a Produce response carries an error (acks=0 then closes the
+/// connection, as Kafka does, since there is no response to carry it).
+pub fn has_error(resp: &ProduceResponse) -> bool {
+    resp.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != codes::NONE))
+}
+
 /// Produce. Returns the response even for acks=0; the connection does not send it then.
 pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
     let now = now_ms();
     let acks_ok = matches!(req.acks, -1..=1);
-    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
+    // Transactions are not supported: a transactional id, or a transactional batch, fails the
+    // request the way an unauthorised transactional produce fails on Kafka.
+    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty())
+        || req.topic_data.iter().any(|t| {
+            t.partition_data.iter().any(|p| {
+                p.records.as_ref().and_then(|r| BatchHeader::parse(r)).is_some_and(|h| h.is_transactional())
+            })
+        });
     let responses = req
         .topic_data
         .into_iter()
@@ -48,7 +61,10 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                         return fail(codes::INVALID_REQUIRED_ACKS, None);
                     }
                     if transactional {
-                        return fail(codes::INVALID_TXN_STATE, Some("corral does not support transactions".into()));
+                        return fail(
+                            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                            Some("corral does not support transactions".into()),
+                        );
                     }
                     let Some(topic) = topic.as_ref() else {
                         return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
@@ -59,17 +75,14 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                     let Some(records) = pd.records.as_ref() else {
                         return fail(codes::INVALID_RECORD, Some("produce request without records".into()));
                     };
-                    let batches = match validate_produce_records(records) {
-                        Ok(b) => b,
+                    let header = match validate_produce_records(records) {
+                        Ok(h) => h,
                         Err(e) => {
                             tracing::debug!(topic = %td.name.as_str(), partition = pd.index, "{e}");
                             return fail(e.code(), Some(e.to_string()));
                         }
                     };
-                    if batches.iter().any(|(_, h)| h.is_transactional()) {
-                        return fail(codes::INVALID_TXN_STATE, Some("corral does not support transactions".into()));
-                    }
-                    match partition.append(records, &batches, &topic.config(), now) {
+                    match partition.append(records, &header, &topic.config(), now) {
                         Ok(a) => {
                             let mut p = PartitionProduceResponse::default()
                                 .with_index(pd.index)
@@ -78,7 +91,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                             if version >= 5 {
                                 p.log_start_offset = a.log_start_offset;
                             }
-                            metrics::counter!("corral_produced_batches_total").increment(batches.len() as u64);
+                            metrics::counter!("corral_produced_batches_total").increment(1);
                             p
                         }
                         Err(e) => fail(e.code, Some(e.message)),
@@ -94,14 +107,25 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
 }
 
 /// InitProducerId: every idempotent producer gets a fresh id at epoch 0, as Kafka does for
-/// producers without a transactional id. Transactional ids are refused until transactions exist.
-pub fn handle_init_producer_id(broker: &Broker, _version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    if let Some(tid) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
-        tracing::warn!(transactional_id = %tid.as_str(), "InitProducerId with a transactional id: corral does not support transactions");
-        return InitProducerIdResponse::default()
-            .with_error_code(codes::UNSUPPORTED_VERSION)
+/// producers without a transactional id (a producer id and epoch sent along are ignored).
+/// Transactional ids are refused with a fatal error until transactions exist.
+pub fn handle_init_producer_id(broker: &Broker, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let fail = |code| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
             .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+            .with_producer_epoch(-1)
+    };
+    if version >= 3 && ((req.producer_id.0 == -1) != (req.producer_epoch == -1)) {
+        return fail(codes::INVALID_REQUEST);
+    }
+    match req.transactional_id.as_ref() {
+        Some(t) if t.is_empty() => return fail(codes::INVALID_REQUEST),
+        Some(t) => {
+            tracing::warn!(transactional_id = %t.as_str(), "InitProducerId with a transactional id: corral does not support transactions");
+            return fail(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+        None => {}
     }
     InitProducerIdResponse::default()
         .with_producer_id(ProducerId(broker.allocate_producer_id()))

@@ -104,12 +104,14 @@ mod tests {
             .map(|i| Record {
                 transactional: false,
                 control: false,
+                delete_horizon: false,
                 partition_leader_epoch: 0,
                 producer_id: -1,
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i,
-                sequence: -1,
+                // the crate's encoder batches records whose offset - sequence agree
+                sequence: i as i32 - 1,
                 timestamp: 500 + i * 10,
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: if i == 3 { None } else { Some(Bytes::from_static(b"v")) },

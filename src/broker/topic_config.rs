@@ -52,7 +52,7 @@ pub const DEFS: &[Def] = &[
     Def { name: "local.retention.ms", kind: Kind::Long, broker_key: "log.local.retention.ms", default: "-2", doc: "Tiered storage; no effect in corral." },
     Def { name: "max.compaction.lag.ms", kind: Kind::Long, broker_key: "log.cleaner.max.compaction.lag.ms", default: LMAX, doc: "Longest time a record stays uncompacted." },
     Def { name: "max.message.bytes", kind: Kind::Int, broker_key: "message.max.bytes", default: "1048588", doc: "Largest record batch the topic accepts." },
-    Def { name: "message.timestamp.after.max.ms", kind: Kind::Long, broker_key: "log.message.timestamp.after.max.ms", default: "3600000", doc: "How far in the future a CreateTime timestamp may be." },
+    Def { name: "message.timestamp.after.max.ms", kind: Kind::Long, broker_key: "log.message.timestamp.after.max.ms", default: LMAX, doc: "How far in the future a CreateTime timestamp may be." },
     Def { name: "message.timestamp.before.max.ms", kind: Kind::Long, broker_key: "log.message.timestamp.before.max.ms", default: LMAX, doc: "How far in the past a CreateTime timestamp may be." },
     Def { name: "message.timestamp.type", kind: Kind::String, broker_key: "log.message.timestamp.type", default: "CreateTime", doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append." },
     Def { name: "min.cleanable.dirty.ratio", kind: Kind::Double, broker_key: "log.cleaner.min.cleanable.ratio", default: "0.5", doc: "Dirty fraction that triggers compaction." },

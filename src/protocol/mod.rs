@@ -29,7 +29,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -178,12 +178,15 @@ pub fn encode_response(
     Ok(())
 }
 
-/// The KIP-511 fallback: a v0 ApiVersions body with UNSUPPORTED_VERSION and our table, after a
-/// v0 response header, so a client that asked with a newer version can retry with ours.
+/// The KIP-511 fallback: a v0 ApiVersions body with UNSUPPORTED_VERSION listing only our
+/// ApiVersions range (as Kafka does), after a v0 response header, so a client that asked with
+/// a newer version retries with one we serve.
 pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32) {
     let body = ApiVersionsResponse::default()
         .with_error_code(codes::UNSUPPORTED_VERSION)
-        .with_api_keys(api_version_entries());
+        .with_api_keys(
+            api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect(),
+        );
     encode_response(
         out,
         ApiKey::ApiVersions,
@@ -219,6 +222,7 @@ mod tests {
         assert_eq!(bytes::Buf::get_i32(&mut b), 42);
         let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();
         assert_eq!(r.error_code, codes::UNSUPPORTED_VERSION);
-        assert_eq!(r.api_keys.len(), SUPPORTED.len());
+        assert_eq!(r.api_keys.len(), 1);
+        assert_eq!(r.api_keys[0].api_key, 18);
     }
 }

@@ -1,0 +1,132 @@
+//! Test support: an in-process corral on 127.0.0.1:0, and a raw Kafka client that speaks
+//! through the kafka-protocol crate's client encoders.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use corral::Config;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A corral serving on an ephemeral port until dropped (or [`TestServer::stop`]).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), corral::server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts an ephemeral (in-memory) corral with `tweak` applied to the default config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        config.ephemeral = true;
+        tweak(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(corral::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        TestServer { addr, stop: Some(tx), handle: Some(handle) }
+    }
+
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A raw connection: requests are encoded by the crate's client side, as a client would.
+pub struct RawClient {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream, correlation: 0 }
+    }
+
+    /// Encodes a request frame (size prefix included).
+    pub fn frame<R: Request + Encodable + HeaderVersion>(&mut self, version: i16, req: &R) -> Bytes {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("corral-test")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version)).unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut out = BytesMut::with_capacity(body.len() + 4);
+        out.put_i32(body.len() as i32);
+        out.extend_from_slice(&body);
+        out.freeze()
+    }
+
+    /// Sends a request and decodes its response at the same version.
+    pub async fn send<R>(&mut self, version: i16, req: &R) -> R::Response
+    where
+        R: Request + Encodable + HeaderVersion,
+        R::Response: Decodable + HeaderVersion,
+    {
+        let frame = self.frame(version, req);
+        self.stream.write_all(&frame).await.unwrap();
+        let mut resp = self.read_frame().await.expect("a response frame");
+        let header = ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation, "correlation id");
+        let body = R::Response::decode(&mut resp, version)
+            .unwrap_or_else(|e| panic!("{:?} v{version} response does not decode: {e}", R::KEY));
+        assert!(!resp.has_remaining(), "{:?} v{version}: {} bytes left after the response", R::KEY, resp.remaining());
+        body
+    }
+
+    /// Writes raw bytes.
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one response frame (without its size); `None` if the server closed the connection.
+    pub async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut buf).await.ok()?;
+        Some(Bytes::from(buf))
+    }
+
+    /// Whether the server closes the connection within a second.
+    pub async fn closed_by_server(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), self.stream.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
