@@ -75,7 +75,7 @@ pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequ
     let mut results = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.name.as_str();
-        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         if version >= 5 {
             r.num_partitions = -1;
             r.replication_factor = -1;
@@ -147,7 +147,7 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
     let responses = targets
         .into_iter()
         .map(|(name, id)| {
-            let mut r = DeletableTopicResult::default().with_name(name.clone());
+            let mut r = DeletableTopicResult::default().with_name(name.clone()).with_error_message(None);
             if version >= 6 {
                 r.topic_id = id;
             }
@@ -202,7 +202,7 @@ pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreateParti
         .topics
         .into_iter()
         .map(|t| {
-            let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_message(None);
             if counts[t.name.as_str()] > 1 {
                 r.error_code = codes::INVALID_REQUEST;
                 r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));

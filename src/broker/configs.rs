@@ -67,11 +67,20 @@ fn broker_entries(broker: &Broker) -> Vec<(&'static str, Kind, String)> {
     ]
 }
 
+/// Whether DescribeConfigs asked for `name` (null or empty keys mean all).
+fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
+    match keys {
+        None => true,
+        Some(k) => k.is_empty() || k.iter().any(|k| k.as_str() == name),
+    }
+}
+
 fn entry(name: &str, value: String, kind: Kind, source: i8, version: i16, doc: Option<&str>) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(Some(StrBytes::from_string(value)))
         .with_config_source(source);
+    e.documentation = None;
     if version >= 3 {
         e.config_type = kind as i8;
         e.documentation = doc.map(|d| StrBytes::from_string(d.to_string()));
@@ -82,7 +91,7 @@ fn entry(name: &str, value: String, kind: Kind, source: i8, version: i16, doc: O
 fn describe_topic(broker: &Broker, version: i16, topic: &Topic, keys: &Option<Vec<StrBytes>>, synonyms: bool, docs: bool) -> Vec<DescribeConfigsResourceResult> {
     let cfg = topic.config();
     DEFS.iter()
-        .filter(|d| keys.as_ref().is_none_or(|k| k.iter().any(|k| k.as_str() == d.name)))
+        .filter(|d| wanted(keys, d.name))
         .map(|d| {
             let (value, src) = cfg.describe(&broker.config, d);
             let mut e = entry(d.name, value, d.kind, src, version, docs.then_some(d.doc));
@@ -120,6 +129,7 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
         .into_iter()
         .map(|r| {
             let mut out = DescribeConfigsResult::default()
+                .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             match r.resource_type {
@@ -138,7 +148,7 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                 BROKER if r.resource_name.as_str() == broker.node_id().to_string() => {
                     out.configs = broker_entries(broker)
                         .into_iter()
-                        .filter(|(n, _, _)| r.configuration_keys.as_ref().is_none_or(|k| k.iter().any(|k| k.as_str() == *n)))
+                        .filter(|(n, _, _)| wanted(&r.configuration_keys, n))
                         .map(|(n, kind, v)| {
                             let src = if broker.config.explicit.contains(n) { source::STATIC_BROKER_CONFIG } else { source::DEFAULT_CONFIG };
                             let mut e = entry(n, v.clone(), kind, src, version, None);
@@ -249,7 +259,10 @@ pub fn handle_incremental_alter_configs(broker: &Broker, _version: i16, req: Inc
                 (BROKER, _) => Err(refuse_broker_change()),
                 (t, _) => Err((codes::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
-            let mut resp = IncResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
+            let mut resp = IncResult::default()
+                .with_error_message(None)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
                 resp.error_code = code;
                 resp.error_message = Some(StrBytes::from_string(msg));
@@ -287,7 +300,10 @@ pub fn handle_alter_configs(broker: &Broker, _version: i16, req: AlterConfigsReq
                 (BROKER, _) => Err(refuse_broker_change()),
                 (t, _) => Err((codes::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
-            let mut resp = AlterResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
+            let mut resp = AlterResult::default()
+                .with_error_message(None)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
                 resp.error_code = code;
                 resp.error_message = Some(StrBytes::from_string(msg));

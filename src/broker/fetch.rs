@@ -38,6 +38,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
         let mut partitions = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
             let mut pd = PartitionData::default()
+                .with_aborted_transactions(None)
                 .with_partition_index(fp.partition)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
@@ -69,9 +70,8 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             if version >= 5 {
                 pd.log_start_offset = start;
             }
-            if req.isolation_level == READ_COMMITTED {
-                pd.aborted_transactions = Some(Vec::new());
-            }
+            // Kafka: null for read_uncommitted, a (here always empty) list for read_committed.
+            pd.aborted_transactions = (req.isolation_level == READ_COMMITTED).then(Vec::new);
             if fp.fetch_offset < start || fp.fetch_offset > hwm {
                 // Kafka answers an error partition with -1 offsets and null records.
                 pd = PartitionData::default()
@@ -79,6 +79,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                     .with_error_code(codes::OFFSET_OUT_OF_RANGE)
                     .with_high_watermark(-1)
                     .with_last_stable_offset(-1)
+                    .with_aborted_transactions(None)
                     .with_records(None);
                 if version >= 5 {
                     pd.log_start_offset = -1;
