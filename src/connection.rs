@@ -66,7 +66,7 @@ where
                 let (api_key, version, correlation_id) = (req.api_key, req.version, req.header.correlation_id);
                 let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
                 let body = match router::route(&ctx, &conn, req).instrument(span).await {
-                    Reply::Send(body) => body,
+                    Reply::Send(body) => *body,
                     Reply::Nothing => continue,
                     Reply::Close(why) => {
                         tracing::info!(peer = %conn.peer, "closing connection: {why}");

@@ -101,11 +101,11 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        if let Some(addr) = config.metrics_listen {
-            if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
-                eprintln!("corral: cannot serve metrics on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
+        if let Some(addr) = config.metrics_listen
+            && let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()
+        {
+            eprintln!("corral: cannot serve metrics on {addr}: {e}");
+            return ExitCode::FAILURE;
         }
         let listener = match tokio::net::TcpListener::bind(&config.listen).await {
             Ok(l) => l,

@@ -50,8 +50,8 @@ fn api_versions(version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
 /// What the connection does after a request.
 #[derive(Debug)]
 pub enum Reply {
-    /// Send this response.
-    Send(ResponseKind),
+    /// Send this response (boxed: response structs are large and a Reply moves often).
+    Send(Box<ResponseKind>),
     /// Send nothing (Produce with acks=0).
     Nothing,
     /// Close the connection: there is no response to carry the error (acks=0 Produce that failed).
@@ -110,5 +110,5 @@ pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Reply {
         ),
         _ => unreachable!("{key:?} is in the version table but has no handler"),
     };
-    Reply::Send(resp)
+    Reply::Send(Box::new(resp))
 }

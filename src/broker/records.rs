@@ -144,8 +144,8 @@ mod tests {
             let _ = read_records(&b.slice(..cut));
         }
         let mut v = b.to_vec();
-        for i in 61..v.len() {
-            v[i] = 0xff;
+        for b in v.iter_mut().skip(61) {
+            *b = 0xff;
         }
         assert!(read_records(&Bytes::from(v)).is_err());
     }

@@ -21,8 +21,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts an ephemeral (in-memory) corral with `tweak` applied to the default config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::default();
-        config.ephemeral = true;
+        let mut config = Config { ephemeral: true, ..Config::default() };
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
