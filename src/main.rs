@@ -12,22 +12,22 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "corral", version, about)]
 struct Cli {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_LISTEN")]
     listen: Option<String>,
     /// Address given to clients in Metadata and FindCoordinator [default: the listen address].
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_ADVERTISED")]
     advertised: Option<String>,
     /// Data directory; locked so two servers cannot share it [default: ./corral-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CORRAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Keep everything in memory and touch no directory.
-    #[arg(long)]
+    #[arg(long, env = "CORRAL_EPHEMERAL")]
     ephemeral: bool,
     /// TOML config file whose keys are Kafka's setting names (num.partitions, ...).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
     /// Serve Prometheus metrics on this address.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_METRICS")]
     metrics: Option<std::net::SocketAddr>,
 }
 
