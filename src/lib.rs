@@ -9,7 +9,11 @@
 //!                        header, a guard walk of the body, the crate decode (protocol)
 //!        ─► route        the one match on api key                           (router)
 //!             ├─ ApiVersions                                               (protocol::SUPPORTED)
-//!             └─ broker: Metadata, Produce, Fetch, ListOffsets, topics...  (broker)
+//!             ├─ broker: Metadata, Produce, Fetch, ListOffsets, topics...  (broker)
+//!             └─ coordinator: FindCoordinator, Join/Sync/Heartbeat/Leave,
+//!                  OffsetCommit/Fetch/Delete, List/Describe/DeleteGroups    (coordinator)
+//!                  └─ shard: a pure state machine, time passed in as a value
+//!                       └─ records ─► offsets log, replies after they are durable
 //!        ─► encode       at the request's version, header v0/v1             (protocol)
 //! ```
 //!
@@ -20,6 +24,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod coordinator;
 pub mod error;
 pub mod frame;
 pub mod protocol;

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Broker};
+use crate::coordinator::{Coordinator, api as group_api};
 use crate::error::codes;
 use crate::protocol::{Request, api_version_entries};
 
@@ -18,6 +19,7 @@ use crate::protocol::{Request, api_version_entries};
 #[derive(Debug, Clone)]
 pub struct Context {
     pub broker: Arc<Broker>,
+    pub coordinator: Arc<Coordinator>,
     /// Cancelled when the server shuts down; parked requests answer early.
     pub shutdown: CancellationToken,
 }
@@ -59,10 +61,17 @@ pub enum Reply {
 }
 
 /// Routes one request.
-pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Reply {
+pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
     let v = req.version;
     let key = req.api_key;
     let b = &ctx.broker;
+    let caller = group_api::Caller {
+        coordinator: &ctx.coordinator,
+        broker: b,
+        client_id: req.header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
+        client_host: format!("/{}", conn.peer.ip()),
+    };
+    let c = &caller;
     let resp = match req.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(v, &r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r)),
@@ -85,7 +94,15 @@ pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Reply {
         }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(broker::handle_delete_topics(b, v, r)),
+        RequestKind::DeleteTopics(r) => {
+            let resp = broker::handle_delete_topics(b, v, r);
+            for t in resp.responses.iter().filter(|t| t.error_code == codes::NONE) {
+                if let Some(name) = &t.name {
+                    ctx.coordinator.on_topic_deleted(name.as_str()).await;
+                }
+            }
+            ResponseKind::DeleteTopics(resp)
+        }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r))
         }
@@ -108,6 +125,17 @@ pub async fn route(ctx: &Context, _conn: &ConnInfo, req: Request) -> Reply {
                 .with_error_code(codes::SECURITY_DISABLED)
                 .with_error_message(Some(StrBytes::from_static_str("No Authorizer is configured on the broker"))),
         ),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(group_api::find_coordinator(c, v, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group_api::join_group(c, v, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group_api::sync_group(c, v, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group_api::heartbeat(c, v, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group_api::leave_group(c, v, r).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(group_api::offset_commit(c, v, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group_api::offset_fetch(c, v, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group_api::list_groups(c, v, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group_api::describe_groups(c, v, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group_api::delete_groups(c, v, r).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group_api::offset_delete(c, v, r).await),
         _ => unreachable!("{key:?} is in the version table but has no handler"),
     };
     Reply::Send(Box::new(resp))

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{Config, HostPort};
+use crate::coordinator::Coordinator;
+use crate::coordinator::log::MemoryOffsetsLog;
+use crate::coordinator::shard::ShardConfig;
 use crate::router::{ConnInfo, Context};
 
 /// How long shutdown waits for in-flight requests before dropping their connections.
@@ -111,9 +114,18 @@ impl Server {
         let advertised = advertised_for(&config, bound);
         let config = Arc::new(config);
         let broker = Arc::new(Broker::new(config.clone(), advertised, new_cluster_id()));
+        let shutdown = CancellationToken::new();
+        let partitions = config.offsets_topic_num_partitions as usize;
+        let coordinator = Coordinator::new(
+            ShardConfig::from_config(&config),
+            partitions,
+            Arc::new(MemoryOffsetsLog::new(partitions)),
+            shutdown.clone(),
+        );
+        coordinator.load()?;
         Ok(Server {
             listener,
-            ctx: Context { broker, shutdown: CancellationToken::new() },
+            ctx: Context { broker, coordinator, shutdown },
             _lock: lock,
         })
     }
@@ -131,6 +143,7 @@ impl Server {
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, ctx, _lock } = self;
+        ctx.coordinator.spawn_timers();
         let limit = Arc::new(Semaphore::new(ctx.broker.config.max_connections));
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -167,6 +180,7 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: letting in-flight requests finish");
         ctx.shutdown.cancel();
+        ctx.coordinator.fail_parked();
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while tasks.join_next().await.is_some() {}
         })

@@ -1,0 +1,594 @@
+//! The coordinator's wire side: each group API's request, at its version, becomes a shard
+//! input, and the shard's answer becomes the response at that version. Checks that need the
+//! broker (unknown topics) or the request shape (empty group ids, mandatory v5 SyncGroup
+//! fields) happen here, in Kafka's order (§2.4).
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::group::Protocol;
+use super::shard::{
+    CommitInput, CommitPartition, FetchedOffset, HeartbeatInput, JoinInput, JoinResult, LeaveInput, Reply,
+    SyncInput, SyncResult,
+};
+use super::{Coordinator, ShardStatus};
+use crate::broker::Broker;
+use crate::error::codes;
+
+/// Everything a group API needs: the coordinator, the broker (topics, our address), and who
+/// is asking.
+pub struct Caller<'a> {
+    pub coordinator: &'a Coordinator,
+    pub broker: &'a Broker,
+    pub client_id: &'a str,
+    /// As Kafka records it: `/` followed by the peer's IP address.
+    pub client_host: String,
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// The error a shard that is not serving gives (§2.4.5).
+fn status_error(status: ShardStatus) -> i16 {
+    match status {
+        ShardStatus::Loading => codes::COORDINATOR_LOAD_IN_PROGRESS,
+        ShardStatus::Active | ShardStatus::Failed => codes::NOT_COORDINATOR,
+    }
+}
+
+/// The same kind of reply, carrying `code` instead (for replies that cannot be delivered).
+pub fn error_like(reply: &Reply, code: i16) -> Reply {
+    match reply {
+        Reply::Join(r) => Reply::Join(JoinResult::error(code, &r.member_id)),
+        Reply::Sync(_) => Reply::Sync(SyncResult::error(code)),
+        Reply::Heartbeat(_) => Reply::Heartbeat(code),
+        Reply::Leave(_) => Reply::Leave(super::shard::LeaveResult { error: code, members: Vec::new() }),
+        Reply::Commit(v) => Reply::Commit(vec![code; v.len()]),
+        Reply::DeleteGroup(_) => Reply::DeleteGroup(code),
+        Reply::OffsetDelete(_) => Reply::OffsetDelete(super::shard::OffsetDeleteResult { error: code, partitions: Vec::new() }),
+    }
+}
+
+// ---------------------------------------------------------------------- FindCoordinator
+
+/// FindCoordinator: every group is coordinated by us. Transactions and share groups are not
+/// supported and say so.
+pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let answer = |key_type: i8| -> (i16, Option<&'static str>) {
+        match key_type {
+            0 => (codes::NONE, None),
+            1 => (codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions")),
+            2 if version < 6 => (codes::INVALID_REQUEST, Some("share groups need FindCoordinator v6")),
+            2 => (codes::INVALID_REQUEST, Some("corral does not support share groups")),
+            _ => (codes::INVALID_REQUEST, Some("unknown coordinator key type")),
+        }
+    };
+    let b = c.broker;
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let (code, msg) = answer(req.key_type);
+                let e = CoordinatorEntry::default().with_key(key).with_error_code(code).with_error_message(msg.map(s));
+                if code == codes::NONE {
+                    e.with_node_id(BrokerId(b.node_id())).with_host(b.host()).with_port(b.port())
+                } else {
+                    e.with_node_id(BrokerId(-1)).with_host(StrBytes::default()).with_port(-1)
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (code, msg) = answer(if version >= 1 { req.key_type } else { 0 });
+    let mut r = FindCoordinatorResponse::default().with_error_code(code);
+    if version >= 1 {
+        r.error_message = msg.map(s);
+    }
+    if code == codes::NONE {
+        r.node_id = BrokerId(b.node_id());
+        r.host = b.host();
+        r.port = b.port();
+    } else {
+        r.node_id = BrokerId(-1);
+        r.host = StrBytes::default();
+        r.port = -1;
+    }
+    r
+}
+
+// ---------------------------------------------------------------------- JoinGroup
+
+fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation_id)
+        .with_leader(s(r.leader))
+        .with_member_id(s(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|m| {
+                    let mut e = JoinGroupResponseMember::default().with_member_id(s(m.member_id)).with_metadata(m.metadata);
+                    if version >= 5 {
+                        e.group_instance_id = m.group_instance_id.map(s);
+                    }
+                    e
+                })
+                .collect(),
+        );
+    // v7+: null protocol type/name on errors; before v7 the name is "" when unset.
+    let ok = r.error == codes::NONE;
+    if version >= 7 {
+        resp.protocol_type = if ok { r.protocol_type.map(s) } else { None };
+        resp.protocol_name = if ok { r.protocol_name.filter(|n| !n.is_empty()).map(s) } else { None };
+    } else {
+        resp.protocol_name = Some(s(if ok { r.protocol_name.unwrap_or_default() } else { String::new() }));
+    }
+    if version >= 9 {
+        resp.skip_assignment = r.skip_assignment;
+    }
+    resp
+}
+
+/// JoinGroup.
+pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> JoinGroupResponse {
+    if req.group_id.is_empty() {
+        return join_response(version, JoinResult::error(codes::INVALID_GROUP_ID, ""));
+    }
+    let input = JoinInput {
+        group_id: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        client_id: c.client_id.to_string(),
+        client_host: c.client_host.clone(),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.into_iter().map(|p| Protocol { name: p.name.to_string(), metadata: p.metadata }).collect(),
+        version,
+    };
+    let member_id = input.member_id.clone();
+    let shard = c.coordinator.shard_of(&input.group_id);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.join(now, id, input)).await {
+        Ok(Reply::Join(r)) => r,
+        Ok(other) => unreachable!("JoinGroup answered with {other:?}"),
+        Err(status) => JoinResult::error(status_error(status), &member_id),
+    };
+    join_response(version, result)
+}
+
+// ---------------------------------------------------------------------- SyncGroup
+
+fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
+    let mut resp = SyncGroupResponse::default().with_error_code(r.error).with_assignment(r.assignment);
+    if version >= 5 && r.error == codes::NONE {
+        resp.protocol_type = r.protocol_type.map(s);
+        resp.protocol_name = r.protocol_name.map(s);
+    } else {
+        resp.protocol_type = None;
+        resp.protocol_name = None;
+    }
+    resp
+}
+
+/// SyncGroup.
+pub async fn sync_group(c: &Caller<'_>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
+    if req.group_id.is_empty() {
+        return sync_response(version, SyncResult::error(codes::INVALID_GROUP_ID));
+    }
+    // KIP-559: v5 must name the protocol type and name.
+    if version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
+        return sync_response(version, SyncResult::error(codes::INCONSISTENT_GROUP_PROTOCOL));
+    }
+    let input = SyncInput {
+        group_id: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        generation_id: req.generation_id,
+        protocol_type: req.protocol_type.map(|p| p.to_string()),
+        protocol_name: req.protocol_name.map(|p| p.to_string()),
+        assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+    };
+    let shard = c.coordinator.shard_of(&input.group_id);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.sync(now, id, input, version)).await {
+        Ok(Reply::Sync(r)) => r,
+        Ok(other) => unreachable!("SyncGroup answered with {other:?}"),
+        Err(status) => SyncResult::error(status_error(status)),
+    };
+    sync_response(version, result)
+}
+
+// ---------------------------------------------------------------------- Heartbeat
+
+/// Heartbeat. A loading shard answers NONE, as Kafka does ("blindly respond").
+pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> HeartbeatResponse {
+    if req.group_id.is_empty() {
+        return HeartbeatResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+    }
+    let input = HeartbeatInput {
+        group_id: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        generation_id: req.generation_id,
+    };
+    let shard = c.coordinator.shard_of(&input.group_id);
+    let code = match c.coordinator.call(shard, move |sh, now, id| sh.heartbeat(now, id, input)).await {
+        Ok(Reply::Heartbeat(code)) => code,
+        Ok(other) => unreachable!("Heartbeat answered with {other:?}"),
+        Err(ShardStatus::Loading) => codes::NONE,
+        Err(status) => status_error(status),
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+// ---------------------------------------------------------------------- LeaveGroup
+
+/// LeaveGroup: v0-2 leave one member, v3+ a batch.
+pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if req.group_id.is_empty() {
+        return LeaveGroupResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+    }
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members.into_iter().map(|m| (m.member_id.to_string(), m.group_instance_id.map(|i| i.to_string()))).collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let input = LeaveInput { group_id: req.group_id.to_string(), members };
+    let shard = c.coordinator.shard_of(&input.group_id);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.leave(now, id, input)).await {
+        Ok(Reply::Leave(r)) => r,
+        Ok(other) => unreachable!("LeaveGroup answered with {other:?}"),
+        Err(status) => super::shard::LeaveResult { error: status_error(status), members: Vec::new() },
+    };
+    if version >= 3 {
+        LeaveGroupResponse::default().with_error_code(result.error).with_members(
+            result
+                .members
+                .into_iter()
+                .map(|(m, i, e)| MemberResponse::default().with_member_id(s(m)).with_group_instance_id(i.map(s)).with_error_code(e))
+                .collect(),
+        )
+    } else {
+        // Before v3 there is one error: the top-level one, else the first member error.
+        let code = if result.error != codes::NONE {
+            result.error
+        } else {
+            result.members.iter().map(|(_, _, e)| *e).find(|e| *e != codes::NONE).unwrap_or(codes::NONE)
+        };
+        LeaveGroupResponse::default().with_error_code(code)
+    }
+}
+
+// ---------------------------------------------------------------------- OffsetCommit
+
+/// OffsetCommit: unknown topics and partitions are answered here; the rest go to the shard.
+pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut answer: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(req.topics.len());
+    let mut to_shard = Vec::new();
+    // (topic index, partition index within topic) of each partition sent to the shard
+    let mut slots = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let topic = c.broker.topic(&t.name);
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let exists = topic.as_ref().is_some_and(|tp| p.partition_index >= 0 && p.partition_index < tp.partition_count());
+            if exists {
+                to_shard.push(CommitPartition {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                });
+                slots.push((ti, pi));
+                parts.push((p.partition_index, codes::NONE));
+            } else {
+                parts.push((p.partition_index, codes::UNKNOWN_TOPIC_OR_PARTITION));
+            }
+        }
+        answer.push((t.name.clone(), parts));
+    }
+    if !to_shard.is_empty() {
+        let n = to_shard.len();
+        let input = CommitInput {
+            group_id: req.group_id.to_string(),
+            generation_id: req.generation_id_or_member_epoch,
+            member_id: req.member_id.to_string(),
+            group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+            retention_time_ms: if version <= 4 { req.retention_time_ms } else { -1 },
+            version,
+            partitions: to_shard,
+        };
+        let shard = c.coordinator.shard_of(&input.group_id);
+        let errors = match c.coordinator.call(shard, move |sh, now, id| sh.commit(now, id, input)).await {
+            Ok(Reply::Commit(v)) => v,
+            Ok(other) => unreachable!("OffsetCommit answered with {other:?}"),
+            Err(status) => vec![status_error(status); n],
+        };
+        for ((ti, pi), e) in slots.into_iter().zip(errors) {
+            answer[ti].1[pi].1 = e;
+        }
+    }
+    OffsetCommitResponse::default().with_topics(
+        answer
+            .into_iter()
+            .map(|(name, parts)| {
+                OffsetCommitResponseTopic::default().with_name(name).with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, e)| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(e))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------------- OffsetFetch
+
+/// One group's offsets, read after everything appended so far is durable; `Err` is a
+/// group-level error.
+async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<(String, i32, FetchedOffset)>, i16> {
+    let shard = c.coordinator.shard_of(group);
+    let (rows, position) = c
+        .coordinator
+        .read(shard, |sh| sh.fetch_offsets(group, wanted.as_deref()))
+        .map(|rows| (rows, c.coordinator.log.appended(shard)))
+        .map_err(status_error)?;
+    c.coordinator.log.wait_durable(shard, position).await.map_err(|_| codes::NOT_COORDINATOR)?;
+    Ok(rows)
+}
+
+/// Groups rows by topic, keeping first-seen topic order.
+fn by_topic(rows: Vec<(String, i32, FetchedOffset)>) -> Vec<(String, Vec<(i32, FetchedOffset)>)> {
+    let mut out: Vec<(String, Vec<(i32, FetchedOffset)>)> = Vec::new();
+    for (t, p, o) in rows {
+        match out.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, v)) => v.push((p, o)),
+            None => out.push((t, vec![(p, o)])),
+        }
+    }
+    out
+}
+
+/// OffsetFetch: one group (v1-7) or many (v8+); `topics = null` means every committed partition.
+pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let wanted_of = |topics: Option<Vec<(String, Vec<i32>)>>| {
+        topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p))).collect::<Vec<_>>())
+    };
+    if version >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let wanted = wanted_of(g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
+            let entry = match fetch_group(c, g.group_id.as_str(), wanted).await {
+                Ok(rows) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
+                    by_topic(rows)
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            OffsetFetchResponseTopics::default().with_name(TopicName(s(t))).with_partitions(
+                                ps.into_iter()
+                                    .map(|(p, (off, epoch, meta))| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(off)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(s(meta)))
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                ),
+                Err(code) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(code),
+            };
+            groups.push(entry);
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = wanted_of(req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
+    let explicit = wanted.clone();
+    let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted).await {
+        Ok(rows) => (rows, codes::NONE),
+        Err(code) => {
+            // Before v2 a group-level error goes into every requested partition.
+            let rows = explicit.unwrap_or_default().into_iter().map(|(t, p)| (t, p, (-1, -1, String::new()))).collect();
+            (rows, code)
+        }
+    };
+    let part_error = if version < 2 { error } else { codes::NONE };
+    let mut resp = OffsetFetchResponse::default().with_topics(
+        by_topic(rows)
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchResponseTopic::default().with_name(TopicName(s(t))).with_partitions(
+                    ps.into_iter()
+                        .map(|(p, (off, epoch, meta))| {
+                            let mut e = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(off)
+                                .with_metadata(Some(s(meta)))
+                                .with_error_code(part_error);
+                            if version >= 5 {
+                                e.committed_leader_epoch = epoch;
+                            }
+                            e
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    );
+    if version >= 2 {
+        resp.error_code = error;
+    }
+    resp
+}
+
+// ---------------------------------------------------------------------- ListGroups / DescribeGroups
+
+/// ListGroups over every shard, with the v4 state and v5 type filters (case-insensitive).
+pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|f| f.to_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|f| f.to_lowercase()).collect();
+    let mut error = codes::NONE;
+    let mut groups = Vec::new();
+    for i in 0..c.coordinator.partitions() {
+        match c.coordinator.read(i, |sh| sh.list()) {
+            Ok(list) => {
+                for (id, protocol_type, state) in list {
+                    if !states.is_empty() && !states.iter().any(|f| *f == state.to_lowercase()) {
+                        continue;
+                    }
+                    if !types.is_empty() && !types.iter().any(|f| f == "classic") {
+                        continue;
+                    }
+                    let mut e = ListedGroup::default().with_group_id(GroupId(s(id))).with_protocol_type(s(protocol_type));
+                    if version >= 4 {
+                        e.group_state = s(state);
+                    }
+                    if version >= 5 {
+                        e.group_type = s("classic");
+                    }
+                    groups.push(e);
+                }
+            }
+            Err(ShardStatus::Loading) => error = codes::COORDINATOR_LOAD_IN_PROGRESS,
+            Err(_) => {}
+        }
+    }
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    ListGroupsResponse::default().with_error_code(error).with_groups(groups)
+}
+
+/// The operations a group allows without an authorizer: READ, DELETE, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// DescribeGroups.
+pub fn describe_groups(c: &Caller<'_>, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let mut d = DescribedGroup::default().with_group_id(gid.clone()).with_error_message(None);
+            if version >= 3 {
+                d.authorized_operations = if req.include_authorized_operations { GROUP_OPERATIONS } else { i32::MIN };
+            }
+            let shard = c.coordinator.shard_of(gid.as_str());
+            match c.coordinator.read(shard, |sh| sh.describe(gid.as_str())) {
+                Err(status) => {
+                    d.error_code = status_error(status);
+                    d.group_state = s("");
+                }
+                Ok(None) if version >= 6 => {
+                    d.error_code = codes::GROUP_ID_NOT_FOUND;
+                    d.error_message = Some(s(format!("Group {} not found.", gid.as_str())));
+                    d.group_state = s("Dead");
+                }
+                Ok(None) => d.group_state = s("Dead"),
+                Ok(Some(desc)) => {
+                    d.group_state = s(desc.state);
+                    d.protocol_type = s(desc.protocol_type);
+                    d.protocol_data = s(desc.protocol_data);
+                    d.members = desc
+                        .members
+                        .into_iter()
+                        .map(|(id, instance, client_id, host, meta, assignment)| {
+                            let mut m = DescribedGroupMember::default()
+                                .with_member_id(s(id))
+                                .with_client_id(s(client_id))
+                                .with_client_host(s(host))
+                                .with_member_metadata(meta)
+                                .with_member_assignment(assignment);
+                            if version >= 4 {
+                                m.group_instance_id = instance.map(s);
+                            }
+                            m
+                        })
+                        .collect();
+                }
+            }
+            d
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+// ---------------------------------------------------------------------- DeleteGroups / OffsetDelete
+
+/// DeleteGroups (duplicates answered once).
+pub async fn delete_groups(c: &Caller<'_>, _version: i16, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut seen = HashSet::new();
+    let mut results = Vec::new();
+    for gid in req.groups_names {
+        if !seen.insert(gid.to_string()) {
+            continue;
+        }
+        let group = gid.to_string();
+        let shard = c.coordinator.shard_of(&group);
+        let code = match c.coordinator.call(shard, move |sh, now, id| sh.delete_group(now, id, &group)).await {
+            Ok(Reply::DeleteGroup(code)) => code,
+            Ok(other) => unreachable!("DeleteGroups answered with {other:?}"),
+            Err(status) => status_error(status),
+        };
+        results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete.
+pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if req.group_id.is_empty() {
+        return OffsetDeleteResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+    }
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for t in &req.topics {
+        let topic = c.broker.topic(&t.name);
+        for p in &t.partitions {
+            let exists = topic.as_ref().is_some_and(|tp| p.partition_index >= 0 && p.partition_index < tp.partition_count());
+            if exists {
+                known.push((t.name.to_string(), p.partition_index));
+            } else {
+                unknown.push((t.name.to_string(), p.partition_index, codes::UNKNOWN_TOPIC_OR_PARTITION));
+            }
+        }
+    }
+    let group = req.group_id.to_string();
+    let shard = c.coordinator.shard_of(&group);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.delete_offsets(now, id, &group, known)).await {
+        Ok(Reply::OffsetDelete(r)) => r,
+        Ok(other) => unreachable!("OffsetDelete answered with {other:?}"),
+        Err(status) => super::shard::OffsetDeleteResult { error: status_error(status), partitions: Vec::new() },
+    };
+    if result.error != codes::NONE {
+        return OffsetDeleteResponse::default().with_error_code(result.error);
+    }
+    let mut rows = result.partitions;
+    rows.extend(unknown);
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+    for (t, p, e) in rows {
+        let part = OffsetDeleteResponsePartition::default().with_partition_index(p).with_error_code(e);
+        match topics.iter_mut().find(|x| x.name.as_str() == t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(OffsetDeleteResponseTopic::default().with_name(TopicName(s(t))).with_partitions(vec![part])),
+        }
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}

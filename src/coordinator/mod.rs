@@ -1,0 +1,395 @@
+//! The group coordinator: Kafka's classic consumer-group protocol over lock-sharded, pure
+//! shards.
+//!
+//! Groups live in `offsets.topic.num.partitions` shards, placed exactly as Kafka places them
+//! ([`shard_for`]). Each shard is a pure state machine ([`shard::Shard`]); this module is its
+//! runtime: one mutex per shard (covering the state machine, its timers and its parked
+//! requests — never held across an `.await`), a timer task per shard, and the offsets log the
+//! records go to. A reply is sent only after the records its request produced — and every
+//! record appended before them — are durable.
+
+pub mod api;
+pub mod group;
+pub mod log;
+pub mod record;
+pub mod shard;
+
+#[cfg(test)]
+mod checklist;
+#[cfg(test)]
+pub(crate) mod testkit;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::codes;
+use log::OffsetsLog;
+use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
+
+/// Identifies one request to a shard, so a parked JoinGroup or SyncGroup can be answered later.
+pub type RequestId = u64;
+
+/// Kafka's placement of a group: `abs(javaStringHashCode(group)) % partitions`, with Kafka's
+/// `Utils.abs` (which maps i32::MIN to 0) — checklist item 1.
+pub fn shard_for(group_id: &str, partitions: usize) -> usize {
+    let mut h: i32 = 0;
+    for unit in group_id.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs as usize % partitions
+}
+
+/// Milliseconds since the Unix epoch: the coordinator's clock.
+pub fn now_ms() -> i64 {
+    crate::broker::now_ms()
+}
+
+/// The pending timers of one shard.
+#[derive(Debug, Default)]
+struct Timers {
+    by_key: HashMap<TimerKey, i64>,
+    by_time: BTreeSet<(i64, TimerKey)>,
+}
+
+impl Timers {
+    fn apply(&mut self, op: TimerOp) {
+        match op {
+            TimerOp::Set(key, at) => {
+                if let Some(old) = self.by_key.insert(key.clone(), at) {
+                    self.by_time.remove(&(old, key.clone()));
+                }
+                self.by_time.insert((at, key));
+            }
+            TimerOp::Cancel(key) => {
+                if let Some(old) = self.by_key.remove(&key) {
+                    self.by_time.remove(&(old, key));
+                }
+            }
+        }
+    }
+
+    fn earliest(&self) -> Option<i64> {
+        self.by_time.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the earliest timer due at `now`.
+    fn pop_due(&mut self, now: i64) -> Option<TimerKey> {
+        let (at, _) = self.by_time.first()?;
+        if *at > now {
+            return None;
+        }
+        let (_, key) = self.by_time.pop_first()?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+}
+
+/// Whether a shard serves requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardStatus {
+    /// Replaying its log: group requests get COORDINATOR_LOAD_IN_PROGRESS.
+    Loading,
+    Active,
+    /// Its log failed: requests get NOT_COORDINATOR until a restart reloads it.
+    Failed,
+}
+
+/// Everything one shard's lock covers.
+#[derive(Debug)]
+struct ShardState {
+    shard: Shard,
+    status: ShardStatus,
+    timers: Timers,
+    /// Requests waiting for an answer from the state machine.
+    parked: HashMap<RequestId, oneshot::Sender<Reply>>,
+}
+
+#[derive(Debug)]
+struct ShardCell {
+    /// The shard's lock. Held for "handle + append records + take reply senders"; never across
+    /// an `.await`.
+    state: Mutex<ShardState>,
+    /// Wakes the shard's timer task when an earlier deadline is set.
+    timer_wake: Notify,
+}
+
+/// Replies to send once a log position is durable.
+struct Deliveries {
+    shard: usize,
+    position: u64,
+    sends: Vec<(oneshot::Sender<Reply>, Reply)>,
+}
+
+/// The coordinator runtime.
+#[derive(Debug)]
+pub struct Coordinator {
+    shards: Box<[ShardCell]>,
+    next_request: AtomicU64,
+    log: Arc<dyn OffsetsLog>,
+    shutdown: CancellationToken,
+}
+
+impl Coordinator {
+    /// A coordinator with `partitions` shards over `log`. Shards are Active and empty; see
+    /// [`Coordinator::load`] for start-up from an existing log.
+    pub fn new(config: ShardConfig, partitions: usize, log: Arc<dyn OffsetsLog>, shutdown: CancellationToken) -> Arc<Self> {
+        let shards = (0..partitions)
+            .map(|_| ShardCell {
+                state: Mutex::new(ShardState {
+                    shard: Shard::new(config.clone(), IdSource::Random),
+                    status: ShardStatus::Active,
+                    timers: Timers::default(),
+                    parked: HashMap::new(),
+                }),
+                timer_wake: Notify::new(),
+            })
+            .collect();
+        Arc::new(Coordinator { shards, next_request: AtomicU64::new(1), log, shutdown })
+    }
+
+    /// Number of shards (`offsets.topic.num.partitions`).
+    pub fn partitions(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of a group.
+    pub fn shard_of(&self, group_id: &str) -> usize {
+        shard_for(group_id, self.shards.len())
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, ShardState> {
+        self.shards[shard].state.lock().expect("shard lock poisoned")
+    }
+
+    /// Replays every shard's log, re-arms timers, then marks the shards Active.
+    pub fn load(&self) -> std::io::Result<()> {
+        for i in 0..self.shards.len() {
+            let records = self.log.read_all(i)?;
+            let mut st = self.lock(i);
+            st.status = ShardStatus::Loading;
+            st.shard.begin_load();
+            let now = now_ms();
+            for raw in &records {
+                match record::Record::decode(raw) {
+                    Ok(r) => st.shard.apply(now, &r),
+                    Err(e) => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("shard {i}: {e}")));
+                    }
+                }
+            }
+            let out = st.shard.finish_load(now);
+            st.status = ShardStatus::Active;
+            let d = self.settle(i, &mut st, out);
+            drop(st);
+            debug_assert!(d.sends.is_empty());
+            self.shards[i].timer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Starts the timer task of every shard.
+    pub fn spawn_timers(self: &Arc<Self>) {
+        for i in 0..self.shards.len() {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_timers(i).await });
+        }
+    }
+
+    async fn run_timers(self: Arc<Self>, shard: usize) {
+        loop {
+            let next = self.lock(shard).timers.earliest();
+            let sleep = match next {
+                Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.shards[shard].timer_wake.notified() => continue,
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            let d = {
+                let mut st = self.lock(shard);
+                self.settle(shard, &mut st, Output::default())
+            };
+            self.deliver(d).await;
+        }
+    }
+
+    /// Takes an output under the shard lock: arms its timers, appends its records, fires any
+    /// timers now due (so a zero delay completes in the same step), and collects the reply
+    /// senders to use once the records are durable.
+    fn settle(&self, shard: usize, st: &mut ShardState, mut out: Output) -> Deliveries {
+        let mut sends = Vec::new();
+        let mut position = None;
+        loop {
+            let before = st.timers.earliest();
+            for op in out.timers.drain(..) {
+                st.timers.apply(op);
+            }
+            if st.timers.earliest() < before || before.is_none() {
+                self.shards[shard].timer_wake.notify_one();
+            }
+            if !out.records.is_empty() {
+                let raws: Vec<record::RawRecord> = out.records.iter().map(|r| r.encode()).collect();
+                match self.log.append(shard, &raws) {
+                    Ok(p) => position = Some(p),
+                    Err(e) => {
+                        tracing::error!(shard, "offsets log append failed, shard stops serving: {e}");
+                        st.status = ShardStatus::Failed;
+                    }
+                }
+            }
+            for (id, reply) in out.replies.drain(..) {
+                if let Some(tx) = st.parked.remove(&id) {
+                    sends.push((tx, reply));
+                }
+            }
+            let now = now_ms();
+            match st.timers.pop_due(now) {
+                Some(key) => out = st.shard.on_timer(now, &key),
+                None => break,
+            }
+        }
+        let position = position.unwrap_or_else(|| self.log.appended(shard));
+        Deliveries { shard, position, sends }
+    }
+
+    async fn deliver(&self, d: Deliveries) {
+        if d.sends.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log.wait_durable(d.shard, d.position).await {
+            tracing::error!(shard = d.shard, "offsets log sync failed: {e}");
+            self.lock(d.shard).status = ShardStatus::Failed;
+            for (tx, reply) in d.sends {
+                let _ = tx.send(api::error_like(&reply, codes::NOT_COORDINATOR));
+            }
+            return;
+        }
+        for (tx, reply) in d.sends {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Runs one input through a shard and waits for its answer. `None` if the shard is not
+    /// serving (the status says why).
+    async fn call(
+        &self,
+        shard: usize,
+        input: impl FnOnce(&mut Shard, i64, RequestId) -> Output,
+    ) -> Result<Reply, ShardStatus> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let d = {
+            let mut st = self.lock(shard);
+            if st.status != ShardStatus::Active {
+                return Err(st.status);
+            }
+            st.parked.insert(id, tx);
+            let out = input(&mut st.shard, now_ms(), id);
+            self.settle(shard, &mut st, out)
+        };
+        self.deliver(d).await;
+        match rx.await {
+            Ok(reply) => Ok(reply),
+            // The state machine dropped the request without answering: only at shutdown.
+            Err(_) => Err(ShardStatus::Failed),
+        }
+    }
+
+    /// Reads a shard's state under its lock.
+    fn read<T>(&self, shard: usize, f: impl FnOnce(&Shard) -> T) -> Result<T, ShardStatus> {
+        let st = self.lock(shard);
+        if st.status != ShardStatus::Active {
+            return Err(st.status);
+        }
+        Ok(f(&st.shard))
+    }
+
+    /// Tombstones the offsets of a deleted topic in every group.
+    pub async fn on_topic_deleted(&self, topic: &str) {
+        for i in 0..self.shards.len() {
+            let d = {
+                let mut st = self.lock(i);
+                if st.status != ShardStatus::Active {
+                    continue;
+                }
+                let out = st.shard.on_topic_deleted(now_ms(), topic);
+                self.settle(i, &mut st, out)
+            };
+            self.deliver(d).await;
+        }
+    }
+
+    /// Shutdown: every parked JoinGroup and SyncGroup is answered NOT_COORDINATOR, as when
+    /// Kafka unloads a partition.
+    pub fn fail_parked(&self) {
+        for i in 0..self.shards.len() {
+            let mut st = self.lock(i);
+            let replies = st.shard.fail_parked(codes::NOT_COORDINATOR);
+            for (id, reply) in replies {
+                if let Some(tx) = st.parked.remove(&id) {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+
+    /// Groups per state, summed over shards (for metrics and tests).
+    pub fn group_counts(&self) -> HashMap<&'static str, usize> {
+        let mut counts = HashMap::new();
+        for i in 0..self.shards.len() {
+            for (_, _, state) in self.lock(i).shard.list() {
+                *counts.entry(state).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checklist 1: Java String.hashCode over UTF-16 units, wrapping, Kafka's abs, modulo.
+    #[test]
+    fn placement_matches_kafka() {
+        // "foo".hashCode() = 101574; 101574 % 50 = 24
+        assert_eq!(shard_for("foo", 50), 24);
+        assert_eq!(shard_for("", 50), 0);
+        // "polygenelubricants".hashCode() == i32::MIN in Java: Kafka's abs maps it to 0
+        assert_eq!(shard_for("polygenelubricants", 50), 0);
+        // a negative hash: "Aa".repeat(5)... uses abs; and a non-BMP char counts as two units
+        let h = |s: &str| {
+            let mut h: i32 = 0;
+            for u in s.encode_utf16() {
+                h = h.wrapping_mul(31).wrapping_add(u as i32);
+            }
+            h
+        };
+        assert!(h("consumer-group-ümlaut-😀") != 0);
+        assert_eq!(shard_for("consumer-group-ümlaut-😀", 50), (h("consumer-group-ümlaut-😀").unsigned_abs() % 50) as usize);
+    }
+
+    #[test]
+    fn timers_replace_cancel_and_pop_in_order() {
+        let mut t = Timers::default();
+        let k = |g: &str| TimerKey::Join { group: g.to_string() };
+        t.apply(TimerOp::Set(k("a"), 10));
+        t.apply(TimerOp::Set(k("b"), 5));
+        t.apply(TimerOp::Set(k("a"), 20));
+        t.apply(TimerOp::Set(k("c"), 7));
+        t.apply(TimerOp::Cancel(k("c")));
+        assert_eq!(t.earliest(), Some(5));
+        assert_eq!(t.pop_due(9), Some(k("b")));
+        assert_eq!(t.pop_due(19), None);
+        assert_eq!(t.pop_due(20), Some(k("a")));
+        assert!(t.by_key.is_empty() && t.by_time.is_empty());
+    }
+}

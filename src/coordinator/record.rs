@@ -1,0 +1,403 @@
+//! The coordinator's records, in the exact key and value schemas of Kafka's
+//! `__consumer_offsets` topic, so the same bytes can be written to a real Kafka compacted topic.
+//!
+//! A record is a key and a nullable value, each starting with an int16 version. The key version
+//! is the record type: 0 and 1 are OffsetCommit keys `{group, topic, partition}`, 2 is a
+//! GroupMetadata key `{group}`; a null value is a tombstone. Types 3 and up (KIP-848, share and
+//! streams groups) are skipped when read, as Kafka's loader skips unknown types.
+//!
+//! Writers use key version 1 for offsets, value version 3 (or 1 when the commit carries an
+//! explicit expire timestamp), and GroupMetadata value version 3, as Kafka does. Readers accept
+//! OffsetCommit values 0-4 and GroupMetadata values 0-4.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// A record as stored: key bytes and value bytes (`None` = tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetValue {
+    pub offset: i64,
+    /// -1 when the client sent none.
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+    /// Only from OffsetCommit v2-4 with an explicit retention time.
+    pub expire_timestamp: Option<i64>,
+}
+
+/// One member as a GroupMetadata record stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberValue {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the selected protocol only.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A classic group's durable snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupValue {
+    /// "" when the group has no protocol type.
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    /// When the group entered its current state; -1 if unknown.
+    pub current_state_timestamp: i64,
+    pub members: Vec<MemberValue>,
+}
+
+/// A decoded coordinator record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Offset { group: String, topic: String, partition: i32, value: Option<OffsetValue> },
+    Group { group: String, value: Option<GroupValue> },
+    /// A record type corral does not handle; skipped.
+    Unknown { key_version: i16 },
+}
+
+/// A record that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed coordinator record: {0}")]
+pub struct RecordError(pub &'static str);
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(b, s),
+        None => b.put_i16(-1),
+    }
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(v.len() as i32);
+    b.put_slice(v);
+}
+
+/// A cursor over record bytes that never panics.
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn need(&self, n: usize) -> Result<(), RecordError> {
+        if self.b.len() < n { Err(RecordError("truncated")) } else { Ok(()) }
+    }
+    fn i16(&mut self) -> Result<i16, RecordError> {
+        self.need(2)?;
+        Ok(self.b.get_i16())
+    }
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        self.need(4)?;
+        Ok(self.b.get_i32())
+    }
+    fn i64(&mut self) -> Result<i64, RecordError> {
+        self.need(8)?;
+        Ok(self.b.get_i64())
+    }
+    fn uvarint(&mut self) -> Result<u32, RecordError> {
+        let mut v: u32 = 0;
+        for i in 0..5 {
+            self.need(1)?;
+            let byte = self.b.get_u8();
+            v |= ((byte & 0x7f) as u32) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(RecordError("varint too long"))
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8], RecordError> {
+        self.need(n)?;
+        let (head, tail) = self.b.split_at(n);
+        self.b = tail;
+        Ok(head)
+    }
+    fn string(&mut self, compact: bool) -> Result<Option<String>, RecordError> {
+        let len: i64 = if compact { self.uvarint()? as i64 - 1 } else { self.i16()? as i64 };
+        if len < 0 {
+            return Ok(None);
+        }
+        let s = self.take(len as usize)?;
+        String::from_utf8(s.to_vec()).map(Some).map_err(|_| RecordError("invalid UTF-8"))
+    }
+    fn bytes(&mut self, compact: bool) -> Result<Bytes, RecordError> {
+        let len: i64 = if compact { self.uvarint()? as i64 - 1 } else { self.i32()? as i64 };
+        if len < 0 {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::copy_from_slice(self.take(len as usize)?))
+    }
+    fn skip_tags(&mut self) -> Result<(), RecordError> {
+        let n = self.uvarint()?;
+        for _ in 0..n {
+            let _tag = self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.take(size)?;
+        }
+        Ok(())
+    }
+}
+
+impl Record {
+    /// Encodes the record.
+    pub fn encode(&self) -> RawRecord {
+        match self {
+            Record::Offset { group, topic, partition, value } => {
+                let mut k = BytesMut::new();
+                k.put_i16(1);
+                put_str(&mut k, group);
+                put_str(&mut k, topic);
+                k.put_i32(*partition);
+                let value = value.as_ref().map(|v| {
+                    let mut b = BytesMut::new();
+                    match v.expire_timestamp {
+                        Some(expire) => {
+                            b.put_i16(1);
+                            b.put_i64(v.offset);
+                            put_str(&mut b, &v.metadata);
+                            b.put_i64(v.commit_timestamp);
+                            b.put_i64(expire);
+                        }
+                        None => {
+                            b.put_i16(3);
+                            b.put_i64(v.offset);
+                            b.put_i32(v.leader_epoch);
+                            put_str(&mut b, &v.metadata);
+                            b.put_i64(v.commit_timestamp);
+                        }
+                    }
+                    b.freeze()
+                });
+                RawRecord { key: k.freeze(), value }
+            }
+            Record::Group { group, value } => {
+                let mut k = BytesMut::new();
+                k.put_i16(2);
+                put_str(&mut k, group);
+                let value = value.as_ref().map(|g| {
+                    let mut b = BytesMut::new();
+                    b.put_i16(3);
+                    put_str(&mut b, &g.protocol_type);
+                    b.put_i32(g.generation);
+                    put_nullable_str(&mut b, g.protocol.as_deref());
+                    put_nullable_str(&mut b, g.leader.as_deref());
+                    b.put_i64(g.current_state_timestamp);
+                    b.put_i32(g.members.len() as i32);
+                    for m in &g.members {
+                        put_str(&mut b, &m.member_id);
+                        put_nullable_str(&mut b, m.group_instance_id.as_deref());
+                        put_str(&mut b, &m.client_id);
+                        put_str(&mut b, &m.client_host);
+                        b.put_i32(m.rebalance_timeout_ms);
+                        b.put_i32(m.session_timeout_ms);
+                        put_bytes(&mut b, &m.subscription);
+                        put_bytes(&mut b, &m.assignment);
+                    }
+                    b.freeze()
+                });
+                RawRecord { key: k.freeze(), value }
+            }
+            Record::Unknown { .. } => unreachable!("unknown records are never written"),
+        }
+    }
+
+    /// Decodes a record. Unknown record types decode as [`Record::Unknown`].
+    pub fn decode(raw: &RawRecord) -> Result<Record, RecordError> {
+        let mut k = Reader { b: &raw.key };
+        let key_version = k.i16()?;
+        match key_version {
+            0 | 1 => {
+                let group = k.string(false)?.ok_or(RecordError("null group"))?;
+                let topic = k.string(false)?.ok_or(RecordError("null topic"))?;
+                let partition = k.i32()?;
+                let value = match &raw.value {
+                    None => None,
+                    Some(v) => Some(decode_offset_value(v)?),
+                };
+                Ok(Record::Offset { group, topic, partition, value })
+            }
+            2 => {
+                let group = k.string(false)?.ok_or(RecordError("null group"))?;
+                let value = match &raw.value {
+                    None => None,
+                    Some(v) => Some(decode_group_value(v)?),
+                };
+                Ok(Record::Group { group, value })
+            }
+            v => Ok(Record::Unknown { key_version: v }),
+        }
+    }
+
+    /// The compaction key: records with equal keys replace each other.
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            Record::Offset { group, .. } | Record::Group { group, .. } => Some(group),
+            Record::Unknown { .. } => None,
+        }
+    }
+}
+
+fn decode_offset_value(v: &[u8]) -> Result<OffsetValue, RecordError> {
+    let mut r = Reader { b: v };
+    let version = r.i16()?;
+    if !(0..=4).contains(&version) {
+        return Err(RecordError("unknown OffsetCommit value version"));
+    }
+    let compact = version >= 4;
+    let offset = r.i64()?;
+    let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
+    let metadata = r.string(compact)?.unwrap_or_default();
+    let commit_timestamp = r.i64()?;
+    let expire_timestamp = if version == 1 { Some(r.i64()?) } else { None };
+    if compact {
+        r.skip_tags()?;
+    }
+    Ok(OffsetValue { offset, leader_epoch, metadata, commit_timestamp, expire_timestamp })
+}
+
+fn decode_group_value(v: &[u8]) -> Result<GroupValue, RecordError> {
+    let mut r = Reader { b: v };
+    let version = r.i16()?;
+    if !(0..=4).contains(&version) {
+        return Err(RecordError("unknown GroupMetadata value version"));
+    }
+    let compact = version >= 4;
+    let protocol_type = r.string(compact)?.unwrap_or_default();
+    let generation = r.i32()?;
+    let protocol = r.string(compact)?;
+    let leader = r.string(compact)?;
+    let current_state_timestamp = if version >= 2 { r.i64()? } else { -1 };
+    let count = if compact { r.uvarint()? as i64 - 1 } else { r.i32()? as i64 };
+    let mut members = Vec::new();
+    // every member takes at least 20 bytes: a count beyond that is a lie
+    if count > (r.b.len() / 20 + 1) as i64 {
+        return Err(RecordError("member count exceeds the record"));
+    }
+    for _ in 0..count.max(0) {
+        let member_id = r.string(compact)?.ok_or(RecordError("null member id"))?;
+        let group_instance_id = if version >= 3 { r.string(compact)? } else { None };
+        let client_id = r.string(compact)?.unwrap_or_default();
+        let client_host = r.string(compact)?.unwrap_or_default();
+        let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { -1 };
+        let session_timeout_ms = r.i32()?;
+        let subscription = r.bytes(compact)?;
+        let assignment = r.bytes(compact)?;
+        if compact {
+            r.skip_tags()?;
+        }
+        members.push(MemberValue {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms: if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms },
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    if compact {
+        r.skip_tags()?;
+    }
+    Ok(GroupValue { protocol_type, generation, protocol, leader, current_state_timestamp, members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checklist 105: a commit without expire timestamp is key v1 {group, topic, partition}
+    /// and value v3 {offset, leaderEpoch, metadata, commitTimestamp}.
+    #[test]
+    fn offset_commit_record_bytes_are_kafkas() {
+        let r = Record::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 2,
+            value: Some(OffsetValue { offset: 7, leader_epoch: 5, metadata: "m".into(), commit_timestamp: 9, expire_timestamp: None }),
+        };
+        let raw = r.encode();
+        assert_eq!(&raw.key[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 2]);
+        let v = raw.value.clone().unwrap();
+        assert_eq!(&v[..2], &[0, 3]);
+        assert_eq!(v.len(), 2 + 8 + 4 + 2 + 1 + 8);
+        assert_eq!(Record::decode(&raw).unwrap(), r);
+    }
+
+    #[test]
+    fn offsets_with_expiry_use_value_v1_and_tombstones_round_trip() {
+        let r = Record::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(OffsetValue { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 3, expire_timestamp: Some(4) }),
+        };
+        let raw = r.encode();
+        assert_eq!(&raw.value.as_ref().unwrap()[..2], &[0, 1]);
+        assert_eq!(Record::decode(&raw).unwrap(), r);
+        let t = Record::Group { group: "g".into(), value: None };
+        assert_eq!(Record::decode(&t.encode()).unwrap(), t);
+    }
+
+    #[test]
+    fn group_metadata_round_trips() {
+        let r = Record::Group {
+            group: "grp".into(),
+            value: Some(GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 4,
+                protocol: Some("range".into()),
+                leader: Some("m1".into()),
+                current_state_timestamp: 123,
+                members: vec![MemberValue {
+                    member_id: "m1".into(),
+                    group_instance_id: Some("i1".into()),
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 300000,
+                    session_timeout_ms: 45000,
+                    subscription: Bytes::from_static(b"sub"),
+                    assignment: Bytes::from_static(b"asg"),
+                }],
+            }),
+        };
+        let raw = r.encode();
+        assert_eq!(&raw.key[..2], &[0, 2]);
+        assert_eq!(&raw.value.as_ref().unwrap()[..2], &[0, 3]);
+        assert_eq!(Record::decode(&raw).unwrap(), r);
+    }
+
+    /// Checklist 108: unknown record types are skipped, not errors.
+    #[test]
+    fn unknown_types_and_garbage() {
+        let raw = RawRecord { key: Bytes::from_static(&[0, 255, 1, 2]), value: None };
+        assert_eq!(Record::decode(&raw).unwrap(), Record::Unknown { key_version: 255 });
+        let good = Record::Group { group: "g".into(), value: Some(GroupValue {
+            protocol_type: String::new(), generation: 0, protocol: None, leader: None, current_state_timestamp: -1, members: vec![],
+        }) }.encode();
+        let v = good.value.unwrap();
+        for cut in 0..v.len() {
+            let _ = Record::decode(&RawRecord { key: good.key.clone(), value: Some(v.slice(..cut)) });
+        }
+        let mut lie = v.to_vec();
+        let n = lie.len();
+        lie[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(Record::decode(&RawRecord { key: good.key.clone(), value: Some(Bytes::from(lie)) }).is_err());
+    }
+}
