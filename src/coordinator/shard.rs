@@ -278,6 +278,9 @@ fn join_key(g: &str) -> TimerKey {
     TimerKey::Join { group: g.to_string() }
 }
 
+/// The time an offset's retention is counted from, for one group's expiry rule (§3.4).
+type OffsetClock = Box<dyn Fn(&OffsetValue) -> i64>;
+
 /// Length of a string as Java counts it (UTF-16 code units).
 fn java_len(s: &str) -> usize {
     s.encode_utf16().count()
@@ -291,6 +294,12 @@ impl Shard {
     /// The group with this id.
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.get(id)
+    }
+
+    /// The group with this id, to change by hand (tests reach states such as Dead this way).
+    #[cfg(test)]
+    pub(crate) fn group_mut(&mut self, id: &str) -> Option<&mut Group> {
+        self.groups.get_mut(id)
     }
 
     /// Every group.
@@ -842,7 +851,11 @@ impl Shard {
     fn on_heartbeat_timer(&mut self, cx: &mut Cx, g: &mut Group, member: &str) {
         if g.pending_members.remove(member) {
             tracing::info!(group = g.id.as_str(), member, "pending member did not rejoin within its session timeout");
-            self.maybe_complete_join(cx, g);
+            // §2.5: the join completes if it was the last one outstanding — even during the
+            // initial delay (Kafka's removePendingMemberAndUpdateClassicGroup; checklist 25).
+            if g.is(GroupState::PreparingRebalance) && g.all_members_joined() {
+                self.complete_join(cx, g);
+            }
             return;
         }
         let Some(m) = g.members.get(member) else { return };
@@ -933,7 +946,8 @@ impl Shard {
         if removed {
             match g.state {
                 GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(&mut cx, &mut g),
-                GroupState::PreparingRebalance if g.all_members_joined() => self.complete_join(&mut cx, &mut g),
+                // Kafka's maybeCompleteJoinPhase: an initial rebalance still waits out its delay.
+                GroupState::PreparingRebalance => self.maybe_complete_join(&mut cx, &mut g),
                 _ => {}
             }
         }
@@ -1102,8 +1116,10 @@ impl Shard {
         let retention = self.config.offsets_retention_ms;
         let mut records = Vec::new();
         for g in self.groups.values() {
-            // Which clock an offset's age runs on, if it can expire at all.
-            let base: Option<Box<dyn Fn(&OffsetValue) -> i64>> = match (&g.protocol_type, g.state) {
+            // Which clock an offset's age runs on. A group without one (one that is rebalancing,
+            // or a non-consumer group with members) expires nothing, not even offsets with an
+            // explicit expire timestamp (Kafka's offsetExpirationCondition; checklist 103).
+            let base: Option<OffsetClock> = match (&g.protocol_type, g.state) {
                 (Some(_), GroupState::Empty) => {
                     let since = g.state_timestamp;
                     Some(Box::new(move |o: &OffsetValue| since.unwrap_or(o.commit_timestamp)))
@@ -1112,16 +1128,16 @@ impl Shard {
                 (None, _) => Some(Box::new(|o: &OffsetValue| o.commit_timestamp)),
                 _ => None,
             };
+            let Some(base) = base else { continue };
             let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
             let mut expired = 0;
             for ((t, p), o) in &g.offsets {
                 if subscribed.as_ref().is_none_or(|s| s.contains(t)) {
                     continue;
                 }
-                let gone = match (o.expire_timestamp, &base) {
-                    (Some(e), _) => cx.now >= e,
-                    (None, Some(base)) => cx.now - base(o) >= retention,
-                    (None, None) => false,
+                let gone = match o.expire_timestamp {
+                    Some(e) => cx.now >= e,
+                    None => cx.now - base(o) >= retention,
                 };
                 if gone {
                     expired += 1;

@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use bytes::Bytes;
 
 use super::RequestId;
-use super::group::{Group, Protocol};
-use super::record::Record;
+use super::group::{Group, GroupState, Protocol};
+use super::record::{RawRecord, Record};
 use super::shard::*;
+use crate::error::codes;
 
 pub(crate) struct Kit {
     pub shard: Shard,
@@ -60,6 +61,30 @@ pub(crate) fn sync(group: &str, member: &str, generation: i32, assignments: &[(&
     }
 }
 
+/// A static member's JoinGroup: `join` with a group.instance.id and MemberId "".
+pub(crate) fn static_join(group: &str, instance: &str) -> JoinInput {
+    JoinInput { group_instance_id: Some(instance.into()), ..join(group, "") }
+}
+
+/// Protocols with the given names, each with metadata `b"m"`, in order of preference.
+pub(crate) fn protocols(names: &[&str]) -> Vec<Protocol> {
+    names.iter().map(|n| Protocol { name: n.to_string(), metadata: Bytes::from_static(b"m") }).collect()
+}
+
+/// A ConsumerProtocol subscription (version 0: topics, null user data), as the Java client
+/// sends it in its JoinGroup metadata.
+pub(crate) fn subscription(topics: &[&str]) -> Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        b.extend_from_slice(t.as_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(b)
+}
+
 pub(crate) fn heartbeat(group: &str, member: &str, generation: i32) -> HeartbeatInput {
     HeartbeatInput { group_id: group.into(), member_id: member.into(), group_instance_id: None, generation_id: generation }
 }
@@ -85,14 +110,11 @@ impl Kit {
     }
 
     pub(crate) fn with(config: ShardConfig) -> Self {
-        Kit {
-            shard: Shard::new(config, IdSource::Counter(0)),
-            now: 1_000_000,
-            next: 0,
-            timers: HashMap::new(),
-            replies: HashMap::new(),
-            records: Vec::new(),
-        }
+        Self::over(Shard::new(config, IdSource::Counter(0)), 1_000_000)
+    }
+
+    fn over(shard: Shard, now: i64) -> Self {
+        Kit { shard, now, next: 0, timers: HashMap::new(), replies: HashMap::new(), records: Vec::new() }
     }
 
     fn take(&mut self, out: Output) {
@@ -240,25 +262,161 @@ impl Kit {
         self.timers.get(key).copied()
     }
 
-    /// A dynamic member joins a group (two steps at v4+) and, if it is answered at once,
-    /// returns its answer; the request id is returned for a parked join.
-    pub(crate) fn join_dynamic(&mut self, group: &str) -> (String, RequestId) {
-        let first = self.join(join(group, ""));
-        let r = self.joined(first).expect("MEMBER_ID_REQUIRED comes at once");
-        assert_eq!(r.error, crate::error::codes::MEMBER_ID_REQUIRED);
-        let id = self.join(join(group, &r.member_id));
-        (r.member_id, id)
-    }
-
     /// Replays every record written so far into a fresh shard, as start-up does.
     pub(crate) fn replayed(&self) -> Shard {
-        let mut s = Shard::new(config(), IdSource::Counter(1000));
-        s.begin_load();
-        for r in &self.records {
-            let raw = r.encode();
-            s.apply(self.now, &Record::decode(&raw).expect("records decode"));
+        Kit::loaded(self.shard.config.clone(), self.now, &self.raw_records()).shard
+    }
+
+    /// The records written so far, encoded as the log stores them.
+    pub(crate) fn raw_records(&self) -> Vec<RawRecord> {
+        self.records.iter().map(Record::encode).collect()
+    }
+
+    /// A kit over a shard loaded from `raws` at `now`, as start-up loads one: every record is
+    /// decoded (unknown types too) and applied, then `finish_load` arms the timers. The kit's
+    /// `records` start as the known records of the log, so later writes append to them.
+    pub(crate) fn loaded(config: ShardConfig, now: i64, raws: &[RawRecord]) -> Kit {
+        // member ids of its own, so ids it hands out never collide with the loaded ones
+        let mut kit = Kit::over(Shard::new(config, IdSource::Counter(1000)), now);
+        kit.shard.begin_load();
+        for raw in raws {
+            let r = Record::decode(raw).expect("records decode");
+            kit.shard.apply(now, &r);
+            if !matches!(r, Record::Unknown { .. }) {
+                kit.records.push(r);
+            }
         }
-        let _ = s.finish_load(self.now);
-        s
+        let out = kit.shard.finish_load(now);
+        kit.take(out);
+        kit
+    }
+
+    /// Runs the offset expiry sweep now. Tests call it explicitly: the periodic timer it re-arms
+    /// is dropped, so no sweep happens behind a test's back.
+    pub(crate) fn sweep(&mut self) {
+        let out = self.shard.on_timer(self.now, &TimerKey::OffsetExpiry);
+        self.take(out);
+        self.timers.remove(&TimerKey::OffsetExpiry);
+    }
+
+    /// A topic was deleted.
+    pub(crate) fn topic_deleted(&mut self, topic: &str) {
+        let out = self.shard.on_topic_deleted(self.now, topic);
+        self.take(out);
+    }
+
+    /// Marks a group Dead, as Kafka's tests do to reach that state (a shard only removes
+    /// groups, it never keeps a Dead one).
+    pub(crate) fn kill(&mut self, group: &str) {
+        let now = self.now;
+        self.shard.group_mut(group).unwrap_or_else(|| panic!("no group {group}")).transition(GroupState::Dead, now);
+    }
+
+    /// The records written since `from` (an earlier `records.len()`).
+    pub(crate) fn records_since(&self, from: usize) -> &[Record] {
+        &self.records[from..]
+    }
+
+    /// The member id a JoinGroup request got or is parked under.
+    fn member_of(&self, group: &str, req: RequestId) -> String {
+        if let Some(Reply::Join(r)) = self.replies.get(&req) {
+            return r.member_id.clone();
+        }
+        self.group(group)
+            .members
+            .values()
+            .find(|m| m.awaiting_join.map(|w| w.request) == Some(req))
+            .unwrap_or_else(|| panic!("join {req} neither answered nor parked"))
+            .id
+            .clone()
+    }
+
+    /// A new member joins: dynamic members at v4+ take the MEMBER_ID_REQUIRED step first.
+    /// Returns the member id and the request id of the (possibly parked) join that counts.
+    pub(crate) fn join_new(&mut self, j: JoinInput) -> (String, RequestId) {
+        assert!(j.member_id.is_empty(), "join_new is for new members");
+        if j.group_instance_id.is_none() && j.version >= 4 {
+            let first = self.join(j.clone());
+            let r = self.joined(first).expect("MEMBER_ID_REQUIRED comes at once");
+            assert_eq!(r.error, codes::MEMBER_ID_REQUIRED);
+            let id = self.join(JoinInput { member_id: r.member_id.clone(), ..j });
+            return (r.member_id, id);
+        }
+        let group = j.group_id.clone();
+        let req = self.join(j);
+        (self.member_of(&group, req), req)
+    }
+
+    /// New members join an Empty group (no initial delay) and the join phase completes with all
+    /// of them: the first member's join completes alone at once, so it rejoins to let the others
+    /// in. Returns every member's id and JoinGroup answer, in join order (the first leads).
+    pub(crate) fn join_all(&mut self, joins: Vec<JoinInput>) -> Vec<(String, JoinResult)> {
+        assert_eq!(self.shard.config.initial_rebalance_delay_ms, 0, "join_all expects no initial delay");
+        let group = joins[0].group_id.clone();
+        let mut members: Vec<(String, RequestId)> = Vec::new();
+        for j in &joins {
+            members.push(self.join_new(j.clone()));
+        }
+        let first = self.joined(members[0].1).expect("a lone first member is answered at once");
+        assert_eq!(first.error, codes::NONE);
+        if members.len() == 1 {
+            return vec![(members[0].0.clone(), first)];
+        }
+        members[0].1 = self.join(JoinInput { member_id: members[0].0.clone(), ..joins[0].clone() });
+        let answers: Vec<(String, JoinResult)> = members
+            .into_iter()
+            .map(|(id, req)| {
+                let answer = self.joined(req).unwrap_or_else(|| panic!("{id} not answered"));
+                (id, answer)
+            })
+            .collect();
+        for (id, r) in &answers {
+            assert_eq!((id.as_str(), r.error), (id.as_str(), codes::NONE));
+        }
+        assert!(self.group(&group).is(GroupState::CompletingRebalance));
+        answers
+    }
+
+    /// A Stable group of these members: they join (see `join_all`), the leader (the first)
+    /// assigns `a-<member id>` to each, and everyone syncs. Returns the member ids, leader first.
+    pub(crate) fn stable_members(&mut self, joins: Vec<JoinInput>) -> Vec<String> {
+        let group = joins[0].group_id.clone();
+        let answers = self.join_all(joins);
+        let generation = answers[0].1.generation_id;
+        let ids: Vec<String> = answers.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(answers[0].1.leader, ids[0]);
+        let assignments: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), format!("a-{id}"))).collect();
+        let pairs: Vec<(&str, &str)> = assignments.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
+        let mut reqs = Vec::new();
+        for (k, id) in ids.iter().enumerate() {
+            let mut s = sync(&group, id, generation, if k == 0 { &pairs } else { &[] });
+            s.group_instance_id = self.group(&group).members[id].instance_id.clone();
+            reqs.push(self.sync(s));
+        }
+        for (id, req) in ids.iter().zip(reqs) {
+            let r = self.synced(req).unwrap_or_else(|| panic!("{id} sync not answered"));
+            assert_eq!(r.error, codes::NONE);
+            assert_eq!(r.assignment, Bytes::from(format!("a-{id}")));
+        }
+        assert!(self.group(&group).is(GroupState::Stable));
+        ids
+    }
+
+    /// A Stable group of `n` dynamic members with `join`'s defaults.
+    pub(crate) fn stable(&mut self, group: &str, n: usize) -> Vec<String> {
+        self.stable_members(vec![join(group, ""); n])
+    }
+
+    /// Moves the clock `ms` forward in steps of `step`, each member heartbeating (at the group's
+    /// current generation) after every step, as live clients do.
+    pub(crate) fn advance_heartbeating(&mut self, ms: i64, step: i64, group: &str, members: &[&str]) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.advance(step.min(end - self.now));
+            let generation = self.shard.group(group).map_or(-1, |g| g.generation);
+            for m in members {
+                self.heartbeat(heartbeat(group, m, generation));
+            }
+        }
     }
 }
