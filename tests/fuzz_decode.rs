@@ -71,6 +71,43 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
             incremental_alter_configs_request::AlterConfigsResource::default().with_configs(vec![Default::default()]),
         ])),
         ApiKey::DescribeCluster => enc(key, version, DescribeClusterRequest::default()),
+        ApiKey::FindCoordinator => enc(key, version, if version >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g"); 2])
+        } else {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+        }),
+        ApiKey::JoinGroup => enc(key, version, JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))])),
+        ApiKey::SyncGroup => enc(key, version, SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_assignments(vec![Default::default(); 2])),
+        ApiKey::Heartbeat => enc(key, version, HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g")))),
+        ApiKey::LeaveGroup => enc(key, version, if version >= 3 {
+            LeaveGroupRequest::default().with_members(vec![Default::default(); 2])
+        } else {
+            LeaveGroupRequest::default()
+        }),
+        ApiKey::OffsetCommit => enc(key, version, OffsetCommitRequest::default().with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
+        ])),
+        ApiKey::OffsetFetch => enc(key, version, if version >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default().with_name(t()).with_partition_indexes(vec![0, 1])]))])
+        } else {
+            OffsetFetchRequest::default().with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default().with_name(t()).with_partition_indexes(vec![0, 1]),
+            ]))
+        }),
+        ApiKey::ListGroups => enc(key, version, ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => enc(key, version, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g")); 2])),
+        ApiKey::DeleteGroups => enc(key, version, DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))])),
+        ApiKey::OffsetDelete => enc(key, version, OffsetDeleteRequest::default().with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
+        ])),
         other => panic!("no fuzz seed for {other:?}: add one when adding it to the version table"),
     }
 }

@@ -192,8 +192,182 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.error_code, 0);
             assert_eq!(r.brokers.len(), 1);
         }
+        ApiKey::FindCoordinator => {
+            let r = c.send(v, &if v >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g1"), s("g2")])
+            } else {
+                FindCoordinatorRequest::default().with_key(s("g1"))
+            }).await;
+            if v >= 4 {
+                assert_eq!(r.coordinators.len(), 2);
+                assert!(r.coordinators.iter().all(|x| x.error_code == 0 && x.node_id.0 == 1));
+            } else {
+                assert_eq!((r.error_code, r.node_id.0), (0, 1));
+            }
+        }
+        ApiKey::JoinGroup => {
+            let group = format!("join-{v}");
+            let mut r = c.send(v, &join_request(&group, "")).await;
+            if v >= 4 {
+                assert_eq!(r.error_code, 79, "v{v} MEMBER_ID_REQUIRED");
+                let id = r.member_id.to_string();
+                r = c.send(v, &join_request(&group, &id)).await;
+            }
+            assert_eq!(r.error_code, 0, "v{v}");
+            assert_eq!(r.generation_id, 1);
+            assert_eq!(r.leader, r.member_id);
+            assert_eq!(r.members.len(), 1);
+            assert_eq!(r.protocol_name.as_ref().map(|p| p.as_str()), Some("range"));
+        }
+        ApiKey::SyncGroup => {
+            let group = format!("sync-{v}");
+            let (member, generation) = joined(c, &group).await;
+            let r = c.send(v, &sync_request(&group, &member, generation, v)).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+            assert_eq!(&r.assignment[..], b"assignment");
+        }
+        ApiKey::Heartbeat => {
+            let group = format!("hb-{v}");
+            let (member, generation) = stable(c, &group).await;
+            let r = c.send(v, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member)).with_generation_id(generation)).await;
+            assert_eq!(r.error_code, 0);
+            let r = c.send(v, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member)).with_generation_id(generation + 1)).await;
+            assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
+        }
+        ApiKey::LeaveGroup => {
+            let group = format!("leave-{v}");
+            let (member, _) = stable(c, &group).await;
+            let req = if v >= 3 {
+                LeaveGroupRequest::default().with_group_id(GroupId(s(&group))).with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s(&member)),
+                ])
+            } else {
+                LeaveGroupRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member))
+            };
+            let r = c.send(v, &req).await;
+            assert_eq!(r.error_code, 0);
+            if v >= 3 {
+                assert_eq!(r.members[0].error_code, 0);
+            }
+        }
+        ApiKey::OffsetCommit => {
+            let mut req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("commits")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(100 + v as i64).with_committed_metadata(Some(s("meta"))),
+                ])]);
+            if v <= 4 {
+                req.retention_time_ms = -1;
+            }
+            let r = c.send(v, &req).await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v}");
+        }
+        ApiKey::OffsetFetch => {
+            let committed = |o: i64| assert!(o >= 102, "v{v}: fetched offset {o}");
+            if v >= 8 {
+                let r = c.send(v, &OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("commits"))).with_topics(None),
+                ])).await;
+                committed(r.groups[0].topics[0].partitions[0].committed_offset);
+            } else {
+                let r = c.send(v, &OffsetFetchRequest::default().with_group_id(GroupId(s("commits"))).with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic("vt")).with_partition_indexes(vec![0]),
+                ]))).await;
+                committed(r.topics[0].partitions[0].committed_offset);
+                assert_eq!(r.topics[0].partitions[0].metadata.as_ref().map(|m| m.as_str()), Some("meta"));
+            }
+        }
+        ApiKey::ListGroups => {
+            let r = c.send(v, &ListGroupsRequest::default()).await;
+            assert_eq!(r.error_code, 0);
+            assert!(r.groups.iter().any(|g| g.group_id.as_str() == "commits" && g.protocol_type.is_empty()));
+        }
+        ApiKey::DescribeGroups => {
+            let group = format!("describe-{v}");
+            let (member, _) = stable(c, &group).await;
+            let r = c.send(v, &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group)), GroupId(s("no-such-group"))])).await;
+            let d = &r.groups[0];
+            assert_eq!((d.error_code, d.group_state.as_str(), d.protocol_data.as_str()), (0, "Stable", "range"));
+            assert_eq!(d.members[0].member_id.as_str(), member);
+            assert_eq!(&d.members[0].member_assignment[..], b"assignment");
+            let unknown = &r.groups[1];
+            assert_eq!(unknown.error_code, if v >= 6 { 69 } else { 0 });
+            assert_eq!(unknown.group_state.as_str(), "Dead");
+        }
+        ApiKey::DeleteGroups => {
+            let group = format!("delete-{v}");
+            commit_simple(c, &group).await;
+            let r = c.send(v, &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group)), GroupId(s("no-such-group"))])).await;
+            assert_eq!(r.results[0].error_code, 0);
+            assert_eq!(r.results[1].error_code, 69);
+        }
+        ApiKey::OffsetDelete => {
+            commit_simple(c, "offset-delete").await;
+            let r = c.send(v, &OffsetDeleteRequest::default().with_group_id(GroupId(s("offset-delete"))).with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+                ]),
+            ])).await;
+            assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+        }
         other => panic!("no exercise for {other:?}: add one when adding it to the version table"),
     }
+}
+
+fn join_request(group: &str, member: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 2, b'v', b't', 0xff, 0xff, 0xff, 0xff]))])
+}
+
+fn sync_request(group: &str, member: &str, generation: i32, v: i16) -> SyncGroupRequest {
+    let mut r = SyncGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_generation_id(generation)
+        .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
+            .with_member_id(s(member))
+            .with_assignment(Bytes::from_static(b"assignment"))]);
+    if v >= 5 {
+        r.protocol_type = Some(s("consumer"));
+        r.protocol_name = Some(s("range"));
+    }
+    r
+}
+
+/// A one-member group after its join phase: (member id, generation).
+async fn joined(c: &mut RawClient, group: &str) -> (String, i32) {
+    let r = c.send(5, &join_request(group, "")).await;
+    let id = r.member_id.to_string();
+    let r = c.send(5, &join_request(group, &id)).await;
+    assert_eq!(r.error_code, 0);
+    (id, r.generation_id)
+}
+
+/// A one-member Stable group.
+async fn stable(c: &mut RawClient, group: &str) -> (String, i32) {
+    let (member, generation) = joined(c, group).await;
+    let r = c.send(3, &sync_request(group, &member, generation, 3)).await;
+    assert_eq!(r.error_code, 0);
+    (member, generation)
+}
+
+/// A simple group holding one committed offset.
+async fn commit_simple(c: &mut RawClient, group: &str) {
+    let r = c.send(8, &OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+            offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
+        ])])).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
 }
 
 #[tokio::test]
@@ -206,7 +380,12 @@ async fn every_api_at_every_version_answers_in_that_version() {
     assert_eq!(r.topics[0].error_code, 0);
     // produce first so fetch and offsets see data; then the rest in table order
     let mut order: Vec<(ApiKey, i16, i16)> = SUPPORTED.to_vec();
-    order.sort_by_key(|(k, _, _)| if *k == ApiKey::Produce { 0 } else if *k == ApiKey::DeleteRecords { 2 } else { 1 });
+    order.sort_by_key(|(k, _, _)| match k {
+        ApiKey::Produce => 0,
+        ApiKey::OffsetCommit => 1,
+        ApiKey::DeleteRecords => 3,
+        _ => 2,
+    });
     for (key, min, max) in order {
         for v in min..=max {
             exercise(&mut c, key, v).await;
