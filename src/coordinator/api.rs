@@ -19,6 +19,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use tracing::Instrument;
 
 use super::group::Protocol;
 use super::shard::{
@@ -165,7 +166,8 @@ pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> 
     };
     let member_id = input.member_id.clone();
     let shard = c.coordinator.shard_of(&input.group_id);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.join(now, id, input)).await {
+    let span = tracing::debug_span!("join_group", group = %input.group_id, member = %member_id, instance = ?input.group_instance_id);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.join(now, id, input)).instrument(span).await {
         Ok(Reply::Join(r)) => r,
         Ok(other) => unreachable!("JoinGroup answered with {other:?}"),
         Err(status) => JoinResult::error(status_error(status), &member_id),
@@ -206,7 +208,8 @@ pub async fn sync_group(c: &Caller<'_>, version: i16, req: SyncGroupRequest) -> 
         assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
     };
     let shard = c.coordinator.shard_of(&input.group_id);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.sync(now, id, input, version)).await {
+    let span = tracing::debug_span!("sync_group", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.sync(now, id, input, version)).instrument(span).await {
         Ok(Reply::Sync(r)) => r,
         Ok(other) => unreachable!("SyncGroup answered with {other:?}"),
         Err(status) => SyncResult::error(status_error(status)),
@@ -228,7 +231,8 @@ pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> 
         generation_id: req.generation_id,
     };
     let shard = c.coordinator.shard_of(&input.group_id);
-    let code = match c.coordinator.call(shard, move |sh, now, id| sh.heartbeat(now, id, input)).await {
+    let span = tracing::trace_span!("heartbeat", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
+    let code = match c.coordinator.call(shard, move |sh, now, id| sh.heartbeat(now, id, input)).instrument(span).await {
         Ok(Reply::Heartbeat(code)) => code,
         Ok(other) => unreachable!("Heartbeat answered with {other:?}"),
         Err(ShardStatus::Loading) => codes::NONE,
@@ -251,7 +255,8 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
     };
     let input = LeaveInput { group_id: req.group_id.to_string(), members };
     let shard = c.coordinator.shard_of(&input.group_id);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.leave(now, id, input)).await {
+    let span = tracing::debug_span!("leave_group", group = %input.group_id, members = input.members.len());
+    let result = match c.coordinator.call(shard, move |sh, now, id| sh.leave(now, id, input)).instrument(span).await {
         Ok(Reply::Leave(r)) => r,
         Ok(other) => unreachable!("LeaveGroup answered with {other:?}"),
         Err(status) => super::shard::LeaveResult { error: status_error(status), members: Vec::new() },
@@ -316,7 +321,8 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
             partitions: to_shard,
         };
         let shard = c.coordinator.shard_of(&input.group_id);
-        let errors = match c.coordinator.call(shard, move |sh, now, id| sh.commit(now, id, input)).await {
+        let span = tracing::trace_span!("offset_commit", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
+        let errors = match c.coordinator.call(shard, move |sh, now, id| sh.commit(now, id, input)).instrument(span).await {
             Ok(Reply::Commit(v)) => v,
             Ok(other) => unreachable!("OffsetCommit answered with {other:?}"),
             Err(status) => vec![status_error(status); n],

@@ -109,6 +109,8 @@ pub struct Group {
     pub new_member_added: bool,
     /// Remaining time of the initial rebalance delay, and the delay step now scheduled.
     pub initial_delay: Option<(i64, i64)>,
+    /// When the current rebalance began, for the rebalance-duration metric.
+    pub rebalance_started: Option<i64>,
     pub offsets: HashMap<(String, i32), OffsetEntry>,
     /// The last GroupMetadata value applied: what a restart would load.
     pub persisted: Option<GroupValue>,
@@ -132,6 +134,7 @@ impl Group {
             pending_sync: HashSet::new(),
             new_member_added: false,
             initial_delay: None,
+            rebalance_started: None,
             offsets: HashMap::new(),
             persisted: None,
         }

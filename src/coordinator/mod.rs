@@ -193,12 +193,39 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Starts the timer task of every shard.
+    /// Starts the timer task of every shard, and the task that publishes group gauges.
     pub fn spawn_timers(self: &Arc<Self>) {
         for i in 0..self.shards.len() {
             let me = self.clone();
             tokio::spawn(async move { me.run_timers(i).await });
         }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = me.shutdown.cancelled() => return,
+                    _ = tick.tick() => me.publish_gauges(),
+                }
+            }
+        });
+    }
+
+    /// Sets the gauges of groups per state and of members.
+    fn publish_gauges(&self) {
+        let mut members = 0usize;
+        let mut states: HashMap<&'static str, usize> = HashMap::new();
+        for i in 0..self.shards.len() {
+            let st = self.lock(i);
+            for g in st.shard.groups() {
+                *states.entry(g.state.name()).or_default() += 1;
+                members += g.members.len();
+            }
+        }
+        for state in ["Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead"] {
+            metrics::gauge!("corral_groups", "state" => state).set(states.get(state).copied().unwrap_or(0) as f64);
+        }
+        metrics::gauge!("corral_group_members").set(members as f64);
     }
 
     async fn run_timers(self: Arc<Self>, shard: usize) {
@@ -356,6 +383,63 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Broker;
+    use crate::config::{Config, HostPort};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn coordinator() -> (Arc<Coordinator>, Broker) {
+        let config = Config::default();
+        let broker = Broker::new(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into());
+        let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
+        broker.create_topic("t", p, o).unwrap();
+        let c = Coordinator::new(ShardConfig::from_config(&config), 50, Arc::new(log::MemoryOffsetsLog::new(50)), CancellationToken::new());
+        (c, broker)
+    }
+
+    /// Checklist 6: while a shard loads, group APIs answer COORDINATOR_LOAD_IN_PROGRESS and
+    /// Heartbeat answers NONE. Checklist 99: OffsetFetch v1 copies a group error into every
+    /// partition; v2+ puts it at the top level.
+    #[tokio::test]
+    async fn item_06_99_a_loading_shard() {
+        let (c, broker) = coordinator();
+        let g = "loading-group";
+        c.lock(c.shard_of(g)).status = ShardStatus::Loading;
+        let caller = api::Caller { coordinator: &c, broker: &broker, client_id: "x", client_host: "/127.0.0.1".into() };
+        let gid = GroupId(StrBytes::from_static_str(g));
+        let j = api::join_group(&caller, 5, JoinGroupRequest::default().with_group_id(gid.clone()).with_session_timeout_ms(10_000)).await;
+        assert_eq!(j.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        let h = api::heartbeat(&caller, 3, HeartbeatRequest::default().with_group_id(gid.clone())).await;
+        assert_eq!(h.error_code, codes::NONE);
+        let topic = || offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_indexes(vec![0, 1]);
+        let f1 = api::offset_fetch(&caller, 1, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
+        assert!(f1.topics[0].partitions.iter().all(|p| p.error_code == codes::COORDINATOR_LOAD_IN_PROGRESS && p.committed_offset == -1));
+        let f3 = api::offset_fetch(&caller, 3, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
+        assert_eq!(f3.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        let commit = OffsetCommitRequest::default().with_group_id(gid.clone()).with_generation_id_or_member_epoch(-1).with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()]),
+        ]);
+        let oc = api::offset_commit(&caller, 8, commit).await;
+        assert_eq!(oc.topics[0].partitions[0].error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        let d = api::describe_groups(&caller, 5, DescribeGroupsRequest::default().with_groups(vec![gid.clone()]));
+        assert_eq!(d.groups[0].error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        let l = api::list_groups(&caller, 4, ListGroupsRequest::default());
+        assert_eq!(l.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        // other shards keep serving
+        let other = GroupId(StrBytes::from_static_str("a-different-group"));
+        assert_ne!(c.shard_of("a-different-group"), c.shard_of(g));
+        let j = api::join_group(&caller, 3, JoinGroupRequest::default()
+            .with_group_id(other)
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))]))
+            .await;
+        assert_eq!(j.error_code, codes::NONE);
+    }
 
     /// Checklist 1: Java String.hashCode over UTF-16 units, wrapping, Kafka's abs, modulo.
     #[test]

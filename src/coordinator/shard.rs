@@ -629,6 +629,7 @@ impl Shard {
             cx.set(join_key(&g.id), g.rebalance_timeout_ms());
         }
         metrics::counter!("corral_rebalances_total").increment(1);
+        g.rebalance_started.get_or_insert(cx.now);
         g.transition(GroupState::PreparingRebalance, cx.now);
         self.maybe_complete_join(cx, g);
     }
@@ -700,6 +701,13 @@ impl Shard {
         }
         g.protocol_name = g.select_protocol();
         g.transition(GroupState::CompletingRebalance, cx.now);
+        tracing::info!(
+            group = g.id.as_str(),
+            generation = g.generation,
+            members = g.members.len(),
+            protocol = g.protocol_name.as_deref().unwrap_or(""),
+            "join phase complete"
+        );
         let leader = g.leader.clone().unwrap_or_default();
         let answered: Vec<(String, Waiter)> =
             g.members.values().filter_map(|m| m.awaiting_join.map(|w| (m.id.clone(), w))).collect();
@@ -801,6 +809,9 @@ impl Shard {
             cx.set(heartbeat_key(&g.id, &id), m.session_timeout_ms as i64);
         }
         g.transition(GroupState::Stable, cx.now);
+        if let Some(started) = g.rebalance_started.take() {
+            metrics::histogram!("corral_rebalance_seconds").record((cx.now - started) as f64 / 1000.0);
+        }
     }
 
     /// The pending-sync timer fired: members that never sent SyncGroup are removed (§2.9).
