@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod coordinator;
 pub mod error;
+pub mod log;
 pub mod frame;
 pub mod protocol;
 pub mod router;

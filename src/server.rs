@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, HostPort};
 use crate::coordinator::Coordinator;
-use crate::coordinator::log::MemoryOffsetsLog;
+use crate::coordinator::log::ShardLogs;
+use crate::log::datadir::{DataDir, Meta};
+use crate::log::keyed::KeyedConfig;
 use crate::coordinator::shard::ShardConfig;
 use crate::router::{ConnInfo, Context};
 
@@ -29,37 +30,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_millis(800);
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("data dir {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
-    #[error("data dir {0} is in use by another corral (its lock file is held)")]
-    DataDirLocked(String),
+    #[error(transparent)]
+    DataDir(#[from] crate::log::datadir::DataDirError),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    #[error("{0}")]
+    Fatal(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// An exclusive lock on the data dir, held while the server lives.
-#[derive(Debug)]
-struct DirLock {
-    _file: std::fs::File,
-}
-
-impl DirLock {
-    fn acquire(dir: &Path) -> Result<Self, ServerError> {
-        let shown = dir.display().to_string();
-        let io = |source| ServerError::DataDir { path: shown.clone(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(".lock"))
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DataDirLocked(shown)),
-            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
-        }
-    }
 }
 
 /// A server ready to serve.
@@ -67,7 +45,8 @@ impl DirLock {
 pub struct Server {
     listener: TcpListener,
     ctx: Context,
-    _lock: Option<DirLock>,
+    /// The data dir (holding its lock) while the server lives.
+    _data: Arc<DataDir>,
 }
 
 /// The address clients are told to use: the configured one, or the bound address (with a
@@ -107,27 +86,42 @@ pub fn new_cluster_id() -> String {
 }
 
 impl Server {
-    /// Locks the data dir (unless ephemeral) and builds the shared state.
+    /// Opens the data dir (locked; or memory when ephemeral), recovers the topic catalog and
+    /// every partition log, and builds the shared state. Coordinator shards load later, in the
+    /// background, once [`Server::run`] starts.
     pub fn open(listener: TcpListener, config: Config) -> Result<Self, ServerError> {
-        let lock = if config.ephemeral { None } else { Some(DirLock::acquire(&config.data_dir)?) };
         let bound = listener.local_addr()?;
         let advertised = advertised_for(&config, bound);
+        let fresh = Meta {
+            cluster_id: new_cluster_id(),
+            node_id: config.node_id,
+            offsets_partitions: config.offsets_topic_num_partitions,
+        };
+        let (data, meta) = if config.ephemeral {
+            (DataDir::memory(), fresh)
+        } else {
+            DataDir::open(&config.data_dir, fresh)?
+        };
+        let data = Arc::new(data);
         let config = Arc::new(config);
-        let broker = Arc::new(Broker::new(config.clone(), advertised, new_cluster_id()));
+        let broker = Arc::new(Broker::open(config.clone(), advertised, meta.cluster_id.clone(), data.clone())?);
         let shutdown = CancellationToken::new();
         let partitions = config.offsets_topic_num_partitions as usize;
-        let coordinator = Coordinator::new(
-            ShardConfig::from_config(&config),
+        let logs = Arc::new(ShardLogs::new(
+            data.clone(),
             partitions,
-            Arc::new(MemoryOffsetsLog::new(partitions)),
-            shutdown.clone(),
-        );
-        coordinator.load()?;
-        Ok(Server {
-            listener,
-            ctx: Context { broker, coordinator, shutdown },
-            _lock: lock,
-        })
+            KeyedConfig {
+                segment_bytes: config.offsets_topic_segment_bytes as u64,
+                delete_retention_ms: config.log_cleaner_delete_retention_ms,
+                min_compaction_bytes: 1 << 20,
+            },
+        ));
+        let coordinator = Coordinator::new(ShardConfig::from_config(&config), partitions, logs, shutdown.clone());
+        if data.is_memory() {
+            // Nothing to replay: serve groups from the first request.
+            coordinator.load_all()?;
+        }
+        Ok(Server { listener, ctx: Context { broker, coordinator, shutdown }, _data: data })
     }
 
     /// The address the listener is bound to.
@@ -142,15 +136,24 @@ impl Server {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { listener, ctx, _lock } = self;
-        ctx.coordinator.spawn_timers();
+        let Server { listener, ctx, _data } = self;
+        ctx.coordinator.start();
+        tokio::spawn(crate::broker::maintenance::run(ctx.broker.clone(), ctx.shutdown.clone()));
         let limit = Arc::new(Semaphore::new(ctx.broker.config.max_connections));
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
+        let coordinator = ctx.coordinator.clone();
+        let fatal = coordinator.fatal_error();
+        tokio::pin!(fatal);
+        let mut failure = None;
         loop {
             let permit = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                m = &mut fatal => {
+                    failure = Some(m);
+                    break;
+                }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
@@ -189,8 +192,13 @@ impl Server {
             tracing::warn!(connections = tasks.len(), "connections still busy after the drain timeout: closing them");
             tasks.shutdown().await;
         }
+        ctx.broker.sync_all();
+        ctx.coordinator.sync_all();
         tracing::info!("stopped");
-        Ok(())
+        match failure {
+            Some(m) => Err(ServerError::Fatal(m)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -209,12 +217,5 @@ mod tests {
         assert_eq!(id.len(), 22);
         assert!(id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(id, new_cluster_id());
-    }
-
-    #[test]
-    fn a_data_dir_cannot_be_locked_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let _a = DirLock::acquire(dir.path()).unwrap();
-        assert!(matches!(DirLock::acquire(dir.path()), Err(ServerError::DataDirLocked(_))));
     }
 }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::topic_config::{self, DEFS, Kind, TopicConfig, broker_default, source};
+use super::topic_config::{self, DEFS, Kind, broker_default, source};
 use super::{Broker, Topic};
 use crate::config::Config;
 use crate::error::codes;
@@ -193,8 +193,7 @@ fn set_overrides(broker: &Broker, topic: &Topic, overrides: BTreeMap<String, Str
         topic_config::validate(k, Some(v)).map_err(|m| (codes::INVALID_CONFIG, m))?;
     }
     if !validate_only {
-        *topic.config.write().expect("topic config lock") = TopicConfig::resolve(&broker.config, overrides);
-        tracing::info!(topic = topic.name.as_str(), "altered topic config");
+        broker.set_topic_config(topic, overrides).map_err(|e| (e.code, e.message))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::Notify;
@@ -88,17 +88,8 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             } else if fp.fetch_offset < hwm && remaining > 0 {
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
                 match state.log.read(fp.fetch_offset, limit, total == 0) {
-                    Ok(batches) => {
-                        let n: usize = batches.iter().map(|b| b.len()).sum();
-                        let records = if batches.len() == 1 {
-                            batches.into_iter().next().expect("one batch")
-                        } else {
-                            let mut buf = BytesMut::with_capacity(n);
-                            for b in &batches {
-                                buf.extend_from_slice(b);
-                            }
-                            buf.freeze()
-                        };
+                    Ok(records) => {
+                        let n = records.len();
                         total += n;
                         remaining = remaining.saturating_sub(n);
                         pd.records = Some(records);

@@ -2,12 +2,13 @@
 //! Produce, Fetch, ListOffsets, topic administration, configs, producer ids).
 
 pub mod batch;
+pub mod catalog;
 pub mod partition;
-pub mod partition_log;
 pub mod producer;
 pub mod records;
 pub mod topic_config;
 
+pub mod maintenance;
 mod admin;
 mod configs;
 mod fetch;
@@ -16,8 +17,7 @@ mod offsets;
 mod produce;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
 use kafka_protocol::protocol::StrBytes;
@@ -34,9 +34,14 @@ pub use offsets::{handle_list_offsets, handle_offset_for_leader_epoch};
 pub use produce::{handle_init_producer_id, handle_produce, has_error as produce_has_error};
 
 use crate::config::{Config, HostPort};
+use crate::log::LogError;
+use crate::log::batches::{BatchConfig, BatchLog};
+use crate::log::datadir::DataDir;
+use crate::log::keyed::{KeyedConfig, KeyedLog};
+use catalog::{CatalogEntry, TopicRecord};
+use producer::ProducerTable;
 use crate::error::codes;
 use partition::Partition;
-use partition_log::MemoryLog;
 use topic_config::TopicConfig;
 
 /// A topic: its identity, settings and partitions.
@@ -89,19 +94,113 @@ pub struct Broker {
     pub cluster_id: String,
     topics: DashMap<String, Arc<Topic>>,
     topic_ids: DashMap<Uuid, Arc<Topic>>,
-    next_producer_id: AtomicI64,
+    /// Producer ids handed out: (next, end of the block the catalog has reserved).
+    producer_ids: Mutex<(i64, i64)>,
+    data: Arc<DataDir>,
+    /// Topic metadata and the producer-id block, durable before any reply that depends on it.
+    catalog: Arc<KeyedLog>,
+}
+
+/// Producer ids are reserved in the catalog this many at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The settings a partition log takes from its topic.
+fn batch_config(c: &TopicConfig) -> BatchConfig {
+    BatchConfig { segment_bytes: c.segment_bytes.max(1) as u64, flush_messages: c.flush_messages.max(1) }
+}
+
+fn partition_dir(id: &Uuid, index: i32) -> String {
+    format!("partitions/{id}-{index}")
+}
+
+fn storage_error(what: &str, e: impl std::fmt::Display) -> TopicError {
+    tracing::error!("{what}: {e}");
+    TopicError::new(codes::KAFKA_STORAGE_ERROR, format!("{what}: {e}"))
 }
 
 impl Broker {
-    /// A broker with no topics.
-    pub fn new(config: Arc<Config>, advertised: HostPort, cluster_id: String) -> Self {
-        Broker {
+    /// Opens the broker's state in `data`: the catalog, then every topic's partitions (each
+    /// partition's last segment is recovered, and its producer state rebuilt from it).
+    pub fn open(config: Arc<Config>, advertised: HostPort, cluster_id: String, data: Arc<DataDir>) -> Result<Self, LogError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| LogError::Io { what: what.clone(), source: e }
+        };
+        let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
+        let mut producer_block = 0i64;
+        let catalog = KeyedLog::open(
+            "meta",
+            data.storage("meta").map_err(io("catalog"))?,
+            KeyedConfig { segment_bytes: 16 << 20, delete_retention_ms: 0, min_compaction_bytes: 1 << 20 },
+            |e| match catalog::decode(&e.key, e.value.as_deref()) {
+                Some(CatalogEntry::Topic(t)) => {
+                    records.insert(t.name.clone(), t);
+                }
+                Some(CatalogEntry::TopicDeleted(name)) => {
+                    records.remove(&name);
+                }
+                Some(CatalogEntry::ProducerIds(n)) => producer_block = producer_block.max(n),
+                None => tracing::warn!(key = ?e.key, "skipping an unknown catalog entry"),
+            },
+        )?;
+        let broker = Broker {
             config,
             advertised,
             cluster_id,
             topics: DashMap::new(),
             topic_ids: DashMap::new(),
-            next_producer_id: AtomicI64::new(0),
+            producer_ids: Mutex::new((producer_block, producer_block)),
+            data,
+            catalog,
+        };
+        let known: std::collections::HashSet<String> =
+            records.values().flat_map(|t| (0..t.partitions).map(move |i| format!("{}-{i}", t.id))).collect();
+        for t in records.into_values() {
+            let cfg = TopicConfig::resolve(&broker.config, t.overrides.clone());
+            let partitions = (0..t.partitions)
+                .map(|i| broker.open_partition(&t.name, &t.id, i, &cfg).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            let topic = Arc::new(Topic { name: t.name.clone(), id: t.id, config: RwLock::new(cfg), partitions: RwLock::new(partitions) });
+            broker.topic_ids.insert(t.id, topic.clone());
+            broker.topics.insert(t.name, topic);
+        }
+        // Partition directories of topics the catalog no longer has: deleted before a crash.
+        for dir in broker.data.children("partitions").map_err(io("partitions"))? {
+            if !known.contains(&dir) {
+                tracing::info!(dir = dir.as_str(), "removing the files of a deleted topic");
+                broker.data.remove(&format!("partitions/{dir}")).map_err(io("partitions"))?;
+            }
+        }
+        Ok(broker)
+    }
+
+    /// Opens (or creates) one partition's log and rebuilds its producer state.
+    fn open_partition(&self, topic: &str, id: &Uuid, index: i32, cfg: &TopicConfig) -> Result<Partition, LogError> {
+        let dir = partition_dir(id, index);
+        let storage = self.data.storage(&dir).map_err(|e| LogError::Io { what: dir.clone(), source: e })?;
+        let mut producers = ProducerTable::default();
+        let log = BatchLog::open(&format!("{topic}-{index}"), storage, batch_config(cfg), |h| {
+            producers.record(h, h.base_offset, h.max_timestamp)
+        })?;
+        Ok(Partition::new(index, log, producers, now_ms()))
+    }
+
+    /// Writes a catalog entry and makes it durable.
+    fn write_catalog(&self, key: bytes::Bytes, value: Option<bytes::Bytes>) -> std::io::Result<()> {
+        self.catalog.append(&[(key, value)], now_ms())?;
+        self.catalog.sync_now()
+    }
+
+    fn record_of_locked(&self, topic: &Topic, parts: &[Arc<Partition>]) -> TopicRecord {
+        TopicRecord { name: topic.name.clone(), id: topic.id, partitions: parts.len() as i32, overrides: topic.config().overrides }
+    }
+
+    fn record_of(&self, topic: &Topic) -> TopicRecord {
+        TopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partition_count(),
+            overrides: topic.config().overrides,
         }
     }
 
@@ -134,9 +233,18 @@ impl Broker {
         v
     }
 
-    /// A new producer id for InitProducerId.
-    pub fn allocate_producer_id(&self) -> i64 {
-        self.next_producer_id.fetch_add(1, Ordering::Relaxed)
+    /// A new producer id for InitProducerId, never one handed out before (also across
+    /// restarts: ids are reserved in durable blocks).
+    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut ids = self.producer_ids.lock().expect("producer id lock");
+        if ids.0 >= ids.1 {
+            let end = ids.0 + PRODUCER_ID_BLOCK;
+            self.write_catalog(bytes::Bytes::from_static(catalog::PRODUCER_IDS), Some(bytes::Bytes::copy_from_slice(&end.to_be_bytes())))
+                .map_err(|e| storage_error("reserving producer ids", e))?;
+            ids.1 = end;
+        }
+        ids.0 += 1;
+        Ok(ids.0 - 1)
     }
 
     /// Checks what CreateTopics would check, without creating anything.
@@ -194,7 +302,8 @@ impl Broker {
         Ok((partitions, overrides))
     }
 
-    /// Creates a topic (after [`Self::validate_new_topic`]).
+    /// Creates a topic (after [`Self::validate_new_topic`]): durable in the catalog before it
+    /// is visible.
     pub fn create_topic(
         &self,
         name: &str,
@@ -203,25 +312,25 @@ impl Broker {
     ) -> Result<Arc<Topic>, TopicError> {
         let config = TopicConfig::resolve(&self.config, overrides);
         let mut id = Uuid::new_v4();
-        while self.topic_ids.contains_key(&id) {
+        while self.topic_ids.contains_key(&id) || id.is_nil() {
             id = Uuid::new_v4();
         }
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            config: RwLock::new(config),
-            partitions: RwLock::new(
-                (0..partitions).map(|i| Arc::new(Partition::new(i, Box::new(MemoryLog::new())))).collect(),
-            ),
-        });
-        match self.topics.entry(name.to_string()) {
+        // Hold the name while the catalog write happens, so two creators cannot both win.
+        let entry = match self.topics.entry(name.to_string()) {
             dashmap::Entry::Occupied(_) => {
                 return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
             }
-            dashmap::Entry::Vacant(v) => {
-                v.insert(topic.clone());
-            }
-        }
+            dashmap::Entry::Vacant(v) => v,
+        };
+        let record = TopicRecord { name: name.to_string(), id, partitions, overrides: config.overrides.clone() };
+        self.write_catalog(catalog::topic_key(name), Some(catalog::encode_topic(&record)))
+            .map_err(|e| storage_error("writing the topic catalog", e))?;
+        let parts = (0..partitions)
+            .map(|i| self.open_partition(name, &id, i, &config).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| storage_error("creating partition logs", e))?;
+        let topic = Arc::new(Topic { name: name.to_string(), id, config: RwLock::new(config), partitions: RwLock::new(parts) });
+        entry.insert(topic.clone());
         self.topic_ids.insert(id, topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
@@ -242,14 +351,38 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic.
+    /// Deletes a topic: the catalog tombstone is durable before the answer; the files go after.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if !self.topics.contains_key(name) {
+            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+        }
+        self.write_catalog(catalog::topic_key(name), None).map_err(|e| storage_error("writing the topic catalog", e))?;
         let (_, topic) = self.topics.remove(name).ok_or_else(|| {
             TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         })?;
         self.topic_ids.remove(&topic.id);
+        for p in topic.partitions.read().expect("partitions lock").iter() {
+            if let Err(e) = p.lock().log.destroy() {
+                tracing::warn!(topic = name, partition = p.index, "removing partition files: {e}");
+            }
+            let _ = self.data.remove(&partition_dir(&topic.id, p.index));
+        }
         tracing::info!(topic = name, "deleted topic");
         Ok(topic)
+    }
+
+    /// Replaces a topic's overrides (already validated): durable, then in effect.
+    pub fn set_topic_config(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<(), TopicError> {
+        let config = TopicConfig::resolve(&self.config, overrides);
+        let record = TopicRecord { overrides: config.overrides.clone(), ..self.record_of(topic) };
+        self.write_catalog(catalog::topic_key(&topic.name), Some(catalog::encode_topic(&record)))
+            .map_err(|e| storage_error("writing the topic catalog", e))?;
+        for p in topic.partitions.read().expect("partitions lock").iter() {
+            p.lock().log.set_config(batch_config(&config));
+        }
+        *topic.config.write().expect("topic config lock") = config;
+        tracing::info!(topic = topic.name.as_str(), "altered topic config");
+        Ok(())
     }
 
     /// Grows a topic to `count` partitions.
@@ -268,8 +401,13 @@ impl Broker {
             return Err(TopicError::new(codes::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
         }
         if !validate_only {
+            let record = TopicRecord { partitions: count, ..self.record_of_locked(topic, &parts) };
+            self.write_catalog(catalog::topic_key(&topic.name), Some(catalog::encode_topic(&record)))
+                .map_err(|e| storage_error("writing the topic catalog", e))?;
+            let cfg = topic.config();
             for i in current..count {
-                parts.push(Arc::new(Partition::new(i, Box::new(MemoryLog::new()))));
+                let p = self.open_partition(&topic.name, &topic.id, i, &cfg).map_err(|e| storage_error("creating partition logs", e))?;
+                parts.push(Arc::new(p));
             }
             tracing::info!(topic = topic.name.as_str(), from = current, to = count, "added partitions");
         }
@@ -310,7 +448,7 @@ mod tests {
     use super::*;
 
     fn broker() -> Broker {
-        Broker::new(Arc::new(Config::default()), HostPort { host: "h".into(), port: 1 }, "c".into())
+        Broker::open(Arc::new(Config::default()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(DataDir::memory())).unwrap()
     }
 
     #[test]

@@ -9,10 +9,10 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::batch::{self, BatchHeader};
-use super::partition_log::PartitionLog;
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
 use crate::error::codes;
+use crate::log::batches::BatchLog;
 
 /// The leader epoch every batch is stamped with: a single node never changes leader.
 pub const LEADER_EPOCH: i32 = 0;
@@ -20,15 +20,17 @@ pub const LEADER_EPOCH: i32 = 0;
 /// A partition's mutable state.
 #[derive(Debug)]
 pub struct PartitionState {
-    pub log: Box<dyn PartitionLog>,
+    pub log: BatchLog,
     pub producers: ProducerTable,
+    /// When the log was last synced (ms), for `flush.ms`.
+    pub last_flush_ms: i64,
 }
 
 /// The answer to a Produce for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub base_offset: i64,
-    /// -1 unless the topic uses LogAppendTime.
+    /// -1 unless the topic uses LogAppendTime (or the batch was a duplicate).
     pub log_append_time: i64,
     pub log_start_offset: i64,
 }
@@ -50,13 +52,11 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(index: i32, log: Box<dyn PartitionLog>) -> Self {
+    /// A partition over an opened log, with the producer state its last segment held.
+    pub fn new(index: i32, log: BatchLog, producers: ProducerTable, now_ms: i64) -> Self {
         Partition {
             index,
-            state: Mutex::new(PartitionState {
-                log,
-                producers: ProducerTable::default(),
-            }),
+            state: Mutex::new(PartitionState { log, producers, last_flush_ms: now_ms }),
             waiters: Mutex::new(Vec::new()),
         }
     }
@@ -74,13 +74,7 @@ impl Partition {
     }
 
     /// Appends the one validated batch of a Produce partition.
-    pub fn append(
-        &self,
-        batch_bytes: &[u8],
-        h: &BatchHeader,
-        config: &TopicConfig,
-        now_ms: i64,
-    ) -> Result<Appended, AppendError> {
+    pub fn append(&self, batch_bytes: &[u8], h: &BatchHeader, config: &TopicConfig, now_ms: i64) -> Result<Appended, AppendError> {
         if h.total_len() > config.max_message_bytes as usize {
             return Err(AppendError {
                 code: codes::MESSAGE_TOO_LARGE,
@@ -105,19 +99,12 @@ impl Partition {
             Verdict::Append => {}
             // Kafka answers a duplicate with the first append's offset and timestamp.
             Verdict::Duplicate { base_offset, timestamp } => {
-                return Ok(Appended {
-                    base_offset,
-                    log_append_time: timestamp,
-                    log_start_offset: state.log.start_offset(),
-                });
+                return Ok(Appended { base_offset, log_append_time: timestamp, log_start_offset: state.log.start_offset() });
             }
             Verdict::Reject(code) => {
                 return Err(AppendError {
                     code,
-                    message: format!(
-                        "producer {} epoch {} sequence {} refused",
-                        h.producer_id, h.producer_epoch, h.base_sequence
-                    ),
+                    message: format!("producer {} epoch {} sequence {} refused", h.producer_id, h.producer_epoch, h.base_sequence),
                 });
             }
         }
@@ -128,10 +115,14 @@ impl Partition {
             batch::stamp_log_append_time(&mut bytes, now_ms);
         }
         let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
-        state.log.append(bytes.freeze(), &stored).map_err(|e| AppendError {
+        let unflushed_before = state.log.unflushed();
+        state.log.append(&bytes, &stored).map_err(|e| AppendError {
             code: codes::KAFKA_STORAGE_ERROR,
             message: format!("cannot append to the log: {e}"),
         })?;
+        if state.log.unflushed() < unflushed_before || state.log.unflushed() == 0 {
+            state.last_flush_ms = now_ms;
+        }
         state.producers.record(h, base, stored.max_timestamp);
         let appended = Appended {
             base_offset: base,

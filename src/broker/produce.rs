@@ -127,7 +127,8 @@ pub fn handle_init_producer_id(broker: &Broker, version: i16, req: InitProducerI
         }
         None => {}
     }
-    InitProducerIdResponse::default()
-        .with_producer_id(ProducerId(broker.allocate_producer_id()))
-        .with_producer_epoch(0)
+    match broker.allocate_producer_id() {
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => fail(if e.code == codes::KAFKA_STORAGE_ERROR { codes::UNKNOWN_SERVER_ERROR } else { e.code }),
+    }
 }

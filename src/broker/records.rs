@@ -15,6 +15,8 @@ pub struct RecordView {
     pub key: Option<Bytes>,
     /// `false` for a tombstone (null value).
     pub has_value: bool,
+    /// The record's bytes as stored (length prefix included), uncompressed.
+    pub raw: Bytes,
 }
 
 /// Why a batch's records cannot be read.
@@ -69,6 +71,7 @@ pub fn read_records(batch: &Bytes) -> Result<Vec<RecordView>, RecordsError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < plain.len() && out.len() < h.records_count.max(0) as usize {
+        let record_start = at;
         let len = varint(&plain, &mut at)?;
         let start = at;
         let end = start
@@ -87,6 +90,7 @@ pub fn read_records(batch: &Bytes) -> Result<Vec<RecordView>, RecordsError> {
             timestamp: if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp + ts_delta },
             key,
             has_value: value_len >= 0,
+            raw: plain.slice(record_start..end),
         });
         at = end;
     }

@@ -1,66 +1,62 @@
-//! The seam between the coordinator and where its records are kept: one ordered log per shard,
-//! with a durability watermark replies wait for.
+//! Where the coordinator's records go: one compacted keyed log per shard
+//! (`coordinator/NN` in the data dir, or in memory for `--ephemeral`), with a group-commit
+//! flusher, and the durable offset replies wait for.
 
 use std::io;
-use std::sync::Mutex;
-
-use tokio::sync::watch;
+use std::sync::{Arc, OnceLock};
 
 use super::record::RawRecord;
+use crate::log::LogError;
+use crate::log::datadir::DataDir;
+use crate::log::keyed::{KeyedConfig, KeyedLog};
 
-/// Where a shard's records go.
-pub trait OffsetsLog: Send + Sync + std::fmt::Debug {
-    /// Appends records (called under the shard lock, so log order is application order) and
-    /// returns the log position just after them.
-    fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<u64>;
-    /// The position after the last append.
-    fn appended(&self, shard: usize) -> u64;
-    /// Resolves once everything up to `position` is durable.
-    fn wait_durable(&self, shard: usize, position: u64) -> std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>>;
-    /// Every record of a shard, in order (start-up replay).
-    fn read_all(&self, shard: usize) -> io::Result<Vec<RawRecord>>;
-}
-
-/// The in-memory twin: records in a vector per shard, durable at once.
+/// The offsets logs of all shards.
 #[derive(Debug)]
-pub struct MemoryOffsetsLog {
-    shards: Vec<Mutex<Vec<RawRecord>>>,
-    durable: Vec<watch::Sender<u64>>,
+pub struct ShardLogs {
+    data: Arc<DataDir>,
+    config: KeyedConfig,
+    logs: Vec<OnceLock<Arc<KeyedLog>>>,
 }
 
-impl MemoryOffsetsLog {
-    pub fn new(partitions: usize) -> Self {
-        MemoryOffsetsLog {
-            shards: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
-            durable: (0..partitions).map(|_| watch::channel(0).0).collect(),
-        }
-    }
-}
-
-impl OffsetsLog for MemoryOffsetsLog {
-    fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<u64> {
-        let mut v = self.shards[shard].lock().expect("log lock");
-        v.extend_from_slice(records);
-        let p = v.len() as u64;
-        self.durable[shard].send_replace(p);
-        Ok(p)
+impl ShardLogs {
+    pub fn new(data: Arc<DataDir>, partitions: usize, config: KeyedConfig) -> Self {
+        ShardLogs { data, config, logs: (0..partitions).map(|_| OnceLock::new()).collect() }
     }
 
-    fn appended(&self, shard: usize) -> u64 {
-        self.shards[shard].lock().expect("log lock").len() as u64
+    /// The log of a shard, once opened.
+    pub fn get(&self, shard: usize) -> Option<&Arc<KeyedLog>> {
+        self.logs[shard].get()
     }
 
-    fn wait_durable(&self, shard: usize, position: u64) -> std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>> {
-        let mut rx = self.durable[shard].subscribe();
-        Box::pin(async move {
-            rx.wait_for(|p| *p >= position)
-                .await
-                .map(|_| ())
-                .map_err(|_| io::Error::other("offsets log closed"))
-        })
+    fn log(&self, shard: usize) -> io::Result<&Arc<KeyedLog>> {
+        self.get(shard).ok_or_else(|| io::Error::other(format!("offsets log {shard} is not open")))
     }
 
-    fn read_all(&self, shard: usize) -> io::Result<Vec<RawRecord>> {
-        Ok(self.shards[shard].lock().expect("log lock").clone())
+    /// Opens a shard's log, replaying every record through `each` in log order.
+    pub fn open(&self, shard: usize, mut each: impl FnMut(RawRecord)) -> Result<Arc<KeyedLog>, LogError> {
+        let path = format!("coordinator/{shard:02}");
+        let storage = self.data.storage(&path).map_err(|e| LogError::Io { what: path.clone(), source: e })?;
+        let log = KeyedLog::open(&path, storage, self.config.clone(), |e| {
+            each(RawRecord { key: e.key.clone(), value: e.value.clone() })
+        })?;
+        let _ = self.logs[shard].set(log.clone());
+        Ok(log)
+    }
+
+    /// Appends a shard's records (under its lock); returns the offset after them.
+    pub fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<i64> {
+        let entries: Vec<(bytes::Bytes, Option<bytes::Bytes>)> =
+            records.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+        self.log(shard)?.append(&entries, super::now_ms())
+    }
+
+    /// The offset after the last append.
+    pub fn appended(&self, shard: usize) -> i64 {
+        self.get(shard).map_or(0, |l| l.next_offset())
+    }
+
+    /// Resolves once every record below `offset` is durable.
+    pub async fn wait_durable(&self, shard: usize, offset: i64) -> io::Result<()> {
+        self.log(shard)?.wait_durable(offset).await
     }
 }

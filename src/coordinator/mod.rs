@@ -28,7 +28,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::codes;
-use log::OffsetsLog;
+use log::ShardLogs;
 use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
 
 /// Identifies one request to a shard, so a parked JoinGroup or SyncGroup can be answered later.
@@ -122,7 +122,7 @@ struct ShardCell {
 /// Replies to send once a log position is durable.
 struct Deliveries {
     shard: usize,
-    position: u64,
+    position: i64,
     sends: Vec<(oneshot::Sender<Reply>, Reply)>,
 }
 
@@ -131,26 +131,37 @@ struct Deliveries {
 pub struct Coordinator {
     shards: Box<[ShardCell]>,
     next_request: AtomicU64,
-    log: Arc<dyn OffsetsLog>,
+    log: Arc<ShardLogs>,
     shutdown: CancellationToken,
+    /// Set when a shard's log cannot be loaded: start-up fails with it.
+    fatal: Mutex<Option<String>>,
+    /// Wakes whoever waits for a fatal error or for every shard to finish loading.
+    load_events: Notify,
 }
 
 impl Coordinator {
-    /// A coordinator with `partitions` shards over `log`. Shards are Active and empty; see
-    /// [`Coordinator::load`] for start-up from an existing log.
-    pub fn new(config: ShardConfig, partitions: usize, log: Arc<dyn OffsetsLog>, shutdown: CancellationToken) -> Arc<Self> {
+    /// A coordinator with `partitions` shards over `log`. Every shard starts Loading: see
+    /// [`Coordinator::load_shard`] and [`Coordinator::start`].
+    pub fn new(config: ShardConfig, partitions: usize, log: Arc<ShardLogs>, shutdown: CancellationToken) -> Arc<Self> {
         let shards = (0..partitions)
             .map(|_| ShardCell {
                 state: Mutex::new(ShardState {
                     shard: Shard::new(config.clone(), IdSource::Random),
-                    status: ShardStatus::Active,
+                    status: ShardStatus::Loading,
                     timers: Timers::default(),
                     parked: HashMap::new(),
                 }),
                 timer_wake: Notify::new(),
             })
             .collect();
-        Arc::new(Coordinator { shards, next_request: AtomicU64::new(1), log, shutdown })
+        Arc::new(Coordinator {
+            shards,
+            next_request: AtomicU64::new(1),
+            log,
+            shutdown,
+            fatal: Mutex::new(None),
+            load_events: Notify::new(),
+        })
     }
 
     /// Number of shards (`offsets.topic.num.partitions`).
@@ -167,34 +178,149 @@ impl Coordinator {
         self.shards[shard].state.lock().expect("shard lock poisoned")
     }
 
-    /// Replays every shard's log, re-arms timers, then marks the shards Active.
-    pub fn load(&self) -> std::io::Result<()> {
-        for i in 0..self.shards.len() {
-            let records = self.log.read_all(i)?;
-            let mut st = self.lock(i);
-            st.status = ShardStatus::Loading;
-            st.shard.begin_load();
-            let now = now_ms();
-            for raw in &records {
-                match record::Record::decode(raw) {
-                    Ok(r) => st.shard.apply(now, &r),
-                    Err(e) => {
-                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("shard {i}: {e}")));
-                    }
+    /// Loads one shard: replays its log into a fresh state machine (requests meanwhile get
+    /// COORDINATOR_LOAD_IN_PROGRESS), re-arms its timers, then serves. Blocking I/O.
+    pub fn load_shard(&self, i: usize) -> Result<(), crate::log::LogError> {
+        let mut fresh = Shard::new(self.lock(i).shard.config.clone(), IdSource::Random);
+        fresh.begin_load();
+        let now = now_ms();
+        let mut bad = None;
+        let mut count = 0u64;
+        self.log.open(i, |raw| {
+            count += 1;
+            match record::Record::decode(&raw) {
+                Ok(r) => fresh.apply(now, &r),
+                Err(e) => {
+                    bad.get_or_insert(e);
                 }
             }
-            let out = st.shard.finish_load(now);
-            st.status = ShardStatus::Active;
-            let d = self.settle(i, &mut st, out);
-            drop(st);
-            debug_assert!(d.sends.is_empty());
-            self.shards[i].timer_wake.notify_one();
+        })?;
+        if let Some(e) = bad {
+            return Err(crate::log::LogError::Corrupt { file: format!("coordinator/{i:02}"), offset: 0, reason: e.to_string() });
+        }
+        let out = fresh.finish_load(now_ms());
+        let mut st = self.lock(i);
+        st.shard = fresh;
+        st.status = ShardStatus::Active;
+        let d = self.settle(i, &mut st, out);
+        drop(st);
+        debug_assert!(d.sends.is_empty());
+        self.shards[i].timer_wake.notify_one();
+        if count > 0 {
+            tracing::debug!(shard = i, records = count, "coordinator shard loaded");
         }
         Ok(())
     }
 
+    /// Starts the group-commit flusher of every opened shard log (after [`Self::load_all`]).
+    pub fn spawn_flushers(&self) {
+        for i in 0..self.shards.len() {
+            if let Some(log) = self.log.get(i) {
+                tokio::spawn(log.clone().run_flusher(self.shutdown.clone()));
+            }
+        }
+    }
+
+    /// Loads every shard now (tests and tools; the server loads in the background).
+    pub fn load_all(&self) -> Result<(), crate::log::LogError> {
+        for i in 0..self.shards.len() {
+            self.load_shard(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the coordinator's tasks: shard loading (in the background: groups of a shard
+    /// not yet loaded answer COORDINATOR_LOAD_IN_PROGRESS), the log flushers, timers,
+    /// compaction and gauges.
+    pub fn start(self: &Arc<Self>) {
+        let started = std::time::Instant::now();
+        let loaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        if self.loaded() {
+            self.spawn_flushers();
+        }
+        for i in (0..self.shards.len()).filter(|i| self.lock(*i).status == ShardStatus::Loading) {
+            let me = self.clone();
+            let loaded = loaded.clone();
+            tokio::spawn(async move {
+                let job = me.clone();
+                let result = tokio::task::spawn_blocking(move || job.load_shard(i)).await;
+                match result {
+                    Ok(Ok(())) => {
+                        if let Some(log) = me.log.get(i) {
+                            tokio::spawn(log.clone().run_flusher(me.shutdown.clone()));
+                        }
+                        if loaded.fetch_add(1, Ordering::SeqCst) + 1 == me.shards.len() {
+                            tracing::info!(shards = me.shards.len(), took = ?started.elapsed(), "coordinator loaded");
+                            me.load_events.notify_waiters();
+                        }
+                    }
+                    Ok(Err(e)) => me.fail(format!("cannot load coordinator shard {i}: {e}")),
+                    Err(e) => me.fail(format!("loading coordinator shard {i} panicked: {e}")),
+                }
+            });
+        }
+        self.spawn_timers();
+        let me = self.clone();
+        tokio::spawn(async move { me.run_compaction().await });
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        *self.fatal.lock().expect("fatal lock") = Some(message);
+        self.load_events.notify_waiters();
+    }
+
+    /// Resolves with the message of a fatal load error, if one ever happens.
+    pub async fn fatal_error(&self) -> String {
+        loop {
+            let notified = self.load_events.notified();
+            if let Some(m) = self.fatal.lock().expect("fatal lock").clone() {
+                return m;
+            }
+            notified.await;
+        }
+    }
+
+    /// Syncs every offsets log (shutdown).
+    pub fn sync_all(&self) {
+        for i in 0..self.shards.len() {
+            if let Some(log) = self.log.get(i)
+                && let Err(e) = log.sync_now()
+            {
+                tracing::error!(shard = i, "final sync of the offsets log failed: {e}");
+            }
+        }
+    }
+
+    /// Whether every shard serves.
+    pub fn loaded(&self) -> bool {
+        (0..self.shards.len()).all(|i| self.lock(i).status == ShardStatus::Active)
+    }
+
+    /// Compacts shard logs that are mostly superseded records, one at a time.
+    async fn run_compaction(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for i in 0..self.shards.len() {
+                let Some(log) = self.log.get(i).cloned() else { continue };
+                if !log.needs_compaction() {
+                    continue;
+                }
+                match tokio::task::spawn_blocking(move || log.compact(now_ms())).await {
+                    Ok(Ok(stats)) => tracing::debug!(shard = i, ?stats, "compacted the offsets log"),
+                    Ok(Err(e)) => tracing::error!(shard = i, "compaction failed: {e}"),
+                    Err(e) => tracing::error!(shard = i, "compaction task failed: {e}"),
+                }
+            }
+        }
+    }
+
     /// Starts the timer task of every shard, and the task that publishes group gauges.
-    pub fn spawn_timers(self: &Arc<Self>) {
+    fn spawn_timers(self: &Arc<Self>) {
         for i in 0..self.shards.len() {
             let me = self.clone();
             tokio::spawn(async move { me.run_timers(i).await });
@@ -390,10 +516,14 @@ mod tests {
 
     fn coordinator() -> (Arc<Coordinator>, Broker) {
         let config = Config::default();
-        let broker = Broker::new(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into());
+        let broker = Broker::open(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(crate::log::datadir::DataDir::memory())).unwrap();
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
         broker.create_topic("t", p, o).unwrap();
-        let c = Coordinator::new(ShardConfig::from_config(&config), 50, Arc::new(log::MemoryOffsetsLog::new(50)), CancellationToken::new());
+        let data = Arc::new(crate::log::datadir::DataDir::memory());
+        let logs = Arc::new(ShardLogs::new(data, 50, Default::default()));
+        let c = Coordinator::new(ShardConfig::from_config(&config), 50, logs, CancellationToken::new());
+        c.load_all().unwrap();
+        c.spawn_flushers();
         (c, broker)
     }
 

@@ -1,0 +1,91 @@
+//! The broker's background work: `flush.ms` syncs, retention, and compaction of compacted
+//! topics. Everything here touches only sealed segments or syncs, under each partition's lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, now_ms};
+
+/// Runs until shutdown.
+pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let retention_every = broker.config.log_retention_check_interval_ms.max(1);
+    let mut last_retention = now_ms();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let b = broker.clone();
+        let now = now_ms();
+        let retention_due = now - last_retention >= retention_every;
+        if retention_due {
+            last_retention = now;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            b.flush_due(now);
+            if retention_due {
+                b.enforce_retention(now);
+            }
+        })
+        .await;
+    }
+}
+
+impl Broker {
+    /// Syncs partitions whose oldest unsynced batch is older than their topic's `flush.ms`.
+    pub fn flush_due(&self, now: i64) {
+        for t in self.topics() {
+            let flush_ms = t.config().flush_ms;
+            if flush_ms == i64::MAX {
+                continue;
+            }
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                let mut s = p.lock();
+                if s.log.unflushed() > 0 && now - s.last_flush_ms >= flush_ms {
+                    if let Err(e) = s.log.sync() {
+                        tracing::error!(topic = t.name.as_str(), partition = p.index, "flush failed: {e}");
+                    }
+                    s.last_flush_ms = now;
+                }
+            }
+        }
+    }
+
+    /// Applies `retention.ms`/`retention.bytes` (delete policy) and compacts compacted topics.
+    pub fn enforce_retention(&self, now: i64) {
+        for t in self.topics() {
+            let c = t.config();
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                let mut s = p.lock();
+                if c.delete
+                    && let Err(e) = s.log.enforce_retention(now, c.retention_ms, c.retention_bytes)
+                {
+                    tracing::error!(topic = t.name.as_str(), partition = p.index, "retention failed: {e}");
+                }
+                if c.compact {
+                    match s.log.compact(now, c.delete_retention_ms) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(topic = t.name.as_str(), partition = p.index, segments = n, "compacted"),
+                        Err(e) => tracing::error!(topic = t.name.as_str(), partition = p.index, "compaction failed: {e}"),
+                    }
+                }
+                let start = s.log.start_offset();
+                s.producers.forget_before(start);
+            }
+        }
+    }
+
+    /// Syncs every partition (shutdown).
+    pub fn sync_all(&self) {
+        for t in self.topics() {
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                if let Err(e) = p.lock().log.sync() {
+                    tracing::error!(topic = t.name.as_str(), partition = p.index, "final sync failed: {e}");
+                }
+            }
+        }
+    }
+}
