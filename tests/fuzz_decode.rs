@@ -35,9 +35,15 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
                 produce_request::PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0u8; 70]))),
             ]),
         ])),
-        ApiKey::Fetch => enc(key, version, FetchRequest::default().with_topics(vec![
-            fetch_request::FetchTopic::default().with_topic(t()).with_partitions(vec![fetch_request::FetchPartition::default(); 2]),
-        ])),
+        ApiKey::Fetch => {
+            let mut ft = fetch_request::FetchTopic::default().with_partitions(vec![fetch_request::FetchPartition::default(); 2]);
+            if version >= 13 {
+                ft.topic_id = uuid::Uuid::from_u128(7);
+            } else {
+                ft.topic = t();
+            }
+            enc(key, version, FetchRequest::default().with_topics(vec![ft]))
+        }
         ApiKey::ListOffsets => enc(key, version, ListOffsetsRequest::default().with_topics(vec![
             list_offsets_request::ListOffsetsTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
         ])),

@@ -85,11 +85,20 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
         }
         ApiKey::Fetch => {
-            let r = c.send(v, &FetchRequest::default().with_max_wait_ms(10).with_min_bytes(1).with_topics(vec![
-                FetchTopic::default().with_topic(topic("vt")).with_partitions(vec![
-                    FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-                ]),
-            ])).await;
+            let mut t = FetchTopic::default().with_partitions(vec![
+                FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+            ]);
+            if v >= 13 {
+                // v13+ addresses topics by the id Metadata gives
+                let md = c.send(12, &MetadataRequest::default().with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic("vt"))),
+                ]))).await;
+                t.topic_id = md.topics[0].topic_id;
+                assert!(!t.topic_id.is_nil());
+            } else {
+                t.topic = topic("vt");
+            }
+            let r = c.send(v, &FetchRequest::default().with_max_wait_ms(10).with_min_bytes(1).with_topics(vec![t])).await;
             let p = &r.responses[0].partitions[0];
             assert_eq!(p.error_code, 0);
             assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));

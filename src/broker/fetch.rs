@@ -34,7 +34,10 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
     let mut errored = false;
     let mut responses = Vec::with_capacity(req.topics.len());
     for ft in &req.topics {
-        let topic = broker.topic(&ft.topic);
+        // v13+ names topics by id (KIP-516).
+        let by_id = version >= 13;
+        let topic = if by_id { broker.topic_by_id(&ft.topic_id) } else { broker.topic(&ft.topic) };
+        let unknown = if by_id { codes::UNKNOWN_TOPIC_ID } else { codes::UNKNOWN_TOPIC_OR_PARTITION };
         let mut partitions = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
             let mut pd = PartitionData::default()
@@ -46,6 +49,13 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             if version >= 5 {
                 pd.log_start_offset = -1;
             }
+            if topic.is_none() {
+                pd.records = None;
+                pd.error_code = unknown;
+                errored = true;
+                partitions.push(pd);
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 pd.records = None;
                 pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
@@ -56,6 +66,13 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             if version >= 9 && fp.current_leader_epoch > LEADER_EPOCH {
                 pd.records = None;
                 pd.error_code = codes::UNKNOWN_LEADER_EPOCH;
+                errored = true;
+                partitions.push(pd);
+                continue;
+            }
+            if version < 10 && topic.as_ref().is_some_and(|t| t.config().zstd) {
+                pd.records = None;
+                pd.error_code = codes::UNSUPPORTED_COMPRESSION_TYPE;
                 errored = true;
                 partitions.push(pd);
                 continue;
@@ -104,11 +121,13 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             drop(state);
             partitions.push(pd);
         }
-        responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(ft.topic.clone())
-                .with_partitions(partitions),
-        );
+        let mut t = FetchableTopicResponse::default().with_partitions(partitions);
+        if by_id {
+            t.topic_id = ft.topic_id;
+        } else {
+            t.topic = ft.topic.clone();
+        }
+        responses.push(t);
     }
     Built {
         response: FetchResponse::default().with_responses(responses),

@@ -82,6 +82,10 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                             return fail(e.code(), Some(e.to_string()));
                         }
                     };
+                    if version < 7 && header.compression() == 4 {
+                        // KIP-110: zstd needs Produce v7.
+                        return fail(codes::UNSUPPORTED_COMPRESSION_TYPE, None);
+                    }
                     match partition.append(records, &header, &topic.config(), now) {
                         Ok(a) => {
                             let mut p = PartitionProduceResponse::default()

@@ -193,6 +193,8 @@ pub struct TopicConfig {
     pub flush_ms: i64,
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// `compression.type` is zstd: Fetch below v10 cannot carry this topic (KIP-110).
+    pub zstd: bool,
 }
 
 impl TopicConfig {
@@ -219,6 +221,7 @@ impl TopicConfig {
             flush_ms: long("flush.ms"),
             timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            zstd: get("compression.type") == "zstd",
             overrides,
         }
     }

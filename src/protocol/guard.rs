@@ -47,7 +47,7 @@
 //! generating random bodies from these shapes and requiring the crate to decode them completely
 //! and re-encode them byte for byte.
 //!
-//! Covered: ApiVersions 0-4, Metadata 0-12, Produce 3-11, Fetch 4-12, ListOffsets 1-10,
+//! Covered: ApiVersions 0-4, Metadata 0-12, Produce 3-11, Fetch 4-17, ListOffsets 1-10,
 //! CreateTopics 2-7, DeleteTopics 1-6, CreatePartitions 0-3, InitProducerId 0-5,
 //! OffsetForLeaderEpoch 2-4, DescribeCluster 0-2, DescribeConfigs 1-4, AlterConfigs 0-2,
 //! IncrementalAlterConfigs 0-1, DeleteRecords 0-2, DescribeLogDirs 1-4, DescribeAcls 1-3,
@@ -522,7 +522,7 @@ const fn api(
 /// Every request corral accepts: api key, name, accepted versions, first flexible version, body.
 pub(crate) const SHAPES: &[Shape] = &[
     api(0, "Produce", 3, 11, 9, PRODUCE),
-    api(1, "Fetch", 4, 12, 12, FETCH),
+    api(1, "Fetch", 4, 17, 12, FETCH),
     api(2, "ListOffsets", 1, 10, 6, LIST_OFFSETS),
     api(3, "Metadata", 0, 12, 9, METADATA),
     api(8, "OffsetCommit", 2, 9, 8, OFFSET_COMMIT), // v10 is past the crate (0.18 stops at 9)
