@@ -1776,7 +1776,11 @@ fn item_114_describe_unknown() {
 /// group in Stable or Empty, the same generation, protocol, leader, state, members (with instance
 /// ids and assignments) and offsets; and no group the live shard no longer has.
 fn assert_replay_matches(kit: &Kit) {
-    let replayed = kit.replayed();
+    assert_matches(kit, &kit.replayed());
+}
+
+/// [`assert_replay_matches`] against a given rebuilt shard.
+fn assert_matches(kit: &Kit, replayed: &super::shard::Shard) {
     let mut checked = 0;
     for live in kit.shard.groups() {
         if !matches!(live.state, GroupState::Stable | GroupState::Empty) {
@@ -1875,3 +1879,31 @@ fn replay_deleted_group() {
     let replayed = kit.replayed();
     assert!(replayed.group("deleted").is_none() && replayed.group("simple").is_none());
 }
+
+/// Issue "durable storage": a shard rebuilt from its offsets log on storage — through segment
+/// files with small segments, before and after compaction — equals the live shard.
+#[test]
+fn replay_through_the_log_before_and_after_compaction() {
+    let mut kit = Kit::new();
+    let ids = kit.stable("g", 3);
+    for round in 0..40 {
+        kit.commit(commit("g", &ids[round % 3], 2, &[("t", (round % 4) as i32, round as i64)]));
+    }
+    kit.commit(commit("simple", "", -1, &[("a", 0, 1), ("a", 1, 2)]));
+    kit.delete_offsets("simple", &[("a", 1)]);
+    let gone = kit.stable("gone", 1);
+    kit.leave("gone", &[(&gone[0], None)]);
+    assert_eq!(kit.delete_group("gone"), codes::NONE);
+    let left = kit.stable("left", 2);
+    kit.commit(commit("left", &left[0], 2, &[("t", 0, 7)]));
+    kit.leave("left", &[(&left[0], None), (&left[1], None)]);
+    for compact in [false, true] {
+        let (replayed, stats) = kit.replayed_through_log(compact);
+        assert_matches(&kit, &replayed);
+        if compact {
+            let stats = stats.expect("compacted");
+            assert!(stats.bytes_out < stats.bytes_in / 2, "{stats:?}");
+        }
+    }
+}
+

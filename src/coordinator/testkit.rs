@@ -262,6 +262,33 @@ impl Kit {
         self.timers.get(key).copied()
     }
 
+    /// Writes every record so far to an offsets log on the memory storage twin (small
+    /// segments), optionally compacts it, then rebuilds a fresh shard from the log, as start-up
+    /// does. Returns the shard and what compaction did.
+    pub(crate) fn replayed_through_log(&self, compact: bool) -> (Shard, Option<crate::log::keyed::Compacted>) {
+        use crate::log::keyed::{KeyedConfig, KeyedLog};
+        use crate::log::storage::{MemoryStorage, Storage};
+        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::new());
+        let log_config = KeyedConfig { segment_bytes: 512, delete_retention_ms: 0, min_compaction_bytes: 0 };
+        let log = KeyedLog::open("test", storage.clone(), log_config.clone(), |_| {}).expect("open");
+        for r in self.raw_records() {
+            log.append(&[(r.key, r.value)], self.now).expect("append");
+        }
+        log.sync_now().expect("sync");
+        let stats = compact.then(|| log.compact(self.now + 1).expect("compact"));
+        drop(log);
+        let mut s = Shard::new(config(), IdSource::Counter(1000));
+        s.begin_load();
+        let now = self.now;
+        KeyedLog::open("test", storage, log_config, |e| {
+            let raw = super::record::RawRecord { key: e.key.clone(), value: e.value.clone() };
+            s.apply(now, &Record::decode(&raw).expect("records decode"));
+        })
+        .expect("reopen");
+        let _ = s.finish_load(self.now);
+        (s, stats)
+    }
+
     /// Replays every record written so far into a fresh shard, as start-up does.
     pub(crate) fn replayed(&self) -> Shard {
         Kit::loaded(self.shard.config.clone(), self.now, &self.raw_records()).shard

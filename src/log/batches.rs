@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::LogError;
+use super::{LogError, SegmentName, segment_names};
 use super::storage::{Storage, StorageFile};
 use crate::broker::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 
@@ -30,6 +30,7 @@ pub struct BatchConfig {
 
 #[derive(Debug)]
 struct Segment {
+    name: String,
     file: Arc<dyn StorageFile>,
     size: u64,
     /// (offset, byte position) of batch starts, about every INDEX_INTERVAL bytes.
@@ -158,19 +159,32 @@ impl BatchLog {
     pub fn open(name: &str, storage: Arc<dyn Storage>, config: BatchConfig, mut each: impl FnMut(&BatchHeader)) -> Result<Self, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("partition {name}"), source: e };
         recover_compaction(&*storage).map_err(err)?;
-        let names = storage.list().map_err(err)?;
-        let bases: Vec<i64> = names.iter().filter_map(|n| n.strip_suffix(".log")?.parse().ok()).collect();
+        let names = segment_names(&storage.list().map_err(err)?);
+        let logged_start = read_log_start(&*storage).map_err(err)?;
         let mut segments = BTreeMap::new();
         let mut next = 0i64;
-        for (i, base) in bases.iter().copied().enumerate() {
-            let seg_name = segment_name(base);
+        for (i, seg_id) in names.iter().enumerate() {
+            let base = seg_id.base;
+            let seg_name = seg_id.file();
+            let shown = format!("{name}/{seg_name}");
+            // Segments follow each other without gaps; the first holds the log start offset.
+            let missing = if i == 0 { logged_start.is_some_and(|s| s < base) } else { base != next };
+            if missing {
+                let from = if i == 0 { logged_start.unwrap_or(0) } else { next };
+                return Err(LogError::Corrupt {
+                    file: shown,
+                    offset: 0,
+                    reason: format!("a segment is missing: offsets {from}..{base} are in no segment"),
+                });
+            }
             let file = storage.open(&seg_name, false).map_err(err)?;
-            let last = i + 1 == bases.len();
-            let loaded = if last { None } else { load_index(&*storage, base, &*file).map_err(err)? };
+            let last = i + 1 == names.len();
+            let loaded = if last { None } else { load_index(&*storage, base, &seg_name, &*file).map_err(err)? };
             let seg = match loaded {
                 Some(seg) => seg,
                 None => {
                     let mut seg = Segment {
+                        name: seg_name.clone(),
                         file: file.clone(),
                         size: 0,
                         index: Vec::new(),
@@ -190,7 +204,7 @@ impl BatchLog {
                     let size = file.len().map_err(err)?;
                     if let Some(why) = bad {
                         if !last || valid_batch_after(&*file, end).map_err(err)? {
-                            return Err(LogError::Corrupt { file: format!("{name}/{seg_name}"), offset: end, reason: why.into() });
+                            return Err(LogError::Corrupt { file: shown, offset: end, reason: why.into() });
                         }
                         tracing::warn!(partition = name, segment = seg_name.as_str(), at = end, cut = size - end, "cutting a torn tail off the partition log: {why}");
                         file.truncate(end).map_err(err)?;
@@ -203,10 +217,10 @@ impl BatchLog {
                     seg
                 }
             };
-            next = next.max(seg.last_offset + 1).max(base);
+            next = seg_id.end.unwrap_or(seg.last_offset + 1).max(base);
             segments.insert(base, seg);
         }
-        let start = read_log_start(&*storage).map_err(err)?.unwrap_or_else(|| bases.first().copied().unwrap_or(0));
+        let start = logged_start.unwrap_or_else(|| names.first().map_or(0, |n| n.base));
         let mut log = BatchLog { name: name.to_string(), storage, config, segments, start, next, unflushed: 0 };
         if log.segments.is_empty() {
             log.new_segment(0).map_err(err)?;
@@ -220,7 +234,7 @@ impl BatchLog {
         self.storage.sync_dir()?;
         self.segments.insert(
             base,
-            Segment { file, size: 0, index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL, sealed: false },
+            Segment { name, file, size: 0, index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL, sealed: false },
         );
         Ok(())
     }
@@ -375,8 +389,9 @@ impl BatchLog {
             .map(|(b, _)| *b)
             .collect();
         for base in doomed {
-            self.segments.remove(&base);
-            self.storage.remove(&segment_name(base))?;
+            if let Some(seg) = self.segments.remove(&base) {
+                self.storage.remove(&seg.name)?;
+            }
             self.storage.remove(&index_name(base))?;
         }
         self.storage.sync_dir()
@@ -398,8 +413,9 @@ impl BatchLog {
                 break;
             }
             let next_start = oldest.last_offset + 1;
-            self.segments.remove(&base);
-            self.storage.remove(&segment_name(base))?;
+            if let Some(seg) = self.segments.remove(&base) {
+                self.storage.remove(&seg.name)?;
+            }
             self.storage.remove(&index_name(base))?;
             if next_start > self.start {
                 self.start = next_start;
@@ -461,7 +477,9 @@ impl BatchLog {
         let swap = format!("{first:020}-{end:020}.swap");
         let out = self.storage.open(&tmp, true).map_err(err)?;
         out.truncate(0).map_err(err)?;
+        let compacted = SegmentName { base: first, end: Some(end) }.file();
         let mut written = Segment {
+            name: compacted.clone(),
             file: out.clone(),
             size: 0,
             index: Vec::new(),
@@ -482,14 +500,15 @@ impl BatchLog {
         self.storage.rename(&tmp, &swap).map_err(err)?;
         self.storage.sync_dir().map_err(err)?;
         for base in &sealed {
-            self.segments.remove(base);
-            self.storage.remove(&segment_name(*base)).map_err(err)?;
+            if let Some(seg) = self.segments.remove(base) {
+                self.storage.remove(&seg.name).map_err(err)?;
+            }
             self.storage.remove(&index_name(*base)).map_err(err)?;
         }
-        self.storage.rename(&swap, &segment_name(first)).map_err(err)?;
+        self.storage.rename(&swap, &compacted).map_err(err)?;
         write_index(&*self.storage, first, &written).map_err(err)?;
         self.storage.sync_dir().map_err(err)?;
-        written.file = self.storage.open(&segment_name(first), false).map_err(err)?;
+        written.file = self.storage.open(&compacted, false).map_err(err)?;
         self.segments.insert(first, written);
         Ok(sealed.len())
     }
@@ -582,7 +601,7 @@ fn write_index(storage: &dyn Storage, base: i64, seg: &Segment) -> io::Result<()
     f.sync()
 }
 
-fn load_index(storage: &dyn Storage, base: i64, file: &dyn StorageFile) -> io::Result<Option<Segment>> {
+fn load_index(storage: &dyn Storage, base: i64, seg_name: &str, file: &dyn StorageFile) -> io::Result<Option<Segment>> {
     let Ok(f) = storage.open(&index_name(base), false) else { return Ok(None) };
     let len = f.len()? as usize;
     if len < 28 || !(len - 28).is_multiple_of(12) {
@@ -603,7 +622,8 @@ fn load_index(storage: &dyn Storage, base: i64, file: &dyn StorageFile) -> io::R
         .map(|c| (i64::from_be_bytes(c[..8].try_into().expect("8")), u32::from_be_bytes(c[8..].try_into().expect("4"))))
         .collect();
     Ok(Some(Segment {
-        file: storage.open(&segment_name(base), false)?,
+        name: seg_name.to_string(),
+        file: storage.open(seg_name, false)?,
         size,
         index,
         last_offset: i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
@@ -645,15 +665,14 @@ fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
             };
             for other in storage.list()? {
-                let base = other
-                    .strip_suffix(".log")
-                    .or_else(|| other.strip_suffix(".index"))
-                    .and_then(|b| b.parse::<i64>().ok());
+                let base = SegmentName::parse(&other)
+                    .map(|n| n.base)
+                    .or_else(|| other.strip_suffix(".index").and_then(|b| b.parse::<i64>().ok()));
                 if base.is_some_and(|b| b >= first && b < end) {
                     storage.remove(&other)?;
                 }
             }
-            storage.rename(&name, &segment_name(first))?;
+            storage.rename(&name, &SegmentName { base: first, end: Some(end) }.file())?;
         }
     }
     storage.sync_dir()
@@ -742,6 +761,21 @@ mod tests {
         match BatchLog::open("p", Arc::new(mem), config(1 << 20), |_| {}) {
             Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 0),
             other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_segment_stops_start_up() {
+        let mem = MemoryStorage::new();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(400), |_| {}).unwrap();
+        fill(&mut log, 12, 2);
+        log.sync().unwrap();
+        let logs: Vec<String> = mem.list().unwrap().into_iter().filter(|n| n.ends_with(".log")).collect();
+        assert!(logs.len() >= 3);
+        mem.remove(&logs[1]).unwrap();
+        match BatchLog::open("p", Arc::new(mem), config(400), |_| {}) {
+            Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+            other => panic!("expected a missing-segment error, got {other:?}"),
         }
     }
 

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{Notify, watch};
 
 use super::storage::{Storage, StorageFile};
-use super::LogError;
+use super::{LogError, SegmentName, segment_names};
 
 /// Bytes of the length and CRC fields before an entry's body.
 const FRAME: usize = 8;
@@ -227,30 +227,46 @@ impl KeyedLog {
     pub fn open(name: &str, storage: Arc<dyn Storage>, config: KeyedConfig, mut each: impl FnMut(&Entry)) -> Result<Arc<Self>, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("log {name}"), source: e };
         recover_compaction(&*storage).map_err(err)?;
-        let names: Vec<String> = storage.list().map_err(err)?.into_iter().filter(|n| n.ends_with(".log")).collect();
+        let names = segment_names(&storage.list().map_err(err)?);
         let mut segments = BTreeMap::new();
         let mut live: HashMap<Bytes, (i64, u64)> = HashMap::new();
         let mut next_offset = 0i64;
         let mut total = 0u64;
-        for (i, seg_name) in names.iter().enumerate() {
-            let base: i64 = seg_name
-                .trim_end_matches(".log")
-                .parse()
-                .map_err(|_| LogError::Corrupt { file: format!("{name}/{seg_name}"), offset: 0, reason: "segment name is not an offset".into() })?;
-            let file = storage.open(seg_name, false).map_err(err)?;
-            let mut last = None;
+        for (i, seg) in names.iter().enumerate() {
+            let seg_name = seg.file();
+            let shown = format!("{name}/{seg_name}");
+            if seg.base != next_offset {
+                return Err(LogError::Corrupt {
+                    file: shown,
+                    offset: 0,
+                    reason: format!("a segment is missing: offsets {next_offset}..{} are in no segment", seg.base),
+                });
+            }
+            let file = storage.open(&seg_name, false).map_err(err)?;
+            let mut expected = seg.base;
+            let mut out_of_order = None;
             let (end, bad) = scan(&*file, |e| {
+                let in_place = match seg.end {
+                    None => e.offset == expected,
+                    Some(limit) => e.offset >= expected && e.offset < limit,
+                };
+                if !in_place && out_of_order.is_none() {
+                    out_of_order = Some(e.offset);
+                }
+                expected = e.offset + 1;
                 let size = (FRAME + MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64;
                 live.insert(e.key.clone(), (e.offset, size));
-                last = Some(e.offset);
                 each(&e);
             })
             .map_err(err)?;
+            if let Some(o) = out_of_order {
+                return Err(LogError::Corrupt { file: shown, offset: 0, reason: format!("entry with offset {o} out of place") });
+            }
             let is_last = i + 1 == names.len();
             let mut size = file.len().map_err(err)?;
             if let Some((at, why)) = bad {
                 if !is_last || valid_entry_after(&*file, at).map_err(err)? {
-                    return Err(LogError::Corrupt { file: format!("{name}/{seg_name}"), offset: at, reason: why.to_string() });
+                    return Err(LogError::Corrupt { file: shown, offset: at, reason: why.to_string() });
                 }
                 tracing::warn!(log = name, segment = seg_name.as_str(), at, cut = size - at, "cutting a torn tail off the log: {why}");
                 file.truncate(at).map_err(err)?;
@@ -260,12 +276,9 @@ impl KeyedLog {
                 file.truncate(end).map_err(err)?;
                 size = end;
             }
-            if let Some(l) = last {
-                next_offset = next_offset.max(l + 1);
-            }
-            next_offset = next_offset.max(base);
+            next_offset = seg.end.unwrap_or(expected);
             total += size;
-            segments.insert(base, Segment { name: seg_name.clone(), file, size });
+            segments.insert(seg.base, Segment { name: seg_name, file, size });
         }
         // Tombstones hold no value: a key whose newest entry is a tombstone is still "live"
         // (it must outlive the values it deletes) until compaction drops it.
@@ -465,6 +478,7 @@ impl KeyedLog {
         // 2. Copy the live entries into a temporary segment and make it durable.
         let tmp = format!("{first:020}-{end:020}.compact");
         let swap = format!("{first:020}-{end:020}.swap");
+        let compacted = SegmentName { base: first, end: Some(end) }.file();
         let out = self.storage.open(&tmp, true).map_err(err)?;
         out.truncate(0).map_err(err)?;
         let mut stats = Compacted { segments_in: inputs.len(), ..Default::default() };
@@ -512,7 +526,7 @@ impl KeyedLog {
                 self.storage.remove(&seg.name).map_err(err)?;
             }
         }
-        let name = segment_name(first);
+        let name = compacted;
         self.storage.rename(&swap, &name).map_err(err)?;
         self.storage.sync_dir().map_err(err)?;
         let file = self.storage.open(&name, false).map_err(err)?;
@@ -541,14 +555,14 @@ fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
             };
             for seg in storage.list()? {
-                if let Some(base) = seg.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok())
-                    && base >= first
-                    && base < end
+                if let Some(n) = SegmentName::parse(&seg)
+                    && n.base >= first
+                    && n.base < end
                 {
                     storage.remove(&seg)?;
                 }
             }
-            storage.rename(&name, &segment_name(first))?;
+            storage.rename(&name, &SegmentName { base: first, end: Some(end) }.file())?;
             tracing::info!(file = name.as_str(), "finished an interrupted compaction");
         }
     }
@@ -650,6 +664,24 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_segment_stops_the_open() {
+        let mem = MemoryStorage::new();
+        let config = KeyedConfig { segment_bytes: 100, ..KeyedConfig::default() };
+        let (log, _) = reopen(Arc::new(mem.clone()), config.clone());
+        for n in 0..12 {
+            log.append(&[kv(&format!("k{n}"), Some("value"))], n).unwrap();
+        }
+        log.sync_now().unwrap();
+        let names = mem.list().unwrap();
+        assert!(names.len() >= 3);
+        mem.remove(&names[1]).unwrap();
+        match KeyedLog::open("t", Arc::new(mem), config, |_| {}) {
+            Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+            other => panic!("expected a missing-segment error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn segments_roll_and_compaction_keeps_the_newest_per_key() {
         let mem = MemoryStorage::new();
         let config = KeyedConfig { segment_bytes: 300, delete_retention_ms: 1000, min_compaction_bytes: 0 };
@@ -712,9 +744,10 @@ mod tests {
             let (_, seen) = reopen(Arc::new(mem.crash_image(crash)), config.clone());
             assert_eq!(expect(&seen), want, "{crash:?}");
         }
-        let logs: Vec<String> = mem.list().unwrap();
-        let end: i64 = logs.last().unwrap().trim_end_matches(".log").parse().unwrap();
-        pre.set_bytes(&format!("{:020}-{end:020}.swap", 0), mem.bytes(&segment_name(0)).unwrap());
+        let logs: Vec<SegmentName> = segment_names(&mem.list().unwrap());
+        let compacted = logs[0];
+        let end = compacted.end.expect("the first segment is the compacted one");
+        pre.set_bytes(&format!("{:020}-{end:020}.swap", 0), mem.bytes(&compacted.file()).unwrap());
         let (_, seen) = reopen(Arc::new(pre.clone()), config);
         assert_eq!(expect(&seen), want, "finishing a swap");
         assert!(pre.list().unwrap().iter().all(|n| n.ends_with(".log")));

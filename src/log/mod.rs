@@ -24,3 +24,36 @@ pub enum LogError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
+
+/// A segment file's name: `<base>.log` for a segment written by appends (its offsets run on
+/// from `base` without gaps), or `<base>-<end>.log` for one written by compaction (it covers
+/// `[base, end)`, with gaps where records were dropped). Both numbers have 20 digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentName {
+    pub base: i64,
+    pub end: Option<i64>,
+}
+
+impl SegmentName {
+    pub(crate) fn parse(name: &str) -> Option<SegmentName> {
+        let stem = name.strip_suffix(".log")?;
+        match stem.split_once('-') {
+            None => Some(SegmentName { base: stem.parse().ok()?, end: None }),
+            Some((b, e)) => Some(SegmentName { base: b.parse().ok()?, end: Some(e.parse().ok()?) }),
+        }
+    }
+
+    pub(crate) fn file(&self) -> String {
+        match self.end {
+            None => format!("{:020}.log", self.base),
+            Some(end) => format!("{:020}-{end:020}.log", self.base),
+        }
+    }
+}
+
+/// Segment names found in a listing, by base offset.
+pub(crate) fn segment_names(names: &[String]) -> Vec<SegmentName> {
+    let mut v: Vec<SegmentName> = names.iter().filter_map(|n| SegmentName::parse(n)).collect();
+    v.sort_by_key(|s| s.base);
+    v
+}

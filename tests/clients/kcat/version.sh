@@ -1,2 +1,2 @@
 #!/usr/bin/env bash
-kcat -V 2>&1 | head -1
+kcat -V 2>&1 | grep -m1 -i "version" | sed 's/^ *//'
