@@ -160,6 +160,10 @@ impl Server {
             let accepted = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                m = &mut fatal => {
+                    failure = Some(m);
+                    break;
+                }
                 a = listener.accept() => a,
             };
             match accepted {
