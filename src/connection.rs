@@ -24,7 +24,7 @@ pub async fn serve<S>(stream: S, ctx: Context, conn: ConnInfo)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut stream = stream;
     let mut codec = FrameCodec::new(ctx.broker.config.socket_request_max_bytes);
     let mut inbuf = BytesMut::with_capacity(INITIAL_READ_BUFFER);
     let mut outbuf = BytesMut::new();
@@ -35,7 +35,7 @@ where
                 let read = tokio::select! {
                     biased;
                     _ = ctx.shutdown.cancelled() => return,
-                    r = rd.read_buf(&mut inbuf) => r,
+                    r = stream.read_buf(&mut inbuf) => r,
                 };
                 match read {
                     Ok(0) => {
@@ -90,7 +90,7 @@ where
                 return;
             }
         }
-        if let Err(e) = wr.write_all(&outbuf).await {
+        if let Err(e) = stream.write_all(&outbuf).await {
             tracing::debug!(peer = %conn.peer, "write failed: {e}");
             return;
         }

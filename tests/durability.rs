@@ -254,6 +254,8 @@ async fn kill_9_loses_no_acknowledged_message_or_commit() {
     drop(corral);
 }
 
+type Member = (BaseConsumer<Events>, Arc<Mutex<Vec<String>>>);
+
 struct Events(Arc<Mutex<Vec<String>>>);
 impl ClientContext for Events {}
 impl ConsumerContext for Events {
@@ -287,7 +289,7 @@ async fn a_stable_group_survives_a_restart_without_rebalancing() {
         c.subscribe(&["st"]).unwrap();
         members.push((c, events));
     }
-    let poll_for = |members: &Vec<(BaseConsumer<Events>, Arc<Mutex<Vec<String>>>)>, d: Duration| {
+    let poll_for = |members: &[Member], d: Duration| {
         let end = Instant::now() + d;
         while Instant::now() < end {
             for (c, _) in members {

@@ -19,7 +19,7 @@ mod checklist;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -50,41 +50,56 @@ pub fn now_ms() -> i64 {
     crate::broker::now_ms()
 }
 
-/// The pending timers of one shard.
+/// The pending timers of one shard: the deadline of every key, and a min-heap of
+/// `(deadline, sequence)` entries. Replacing or cancelling a key leaves its old heap entry
+/// behind; an entry whose sequence is no longer the key's is skipped when it comes up.
 #[derive(Debug, Default)]
 struct Timers {
-    by_key: HashMap<TimerKey, i64>,
-    by_time: BTreeSet<(i64, TimerKey)>,
+    by_key: HashMap<TimerKey, (i64, u64)>,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, TimerKey)>>,
+    next_seq: u64,
 }
 
 impl Timers {
     fn apply(&mut self, op: TimerOp) {
         match op {
             TimerOp::Set(key, at) => {
-                if let Some(old) = self.by_key.insert(key.clone(), at) {
-                    self.by_time.remove(&(old, key.clone()));
-                }
-                self.by_time.insert((at, key));
+                self.next_seq += 1;
+                let seq = self.next_seq;
+                self.by_key.insert(key.clone(), (at, seq));
+                self.heap.push(std::cmp::Reverse((at, seq, key)));
             }
             TimerOp::Cancel(key) => {
-                if let Some(old) = self.by_key.remove(&key) {
-                    self.by_time.remove(&(old, key));
-                }
+                self.by_key.remove(&key);
             }
+        }
+        // keep stale entries from piling up when keys are re-armed far more often than they fire
+        if self.heap.len() > 64 && self.heap.len() > 4 * self.by_key.len() {
+            self.heap = self.by_key.iter().map(|(k, (at, seq))| std::cmp::Reverse((*at, *seq, k.clone()))).collect();
         }
     }
 
-    fn earliest(&self) -> Option<i64> {
-        self.by_time.first().map(|(t, _)| *t)
+    fn is_live(&self, at: i64, seq: u64, key: &TimerKey) -> bool {
+        self.by_key.get(key) == Some(&(at, seq))
+    }
+
+    fn earliest(&mut self) -> Option<i64> {
+        while let Some(std::cmp::Reverse((at, seq, key))) = self.heap.peek() {
+            if self.is_live(*at, *seq, key) {
+                return Some(*at);
+            }
+            self.heap.pop();
+        }
+        None
     }
 
     /// Removes and returns the earliest timer due at `now`.
     fn pop_due(&mut self, now: i64) -> Option<TimerKey> {
-        let (at, _) = self.by_time.first()?;
-        if *at > now {
+        let at = self.earliest()?;
+        if at > now {
             return None;
         }
-        let (_, key) = self.by_time.pop_first()?;
+        let std::cmp::Reverse((_, _, key)) = self.heap.pop()?;
         self.by_key.remove(&key);
         Some(key)
     }
@@ -604,6 +619,7 @@ mod tests {
         assert_eq!(t.pop_due(9), Some(k("b")));
         assert_eq!(t.pop_due(19), None);
         assert_eq!(t.pop_due(20), Some(k("a")));
-        assert!(t.by_key.is_empty() && t.by_time.is_empty());
+        assert!(t.by_key.is_empty());
+        assert_eq!(t.earliest(), None);
     }
 }

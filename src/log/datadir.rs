@@ -98,7 +98,7 @@ impl DataDir {
             DataDir::Disk { root, .. } => Ok(Arc::new(FileStorage::open(&root.join(path))?)),
             DataDir::Memory { root } => {
                 let mut dirs = root.dirs.lock().expect("memory root lock");
-                Ok(Arc::new(dirs.entry(path.to_string()).or_default().clone()))
+                Ok(Arc::new(dirs.entry(path.to_string()).or_insert_with(MemoryStorage::ephemeral).clone()))
             }
         }
     }

@@ -354,13 +354,23 @@ impl KeyedLog {
             i.live_bytes += size;
         }
         i.next_offset = first + entries.len() as i64;
-        i.unsynced = true;
         let next = i.next_offset;
+        let syncs = self.storage.syncs();
+        i.unsynced = syncs;
         if i.segments.get(&active_base).expect("active").size >= self.config.segment_bytes {
             self.roll(&mut i)?;
         }
         drop(i);
-        self.dirty.notify_one();
+        if syncs {
+            self.dirty.notify_one();
+        } else {
+            // Nothing to wait for: the process is the durability of an ephemeral log.
+            self.durable.send_if_modified(|d| {
+                let moved = next > *d;
+                *d = (*d).max(next);
+                moved
+            });
+        }
         Ok(next)
     }
 

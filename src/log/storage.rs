@@ -43,6 +43,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Makes creations, removals and renames so far durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// Whether a sync costs anything (`false` for the memory twin, where durability is the
+    /// running process: the log then counts an append as durable at once).
+    fn syncs(&self) -> bool {
+        true
+    }
 }
 
 // ---------------------------------------------------------------------------- files
@@ -183,9 +188,17 @@ struct MemDir {
 }
 
 /// The in-memory twin.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct MemoryStorage {
     dir: Arc<Mutex<MemDir>>,
+    /// Crash tests want syncs modelled; `--ephemeral` does not (see [`Storage::syncs`]).
+    syncs_enabled: bool,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        MemoryStorage { dir: Arc::default(), syncs_enabled: true }
+    }
 }
 
 /// How a simulated crash treats bytes written but not synced.
@@ -204,6 +217,11 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// A memory storage for `--ephemeral` runs: appends count as durable at once.
+    pub fn ephemeral() -> Self {
+        MemoryStorage { dir: Arc::default(), syncs_enabled: false }
+    }
+
     /// The storage a restart would find after a crash now.
     pub fn crash_image(&self, crash: Crash) -> MemoryStorage {
         let dir = self.dir.lock().expect("mem dir lock");
@@ -220,7 +238,7 @@ impl MemoryStorage {
             let synced = bytes.len();
             live.insert(name.clone(), Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }) }));
         }
-        MemoryStorage { dir: Arc::new(Mutex::new(MemDir { durable: live.clone(), live })) }
+        MemoryStorage { dir: Arc::new(Mutex::new(MemDir { durable: live.clone(), live })), syncs_enabled: self.syncs_enabled }
     }
 
     /// Bytes of a file, for tests that damage files on purpose.
@@ -281,6 +299,9 @@ impl Storage for MemoryStorage {
         let mut dir = self.dir.lock().expect("mem dir lock");
         dir.durable = dir.live.clone();
         Ok(())
+    }
+    fn syncs(&self) -> bool {
+        self.syncs_enabled
     }
 }
 

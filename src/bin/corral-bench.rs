@@ -1,0 +1,961 @@
+//! corral-bench: a load generator that speaks the Kafka protocol (through the kafka-protocol
+//! crate, as corral itself does), and the scenarios of `bench/run.sh`. Every scenario prints
+//! one JSON line with its figures, so the report can be assembled by a script.
+//!
+//!     corral-bench startup --bin PATH [--runs N] [--tansu]
+//!     corral-bench echo-server --listen HOST:PORT
+//!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw]
+//!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
+//!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S]
+//!     corral-bench fetch --target HOST:PORT [--messages N]
+//!     corral-bench commits --target HOST:PORT [--committers C] [--seconds S]
+//!     corral-bench offsets-replay --bin PATH [--records N]
+//!     corral-bench compaction [--commits N] [--keys K]
+//!     corral-bench restart --bin PATH [--megabytes M]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ------------------------------------------------------------------------------ options
+
+struct Args {
+    scenario: String,
+    opts: HashMap<String, String>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut it = std::env::args().skip(1);
+        let scenario = it.next().unwrap_or_else(|| {
+            eprintln!("usage: corral-bench <scenario> [--option value]...; see the source's first lines");
+            std::process::exit(2);
+        });
+        let rest: Vec<String> = it.collect();
+        let mut opts = HashMap::new();
+        let mut flags = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            let k = rest[i].trim_start_matches("--").to_string();
+            if i + 1 < rest.len() && !rest[i + 1].starts_with("--") {
+                opts.insert(k, rest[i + 1].clone());
+                i += 2;
+            } else {
+                flags.push(k);
+                i += 1;
+            }
+        }
+        Args { scenario, opts, flags }
+    }
+    fn get<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
+        self.opts.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+    fn str(&self, k: &str) -> String {
+        self.opts.get(k).cloned().unwrap_or_else(|| {
+            eprintln!("--{k} is required");
+            std::process::exit(2);
+        })
+    }
+    fn flag(&self, k: &str) -> bool {
+        self.flags.iter().any(|f| f == k)
+    }
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+// ------------------------------------------------------------------------------ the client
+
+/// One connection; requests are encoded with the crate's client encoders.
+struct Conn {
+    stream: TcpStream,
+    corr: i32,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn connect(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream, corr: 0, buf: BytesMut::with_capacity(64 * 1024) })
+    }
+
+    fn frame<R: Request + Encodable + HeaderVersion>(&mut self, version: i16, req: &R) -> Bytes {
+        self.corr += 1;
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.corr)
+            .with_client_id(Some(s("corral-bench")))
+            .encode(&mut body, R::header_version(version))
+            .expect("header encodes");
+        req.encode(&mut body, version).expect("request encodes");
+        let mut out = BytesMut::with_capacity(body.len() + 4);
+        out.put_i32(body.len() as i32);
+        out.extend_from_slice(&body);
+        out.freeze()
+    }
+
+    async fn raw(&mut self, frame: &[u8]) -> std::io::Result<Bytes> {
+        self.stream.write_all(frame).await?;
+        self.read_frame().await
+    }
+
+    async fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        loop {
+            if self.buf.len() >= 4 {
+                let n = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+                if self.buf.len() >= 4 + n {
+                    self.buf.advance(4);
+                    return Ok(self.buf.split_to(n).freeze());
+                }
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            }
+        }
+    }
+
+    async fn call<R>(&mut self, version: i16, req: &R) -> std::io::Result<R::Response>
+    where
+        R: Request + Encodable + HeaderVersion,
+        R::Response: Decodable + HeaderVersion,
+    {
+        let f = self.frame(version, req);
+        let mut resp = self.raw(&f).await?;
+        ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).map_err(std::io::Error::other)?;
+        R::Response::decode(&mut resp, version).map_err(std::io::Error::other)
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Starts a broker process; returns it once it accepts connections.
+async fn spawn_broker(bin: &str, tansu: bool, port: u16, data: Option<&PathBuf>) -> (tokio::process::Child, Duration) {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(bin);
+    if tansu {
+        let url = format!("tcp://127.0.0.1:{port}");
+        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
+    } else {
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+        match data {
+            Some(d) => {
+                cmd.arg("--data-dir").arg(d);
+            }
+            None => {
+                cmd.arg("--ephemeral");
+            }
+        }
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn broker");
+    (child, started.elapsed())
+}
+
+/// Waits for the first answered Metadata; returns the time since `since`.
+async fn first_metadata(addr: &str, since: Instant) -> Duration {
+    loop {
+        if let Ok(mut c) = Conn::connect(addr).await
+            && c.call(1, &MetadataRequest::default().with_topics(None)).await.is_ok()
+        {
+            return since.elapsed();
+        }
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ scenarios
+
+/// Spawn → first answered Metadata, measured without a runtime in the way: a blocking
+/// connect loop (50 µs apart) from the moment `spawn` returns.
+fn startup_once(bin: &str, tansu: bool) -> (f64, u64) {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let mut cmd = std::process::Command::new(bin);
+    if tansu {
+        let url = format!("tcp://127.0.0.1:{port}");
+        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
+    } else {
+        cmd.args(["--ephemeral", "--listen", &format!("127.0.0.1:{port}")]);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // Metadata v1, all topics: a frame built once
+    let mut req = BytesMut::new();
+    req.put_i16(3);
+    req.put_i16(1);
+    req.put_i32(1);
+    req.put_i16(-1);
+    req.put_i32(-1);
+    let mut frame = (req.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&req);
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn broker");
+    let took = loop {
+        if let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = sock.set_nodelay(true);
+            let mut size = [0u8; 4];
+            if sock.write_all(&frame).is_ok() && sock.read_exact(&mut size).is_ok() {
+                let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+                if sock.read_exact(&mut body).is_ok() {
+                    break started.elapsed();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (took.as_secs_f64() * 1000.0, rss)
+}
+
+async fn startup(a: &Args) {
+    let bin = a.str("bin");
+    let runs: usize = a.get("runs", 9);
+    let tansu = a.flag("tansu");
+    let (mut times, mut rss) = tokio::task::spawn_blocking(move || {
+        let mut times = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..runs {
+            let (t, r) = startup_once(&bin, tansu);
+            times.push(t);
+            rss.push(r as f64);
+        }
+        (times, rss)
+    })
+    .await
+    .expect("startup runs");
+    println!(
+        "{{\"scenario\":\"startup\",\"broker\":\"{}\",\"first_metadata_ms_median\":{:.2},\"idle_rss_kib_median\":{:.0},\"runs\":{runs}}}",
+        if tansu { "tansu" } else { "corral" },
+        median(&mut times),
+        median(&mut rss)
+    );
+}
+
+/// The limit: answers every frame with a frame of the same size (the request's bytes).
+async fn echo_server(listen: &str) {
+    let l = TcpListener::bind(listen).await.expect("bind echo");
+    eprintln!("echo listening on {}", l.local_addr().expect("addr"));
+    loop {
+        let (mut sock, _) = l.accept().await.expect("accept");
+        let _ = sock.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                while buf.len() >= 4 {
+                    let n = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                    if buf.len() < 4 + n {
+                        break;
+                    }
+                    let frame = buf.split_to(4 + n);
+                    if sock.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                match sock.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+    }
+}
+
+/// A member of a benchmark group, as a real client would be after joining.
+struct Member {
+    conn: Conn,
+    member_id: String,
+    generation: i32,
+    group: String,
+}
+
+const TOPIC: &str = "bench";
+
+/// Joins one member (the v4+ two-step join) and, when leader, assigns round-robin.
+async fn join_member(conn: &mut Conn, group: &str, member_id: &mut String) -> std::io::Result<(i32, bool)> {
+    loop {
+        let r = conn
+            .call(
+                5,
+                &JoinGroupRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_member_id(s(member_id))
+                    .with_session_timeout_ms(60_000)
+                    .with_rebalance_timeout_ms(60_000)
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(s("range"))
+                        .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 5, b'b', b'e', b'n', b'c', b'h', 0xff, 0xff, 0xff, 0xff]))]),
+            )
+            .await?;
+        match r.error_code {
+            0 => {
+                *member_id = r.member_id.to_string();
+                let leader = r.leader == r.member_id;
+                let assignments = if leader {
+                    r.members
+                        .iter()
+                        .map(|m| sync_group_request::SyncGroupRequestAssignment::default().with_member_id(m.member_id.clone()).with_assignment(Bytes::from_static(b"a")))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let sr = conn
+                    .call(
+                        3,
+                        &SyncGroupRequest::default()
+                            .with_group_id(GroupId(s(group)))
+                            .with_member_id(s(member_id))
+                            .with_generation_id(r.generation_id)
+                            .with_assignments(assignments),
+                    )
+                    .await?;
+                if sr.error_code == 0 {
+                    return Ok((r.generation_id, leader));
+                }
+            }
+            79 => *member_id = r.member_id.to_string(),
+            25 => member_id.clear(),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Every member joins and syncs; members heartbeat every 100 ms and rejoin on
+/// REBALANCE_IN_PROGRESS, until a whole pass of heartbeats succeeds. Returns the members and
+/// the time until all hold an assignment of the final generation.
+async fn converge(target: &str, groups: usize, members: usize) -> (Vec<Member>, Duration) {
+    let started = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for g in 0..groups {
+        for _ in 0..members {
+            let target = target.to_string();
+            let group = format!("bench-group-{g}");
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut conn = Conn::connect(&target).await.expect("connect");
+                let mut member_id = String::new();
+                let (mut generation, _) = join_member(&mut conn, &group, &mut member_id).await.expect("join");
+                let mut settled = false;
+                loop {
+                    let r = conn
+                        .call(3, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member_id)).with_generation_id(generation))
+                        .await
+                        .expect("heartbeat");
+                    match r.error_code {
+                        0 => {
+                            if !settled {
+                                settled = true;
+                                done.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if done.load(Ordering::SeqCst) as usize == groups * members {
+                                // everyone has been stable once: confirm ours still is
+                                let again = conn
+                                    .call(3, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member_id)).with_generation_id(generation))
+                                    .await
+                                    .expect("heartbeat");
+                                if again.error_code == 0 {
+                                    return Member { conn, member_id, generation, group };
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        _ => {
+                            if settled {
+                                settled = false;
+                                done.fetch_sub(1, Ordering::SeqCst);
+                            }
+                            generation = join_member(&mut conn, &group, &mut member_id).await.expect("rejoin").0;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("member task"));
+    }
+    (out, started.elapsed())
+}
+
+async fn join_storm(a: &Args) {
+    let target = a.str("target");
+    let groups: usize = a.get("groups", 100);
+    let members: usize = a.get("members", 10);
+    let (_, took) = converge(&target, groups, members).await;
+    println!(
+        "{{\"scenario\":\"join-storm\",\"groups\":{groups},\"members\":{members},\"seconds_until_all_assigned\":{:.3}}}",
+        took.as_secs_f64()
+    );
+}
+
+/// Closed-loop heartbeat and commit from every member; or, with `--raw` against the echo
+/// server, the same frames at the same concurrency.
+async fn coordinator(a: &Args) {
+    let target = a.str("target");
+    let groups: usize = a.get("groups", 1000);
+    let members: usize = a.get("members", 10);
+    let seconds: f64 = a.get("seconds", 10.0);
+    let raw = a.flag("raw");
+    let pid: Option<u32> = a.opts.get("pid").and_then(|p| p.parse().ok());
+    let mut conns: Vec<(Conn, Bytes, Bytes)> = Vec::new();
+    let mut join_time = 0.0;
+    if raw {
+        for g in 0..groups {
+            for m in 0..members {
+                let mut c = Conn::connect(&target).await.expect("connect");
+                let (hb, cm) = op_frames(&mut c, &format!("bench-group-{g}"), &format!("m-{m}"), 1);
+                conns.push((c, hb, cm));
+            }
+        }
+    } else {
+        // the topic the commits name
+        let mut admin = Conn::connect(&target).await.expect("connect");
+        admin
+            .call(9, &MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])))
+            .await
+            .expect("metadata");
+        let (ms, took) = converge(&target, groups, members).await;
+        join_time = took.as_secs_f64();
+        for mut m in ms {
+            let (hb, cm) = op_frames(&mut m.conn, &m.group, &m.member_id, m.generation);
+            conns.push((m.conn, hb, cm));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let cpu0 = pid.map(cpu_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut c, hb, cm) in conns {
+        let (stop, ops, errors) = (stop.clone(), ops.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let frame = if i.is_multiple_of(2) { &hb } else { &cm };
+                let t = Instant::now();
+                match c.raw(frame).await {
+                    Ok(resp) => {
+                        // an error code shows where a response carries one, non-zero = error
+                        if !raw && i.is_multiple_of(2) && resp.len() >= 10 && resp[8..10] != [0, 0] {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => return lat,
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+                ops.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = ops.load(Ordering::Relaxed);
+    let cpu = match (pid, cpu0) {
+        (Some(p), Some(c0)) => cpu_seconds(p) - c0,
+        _ => -1.0,
+    };
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("op task"));
+    }
+    lat.sort_unstable();
+    println!(
+        "{{\"scenario\":\"coordinator\",\"raw\":{raw},\"groups\":{groups},\"members\":{members},\"join_seconds\":{join_time:.3},\"ops_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"errors\":{},\"server_cpu_us_per_op\":{:.2}}}",
+        total as f64 / elapsed,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        errors.load(Ordering::Relaxed),
+        if cpu >= 0.0 { cpu / total.max(1) as f64 * 1e6 } else { -1.0 }
+    );
+}
+
+/// The prebuilt Heartbeat (v3) and OffsetCommit (v7) frames of one member.
+fn op_frames(c: &mut Conn, group: &str, member: &str, generation: i32) -> (Bytes, Bytes) {
+    let hb = c.frame(3, &HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation));
+    let cm = c.frame(
+        7,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_generation_id_or_member_epoch(generation)
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(vec![
+                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42),
+            ])]),
+    );
+    (hb, cm)
+}
+
+fn batch(records: usize, value_len: usize, producer_id: i64, sequence: i32) -> Bytes {
+    let value = Bytes::from(vec![b'x'; value_len]);
+    let recs: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if producer_id >= 0 { sequence + i as i32 } else { i as i32 - 1 },
+            timestamp: corral::broker::now_ms(),
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut b = BytesMut::new();
+    RecordBatchEncoder::encode(&mut b, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("batch");
+    b.freeze()
+}
+
+fn produce_frame(c: &mut Conn, topic: &str, partition: i32, acks: i16, records: Bytes) -> Bytes {
+    c.frame(
+        7,
+        &ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records))])]),
+    )
+}
+
+async fn ensure_topic(target: &str, topic: &str, partitions: i32) {
+    let mut c = Conn::connect(target).await.expect("connect");
+    c.call(
+        5,
+        &CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]),
+    )
+    .await
+    .expect("create topic");
+}
+
+/// Closed-loop produce over C connections; each request carries one batch of N records.
+async fn produce(a: &Args) {
+    let target = a.str("target");
+    let acks: i16 = a.get("acks", 1);
+    let per_batch: usize = a.get("records-per-batch", 1);
+    let value_len: usize = a.get("value-bytes", 100);
+    let connections: usize = a.get("connections", 4);
+    let seconds: f64 = a.get("seconds", 5.0);
+    let pid: Option<u32> = a.opts.get("pid").and_then(|p| p.parse().ok());
+    let topic = format!("produce-{per_batch}-{acks}");
+    ensure_topic(&target, &topic, connections as i32).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let cpu0 = pid.map(cpu_seconds);
+    let started = Instant::now();
+    for p in 0..connections {
+        let (target, topic, stop, requests) = (target.clone(), topic.clone(), stop.clone(), requests.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(&target).await.expect("connect");
+            let frame = produce_frame(&mut c, &topic, p as i32, acks, batch(per_batch, value_len, -1, 0));
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if c.raw(&frame).await.is_err() {
+                    break;
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+                requests.fetch_add(1, Ordering::Relaxed);
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = requests.load(Ordering::Relaxed);
+    let cpu = match (pid, cpu0) {
+        (Some(p), Some(c0)) => (cpu_seconds(p) - c0) / total.max(1) as f64 * 1e6,
+        _ => -1.0,
+    };
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    lat.sort_unstable();
+    println!(
+        "{{\"scenario\":\"produce\",\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2}}}",
+        total as f64 / elapsed,
+        (total * per_batch as u64) as f64 / elapsed,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+/// Fetch throughput (reading back N messages) and end-to-end latency (a produce, answered
+/// by a parked fetch).
+async fn fetch(a: &Args) {
+    let target = a.str("target");
+    let messages: usize = a.get("messages", 200_000);
+    let topic = "fetch-bench";
+    ensure_topic(&target, topic, 1).await;
+    let mut p = Conn::connect(&target).await.expect("connect");
+    let mut sent = 0;
+    while sent < messages {
+        let n = (messages - sent).min(500);
+        let f = produce_frame(&mut p, topic, 0, 1, batch(n, 100, -1, 0));
+        p.raw(&f).await.expect("produce");
+        sent += n;
+    }
+    let mut c = Conn::connect(&target).await.expect("connect");
+    let started = Instant::now();
+    let mut offset = 0i64;
+    let mut bytes_read = 0usize;
+    while offset < messages as i64 {
+        let r = c
+            .call(
+                11,
+                &FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(4 << 20).with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(TopicName(s(topic)))
+                    .with_partitions(vec![fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(4 << 20)])]),
+            )
+            .await
+            .expect("fetch");
+        let recs = r.responses[0].partitions[0].records.clone().unwrap_or_default();
+        bytes_read += recs.len();
+        // advance past the last whole batch
+        let mut at = 0;
+        while at + 61 <= recs.len() {
+            let base = i64::from_be_bytes(recs[at..at + 8].try_into().expect("8"));
+            let len = i32::from_be_bytes(recs[at + 8..at + 12].try_into().expect("4")) as usize;
+            let delta = i32::from_be_bytes(recs[at + 23..at + 27].try_into().expect("4")) as i64;
+            offset = base + delta + 1;
+            at += 12 + len;
+        }
+    }
+    let read_secs = started.elapsed().as_secs_f64();
+    // end to end: a fetch parked at the end, answered by the next produce
+    let mut lats = Vec::new();
+    for _ in 0..200 {
+        let mut waiter = Conn::connect(&target).await.expect("connect");
+        let req = FetchRequest::default().with_max_wait_ms(5000).with_min_bytes(1).with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])]);
+        let frame = waiter.frame(11, &req);
+        waiter.stream.write_all(&frame).await.expect("send fetch");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let t = Instant::now();
+        let f = produce_frame(&mut p, topic, 0, 1, batch(1, 100, -1, 0));
+        p.raw(&f).await.expect("produce");
+        waiter.read_frame().await.expect("fetch answer");
+        lats.push(t.elapsed().as_micros() as u64);
+        offset += 1;
+    }
+    lats.sort_unstable();
+    println!(
+        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        messages as f64 / read_secs,
+        bytes_read as f64 / read_secs / 1e6,
+        percentile(&lats, 0.5),
+        percentile(&lats, 0.99)
+    );
+}
+
+/// Concurrent committers (simple-group commits, each waits for its fsync-backed reply).
+async fn commits(a: &Args) {
+    let target = a.str("target");
+    let committers: usize = a.get("committers", 100);
+    let seconds: f64 = a.get("seconds", 5.0);
+    ensure_topic(&target, TOPIC, 1).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for i in 0..committers {
+        let (target, stop, done) = (target.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(&target).await.expect("connect");
+            let mut lat = Vec::new();
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let req = OffsetCommitRequest::default().with_group_id(GroupId(s(&format!("committer-{i}")))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(n),
+                    ]),
+                ]);
+                let t = Instant::now();
+                let r = c.call(7, &req).await.expect("commit");
+                assert_eq!(r.topics[0].partitions[0].error_code, 0);
+                lat.push(t.elapsed().as_micros() as u64);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    lat.sort_unstable();
+    println!(
+        "{{\"scenario\":\"commits\",\"committers\":{committers},\"commits_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+/// Writes `records` OffsetCommit records straight into a fresh data dir's offsets logs, then
+/// times a corral start until every shard has loaded (ListGroups stops answering
+/// COORDINATOR_LOAD_IN_PROGRESS).
+async fn offsets_replay(a: &Args) {
+    use corral::coordinator::record::{OffsetValue, Record};
+    use corral::log::keyed::{KeyedConfig, KeyedLog};
+    let bin = a.str("bin");
+    let records: usize = a.get("records", 10_000_000);
+    let dir = tempdir();
+    let meta = corral::log::datadir::Meta { cluster_id: "bench".into(), node_id: 1, offsets_partitions: 50 };
+    let (data, _) = corral::log::datadir::DataDir::open(&dir, meta).expect("data dir");
+    let write_started = Instant::now();
+    let per_shard = records / 50;
+    for shard in 0..50usize {
+        let storage = data.storage(&format!("coordinator/{shard:02}")).expect("storage");
+        let log = KeyedLog::open("bench", storage, KeyedConfig::default(), |_| {}).expect("log");
+        let mut chunk = Vec::with_capacity(10_000);
+        for i in 0..per_shard {
+            let r = Record::Offset {
+                group: format!("group-{shard}-{}", i % 1000),
+                topic: "topic".into(),
+                partition: (i % 100) as i32,
+                value: Some(OffsetValue { offset: i as i64, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None }),
+            }
+            .encode();
+            chunk.push((r.key, r.value));
+            if chunk.len() == 10_000 {
+                log.append(&chunk, 1).expect("append");
+                chunk.clear();
+            }
+        }
+        log.append(&chunk, 1).expect("append");
+        log.sync_now().expect("sync");
+    }
+    drop(data);
+    let write_secs = write_started.elapsed().as_secs_f64();
+    let size: u64 = dir_size(&dir);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let since = Instant::now();
+        let (child, _) = spawn_broker(&bin, false, port, Some(&dir)).await;
+        let addr = format!("127.0.0.1:{port}");
+        first_metadata(&addr, since).await;
+        let mut c = Conn::connect(&addr).await.expect("connect");
+        loop {
+            let r = c.call(4, &ListGroupsRequest::default()).await.expect("list groups");
+            if r.error_code == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        runs.push(since.elapsed().as_secs_f64());
+        drop(child);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{{\"scenario\":\"offsets-replay\",\"records\":{records},\"log_mb\":{:.0},\"write_seconds\":{write_secs:.1},\"load_seconds_median\":{:.3}}}",
+        size as f64 / 1e6,
+        median(&mut runs)
+    );
+}
+
+/// 10M commits over 10k keys into one offsets log, compacted as the server does (whenever
+/// more than half of it is superseded); reports disk bytes against the live set.
+async fn compaction(a: &Args) {
+    use corral::coordinator::record::{OffsetValue, Record};
+    use corral::log::keyed::{KeyedConfig, KeyedLog};
+    let commits: usize = a.get("commits", 10_000_000);
+    let keys: usize = a.get("keys", 10_000);
+    let dir = tempdir();
+    let storage: Arc<dyn corral::log::storage::Storage> = Arc::new(corral::log::storage::FileStorage::open(&dir).expect("storage"));
+    let config = KeyedConfig { segment_bytes: 100 << 20, delete_retention_ms: 86_400_000, min_compaction_bytes: 1 << 20 };
+    let log = KeyedLog::open("bench", storage, config, |_| {}).expect("log");
+    let started = Instant::now();
+    let mut max_disk = 0u64;
+    let mut compactions = 0;
+    let mut chunk = Vec::with_capacity(10_000);
+    for i in 0..commits {
+        let r = Record::Offset {
+            group: format!("group-{}", (i % keys) / 10),
+            topic: "topic".into(),
+            partition: (i % 10) as i32,
+            value: Some(OffsetValue { offset: i as i64, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None }),
+        }
+        .encode();
+        chunk.push((r.key, r.value));
+        if chunk.len() == 10_000 {
+            log.append(&chunk, 1).expect("append");
+            chunk.clear();
+            max_disk = max_disk.max(dir_size(&dir));
+            if log.needs_compaction() {
+                log.compact(2).expect("compact");
+                compactions += 1;
+            }
+        }
+    }
+    log.append(&chunk, 1).expect("append");
+    log.sync_now().expect("sync");
+    if log.needs_compaction() {
+        log.compact(2).expect("compact");
+        compactions += 1;
+    }
+    let (_, live) = log.sizes();
+    let disk = dir_size(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{{\"scenario\":\"compaction\",\"commits\":{commits},\"keys\":{keys},\"live_bytes\":{live},\"disk_bytes_after\":{disk},\"disk_bytes_max\":{max_disk},\"ratio_after\":{:.2},\"ratio_max\":{:.2},\"compactions\":{compactions},\"seconds\":{:.1}}}",
+        disk as f64 / live as f64,
+        max_disk as f64 / live as f64,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Restart time of a data dir holding M megabytes of partition data (graceful stop first).
+async fn restart(a: &Args) {
+    let bin = a.str("bin");
+    let mb: usize = a.get("megabytes", 1024);
+    let dir = tempdir();
+    let port = free_port();
+    let since = Instant::now();
+    let (child, _) = spawn_broker(&bin, false, port, Some(&dir)).await;
+    let addr = format!("127.0.0.1:{port}");
+    first_metadata(&addr, since).await;
+    ensure_topic(&addr, "bulk", 4).await;
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(&addr).await.expect("connect");
+            let frame = produce_frame(&mut c, "bulk", p, 1, batch(100, 1000, -1, 0));
+            let mut written = 0usize;
+            while written < mb * 1_000_000 / 4 {
+                c.raw(&frame).await.expect("produce");
+                written += frame.len();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let pid = child.id().expect("pid");
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let mut child = child;
+    let _ = child.wait().await;
+    let size = dir_size(&dir);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let since = Instant::now();
+        let (mut child, _) = spawn_broker(&bin, false, port, Some(&dir)).await;
+        first_metadata(&format!("127.0.0.1:{port}"), since).await;
+        runs.push(since.elapsed().as_secs_f64());
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().expect("pid").to_string()]).status();
+        let _ = child.wait().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{{\"scenario\":\"restart\",\"data_mb\":{:.0},\"restart_seconds_median\":{:.3}}}", size as f64 / 1e6, median(&mut runs));
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("corral-bench-{}-{}", std::process::id(), corral::broker::now_ms()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = e.metadata();
+            if let Ok(m) = m {
+                total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+            }
+        }
+    }
+    total
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        match args.scenario.as_str() {
+            "startup" => startup(&args).await,
+            "echo-server" => echo_server(&args.str("listen")).await,
+            "coordinator" => coordinator(&args).await,
+            "join-storm" => join_storm(&args).await,
+            "produce" => produce(&args).await,
+            "fetch" => fetch(&args).await,
+            "commits" => commits(&args).await,
+            "offsets-replay" => offsets_replay(&args).await,
+            "compaction" => compaction(&args).await,
+            "restart" => restart(&args).await,
+            other => {
+                eprintln!("unknown scenario {other}");
+                std::process::exit(2);
+            }
+        }
+    });
+}
