@@ -33,4 +33,9 @@ pub mod router;
 pub mod server;
 
 pub use config::Config;
+
+/// A hash map with a fast, randomly seeded hasher, for the coordinator's hot maps (group
+/// ids and offsets, the offsets log's live keys). Seeded per process, so keys chosen by
+/// clients cannot be aimed at one bucket.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub use server::{Server, run};

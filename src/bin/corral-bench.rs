@@ -6,7 +6,7 @@
 //!     corral-bench echo-server --listen HOST:PORT
 //!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw]
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
-//!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S]
+//!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S] [--raw]
 //!     corral-bench fetch --target HOST:PORT [--messages N]
 //!     corral-bench commits --target HOST:PORT [--committers C] [--seconds S]
 //!     corral-bench offsets-replay --bin PATH [--records N]
@@ -326,7 +326,8 @@ async fn join_member(conn: &mut Conn, group: &str, member_id: &mut String) -> st
                     .with_group_id(GroupId(s(group)))
                     .with_member_id(s(member_id))
                     .with_session_timeout_ms(60_000)
-                    .with_rebalance_timeout_ms(60_000)
+                    // short, so a broker that waits out the rebalance timeout finishes in time
+                    .with_rebalance_timeout_ms(10_000)
                     .with_protocol_type(s("consumer"))
                     .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
                         .with_name(s("range"))
@@ -358,82 +359,133 @@ async fn join_member(conn: &mut Conn, group: &str, member_id: &mut String) -> st
                 if sr.error_code == 0 {
                     return Ok((r.generation_id, leader));
                 }
+                if sr.error_code != 27 {
+                    return Err(std::io::Error::other(format!("SyncGroup error {}", sr.error_code)));
+                }
             }
             79 => *member_id = r.member_id.to_string(),
             25 => member_id.clear(),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            code => return Err(std::io::Error::other(format!("JoinGroup error {code}"))),
         }
     }
 }
 
-/// Every member joins and syncs; members heartbeat every 100 ms and rejoin on
-/// REBALANCE_IN_PROGRESS, until a whole pass of heartbeats succeeds. Returns the members and
-/// the time until all hold an assignment of the final generation.
-async fn converge(target: &str, groups: usize, members: usize) -> (Vec<Member>, Duration) {
+/// Group names unique to this process, so that a scenario never meets the members an
+/// earlier scenario left behind in the same broker (they linger until their session ends).
+fn group_name(g: usize) -> String {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        format!("{}-{nanos}", std::process::id())
+    });
+    format!("bench-{tag}-{g}")
+}
+
+/// One member until it holds an assignment every other member has seen stable: join, sync,
+/// heartbeat every 100 ms, rejoin on any group error, reconnect on a broken connection.
+async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: usize, deadline: Instant) -> std::io::Result<Member> {
+    let mut conn = Conn::connect(target).await?;
+    let mut member_id = String::new();
+    let mut generation = -1;
+    let mut settled = false;
+    let mut last = String::from("none");
+    let unsettle = |settled: &mut bool| {
+        if *settled {
+            *settled = false;
+            done.fetch_sub(1, Ordering::SeqCst);
+        }
+    };
+    loop {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the group did not settle (last error: {last})")));
+        }
+        if generation < 0 {
+            match join_member(&mut conn, group, &mut member_id).await {
+                Ok((g, _)) => generation = g,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    conn = Conn::connect(target).await?;
+                    continue;
+                }
+            }
+        }
+        let hb = HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(&member_id)).with_generation_id(generation);
+        match conn.call(3, &hb).await {
+            Ok(r) if r.error_code == 0 => {
+                if !settled {
+                    settled = true;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                if done.load(Ordering::SeqCst) as usize == everyone {
+                    // everyone has been stable once: confirm ours still is
+                    if matches!(conn.call(3, &hb).await, Ok(r) if r.error_code == 0) {
+                        return Ok(Member { conn, member_id, generation, group: group.to_string() });
+                    }
+                    unsettle(&mut settled);
+                    generation = -1;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(r) => {
+                last = format!("Heartbeat error {}", r.error_code);
+                unsettle(&mut settled);
+                generation = -1;
+            }
+            Err(e) => {
+                last = e.to_string();
+                unsettle(&mut settled);
+                generation = -1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                conn = Conn::connect(target).await?;
+            }
+        }
+    }
+}
+
+/// Every member joins and syncs, then heartbeats until a whole pass succeeds. Returns the
+/// members and the time until all held an assignment of the final generation, or an error
+/// when the groups did not settle within `limit`.
+async fn converge(target: &str, groups: usize, members: usize, limit: Duration) -> std::io::Result<(Vec<Member>, Duration)> {
     let started = Instant::now();
+    let deadline = started + limit;
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for g in 0..groups {
         for _ in 0..members {
             let target = target.to_string();
-            let group = format!("bench-group-{g}");
+            let group = group_name(g);
             let done = done.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut conn = Conn::connect(&target).await.expect("connect");
-                let mut member_id = String::new();
-                let (mut generation, _) = join_member(&mut conn, &group, &mut member_id).await.expect("join");
-                let mut settled = false;
-                loop {
-                    let r = conn
-                        .call(3, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member_id)).with_generation_id(generation))
-                        .await
-                        .expect("heartbeat");
-                    match r.error_code {
-                        0 => {
-                            if !settled {
-                                settled = true;
-                                done.fetch_add(1, Ordering::SeqCst);
-                            }
-                            if done.load(Ordering::SeqCst) as usize == groups * members {
-                                // everyone has been stable once: confirm ours still is
-                                let again = conn
-                                    .call(3, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member_id)).with_generation_id(generation))
-                                    .await
-                                    .expect("heartbeat");
-                                if again.error_code == 0 {
-                                    return Member { conn, member_id, generation, group };
-                                }
-                            }
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        _ => {
-                            if settled {
-                                settled = false;
-                                done.fetch_sub(1, Ordering::SeqCst);
-                            }
-                            generation = join_member(&mut conn, &group, &mut member_id).await.expect("rejoin").0;
-                        }
-                    }
-                }
-            }));
+            tasks.push(tokio::spawn(async move { converge_member(&target, &group, &done, groups * members, deadline).await }));
         }
     }
     let mut out = Vec::new();
+    let mut first_error = None;
     for t in tasks {
-        out.push(t.await.expect("member task"));
+        match t.await.map_err(std::io::Error::other).and_then(|r| r) {
+            Ok(m) => out.push(m),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
     }
-    (out, started.elapsed())
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok((out, started.elapsed())),
+    }
 }
 
 async fn join_storm(a: &Args) {
     let target = a.str("target");
     let groups: usize = a.get("groups", 100);
     let members: usize = a.get("members", 10);
-    let (_, took) = converge(&target, groups, members).await;
-    println!(
-        "{{\"scenario\":\"join-storm\",\"groups\":{groups},\"members\":{members},\"seconds_until_all_assigned\":{:.3}}}",
-        took.as_secs_f64()
-    );
+    let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
+    match converge(&target, groups, members, limit).await {
+        Ok((_, took)) => println!(
+            "{{\"scenario\":\"join-storm\",\"groups\":{groups},\"members\":{members},\"seconds_until_all_assigned\":{:.3}}}",
+            took.as_secs_f64()
+        ),
+        Err(e) => println!("{{\"scenario\":\"join-storm\",\"groups\":{groups},\"members\":{members},\"error\":\"{e}\"}}"),
+    }
 }
 
 /// Closed-loop heartbeat and commit from every member; or, with `--raw` against the echo
@@ -451,7 +503,7 @@ async fn coordinator(a: &Args) {
         for g in 0..groups {
             for m in 0..members {
                 let mut c = Conn::connect(&target).await.expect("connect");
-                let (hb, cm) = op_frames(&mut c, &format!("bench-group-{g}"), &format!("m-{m}"), 1);
+                let (hb, cm) = op_frames(&mut c, &group_name(g), &format!("m-{m}"), 1);
                 conns.push((c, hb, cm));
             }
         }
@@ -462,7 +514,14 @@ async fn coordinator(a: &Args) {
             .call(9, &MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])))
             .await
             .expect("metadata");
-        let (ms, took) = converge(&target, groups, members).await;
+        let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
+        let (ms, took) = match converge(&target, groups, members, limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{{\"scenario\":\"coordinator\",\"groups\":{groups},\"members\":{members},\"error\":\"{e}\"}}");
+                return;
+            }
+        };
         join_time = took.as_secs_f64();
         for mut m in ms {
             let (hb, cm) = op_frames(&mut m.conn, &m.group, &m.member_id, m.generation);
@@ -594,8 +653,11 @@ async fn produce(a: &Args) {
     let connections: usize = a.get("connections", 4);
     let seconds: f64 = a.get("seconds", 5.0);
     let pid: Option<u32> = a.opts.get("pid").and_then(|p| p.parse().ok());
+    let raw = a.flag("raw");
     let topic = format!("produce-{per_batch}-{acks}");
-    ensure_topic(&target, &topic, connections as i32).await;
+    if !raw {
+        ensure_topic(&target, &topic, connections as i32).await;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -632,7 +694,7 @@ async fn produce(a: &Args) {
     }
     lat.sort_unstable();
     println!(
-        "{{\"scenario\":\"produce\",\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2}}}",
+        "{{\"scenario\":\"produce\",\"raw\":{raw},\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2}}}",
         total as f64 / elapsed,
         (total * per_batch as u64) as f64 / elapsed,
         percentile(&lat, 0.5),
@@ -765,12 +827,15 @@ async fn offsets_replay(a: &Args) {
     use corral::log::keyed::{KeyedConfig, KeyedLog};
     let bin = a.str("bin");
     let records: usize = a.get("records", 10_000_000);
-    let dir = tempdir();
+    // --dir keeps the data dir (and reuses one written before) for profiling runs
+    let keep = a.opts.get("dir").map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(tempdir);
+    let reuse = keep.is_some() && dir.join("coordinator").exists();
     let meta = corral::log::datadir::Meta { cluster_id: "bench".into(), node_id: 1, offsets_partitions: 50 };
     let (data, _) = corral::log::datadir::DataDir::open(&dir, meta).expect("data dir");
     let write_started = Instant::now();
-    let per_shard = records / 50;
-    for shard in 0..50usize {
+    let per_shard = if reuse { 0 } else { records / 50 };
+    for shard in (0..50usize).filter(|_| per_shard > 0) {
         let storage = data.storage(&format!("coordinator/{shard:02}")).expect("storage");
         let log = KeyedLog::open("bench", storage, KeyedConfig::default(), |_| {}).expect("log");
         let mut chunk = Vec::with_capacity(10_000);
@@ -795,10 +860,16 @@ async fn offsets_replay(a: &Args) {
     let write_secs = write_started.elapsed().as_secs_f64();
     let size: u64 = dir_size(&dir);
     let mut runs = Vec::new();
+    // each run starts from a copy: a loaded server compacts its logs, the next run must
+    // replay every record again
+    let work = dir.with_extension("run");
     for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&work);
+        let copied = std::process::Command::new("cp").arg("-a").arg(&dir).arg(&work).status().expect("cp");
+        assert!(copied.success(), "copying the data dir failed");
         let port = free_port();
         let since = Instant::now();
-        let (child, _) = spawn_broker(&bin, false, port, Some(&dir)).await;
+        let (child, _) = spawn_broker(&bin, false, port, Some(&work)).await;
         let addr = format!("127.0.0.1:{port}");
         first_metadata(&addr, since).await;
         let mut c = Conn::connect(&addr).await.expect("connect");
@@ -813,7 +884,10 @@ async fn offsets_replay(a: &Args) {
         drop(child);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&work);
     println!(
         "{{\"scenario\":\"offsets-replay\",\"records\":{records},\"log_mb\":{:.0},\"write_seconds\":{write_secs:.1},\"load_seconds_median\":{:.3}}}",
         size as f64 / 1e6,

@@ -111,7 +111,7 @@ pub struct Group {
     pub initial_delay: Option<(i64, i64)>,
     /// When the current rebalance began, for the rebalance-duration metric.
     pub rebalance_started: Option<i64>,
-    pub offsets: HashMap<(String, i32), OffsetEntry>,
+    pub offsets: crate::FastMap<(String, i32), OffsetEntry>,
     /// The last GroupMetadata value applied: what a restart would load.
     pub persisted: Option<GroupValue>,
 }
@@ -135,7 +135,7 @@ impl Group {
             new_member_added: false,
             initial_delay: None,
             rebalance_started: None,
-            offsets: HashMap::new(),
+            offsets: Default::default(),
             persisted: None,
         }
     }

@@ -33,11 +33,11 @@ impl ShardLogs {
     }
 
     /// Opens a shard's log, replaying every record through `each` in log order.
-    pub fn open(&self, shard: usize, mut each: impl FnMut(RawRecord)) -> Result<Arc<KeyedLog>, LogError> {
+    pub fn open(&self, shard: usize, mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<Arc<KeyedLog>, LogError> {
         let path = format!("coordinator/{shard:02}");
         let storage = self.data.storage(&path).map_err(|e| LogError::Io { what: path.clone(), source: e })?;
         let log = KeyedLog::open(&path, storage, self.config.clone(), |e| {
-            each(RawRecord { key: e.key.clone(), value: e.value.clone() })
+            each(e.key, e.value)
         })?;
         let _ = self.logs[shard].set(log.clone());
         Ok(log)

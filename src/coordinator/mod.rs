@@ -201,10 +201,10 @@ impl Coordinator {
         let now = now_ms();
         let mut bad = None;
         let mut count = 0u64;
-        self.log.open(i, |raw| {
+        self.log.open(i, |key, value| {
             count += 1;
-            match record::Record::decode(&raw) {
-                Ok(r) => fresh.apply(now, &r),
+            match record::Record::decode_parts(key, value) {
+                Ok(r) => fresh.replay(now, r),
                 Err(e) => {
                     bad.get_or_insert(e);
                 }
@@ -253,24 +253,30 @@ impl Coordinator {
         if self.loaded() {
             self.spawn_flushers();
         }
-        for i in (0..self.shards.len()).filter(|i| self.lock(*i).status == ShardStatus::Loading) {
+        // As many loaders as cores, each taking the next shard: more would only add threads
+        // and read buffers, not speed.
+        let pending: Vec<usize> = (0..self.shards.len()).filter(|i| self.lock(*i).status == ShardStatus::Loading).collect();
+        let queue = Arc::new(Mutex::new(pending.into_iter()));
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(self.shards.len());
+        for _ in 0..workers {
             let me = self.clone();
-            let loaded = loaded.clone();
-            tokio::spawn(async move {
-                let job = me.clone();
-                let result = tokio::task::spawn_blocking(move || job.load_shard(i)).await;
-                match result {
-                    Ok(Ok(())) => {
-                        if let Some(log) = me.log.get(i) {
-                            tokio::spawn(log.clone().run_flusher(me.shutdown.clone()));
+            let (loaded, queue) = (loaded.clone(), queue.clone());
+            tokio::task::spawn_blocking(move || {
+                loop {
+                    let Some(i) = queue.lock().expect("load queue").next() else { return };
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.load_shard(i))) {
+                        Ok(Ok(())) => {
+                            if let Some(log) = me.log.get(i) {
+                                tokio::spawn(log.clone().run_flusher(me.shutdown.clone()));
+                            }
+                            if loaded.fetch_add(1, Ordering::SeqCst) + 1 == me.shards.len() {
+                                tracing::info!(shards = me.shards.len(), took = ?started.elapsed(), "coordinator loaded");
+                                me.load_events.notify_waiters();
+                            }
                         }
-                        if loaded.fetch_add(1, Ordering::SeqCst) + 1 == me.shards.len() {
-                            tracing::info!(shards = me.shards.len(), took = ?started.elapsed(), "coordinator loaded");
-                            me.load_events.notify_waiters();
-                        }
+                        Ok(Err(e)) => return me.fail(format!("cannot load coordinator shard {i}: {e}")),
+                        Err(_) => return me.fail(format!("loading coordinator shard {i} panicked")),
                     }
-                    Ok(Err(e)) => me.fail(format!("cannot load coordinator shard {i}: {e}")),
-                    Err(e) => me.fail(format!("loading coordinator shard {i} panicked: {e}")),
                 }
             });
         }

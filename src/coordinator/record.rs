@@ -219,14 +219,19 @@ impl Record {
 
     /// Decodes a record. Unknown record types decode as [`Record::Unknown`].
     pub fn decode(raw: &RawRecord) -> Result<Record, RecordError> {
-        let mut k = Reader { b: &raw.key };
+        Record::decode_parts(&raw.key, raw.value.as_deref())
+    }
+
+    /// Decodes a record from borrowed key and value bytes (as a log replay reads them).
+    pub fn decode_parts(key: &[u8], value: Option<&[u8]>) -> Result<Record, RecordError> {
+        let mut k = Reader { b: key };
         let key_version = k.i16()?;
         match key_version {
             0 | 1 => {
                 let group = k.string(false)?.ok_or(RecordError("null group"))?;
                 let topic = k.string(false)?.ok_or(RecordError("null topic"))?;
                 let partition = k.i32()?;
-                let value = match &raw.value {
+                let value = match value {
                     None => None,
                     Some(v) => Some(decode_offset_value(v)?),
                 };
@@ -234,7 +239,7 @@ impl Record {
             }
             2 => {
                 let group = k.string(false)?.ok_or(RecordError("null group"))?;
-                let value = match &raw.value {
+                let value = match value {
                     None => None,
                     Some(v) => Some(decode_group_value(v)?),
                 };

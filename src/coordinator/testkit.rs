@@ -281,8 +281,7 @@ impl Kit {
         s.begin_load();
         let now = self.now;
         KeyedLog::open("test", storage, log_config, |e| {
-            let raw = super::record::RawRecord { key: e.key.clone(), value: e.value.clone() };
-            s.apply(now, &Record::decode(&raw).expect("records decode"));
+            s.apply(now, &Record::decode_parts(e.key, e.value).expect("records decode"));
         })
         .expect("reopen");
         let _ = s.finish_load(self.now);

@@ -3,7 +3,7 @@
 //!
 //! Byte layout: `FORMAT.md` beside this file ("Keyed logs").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -23,12 +23,14 @@ const MAX_BODY: usize = 256 << 20;
 const READ_CHUNK: usize = 4 << 20;
 
 /// One entry: a key and a value (`None` = tombstone), stamped with its offset and time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+/// Borrowed from the buffer it is read from or written from: replaying a log copies only the
+/// keys it has not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
     pub offset: i64,
     pub timestamp: i64,
-    pub key: Bytes,
-    pub value: Option<Bytes>,
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
 }
 
 /// Settings of a keyed log.
@@ -52,7 +54,7 @@ fn segment_name(base: i64) -> String {
     format!("{base:020}.log")
 }
 
-fn encode_entry(out: &mut BytesMut, e: &Entry) {
+fn encode_entry(out: &mut BytesMut, e: &Entry<'_>) {
     let body_len = MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len());
     let start = out.len();
     out.put_u32(body_len as u32);
@@ -60,8 +62,8 @@ fn encode_entry(out: &mut BytesMut, e: &Entry) {
     out.put_i64(e.offset);
     out.put_i64(e.timestamp);
     out.put_u32(e.key.len() as u32);
-    out.put_slice(&e.key);
-    match &e.value {
+    out.put_slice(e.key);
+    match e.value {
         Some(v) => {
             out.put_i32(v.len() as i32);
             out.put_slice(v);
@@ -73,15 +75,15 @@ fn encode_entry(out: &mut BytesMut, e: &Entry) {
 }
 
 /// What the scanner found at a position.
-enum Parsed {
-    Entry(Entry, usize),
+enum Parsed<'a> {
+    Entry(Entry<'a>, usize),
     /// Not enough bytes for a whole entry: the end, or a torn write.
     Short,
     /// Bytes that are not a valid entry.
     Bad(&'static str),
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < FRAME {
         return Parsed::Short;
     }
@@ -103,7 +105,7 @@ fn parse(buf: &[u8]) -> Parsed {
     if 20 + key_len + 4 > len {
         return Parsed::Bad("key length runs past the entry");
     }
-    let key = Bytes::copy_from_slice(&body[20..20 + key_len]);
+    let key = &body[20..20 + key_len];
     let vlen = i32::from_be_bytes(body[20 + key_len..24 + key_len].try_into().expect("4 bytes"));
     let value = if vlen < 0 {
         if 24 + key_len != len {
@@ -114,14 +116,14 @@ fn parse(buf: &[u8]) -> Parsed {
         if 24 + key_len + vlen as usize != len {
             return Parsed::Bad("value length does not match the entry");
         }
-        Some(Bytes::copy_from_slice(&body[24 + key_len..]))
+        Some(&body[24 + key_len..])
     };
     Parsed::Entry(Entry { offset, timestamp, key, value }, FRAME + len)
 }
 
 /// Reads every entry of a segment file, in order. Returns the entries' end position, and the
 /// position and reason of the first bytes that are not a valid entry.
-fn scan(file: &dyn StorageFile, mut each: impl FnMut(Entry)) -> io::Result<(u64, Option<(u64, &'static str)>)> {
+fn scan(file: &dyn StorageFile, mut each: impl FnMut(Entry<'_>)) -> io::Result<(u64, Option<(u64, &'static str)>)> {
     let len = file.len()?;
     let mut pos: u64 = 0;
     let mut buf: Vec<u8> = Vec::new();
@@ -150,7 +152,10 @@ fn scan(file: &dyn StorageFile, mut each: impl FnMut(Entry)) -> io::Result<(u64,
                     // The file ends inside an entry: a torn write.
                     return Ok((pos, Some((pos, "entry runs past the end of the file"))));
                 }
-                buf = vec![0u8; want];
+                // one buffer for the whole scan: a fresh 4 MiB one per chunk cost a page
+                // fault per page
+                buf.clear();
+                buf.resize(want, 0);
                 file.read_at(pos, &mut buf)?;
                 buf_start = pos;
             }
@@ -187,7 +192,7 @@ struct Inner {
     segments: BTreeMap<i64, Segment>,
     next_offset: i64,
     /// The newest entry of every key: (offset, bytes on disk).
-    live: HashMap<Bytes, (i64, u64)>,
+    live: crate::FastMap<Bytes, (i64, u64)>,
     live_bytes: u64,
     total_bytes: u64,
     /// Appends not yet covered by a sync.
@@ -224,12 +229,12 @@ impl KeyedLog {
     /// Opens (or creates) a log in `storage`, finishing or discarding an interrupted
     /// compaction, cutting a torn tail off the last segment, and replaying every entry through
     /// `each` in order. Corruption anywhere but the tail is an error naming file and offset.
-    pub fn open(name: &str, storage: Arc<dyn Storage>, config: KeyedConfig, mut each: impl FnMut(&Entry)) -> Result<Arc<Self>, LogError> {
+    pub fn open(name: &str, storage: Arc<dyn Storage>, config: KeyedConfig, mut each: impl FnMut(&Entry<'_>)) -> Result<Arc<Self>, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("log {name}"), source: e };
         recover_compaction(&*storage).map_err(err)?;
         let names = segment_names(&storage.list().map_err(err)?);
         let mut segments = BTreeMap::new();
-        let mut live: HashMap<Bytes, (i64, u64)> = HashMap::new();
+        let mut live: crate::FastMap<Bytes, (i64, u64)> = Default::default();
         let mut next_offset = 0i64;
         let mut total = 0u64;
         for (i, seg) in names.iter().enumerate() {
@@ -255,7 +260,12 @@ impl KeyedLog {
                 }
                 expected = e.offset + 1;
                 let size = (FRAME + MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64;
-                live.insert(e.key.clone(), (e.offset, size));
+                match live.get_mut(e.key) {
+                    Some(slot) => *slot = (e.offset, size),
+                    None => {
+                        live.insert(Bytes::copy_from_slice(e.key), (e.offset, size));
+                    }
+                }
                 each(&e);
             })
             .map_err(err)?;
@@ -336,7 +346,7 @@ impl KeyedLog {
         let first = i.next_offset;
         for (n, (key, value)) in entries.iter().enumerate() {
             let before = buf.len();
-            encode_entry(&mut buf, &Entry { offset: first + n as i64, timestamp, key: key.clone(), value: value.clone() });
+            encode_entry(&mut buf, &Entry { offset: first + n as i64, timestamp, key, value: value.as_deref() });
             sizes.push((buf.len() - before) as u64);
         }
         let (_, active) = i.segments.last_key_value().expect("a log always has a segment");
@@ -478,7 +488,7 @@ impl KeyedLog {
             let (&active, _) = i.segments.last_key_value().expect("segment");
             let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> =
                 i.segments.range(..active).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
-            let live: HashMap<Bytes, i64> = i.live.iter().map(|(k, (o, _))| (k.clone(), *o)).collect();
+            let live: crate::FastMap<Bytes, i64> = i.live.iter().map(|(k, (o, _))| (k.clone(), *o)).collect();
             (inputs, active, live)
         };
         if inputs.is_empty() {
@@ -498,11 +508,11 @@ impl KeyedLog {
             stats.bytes_in += size;
             let mut io_err = None;
             let (_, bad) = scan(&**file, |e| {
-                if live.get(&e.key) != Some(&e.offset) {
+                if live.get(e.key) != Some(&e.offset) {
                     return;
                 }
                 if e.value.is_none() && e.timestamp.saturating_add(self.config.delete_retention_ms) <= now {
-                    dropped_tombstones.push((e.key.clone(), e.offset));
+                    dropped_tombstones.push((Bytes::copy_from_slice(e.key), e.offset));
                     return;
                 }
                 encode_entry(&mut buf, &e);
@@ -588,9 +598,21 @@ mod tests {
         (Bytes::from(k.to_string()), v.map(|v| Bytes::from(v.to_string())))
     }
 
-    fn reopen(s: Arc<dyn Storage>, config: KeyedConfig) -> (Arc<KeyedLog>, Vec<Entry>) {
+    /// An entry as a test keeps it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Owned {
+        offset: i64,
+        timestamp: i64,
+        key: Bytes,
+        value: Option<Bytes>,
+    }
+
+    fn reopen(s: Arc<dyn Storage>, config: KeyedConfig) -> (Arc<KeyedLog>, Vec<Owned>) {
         let mut seen = Vec::new();
-        let log = KeyedLog::open("t", s, config, |e| seen.push(e.clone())).unwrap();
+        let log = KeyedLog::open("t", s, config, |e| {
+            seen.push(Owned { offset: e.offset, timestamp: e.timestamp, key: Bytes::copy_from_slice(e.key), value: e.value.map(Bytes::copy_from_slice) })
+        })
+        .unwrap();
         (log, seen)
     }
 
@@ -602,7 +624,7 @@ mod tests {
         log.sync_now().unwrap();
         let (log2, seen) = reopen(s, KeyedConfig::default());
         assert_eq!(seen.len(), 3);
-        assert_eq!(seen[2], Entry { offset: 2, timestamp: 11, key: Bytes::from("a"), value: None });
+        assert_eq!(seen[2], Owned { offset: 2, timestamp: 11, key: Bytes::from("a"), value: None });
         assert_eq!(log2.next_offset(), 3);
     }
 
@@ -732,7 +754,7 @@ mod tests {
             log.append(&[kv(&format!("k{}", round % 3), Some(&format!("v{round}")))], round).unwrap();
         }
         log.sync_now().unwrap();
-        let expect = |seen: &[Entry]| {
+        let expect = |seen: &[Owned]| {
             let mut latest: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
             for e in seen {
                 latest.insert(e.key.clone(), e.value.clone());
