@@ -104,7 +104,7 @@ for run in $(seq "$RUNS"); do
   stop
   for sys in "${SYSTEMS[@]}"; do
     start "$sys"
-    record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$NGROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 150
+    record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$NGROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
     stop
   done
 done
@@ -113,7 +113,7 @@ echo "== join storm: $STORM_GROUPS x $MEMBERS members" >&2
 for run in $(seq "$RUNS"); do
   for sys in "${SYSTEMS[@]}"; do
     start "$sys"
-    record "$sys" "$BENCH" join-storm --target "$ADDR" --groups "$STORM_GROUPS" --members "$MEMBERS" --limit-seconds 150
+    record "$sys" "$BENCH" join-storm --target "$ADDR" --groups "$STORM_GROUPS" --members "$MEMBERS" --limit-seconds 60
     stop
   done
 done

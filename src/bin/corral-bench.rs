@@ -457,7 +457,13 @@ async fn converge(target: &str, groups: usize, members: usize, limit: Duration) 
             let target = target.to_string();
             let group = group_name(g);
             let done = done.clone();
-            tasks.push(tokio::spawn(async move { converge_member(&target, &group, &done, groups * members, deadline).await }));
+            tasks.push(tokio::spawn(async move {
+                // a broker may hold a JoinGroup without answering: the deadline bounds every call
+                match tokio::time::timeout_at(deadline.into(), converge_member(&target, &group, &done, groups * members, deadline)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the group did not settle (a request went unanswered)")),
+                }
+            }));
         }
     }
     let mut out = Vec::new();

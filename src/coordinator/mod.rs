@@ -50,45 +50,67 @@ pub fn now_ms() -> i64 {
     crate::broker::now_ms()
 }
 
-/// The pending timers of one shard: the deadline of every key, and a min-heap of
-/// `(deadline, sequence)` entries. Replacing or cancelling a key leaves its old heap entry
-/// behind; an entry whose sequence is no longer the key's is skipped when it comes up.
+/// A shard's timers: the live deadline of each key, and a min-heap of `(deadline, key)`.
+/// Re-arming a key to a later deadline (a heartbeat pushing its session timer out, the common
+/// case) only updates the map; the key's heap entry is re-queued at the later deadline when it
+/// comes up. A key has one queued entry unless it was moved earlier; entries that no longer
+/// match their key's queued deadline are skipped.
 #[derive(Debug, Default)]
 struct Timers {
-    by_key: HashMap<TimerKey, (i64, u64)>,
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, TimerKey)>>,
-    next_seq: u64,
+    by_key: crate::FastMap<TimerKey, Deadline>,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, TimerKey)>>,
+}
+
+/// When a key fires (`at`), and the deadline its heap entry is queued at (`queued` ≤ `at`).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: i64,
+    queued: i64,
 }
 
 impl Timers {
     fn apply(&mut self, op: TimerOp) {
         match op {
-            TimerOp::Set(key, at) => {
-                self.next_seq += 1;
-                let seq = self.next_seq;
-                self.by_key.insert(key.clone(), (at, seq));
-                self.heap.push(std::cmp::Reverse((at, seq, key)));
-            }
+            TimerOp::Set(key, at) => match self.by_key.get_mut(&key) {
+                Some(d) if d.queued <= at => d.at = at,
+                _ => {
+                    self.by_key.insert(key.clone(), Deadline { at, queued: at });
+                    self.heap.push(std::cmp::Reverse((at, key)));
+                }
+            },
             TimerOp::Cancel(key) => {
                 self.by_key.remove(&key);
             }
         }
-        // keep stale entries from piling up when keys are re-armed far more often than they fire
+        // keep stale entries from piling up when keys are cancelled far more often than they fire
         if self.heap.len() > 64 && self.heap.len() > 4 * self.by_key.len() {
-            self.heap = self.by_key.iter().map(|(k, (at, seq))| std::cmp::Reverse((*at, *seq, k.clone()))).collect();
+            self.heap = self
+                .by_key
+                .iter_mut()
+                .map(|(k, d)| {
+                    d.queued = d.at;
+                    std::cmp::Reverse((d.at, k.clone()))
+                })
+                .collect();
         }
     }
 
-    fn is_live(&self, at: i64, seq: u64, key: &TimerKey) -> bool {
-        self.by_key.get(key) == Some(&(at, seq))
-    }
-
     fn earliest(&mut self) -> Option<i64> {
-        while let Some(std::cmp::Reverse((at, seq, key))) = self.heap.peek() {
-            if self.is_live(*at, *seq, key) {
-                return Some(*at);
+        while let Some(std::cmp::Reverse((at, key))) = self.heap.peek() {
+            let at = *at;
+            match self.by_key.get_mut(key) {
+                Some(d) if d.queued == at && d.at == at => return Some(at),
+                Some(d) if d.queued == at => {
+                    // re-armed later since it was queued: queue it at its deadline
+                    let later = d.at;
+                    d.queued = later;
+                    let std::cmp::Reverse((_, key)) = self.heap.pop().expect("peeked");
+                    self.heap.push(std::cmp::Reverse((later, key)));
+                }
+                _ => {
+                    self.heap.pop();
+                }
             }
-            self.heap.pop();
         }
         None
     }
@@ -99,7 +121,7 @@ impl Timers {
         if at > now {
             return None;
         }
-        let std::cmp::Reverse((_, _, key)) = self.heap.pop()?;
+        let std::cmp::Reverse((_, key)) = self.heap.pop()?;
         self.by_key.remove(&key);
         Some(key)
     }
@@ -534,6 +556,47 @@ mod tests {
     use crate::config::{Config, HostPort};
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
+
+    fn key(m: &str) -> TimerKey {
+        TimerKey::Heartbeat { group: "g".into(), member: m.into() }
+    }
+
+    /// Re-arming later, earlier, cancelling: each key fires once, at its last deadline.
+    #[test]
+    fn timers_fire_at_the_last_deadline_set() {
+        let mut t = Timers::default();
+        t.apply(TimerOp::Set(key("a"), 100));
+        t.apply(TimerOp::Set(key("a"), 200));
+        t.apply(TimerOp::Set(key("b"), 150));
+        assert_eq!(t.earliest(), Some(150));
+        assert_eq!(t.pop_due(149), None);
+        assert_eq!(t.pop_due(150), Some(key("b")));
+        assert_eq!(t.pop_due(199), None);
+        assert_eq!(t.pop_due(200), Some(key("a")));
+        assert_eq!(t.pop_due(1_000), None);
+        // moved earlier: fires at the earlier deadline only
+        t.apply(TimerOp::Set(key("c"), 300));
+        t.apply(TimerOp::Set(key("c"), 100));
+        assert_eq!(t.pop_due(100), Some(key("c")));
+        assert_eq!(t.pop_due(1_000), None);
+        // earlier, then later again than the first: fires at the last
+        t.apply(TimerOp::Set(key("d"), 300));
+        t.apply(TimerOp::Set(key("d"), 100));
+        t.apply(TimerOp::Set(key("d"), 400));
+        assert_eq!(t.pop_due(399), None);
+        assert_eq!(t.pop_due(400), Some(key("d")));
+        // cancelled: never fires
+        t.apply(TimerOp::Set(key("e"), 10));
+        t.apply(TimerOp::Cancel(key("e")));
+        assert_eq!(t.pop_due(1_000), None);
+        // heartbeats far more often than deadlines pass: the heap stays small
+        for i in 0..10_000 {
+            t.apply(TimerOp::Set(key("f"), 2_000 + i));
+        }
+        assert!(t.heap.len() <= 2, "{} entries", t.heap.len());
+        assert_eq!(t.pop_due(11_998), None);
+        assert_eq!(t.pop_due(11_999), Some(key("f")));
+    }
 
     fn coordinator() -> (Arc<Coordinator>, Broker) {
         let config = Config::default();
