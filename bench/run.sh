@@ -40,10 +40,10 @@ fi
 
 # size knobs: full / tiny
 if [ "$SIZE" = full ]; then
-  RUNS=3; SECS=5; NGROUPS=1000; MEMBERS=10; STORM_GROUPS=1000; MESSAGES=200000
+  RUNS=3; SECS=5; NGROUPS=1000; SMALL_GROUPS=100; MEMBERS=10; STORM_GROUPS=1000; MESSAGES=200000
   REPLAY=10000000; COMPACT=10000000; KEYS=10000; RESTART_MB=1024; COMMITTERS=100; STARTUP_RUNS=9
 else
-  RUNS=1; SECS=0.5; NGROUPS=5; MEMBERS=2; STORM_GROUPS=5; MESSAGES=2000
+  RUNS=1; SECS=0.5; NGROUPS=5; SMALL_GROUPS=2; MEMBERS=2; STORM_GROUPS=5; MESSAGES=2000
   REPLAY=20000; COMPACT=50000; KEYS=100; RESTART_MB=5; COMMITTERS=4; STARTUP_RUNS=1
 fi
 
@@ -105,6 +105,19 @@ for run in $(seq "$RUNS"); do
   for sys in "${SYSTEMS[@]}"; do
     start "$sys"
     record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$NGROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
+    stop
+  done
+done
+
+# the same load at a tenth of the members, a size where every peer settles its groups
+echo "== coordinator: heartbeat + commit, $SMALL_GROUPS x $MEMBERS members" >&2
+for run in $(seq "$RUNS"); do
+  start echo
+  record echo "$BENCH" coordinator --target "$ADDR" --groups "$SMALL_GROUPS" --members "$MEMBERS" --seconds "$SECS" --raw --pid "$PID"
+  stop
+  for sys in "${SYSTEMS[@]}"; do
+    start "$sys"
+    record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$SMALL_GROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
     stop
   done
 done

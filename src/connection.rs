@@ -28,13 +28,17 @@ where
     let mut codec = FrameCodec::new(ctx.broker.config.socket_request_max_bytes);
     let mut inbuf = BytesMut::with_capacity(INITIAL_READ_BUFFER);
     let mut outbuf = BytesMut::new();
+    // One shutdown future for the connection's life: made afresh for every read, it would
+    // register with the server-wide token (one lock shared by every connection) per request.
+    let stopping = ctx.shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         let frame = match codec.decode(&mut inbuf) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 let read = tokio::select! {
                     biased;
-                    _ = ctx.shutdown.cancelled() => return,
+                    _ = &mut stopping => return,
                     r = stream.read_buf(&mut inbuf) => r,
                 };
                 match read {

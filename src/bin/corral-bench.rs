@@ -383,8 +383,20 @@ fn group_name(g: usize) -> String {
 
 /// One member until it holds an assignment every other member has seen stable: join, sync,
 /// heartbeat every 100 ms, rejoin on any group error, reconnect on a broken connection.
+/// Connects, retrying until the deadline: thousands of members connecting at once overflow
+/// the server's listen backlog, and some connects fail before the server has accepted them.
+async fn connect_until(target: &str, deadline: Instant) -> std::io::Result<Conn> {
+    loop {
+        match Conn::connect(target).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: usize, deadline: Instant) -> std::io::Result<Member> {
-    let mut conn = Conn::connect(target).await?;
+    let mut conn = connect_until(target, deadline).await?;
     let mut member_id = String::new();
     let mut generation = -1;
     let mut settled = false;
@@ -405,7 +417,7 @@ async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: 
                 Err(e) => {
                     last = e.to_string();
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    conn = Conn::connect(target).await?;
+                    conn = connect_until(target, deadline).await?;
                     continue;
                 }
             }
@@ -438,7 +450,7 @@ async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: 
                 unsettle(&mut settled);
                 generation = -1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                conn = Conn::connect(target).await?;
+                conn = connect_until(target, deadline).await?;
             }
         }
     }
@@ -471,11 +483,16 @@ async fn converge(target: &str, groups: usize, members: usize, limit: Duration) 
     for t in tasks {
         match t.await.map_err(std::io::Error::other).and_then(|r| r) {
             Ok(m) => out.push(m),
-            Err(e) => first_error = first_error.or(Some(e)),
+            Err(e) => {
+                let settle = e.kind() == std::io::ErrorKind::TimedOut;
+                if first_error.as_ref().is_none_or(|(was_settle, _)| *was_settle && !settle) {
+                    first_error = Some((settle, e));
+                }
+            }
         }
     }
     match first_error {
-        Some(e) => Err(e),
+        Some((_, e)) => Err(e),
         None => Ok((out, started.elapsed())),
     }
 }

@@ -95,18 +95,13 @@ impl Timers {
         }
     }
 
+    /// When the timer task should next look: the earliest queued deadline. A key re-armed
+    /// later since it was queued makes this early; `pop_due` then re-queues it, so a key
+    /// heartbeating steadily is re-queued about once per session timeout, not per heartbeat.
     fn earliest(&mut self) -> Option<i64> {
         while let Some(std::cmp::Reverse((at, key))) = self.heap.peek() {
-            let at = *at;
-            match self.by_key.get_mut(key) {
-                Some(d) if d.queued == at && d.at == at => return Some(at),
-                Some(d) if d.queued == at => {
-                    // re-armed later since it was queued: queue it at its deadline
-                    let later = d.at;
-                    d.queued = later;
-                    let std::cmp::Reverse((_, key)) = self.heap.pop().expect("peeked");
-                    self.heap.push(std::cmp::Reverse((later, key)));
-                }
+            match self.by_key.get(key) {
+                Some(d) if d.queued == *at => return Some(*at),
                 _ => {
                     self.heap.pop();
                 }
@@ -117,13 +112,22 @@ impl Timers {
 
     /// Removes and returns the earliest timer due at `now`.
     fn pop_due(&mut self, now: i64) -> Option<TimerKey> {
-        let at = self.earliest()?;
-        if at > now {
-            return None;
+        loop {
+            let at = self.earliest()?;
+            if at > now {
+                return None;
+            }
+            let std::cmp::Reverse((_, key)) = self.heap.pop().expect("earliest saw it");
+            let d = self.by_key.get_mut(&key).expect("earliest checked it");
+            if d.at > now {
+                // re-armed since it was queued: queue it at its deadline
+                d.queued = d.at;
+                self.heap.push(std::cmp::Reverse((d.at, key)));
+                continue;
+            }
+            self.by_key.remove(&key);
+            return Some(key);
         }
-        let std::cmp::Reverse((_, key)) = self.heap.pop()?;
-        self.by_key.remove(&key);
-        Some(key)
     }
 }
 
@@ -568,8 +572,10 @@ mod tests {
         t.apply(TimerOp::Set(key("a"), 100));
         t.apply(TimerOp::Set(key("a"), 200));
         t.apply(TimerOp::Set(key("b"), 150));
-        assert_eq!(t.earliest(), Some(150));
+        // "a" was queued at 100: the timer task looks then, finds it re-armed, re-queues it
+        assert_eq!(t.earliest(), Some(100));
         assert_eq!(t.pop_due(149), None);
+        assert_eq!(t.earliest(), Some(150));
         assert_eq!(t.pop_due(150), Some(key("b")));
         assert_eq!(t.pop_due(199), None);
         assert_eq!(t.pop_due(200), Some(key("a")));
