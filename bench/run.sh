@@ -97,28 +97,18 @@ echo "== startup" >&2
 record corral "$BENCH" startup --bin "$CORRAL" --runs "$STARTUP_RUNS"
 [ -n "$TANSU" ] && record tansu "$BENCH" startup --bin "$TANSU" --tansu --runs "$STARTUP_RUNS"
 
-echo "== coordinator: heartbeat + commit, $NGROUPS x $MEMBERS members" >&2
-for run in $(seq "$RUNS"); do
-  start echo
-  record echo "$BENCH" coordinator --target "$ADDR" --groups "$NGROUPS" --members "$MEMBERS" --seconds "$SECS" --raw --pid "$PID"
-  stop
-  for sys in "${SYSTEMS[@]}"; do
-    start "$sys"
-    record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$NGROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
+# the target's size, then a tenth of it, a size where every peer settles its groups
+for size in "$NGROUPS" "$SMALL_GROUPS"; do
+  echo "== coordinator: heartbeat + commit, $size x $MEMBERS members" >&2
+  for run in $(seq "$RUNS"); do
+    start echo
+    record echo "$BENCH" coordinator --target "$ADDR" --groups "$size" --members "$MEMBERS" --seconds "$SECS" --raw --pid "$PID"
     stop
-  done
-done
-
-# the same load at a tenth of the members, a size where every peer settles its groups
-echo "== coordinator: heartbeat + commit, $SMALL_GROUPS x $MEMBERS members" >&2
-for run in $(seq "$RUNS"); do
-  start echo
-  record echo "$BENCH" coordinator --target "$ADDR" --groups "$SMALL_GROUPS" --members "$MEMBERS" --seconds "$SECS" --raw --pid "$PID"
-  stop
-  for sys in "${SYSTEMS[@]}"; do
-    start "$sys"
-    record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$SMALL_GROUPS" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
-    stop
+    for sys in "${SYSTEMS[@]}"; do
+      start "$sys"
+      record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$size" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
+      stop
+    done
   done
 done
 

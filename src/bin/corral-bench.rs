@@ -141,6 +141,33 @@ impl Conn {
     }
 }
 
+/// The end of a closed-loop run: lets it go for `seconds`, stops its tasks and gathers their
+/// latencies (µs). Returns the elapsed seconds, the server's CPU seconds since `cpu0` (-1
+/// without a server pid) and the latencies, sorted.
+async fn finish_run(
+    seconds: f64,
+    stop: &AtomicBool,
+    started: Instant,
+    server: Option<(u32, f64)>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+) -> (f64, f64, Vec<u64>) {
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = server.map_or(-1.0, |(pid, cpu0)| cpu_seconds(pid) - cpu0);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("load task"));
+    }
+    lat.sort_unstable();
+    (elapsed, cpu, lat)
+}
+
+/// Server CPU µs per operation, or -1 when it was not measured.
+fn cpu_per_op(cpu_seconds: f64, ops: u64) -> f64 {
+    if cpu_seconds >= 0.0 { cpu_seconds / ops.max(1) as f64 * 1e6 } else { -1.0 }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -581,19 +608,8 @@ async fn coordinator(a: &Args) {
             lat
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
+    let (elapsed, cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), tasks).await;
     let total = ops.load(Ordering::Relaxed);
-    let cpu = match (pid, cpu0) {
-        (Some(p), Some(c0)) => cpu_seconds(p) - c0,
-        _ => -1.0,
-    };
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("op task"));
-    }
-    lat.sort_unstable();
     println!(
         "{{\"scenario\":\"coordinator\",\"raw\":{raw},\"groups\":{groups},\"members\":{members},\"join_seconds\":{join_time:.3},\"ops_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"errors\":{},\"server_cpu_us_per_op\":{:.2}}}",
         total as f64 / elapsed,
@@ -601,7 +617,7 @@ async fn coordinator(a: &Args) {
         percentile(&lat, 0.99),
         percentile(&lat, 0.999),
         errors.load(Ordering::Relaxed),
-        if cpu >= 0.0 { cpu / total.max(1) as f64 * 1e6 } else { -1.0 }
+        cpu_per_op(cpu, total)
     );
 }
 
@@ -703,19 +719,9 @@ async fn produce(a: &Args) {
             lat
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
+    let (elapsed, cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), tasks).await;
     let total = requests.load(Ordering::Relaxed);
-    let cpu = match (pid, cpu0) {
-        (Some(p), Some(c0)) => (cpu_seconds(p) - c0) / total.max(1) as f64 * 1e6,
-        _ => -1.0,
-    };
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("task"));
-    }
-    lat.sort_unstable();
+    let cpu = cpu_per_op(cpu, total);
     println!(
         "{{\"scenario\":\"produce\",\"raw\":{raw},\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2}}}",
         total as f64 / elapsed,
@@ -744,7 +750,13 @@ async fn fetch(a: &Args) {
     let started = Instant::now();
     let mut offset = 0i64;
     let mut bytes_read = 0usize;
+    let mut progress = Instant::now();
     while offset < messages as i64 {
+        if progress.elapsed() > Duration::from_secs(30) {
+            println!("{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":\"no progress for 30 s at offset {offset} of {messages}\"}}");
+            return;
+        }
+        let before = offset;
         let r = c
             .call(
                 11,
@@ -765,11 +777,19 @@ async fn fetch(a: &Args) {
             offset = base + delta + 1;
             at += 12 + len;
         }
+        if offset > before {
+            progress = Instant::now();
+        }
     }
     let read_secs = started.elapsed().as_secs_f64();
-    // end to end: a fetch parked at the end, answered by the next produce
+    // end to end: a fetch parked at the end, answered by the next produce; 200 rounds, or as
+    // many as fit in 20 s (a broker that answers only when max_wait_ms runs out is slow here)
     let mut lats = Vec::new();
+    let e2e_started = Instant::now();
     for _ in 0..200 {
+        if e2e_started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
         let mut waiter = Conn::connect(&target).await.expect("connect");
         let req = FetchRequest::default().with_max_wait_ms(5000).with_min_bytes(1).with_topics(vec![fetch_request::FetchTopic::default()
             .with_topic(TopicName(s(topic)))
@@ -786,9 +806,10 @@ async fn fetch(a: &Args) {
     }
     lats.sort_unstable();
     println!(
-        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
         messages as f64 / read_secs,
         bytes_read as f64 / read_secs / 1e6,
+        lats.len(),
         percentile(&lats, 0.5),
         percentile(&lats, 0.99)
     );
@@ -826,14 +847,7 @@ async fn commits(a: &Args) {
             lat
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("task"));
-    }
-    lat.sort_unstable();
+    let (elapsed, _, lat) = finish_run(seconds, &stop, started, None, tasks).await;
     println!(
         "{{\"scenario\":\"commits\",\"committers\":{committers},\"commits_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
         done.load(Ordering::Relaxed) as f64 / elapsed,

@@ -132,7 +132,7 @@ impl Broker {
             "meta",
             data.storage("meta").map_err(io("catalog"))?,
             KeyedConfig { segment_bytes: 16 << 20, delete_retention_ms: 0, min_compaction_bytes: 1 << 20 },
-            |e| match catalog::decode(&e.key, e.value.as_deref()) {
+            |e| match catalog::decode(e.key, e.value) {
                 Some(CatalogEntry::Topic(t)) => {
                     records.insert(t.name.clone(), t);
                 }
