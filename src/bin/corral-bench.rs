@@ -856,11 +856,18 @@ async fn commits(a: &Args) {
     );
 }
 
+/// One committed offset of topic "topic" as the offsets log stores it (key, value).
+fn offset_record(group: String, partition: i32, offset: i64) -> (Bytes, Option<Bytes>) {
+    use corral::coordinator::record::{OffsetValue, Record};
+    let value = OffsetValue { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None };
+    let r = Record::Offset { group, topic: "topic".into(), partition, value: Some(value) }.encode();
+    (r.key, r.value)
+}
+
 /// Writes `records` OffsetCommit records straight into a fresh data dir's offsets logs, then
 /// times a corral start until every shard has loaded (ListGroups stops answering
 /// COORDINATOR_LOAD_IN_PROGRESS).
 async fn offsets_replay(a: &Args) {
-    use corral::coordinator::record::{OffsetValue, Record};
     use corral::log::keyed::{KeyedConfig, KeyedLog};
     let bin = a.str("bin");
     let records: usize = a.get("records", 10_000_000);
@@ -877,14 +884,7 @@ async fn offsets_replay(a: &Args) {
         let log = KeyedLog::open("bench", storage, KeyedConfig::default(), |_| {}).expect("log");
         let mut chunk = Vec::with_capacity(10_000);
         for i in 0..per_shard {
-            let r = Record::Offset {
-                group: format!("group-{shard}-{}", i % 1000),
-                topic: "topic".into(),
-                partition: (i % 100) as i32,
-                value: Some(OffsetValue { offset: i as i64, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None }),
-            }
-            .encode();
-            chunk.push((r.key, r.value));
+            chunk.push(offset_record(format!("group-{shard}-{}", i % 1000), (i % 100) as i32, i as i64));
             if chunk.len() == 10_000 {
                 log.append(&chunk, 1).expect("append");
                 chunk.clear();
@@ -935,7 +935,6 @@ async fn offsets_replay(a: &Args) {
 /// 10M commits over 10k keys into one offsets log, compacted as the server does (whenever
 /// more than half of it is superseded); reports disk bytes against the live set.
 async fn compaction(a: &Args) {
-    use corral::coordinator::record::{OffsetValue, Record};
     use corral::log::keyed::{KeyedConfig, KeyedLog};
     let commits: usize = a.get("commits", 10_000_000);
     let keys: usize = a.get("keys", 10_000);
@@ -948,14 +947,7 @@ async fn compaction(a: &Args) {
     let mut compactions = 0;
     let mut chunk = Vec::with_capacity(10_000);
     for i in 0..commits {
-        let r = Record::Offset {
-            group: format!("group-{}", (i % keys) / 10),
-            topic: "topic".into(),
-            partition: (i % 10) as i32,
-            value: Some(OffsetValue { offset: i as i64, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None }),
-        }
-        .encode();
-        chunk.push((r.key, r.value));
+        chunk.push(offset_record(format!("group-{}", (i % keys) / 10), (i % 10) as i32, i as i64));
         if chunk.len() == 10_000 {
             log.append(&chunk, 1).expect("append");
             chunk.clear();
