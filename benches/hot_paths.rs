@@ -40,6 +40,7 @@ fn frame<R: Request + Encodable + HeaderVersion>(version: i16, req: &R) -> Bytes
 }
 
 fn protocol(c: &mut Criterion) {
+    let table = corral::protocol::VersionTable::broker();
     let hb = frame(4, &HeartbeatRequest::default().with_group_id(GroupId(s("group-1"))).with_member_id(s("member-1")).with_generation_id(3));
     let commit = frame(
         8,
@@ -49,9 +50,9 @@ fn protocol(c: &mut Criterion) {
             )],
         ),
     );
-    c.bench_function("decode Heartbeat v4", |b| b.iter(|| corral::protocol::decode_request(black_box(hb.clone())).expect("decodes")));
+    c.bench_function("decode Heartbeat v4", |b| b.iter(|| corral::protocol::decode_request(black_box(hb.clone()), &table).expect("decodes")));
     c.bench_function("decode OffsetCommit v8 (4 partitions)", |b| {
-        b.iter(|| corral::protocol::decode_request(black_box(commit.clone())).expect("decodes"))
+        b.iter(|| corral::protocol::decode_request(black_box(commit.clone()), &table).expect("decodes"))
     });
     let hb_resp = ResponseKind::Heartbeat(HeartbeatResponse::default());
     let commit_resp = ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(vec![

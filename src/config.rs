@@ -70,9 +70,34 @@ impl std::fmt::Display for HostPort {
     }
 }
 
+/// Which of corral's two modes a server runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A complete single-node Kafka (plain `corral`).
+    Broker,
+    /// In front of an upstream Kafka cluster: the data plane is forwarded, consumer groups are
+    /// served by corral (`corral proxy`).
+    Proxy,
+}
+
+/// Where the coordinator keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetsStoreKind {
+    /// The data dir's compacted offsets logs (broker mode always; proxy mode on request).
+    Local,
+    /// A compacted topic on the upstream cluster (the proxy-mode default).
+    Upstream,
+}
+
+/// The node id corral's own coordinator node takes in proxy mode unless `node.id` is set:
+/// far above the ids Kafka clusters use, so it collides with no upstream broker.
+pub const PROXY_NODE_ID: i32 = 1_000_000_000;
+
 /// The whole configuration. Field docs name the Kafka setting, where there is one.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Broker or proxy; chosen by the command (`corral` or `corral proxy`), not by a key.
+    pub mode: Mode,
     /// `listeners`: where to accept connections. The binary binds it; `server::run` takes an
     /// already bound listener.
     pub listen: String,
@@ -138,6 +163,28 @@ pub struct Config {
     pub offsets_topic_segment_bytes: i64,
     /// Where to serve Prometheus metrics (corral-only; off by default).
     pub metrics_listen: Option<SocketAddr>,
+    /// `upstream.bootstrap.servers` (proxy mode): bootstrap brokers of the upstream cluster.
+    pub upstream: Vec<HostPort>,
+    /// `offsets.store` (proxy mode): `upstream` (default) or `local`.
+    pub offsets_store: OffsetsStoreKind,
+    /// `offsets.store.topic` (proxy mode, upstream store): the compacted topic holding the
+    /// coordinator's records.
+    pub offsets_store_topic: String,
+    /// `mirror.offsets` (proxy mode): also commit every committed offset upstream, member-less,
+    /// so tools pointed at the upstream cluster see the progress.
+    pub mirror_offsets: bool,
+    /// `proxy.node.ports` (proxy mode): a fixed client-facing port per upstream node id,
+    /// overriding the derived `listen port + 1 + node id`.
+    pub proxy_node_ports: BTreeMap<i32, u16>,
+    /// `upstream.connect.timeout.ms` (proxy mode): how long connecting to an upstream broker
+    /// may take before its requests fail.
+    pub upstream_connect_timeout_ms: u64,
+    /// `upstream.response.max.bytes` (proxy mode): a larger upstream response frame closes
+    /// that upstream connection.
+    pub upstream_response_max_bytes: usize,
+    /// `upstream.metadata.max.age.ms` (proxy mode): how often corral refreshes its view of the
+    /// upstream cluster on its own (client Metadata requests refresh it too).
+    pub upstream_metadata_max_age_ms: u64,
     /// Keys the file had that corral does not know; logged once tracing is up.
     pub unknown_keys: Vec<String>,
     /// Keys the file set (DescribeConfigs reports them as STATIC_BROKER_CONFIG).
@@ -147,6 +194,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            mode: Mode::Broker,
             listen: "127.0.0.1:9092".to_string(),
             advertised: None,
             data_dir: PathBuf::from("./corral-data"),
@@ -178,6 +226,14 @@ impl Default for Config {
             offset_metadata_max_bytes: 4_096,
             offsets_topic_segment_bytes: 104_857_600,
             metrics_listen: None,
+            upstream: Vec::new(),
+            offsets_store: OffsetsStoreKind::Upstream,
+            offsets_store_topic: "__corral_offsets".to_string(),
+            mirror_offsets: true,
+            proxy_node_ports: BTreeMap::new(),
+            upstream_connect_timeout_ms: 5_000,
+            upstream_response_max_bytes: 256 << 20,
+            upstream_metadata_max_age_ms: 30_000,
             unknown_keys: Vec::new(),
             explicit: Default::default(),
         }
@@ -288,6 +344,28 @@ impl Config {
             "metrics.listen" => {
                 self.metrics_listen = Some(v.string()?.parse().map_err(|_| v.err("not HOST:PORT".into()))?)
             }
+            "upstream.bootstrap.servers" | "upstream" => {
+                self.upstream = parse_upstream(&v.string()?).map_err(|m| v.err(m))?
+            }
+            "offsets.store" => self.offsets_store = parse_offsets_store(&v.string()?).map_err(|m| v.err(m))?,
+            "offsets.store.topic" => {
+                let t = v.string()?;
+                crate::broker::validate_topic_name(&t).map_err(|e| v.err(e.message))?;
+                self.offsets_store_topic = t
+            }
+            "mirror.offsets" => self.mirror_offsets = v.bool()?,
+            "proxy.node.ports" => self.proxy_node_ports = parse_node_ports(&v.string()?).map_err(|m| v.err(m))?,
+            k if k.starts_with("proxy.node.ports.") => {
+                let id = k["proxy.node.ports.".len()..]
+                    .parse::<i32>()
+                    .map_err(|_| v.err("the key's last part must be a node id".into()))?;
+                self.proxy_node_ports.insert(id, v.int_in(1, u16::MAX as i64)? as u16);
+            }
+            "upstream.connect.timeout.ms" => self.upstream_connect_timeout_ms = v.int_in(1, 3_600_000)? as u64,
+            "upstream.response.max.bytes" => {
+                self.upstream_response_max_bytes = v.int_in(1024, i32::MAX as i64)? as usize
+            }
+            "upstream.metadata.max.age.ms" => self.upstream_metadata_max_age_ms = v.int_in(100, i32::MAX as i64)? as u64,
             // Accepted for compatibility with Kafka config files; meaningless on one node.
             "offsets.topic.replication.factor"
             | "transaction.state.log.replication.factor"
@@ -319,10 +397,53 @@ impl Config {
         Ok(())
     }
 
+    /// The node id of corral's own (coordinator) node in proxy mode: `node.id` when set,
+    /// else [`PROXY_NODE_ID`].
+    pub fn proxy_node_id(&self) -> i32 {
+        if self.explicit.contains("node.id") || self.explicit.contains("broker.id") {
+            self.node_id
+        } else {
+            PROXY_NODE_ID
+        }
+    }
+
     /// `offsets.retention.minutes` in milliseconds.
     pub fn offsets_retention_ms(&self) -> i64 {
         self.offsets_retention_minutes.saturating_mul(60_000)
     }
+}
+
+/// Parses `host:port[,host:port...]` (each may carry Kafka's `PLAINTEXT://`).
+pub fn parse_upstream(s: &str) -> Result<Vec<HostPort>, String> {
+    let list: Vec<HostPort> = s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(HostPort::parse).collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err("no upstream broker given".into());
+    }
+    Ok(list)
+}
+
+/// Parses `local` or `upstream`.
+pub fn parse_offsets_store(s: &str) -> Result<OffsetsStoreKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "local" => Ok(OffsetsStoreKind::Local),
+        "upstream" => Ok(OffsetsStoreKind::Upstream),
+        other => Err(format!("`{other}` is not an offsets store (local or upstream)")),
+    }
+}
+
+/// Parses `node=port[,node=port...]`.
+pub fn parse_node_ports(s: &str) -> Result<BTreeMap<i32, u16>, String> {
+    let mut map = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (node, port) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not NODE=PORT"))?;
+        let node: i32 = node.trim().parse().map_err(|_| format!("`{node}` is not a node id"))?;
+        let port: u16 = port.trim().parse().map_err(|_| format!("`{port}` is not a port"))?;
+        if port == 0 {
+            return Err(format!("node {node}: port 0 is not a fixed port"));
+        }
+        map.insert(node, port);
+    }
+    Ok(map)
 }
 
 /// Flattens nested TOML tables into dotted keys: `{num: {partitions: 1}}` → `num.partitions`.

@@ -26,9 +26,11 @@ pub mod config;
 pub mod connection;
 pub mod coordinator;
 pub mod error;
-pub mod log;
 pub mod frame;
+pub mod log;
+pub mod plane;
 pub mod protocol;
+pub mod proxy;
 pub mod router;
 pub mod server;
 

@@ -3,32 +3,60 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use corral::config::{Config, HostPort};
+use clap::{Parser, Subcommand};
+use corral::config::{Config, HostPort, Mode};
 use tracing_subscriber::EnvFilter;
 
 /// A Kafka-compatible broker and group coordinator in one binary, for development and tests.
+///
+/// Plain `corral` is a complete single-node Kafka. `corral proxy --upstream HOST:PORT` stands in
+/// front of a real Kafka cluster: it forwards the data plane and serves consumer groups itself.
 #[derive(Debug, Parser)]
 #[command(name = "corral", version, about)]
 struct Cli {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_LISTEN")]
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Address to listen on (port 0 picks a free port). In proxy mode: the bootstrap address
+    /// and corral's own node; each upstream broker gets a listener on a port derived from it.
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "CORRAL_LISTEN")]
     listen: Option<String>,
     /// Address given to clients in Metadata and FindCoordinator [default: the listen address].
-    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_ADVERTISED")]
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "CORRAL_ADVERTISED")]
     advertised: Option<String>,
     /// Data directory; locked so two servers cannot share it [default: ./corral-data].
-    #[arg(long, value_name = "DIR", env = "CORRAL_DATA_DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "CORRAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Keep everything in memory and touch no directory.
-    #[arg(long, env = "CORRAL_EPHEMERAL")]
+    #[arg(long, global = true, env = "CORRAL_EPHEMERAL")]
     ephemeral: bool,
     /// TOML config file whose keys are Kafka's setting names (num.partitions, ...).
-    #[arg(long, value_name = "FILE", env = "CORRAL_CONFIG")]
+    #[arg(long, global = true, value_name = "FILE", env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
     /// Serve Prometheus metrics on this address.
-    #[arg(long, value_name = "HOST:PORT", env = "CORRAL_METRICS")]
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "CORRAL_METRICS")]
     metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stand in front of an upstream Kafka cluster: forward the data plane to its brokers and
+    /// serve consumer groups (FindCoordinator, JoinGroup, ..., OffsetCommit/Fetch) here.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Bootstrap brokers of the upstream cluster (config key `upstream.bootstrap.servers`).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", env = "CORRAL_UPSTREAM")]
+    upstream: Option<String>,
+    /// Where the coordinator keeps its records: `upstream` (a compacted topic on the upstream
+    /// cluster, the default) or `local` (the data dir).
+    #[arg(long, value_name = "upstream|local", env = "CORRAL_OFFSETS_STORE")]
+    offsets_store: Option<String>,
+    /// Also commit every committed offset to the upstream cluster, member-less, so tools
+    /// pointed at it see the progress [default: true].
+    #[arg(long, value_name = "BOOL", env = "CORRAL_MIRROR_OFFSETS", num_args = 0..=1, default_missing_value = "true")]
+    mirror_offsets: Option<bool>,
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -50,6 +78,21 @@ fn load(cli: &Cli) -> Result<Config, String> {
     }
     if cli.metrics.is_some() {
         config.metrics_listen = cli.metrics;
+    }
+    if let Some(Command::Proxy(p)) = &cli.command {
+        config.mode = Mode::Proxy;
+        if let Some(u) = &p.upstream {
+            config.upstream = corral::config::parse_upstream(u).map_err(|e| format!("--upstream: {e}"))?;
+        }
+        if let Some(s) = &p.offsets_store {
+            config.offsets_store = corral::config::parse_offsets_store(s).map_err(|e| format!("--offsets-store: {e}"))?;
+        }
+        if let Some(m) = p.mirror_offsets {
+            config.mirror_offsets = m;
+        }
+        if config.upstream.is_empty() {
+            return Err("proxy mode needs --upstream HOST:PORT (or CORRAL_UPSTREAM, or upstream.bootstrap.servers in the config file)".into());
+        }
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -114,8 +157,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let data = if config.ephemeral { "(ephemeral, in memory)".to_string() } else { config.data_dir.display().to_string() };
-        let server = match corral::Server::open(listener, config) {
+        let mode = config.mode;
+        let opened = match mode {
+            Mode::Broker => corral::Server::open(listener, config),
+            Mode::Proxy => corral::Server::open_proxy(listener, config).await,
+        };
+        let server = match opened {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("corral: {e}");
@@ -123,10 +170,15 @@ fn main() -> ExitCode {
             }
         };
         let bound = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mode = match mode {
+            Mode::Broker => "broker",
+            Mode::Proxy => "proxy",
+        };
         println!(
-            "corral {} listening on {bound}, advertised as {}, data dir {data}",
+            "corral {} {mode} listening on {bound}, advertised as {}, {}",
             env!("CARGO_PKG_VERSION"),
-            server.advertised()
+            server.advertised(),
+            server.describe()
         );
         match server.run(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,33 +1,52 @@
 //! The one match on api key: a decoded request goes to its handler and comes back as a
-//! response body, or as nothing (Produce with acks=0).
+//! response body, or as nothing (Produce with acks=0). In proxy mode only the apis corral
+//! answers itself come here (the rest are forwarded as bytes, see `proxy::forward`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, DescribeAclsResponse, RequestKind, ResponseKind,
+    ApiVersionsRequest, ApiVersionsResponse, DescribeAclsResponse, ListGroupsResponse, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Broker};
+use crate::broker;
+use crate::config::Config;
 use crate::coordinator::{Coordinator, api as group_api};
 use crate::error::codes;
-use crate::protocol::{Request, api_version_entries};
+use crate::plane::DataPlane;
+use crate::protocol::{Request, VersionTable};
 
 /// What every handler may reach: shared state and the shutdown signal.
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub broker: Arc<Broker>,
+    pub config: Arc<Config>,
+    pub plane: DataPlane,
     pub coordinator: Arc<Coordinator>,
+    /// The versions this server serves (ApiVersions advertises exactly these).
+    pub versions: Arc<VersionTable>,
     /// Cancelled when the server shuts down; parked requests answer early.
     pub shutdown: CancellationToken,
+    /// `max.connections` over every listener: connections beyond it wait in the backlog.
+    pub conn_limit: Arc<tokio::sync::Semaphore>,
+}
+
+/// Which of the server's listeners a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The `--listen` address: corral's own node (broker mode: the broker; proxy mode: the
+    /// bootstrap address and the group coordinator).
+    Own,
+    /// Proxy mode: the listener standing for upstream broker `node`.
+    Node(i32),
 }
 
 /// Facts about the connection a request came in on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    pub listener: Listener,
 }
 
 /// Kafka's rule for ApiVersions v3+ client software name and version.
@@ -39,14 +58,14 @@ fn valid_software_field(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
 }
 
-fn api_versions(version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
+fn api_versions(table: &VersionTable, version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
     if version >= 3
         && !(valid_software_field(req.client_software_name.as_str())
             && valid_software_field(req.client_software_version.as_str()))
     {
         return ApiVersionsResponse::default().with_error_code(codes::INVALID_REQUEST);
     }
-    ApiVersionsResponse::default().with_api_keys(api_version_entries())
+    ApiVersionsResponse::default().with_api_keys(table.api_version_entries())
 }
 
 /// What the connection does after a request.
@@ -56,31 +75,71 @@ pub enum Reply {
     Send(Box<ResponseKind>),
     /// Send nothing (Produce with acks=0).
     Nothing,
-    /// Close the connection: there is no response to carry the error (acks=0 Produce that failed).
-    Close(&'static str),
+    /// Close the connection: there is no response to carry the error (acks=0 Produce that
+    /// failed; in proxy mode, an upstream that cannot answer).
+    Close(std::borrow::Cow<'static, str>),
 }
 
 /// Routes one request.
 pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
     let v = req.version;
     let key = req.api_key;
-    let b = &ctx.broker;
     let caller = group_api::Caller {
         coordinator: &ctx.coordinator,
-        broker: b,
+        plane: &ctx.plane,
         client_id: req.header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
         client_host: format!("/{}", conn.peer.ip()),
     };
     let c = &caller;
-    let resp = match req.body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(v, &r)),
+    // The apis every mode answers itself.
+    let body = match req.body {
+        RequestKind::ApiVersions(r) => return send(ResponseKind::ApiVersions(api_versions(&ctx.versions, v, &r))),
+        RequestKind::FindCoordinator(r) => {
+            if let DataPlane::Proxy(p) = &ctx.plane
+                && r.key_type != 0
+                && v >= 1
+            {
+                // transaction (and other non-group) coordinators are the upstream's
+                return match p.find_coordinator_upstream(v, r).await {
+                    Ok(resp) => send(ResponseKind::FindCoordinator(resp)),
+                    Err(why) => Reply::Close(why.into()),
+                };
+            }
+            return send(ResponseKind::FindCoordinator(group_api::find_coordinator(c, v, r)));
+        }
+        RequestKind::JoinGroup(r) => return send(ResponseKind::JoinGroup(group_api::join_group(c, v, r).await)),
+        RequestKind::SyncGroup(r) => return send(ResponseKind::SyncGroup(group_api::sync_group(c, v, r).await)),
+        RequestKind::Heartbeat(r) => return send(ResponseKind::Heartbeat(group_api::heartbeat(c, v, r).await)),
+        RequestKind::LeaveGroup(r) => return send(ResponseKind::LeaveGroup(group_api::leave_group(c, v, r).await)),
+        RequestKind::OffsetCommit(r) => return send(ResponseKind::OffsetCommit(group_api::offset_commit(c, v, r).await)),
+        RequestKind::OffsetFetch(r) => return send(ResponseKind::OffsetFetch(group_api::offset_fetch(c, v, r).await)),
+        RequestKind::ListGroups(r) => {
+            // A proxy's upstream-node listeners stand for brokers that coordinate none of
+            // corral's groups: clients that ask every broker (admin clients do) see each once.
+            if conn.listener != Listener::Own && matches!(ctx.plane, DataPlane::Proxy(_)) {
+                return send(ResponseKind::ListGroups(ListGroupsResponse::default()));
+            }
+            return send(ResponseKind::ListGroups(group_api::list_groups(c, v, r)));
+        }
+        RequestKind::DescribeGroups(r) => return send(ResponseKind::DescribeGroups(group_api::describe_groups(c, v, r))),
+        RequestKind::DeleteGroups(r) => return send(ResponseKind::DeleteGroups(group_api::delete_groups(c, v, r).await)),
+        RequestKind::OffsetDelete(r) => return send(ResponseKind::OffsetDelete(group_api::offset_delete(c, v, r).await)),
+        RequestKind::AddOffsetsToTxn(r) => return send(ResponseKind::AddOffsetsToTxn(crate::proxy::refuse_add_offsets_to_txn(r))),
+        RequestKind::TxnOffsetCommit(r) => return send(ResponseKind::TxnOffsetCommit(crate::proxy::refuse_txn_offset_commit(r))),
+        other => other,
+    };
+    let DataPlane::Broker(b) = &ctx.plane else {
+        // The forwarder takes every other api before it gets here.
+        return Reply::Close("an api corral forwards reached the router".into());
+    };
+    let resp = match body {
         RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r)),
         RequestKind::Produce(r) => {
             let acks = r.acks;
             let resp = broker::handle_produce(b, v, r);
             if acks == 0 {
                 return if broker::produce_has_error(&resp) {
-                    Reply::Close("an acks=0 produce failed")
+                    Reply::Close("an acks=0 produce failed".into())
                 } else {
                     Reply::Nothing
                 };
@@ -125,18 +184,11 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
                 .with_error_code(codes::SECURITY_DISABLED)
                 .with_error_message(Some(StrBytes::from_static_str("No Authorizer is configured on the broker"))),
         ),
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(group_api::find_coordinator(c, v, r)),
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group_api::join_group(c, v, r).await),
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group_api::sync_group(c, v, r).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group_api::heartbeat(c, v, r).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group_api::leave_group(c, v, r).await),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(group_api::offset_commit(c, v, r).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group_api::offset_fetch(c, v, r).await),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group_api::list_groups(c, v, r)),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group_api::describe_groups(c, v, r)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group_api::delete_groups(c, v, r).await),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group_api::offset_delete(c, v, r).await),
         _ => unreachable!("{key:?} is in the version table but has no handler"),
     };
+    Reply::Send(Box::new(resp))
+}
+
+fn send(resp: ResponseKind) -> Reply {
     Reply::Send(Box::new(resp))
 }

@@ -1,9 +1,10 @@
 //! The accept loop, the connection limit, and graceful shutdown.
 //!
-//! [`Server::open`] takes an already bound listener and the config, locks the data dir and
-//! builds the shared state; [`Server::run`] serves until the shutdown future completes, then
-//! stops accepting, lets in-flight requests finish (parked fetches answer early), and returns.
-//! [`run`] does both, for tests and embedders.
+//! [`Server::open`] (broker mode) and [`Server::open_proxy`] (proxy mode) take an already bound
+//! listener and the config and build the shared state; [`Server::run`] serves until the
+//! shutdown future completes, then stops accepting on every listener, lets in-flight requests
+//! finish (parked fetches answer early), and returns. [`run`] does both, for tests and
+//! embedders.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,15 +15,18 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
-use crate::config::{Config, HostPort};
+use crate::config::{Config, HostPort, Mode};
 use crate::coordinator::Coordinator;
 use crate::coordinator::log::ShardLogs;
+use crate::coordinator::shard::ShardConfig;
 use crate::log::datadir::{DataDir, Meta};
 use crate::log::keyed::KeyedConfig;
-use crate::coordinator::shard::ShardConfig;
-use crate::router::{ConnInfo, Context};
+use crate::plane::DataPlane;
+use crate::protocol::VersionTable;
+use crate::router::{ConnInfo, Context, Listener};
 
 /// How long shutdown waits for in-flight requests before dropping their connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(800);
@@ -45,13 +49,14 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     ctx: Context,
-    /// The data dir (holding its lock) while the server lives.
-    _data: Arc<DataDir>,
+    /// The data dir (holding its lock) while the server lives; none for a proxy whose offsets
+    /// live upstream.
+    _data: Option<Arc<DataDir>>,
 }
 
 /// The address clients are told to use: the configured one, or the bound address (with a
 /// wildcard bind replaced by loopback, which is the only address we can be sure of).
-fn advertised_for(config: &Config, bound: SocketAddr) -> HostPort {
+pub(crate) fn advertised_for(config: &Config, bound: SocketAddr) -> HostPort {
     if let Some(a) = &config.advertised {
         return a.clone();
     }
@@ -85,10 +90,30 @@ pub fn new_cluster_id() -> String {
     out
 }
 
+/// Opens the data dir named by `config` (locked; or memory when ephemeral), with `fresh` as
+/// the identity of a new one.
+pub(crate) fn open_data_dir(config: &Config, fresh: Meta) -> Result<(Arc<DataDir>, Meta), ServerError> {
+    let (data, meta) = if config.ephemeral { (DataDir::memory(), fresh) } else { DataDir::open(&config.data_dir, fresh)? };
+    Ok((Arc::new(data), meta))
+}
+
+/// The coordinator's local offsets logs in `data`.
+pub(crate) fn local_offsets_logs(config: &Config, data: &Arc<DataDir>, partitions: usize) -> Arc<ShardLogs> {
+    Arc::new(ShardLogs::new(
+        data.clone(),
+        partitions,
+        KeyedConfig {
+            segment_bytes: config.offsets_topic_segment_bytes as u64,
+            delete_retention_ms: config.log_cleaner_delete_retention_ms,
+            min_compaction_bytes: 1 << 20,
+        },
+    ))
+}
+
 impl Server {
-    /// Opens the data dir (locked; or memory when ephemeral), recovers the topic catalog and
-    /// every partition log, and builds the shared state. Coordinator shards load later, in the
-    /// background, once [`Server::run`] starts.
+    /// Broker mode: opens the data dir (locked; or memory when ephemeral), recovers the topic
+    /// catalog and every partition log, and builds the shared state. Coordinator shards load
+    /// later, in the background, once [`Server::run`] starts.
     pub fn open(listener: TcpListener, config: Config) -> Result<Self, ServerError> {
         let bound = listener.local_addr()?;
         let advertised = advertised_for(&config, bound);
@@ -97,31 +122,35 @@ impl Server {
             node_id: config.node_id,
             offsets_partitions: config.offsets_topic_num_partitions,
         };
-        let (data, meta) = if config.ephemeral {
-            (DataDir::memory(), fresh)
-        } else {
-            DataDir::open(&config.data_dir, fresh)?
-        };
-        let data = Arc::new(data);
+        let (data, meta) = open_data_dir(&config, fresh)?;
         let config = Arc::new(config);
         let broker = Arc::new(Broker::open(config.clone(), advertised, meta.cluster_id.clone(), data.clone())?);
         let shutdown = CancellationToken::new();
         let partitions = config.offsets_topic_num_partitions as usize;
-        let logs = Arc::new(ShardLogs::new(
-            data.clone(),
-            partitions,
-            KeyedConfig {
-                segment_bytes: config.offsets_topic_segment_bytes as u64,
-                delete_retention_ms: config.log_cleaner_delete_retention_ms,
-                min_compaction_bytes: 1 << 20,
-            },
-        ));
+        let logs = local_offsets_logs(&config, &data, partitions);
         let coordinator = Coordinator::new(ShardConfig::from_config(&config), partitions, logs, shutdown.clone());
         if data.is_memory() {
             // Nothing to replay: serve groups from the first request.
             coordinator.load_all()?;
         }
-        Ok(Server { listener, ctx: Context { broker, coordinator, shutdown }, _data: data })
+        let ctx = Context {
+            conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            plane: DataPlane::Broker(broker),
+            coordinator,
+            versions: Arc::new(VersionTable::broker()),
+            shutdown,
+        };
+        Ok(Server { listener, ctx, _data: Some(data) })
+    }
+
+    /// Proxy mode: connects to the upstream cluster, learns its brokers and api versions,
+    /// opens a client-facing listener per upstream broker and prepares the coordinator's
+    /// offsets store (upstream topic or data dir). Shards load once [`Server::run`] starts.
+    pub async fn open_proxy(listener: TcpListener, config: Config) -> Result<Self, ServerError> {
+        let shutdown = CancellationToken::new();
+        let opened = crate::proxy::open(&listener, config, shutdown.clone()).await?;
+        Ok(Server { listener, ctx: opened.ctx, _data: opened.data })
     }
 
     /// The address the listener is bound to.
@@ -129,74 +158,54 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The address clients are told to connect to.
-    pub fn advertised(&self) -> &HostPort {
-        &self.ctx.broker.advertised
+    /// The address clients are told to connect to (corral's own node).
+    pub fn advertised(&self) -> HostPort {
+        let me = self.ctx.plane.me();
+        HostPort { host: me.host.to_string(), port: me.port as u16 }
+    }
+
+    /// What the start line says about the mode: the data dir, or the upstream cluster and
+    /// every client-facing listener.
+    pub fn describe(&self) -> String {
+        match &self.ctx.plane {
+            DataPlane::Broker(_) => {
+                let c = &self.ctx.config;
+                let data = if c.ephemeral { "(ephemeral, in memory)".to_string() } else { c.data_dir.display().to_string() };
+                format!("data dir {data}")
+            }
+            DataPlane::Proxy(p) => p.describe(),
+        }
     }
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, ctx, _data } = self;
         ctx.coordinator.start();
-        tokio::spawn(crate::broker::maintenance::run(ctx.broker.clone(), ctx.shutdown.clone()));
-        let limit = Arc::new(Semaphore::new(ctx.broker.config.max_connections));
-        let mut tasks = JoinSet::new();
-        tokio::pin!(shutdown);
+        let listeners = match &ctx.plane {
+            DataPlane::Broker(b) => {
+                tokio::spawn(crate::broker::maintenance::run(b.clone(), ctx.shutdown.clone()));
+                TaskTracker::new()
+            }
+            DataPlane::Proxy(p) => {
+                p.start(&ctx);
+                p.listener_tasks()
+            }
+        };
+        listeners.spawn(accept_loop(listener, ctx.clone(), Listener::Own));
         let coordinator = ctx.coordinator.clone();
         let fatal = coordinator.fatal_error();
-        tokio::pin!(fatal);
-        let mut failure = None;
-        loop {
-            let permit = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                m = &mut fatal => {
-                    failure = Some(m);
-                    break;
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-                p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let accepted = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                m = &mut fatal => {
-                    failure = Some(m);
-                    break;
-                }
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let ctx = ctx.clone();
-                    metrics::gauge!("corral_connections").increment(1.0);
-                    tasks.spawn(async move {
-                        crate::connection::serve(stream, ctx, ConnInfo { peer }).await;
-                        metrics::gauge!("corral_connections").decrement(1.0);
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        drop(listener);
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            m = fatal => Some(m),
+        };
         tracing::info!("shutting down: letting in-flight requests finish");
         ctx.shutdown.cancel();
         ctx.coordinator.fail_parked();
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(connections = tasks.len(), "connections still busy after the drain timeout: closing them");
-            tasks.shutdown().await;
+        listeners.close();
+        listeners.wait().await;
+        if let DataPlane::Broker(b) = &ctx.plane {
+            b.sync_all();
         }
-        ctx.broker.sync_all();
         ctx.coordinator.sync_all();
         tracing::info!("stopped");
         match failure {
@@ -206,9 +215,74 @@ impl Server {
     }
 }
 
-/// Starts corral on an already bound listener and serves until `shutdown` completes.
+/// Accepts connections on one listener until the server shuts down (`ctx.shutdown`) or `stop`
+/// is cancelled; then stops accepting, lets in-flight requests finish (parked fetches answer
+/// early), and closes whatever is still busy after [`DRAIN_TIMEOUT`].
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: Context, which: Listener) {
+    let stop = ctx.shutdown.clone();
+    accept_until(listener, ctx, which, stop).await
+}
+
+/// [`accept_loop`] that also stops when `stop` is cancelled (a proxy's node listener whose
+/// upstream broker left the cluster).
+pub(crate) async fn accept_until(listener: TcpListener, ctx: Context, which: Listener, stop: CancellationToken) {
+    let mut tasks = JoinSet::new();
+    let shutdown = ctx.shutdown.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = shutdown.cancelled() => {}
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            p = ctx.conn_limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                metrics::gauge!("corral_connections").increment(1.0);
+                tasks.spawn(async move {
+                    crate::connection::serve(stream, ctx, ConnInfo { peer, listener: which }).await;
+                    metrics::gauge!("corral_connections").decrement(1.0);
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(connections = tasks.len(), "connections still busy after the drain timeout: closing them");
+        tasks.shutdown().await;
+    }
+}
+
+/// Starts corral on an already bound listener and serves until `shutdown` completes, in the
+/// mode `config.mode` names.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    Server::open(listener, config)?.run(shutdown).await
+    match config.mode {
+        Mode::Broker => Server::open(listener, config)?.run(shutdown).await,
+        Mode::Proxy => Server::open_proxy(listener, config).await?.run(shutdown).await,
+    }
 }
 
 #[cfg(test)]

@@ -196,14 +196,14 @@ proptest! {
     fn mutated_frames_never_break_the_decoder(which in any::<usize>(), m in mutation()) {
         let seeds = all_seeds();
         let frame = apply(&seeds[which % seeds.len()], &m);
-        let _ = decode_request(frame);
+        let _ = decode_request(frame, &corral::protocol::VersionTable::broker());
     }
 }
 
 #[test]
 fn every_seed_decodes_unmutated() {
     for s in all_seeds() {
-        decode_request(s.clone()).unwrap_or_else(|e| panic!("seed {:?}: {e}", &s[..8]));
+        decode_request(s.clone(), &corral::protocol::VersionTable::broker()).unwrap_or_else(|e| panic!("seed {:?}: {e}", &s[..8]));
     }
 }
 

@@ -1,10 +1,12 @@
-//! Cross-checks guard.rs's shape tables against `kafka-protocol`, the decoder they protect.
+//! Cross-checks the guard's shape tables (src/protocol/guard/) against `kafka-protocol`, the
+//! decoder they protect, for requests and responses alike.
 //!
-//! From our own shape of each (api, version) a random *encoder* builds valid request bodies;
-//! the guard must accept them whole, the crate must decode them completely and re-encode them
-//! byte for byte. Any disagreement means a shape is wrong. The same bodies, truncated and
-//! bit-flipped, must never make the guard panic, and whatever the guard lets through is handed
-//! to the crate (which would abort the test process if the guard let a huge claim through).
+//! From our own shape of each (api, version) a random *encoder* builds valid request and
+//! response bodies; the guard must accept them whole, the crate must decode them completely and
+//! re-encode them byte for byte. Any disagreement means a shape is wrong. The same bodies,
+//! truncated and bit-flipped, must never make the guard panic, and whatever the guard lets
+//! through is handed to the crate (which would abort the test process if the guard let a huge
+//! claim through).
 //!
 //! To show that this cross-check can fail, `broken_shapes_are_caught` breaks the shapes on
 //! purpose (one field at a time: dropped, widened, made nullable, swapped with its neighbour,
@@ -13,7 +15,7 @@
 //!
 //! Everything is driven by a small seeded PRNG, so a failure names the seed that reproduces it.
 
-#[path = "../src/protocol/guard.rs"]
+#[path = "../src/protocol/guard/mod.rs"]
 mod guard;
 
 use std::collections::BTreeMap;
@@ -21,9 +23,10 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use guard::{
-    Field, GuardError, MAX, NEVER, SHAPES, Shape, Ty, check_request_body, is_known, walk_body,
+    Field, GuardError, MAX, NEVER, RESPONSE_SHAPES, SHAPES, Shape, Ty, check_request_body,
+    check_response_body, is_known, request_versions, response_versions, walk_body,
 };
-use kafka_protocol::messages::{ApiKey, RequestKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 /// Valid bodies generated and round-tripped per (api, version).
 const CASES_PER_VERSION: u64 = 1000;
@@ -76,6 +79,76 @@ impl Rng {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Requests and responses
+// ---------------------------------------------------------------------------------------------
+
+/// Which side of the protocol a shape table describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Request,
+    Response,
+}
+
+const KINDS: [Kind; 2] = [Kind::Request, Kind::Response];
+
+impl Kind {
+    fn shapes(self) -> &'static [Shape] {
+        match self {
+            Kind::Request => SHAPES,
+            Kind::Response => RESPONSE_SHAPES,
+        }
+    }
+
+    /// The guard's public entry point for this kind: Ok(bytes walked).
+    fn check(self, api_key: i16, version: i16, body: &[u8]) -> Result<usize, GuardError> {
+        match self {
+            Kind::Request => check_request_body(api_key, version, body),
+            Kind::Response => check_response_body(api_key, version, body).map(|w| w.consumed),
+        }
+    }
+
+    /// The versions of `api_key` the guard walks as this kind.
+    fn versions(self, api_key: i16) -> Option<(i16, i16)> {
+        match self {
+            Kind::Request => request_versions(api_key),
+            Kind::Response => response_versions(api_key),
+        }
+    }
+}
+
+/// Every shape of both kinds.
+fn all_shapes() -> impl Iterator<Item = (Kind, &'static Shape)> {
+    KINDS
+        .into_iter()
+        .flat_map(|kind| kind.shapes().iter().map(move |s| (kind, s)))
+}
+
+/// A message the crate decoded: a request or a response.
+enum Decoded {
+    Request(RequestKind),
+    Response(ResponseKind),
+}
+
+impl Decoded {
+    fn encode(&self, version: i16) -> Result<BytesMut, String> {
+        let mut out = BytesMut::new();
+        match self {
+            Decoded::Request(m) => m.encode(&mut out, version),
+            Decoded::Response(m) => m.encode(&mut out, version),
+        }
+        .map_err(|e| format!("{e:#}"))?;
+        Ok(out)
+    }
+
+    fn debug(&self) -> String {
+        match self {
+            Decoded::Request(m) => format!("{m:?}"),
+            Decoded::Response(m) => format!("{m:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shape-driven encoder
 // ---------------------------------------------------------------------------------------------
 
@@ -102,6 +175,8 @@ struct Encoder<'r> {
     wrote_foreign_tag: bool,
     /// Set once a known tagged field has been written.
     wrote_known_tag: bool,
+    /// Set once a known tagged field has been written as null.
+    wrote_null_tag: bool,
 }
 
 impl Encoder<'_> {
@@ -118,9 +193,18 @@ impl Encoder<'_> {
     }
 
     /// Whether a nullable value comes out null this time. `non_default` values (known tagged
-    /// fields, which the crate only re-encodes when they differ from their default) never are.
+    /// fields, which the crate only re-encodes when they differ from their default) rarely are,
+    /// as null may be the default; such a body is noted, and only checked for decoding.
     fn null(&mut self, nullable: bool, non_default: bool) -> bool {
-        nullable && !non_default && self.rng.one_in(5)
+        if !nullable {
+            false
+        } else if non_default {
+            let null = self.rng.one_in(8);
+            self.wrote_null_tag |= null;
+            null
+        } else {
+            self.rng.one_in(5)
+        }
     }
 
     /// A count or length in `0..=max`; at least 1 for `non_default` values (an empty string,
@@ -138,11 +222,11 @@ impl Encoder<'_> {
             // Strictly 0/1: the crate re-encodes any non-zero byte as 1. A tagged bool is
             // assumed to default to false.
             Ty::Bool => out.push(u8::from(non_default || self.rng.one_in(2))),
-            Ty::Int8 => self.rng.bytes(out, 1),
-            Ty::Int16 => self.rng.bytes(out, 2),
-            Ty::Int32 => self.rng.bytes(out, 4),
-            Ty::Int64 => self.rng.bytes(out, 8),
-            Ty::Uuid => self.rng.bytes(out, 16),
+            Ty::Int8 => self.fixed(out, 1, non_default),
+            Ty::Int16 => self.fixed(out, 2, non_default),
+            Ty::Int32 => self.fixed(out, 4, non_default),
+            Ty::Int64 | Ty::Float64 => self.fixed(out, 8, non_default),
+            Ty::Uuid => self.fixed(out, 16, non_default),
             Ty::Str | Ty::NullableStr => {
                 if self.null(matches!(ty, Ty::NullableStr), non_default) {
                     self.put_length(out, None, true);
@@ -176,6 +260,30 @@ impl Encoder<'_> {
                 }
             }
             Ty::Struct(fields) => self.fields(out, fields),
+            // The crate reads any marker but 1 as null and writes null as -1.
+            Ty::NullableStruct(fields) => {
+                if self.null(true, non_default) {
+                    out.push(0xff);
+                } else {
+                    out.push(1);
+                    self.fields(out, fields);
+                }
+            }
+        }
+    }
+
+    /// `n` random bytes; for `non_default` values (known tagged fields) neither all zero nor
+    /// all ones, the defaults of fixed-width fields (0, -1, the nil uuid).
+    fn fixed(&mut self, out: &mut Vec<u8>, n: usize, non_default: bool) {
+        let start = out.len();
+        loop {
+            self.rng.bytes(out, n);
+            let value = &out[start..];
+            if !non_default || !(value.iter().all(|&b| b == 0) || value.iter().all(|&b| b == 0xff))
+            {
+                return;
+            }
+            out.truncate(start);
         }
     }
 
@@ -271,6 +379,9 @@ struct Generated {
     foreign_tag: bool,
     /// The body holds a known tagged field.
     known_tag: bool,
+    /// The body holds a known tagged field whose value is null (perhaps its default, which the
+    /// crate would not re-encode).
+    null_tag: bool,
 }
 
 /// [`generate`], also saying what unusual tags the body holds.
@@ -283,6 +394,7 @@ fn generate_noting_tags(shape: &Shape, version: i16, seed: u64) -> Generated {
         wrote_unknown_tag: false,
         wrote_foreign_tag: false,
         wrote_known_tag: false,
+        wrote_null_tag: false,
     };
     let mut body = Vec::new();
     enc.fields(&mut body, shape.body);
@@ -291,6 +403,7 @@ fn generate_noting_tags(shape: &Shape, version: i16, seed: u64) -> Generated {
         unknown_tag: enc.wrote_unknown_tag,
         foreign_tag: enc.wrote_foreign_tag,
         known_tag: enc.wrote_known_tag,
+        null_tag: enc.wrote_null_tag,
     }
 }
 
@@ -310,9 +423,18 @@ fn api_key(shape: &Shape) -> ApiKey {
 }
 
 /// Decodes with the crate; Ok((message, bytes left over)).
-fn crate_decode(key: ApiKey, version: i16, body: &[u8]) -> Result<(RequestKind, usize), String> {
+fn crate_decode(
+    kind: Kind,
+    key: ApiKey,
+    version: i16,
+    body: &[u8],
+) -> Result<(Decoded, usize), String> {
     let mut bytes = Bytes::copy_from_slice(body);
-    let msg = RequestKind::decode(key, &mut bytes, version).map_err(|e| format!("{e:#}"))?;
+    let msg = match kind {
+        Kind::Request => RequestKind::decode(key, &mut bytes, version).map(Decoded::Request),
+        Kind::Response => ResponseKind::decode(key, &mut bytes, version).map(Decoded::Response),
+    }
+    .map_err(|e| format!("{e:#}"))?;
     Ok((msg, bytes.len()))
 }
 
@@ -321,52 +443,52 @@ fn crate_decode(key: ApiKey, version: i16, body: &[u8]) -> Result<(RequestKind, 
 // ---------------------------------------------------------------------------------------------
 
 /// The cross-check of one generated body: `None` if (1) the guard walking `shape` accepts it
-/// whole, (2) the crate decodes it leaving nothing, sees no unknown tagged field unless one was
-/// written, and (3) re-encodes it to the same bytes; otherwise what went wrong. A body holding
-/// a tag the shape knows at other versions only must instead be refused by the crate as "not
-/// valid for version".
-fn cross_check(shape: &Shape, version: i16, seed: u64) -> Option<String> {
+/// whole, (2) the crate decodes it (as a `kind`) leaving nothing, sees no unknown tagged field
+/// unless one was written, and (3) re-encodes it to the same bytes; otherwise what went wrong.
+/// A body holding a tag the shape knows at other versions only must instead be refused by the
+/// crate as "not valid for version". A body holding a null tagged value must be decoded, but
+/// need not re-encode the same (a null tagged value may be the field's default, left out).
+fn cross_check(kind: Kind, shape: &Shape, version: i16, seed: u64) -> Option<String> {
     let Generated {
         body,
         unknown_tag,
         foreign_tag,
+        null_tag,
         ..
     } = generate_noting_tags(shape, version, seed);
     let problem = match walk_body(shape, version, &body) {
         Err(e) => format!("guard rejects it: {e}"),
         Ok(n) if n != body.len() => format!("guard consumed {n} of {} bytes", body.len()),
-        Ok(_) if foreign_tag => match crate_decode(api_key(shape), version, &body) {
+        Ok(_) if foreign_tag => match crate_decode(kind, api_key(shape), version, &body) {
             Err(e) if e.contains("is not valid for version") => return None,
             Err(e) => format!("crate fails on a tag the shape has at other versions only: {e}"),
             Ok(_) => "crate accepts a tag the shape has at other versions only".into(),
         },
-        Ok(_) => match crate_decode(api_key(shape), version, &body) {
+        Ok(_) => match crate_decode(kind, api_key(shape), version, &body) {
             Err(e) => format!("crate rejects it: {e}"),
             Ok((_, left)) if left != 0 => format!("crate leaves {left} bytes"),
-            Ok((msg, _)) => {
-                let mut out = BytesMut::new();
-                match msg.encode(&mut out, version) {
-                    Err(e) => format!("crate cannot re-encode it: {e:#}"),
-                    Ok(()) if out[..] != body[..] => {
-                        format!("re-encoded differently:\n    {}", hex(&out))
-                    }
-                    Ok(()) if !unknown_tag && has_unknown_tags(&msg) => {
-                        "crate saw an unknown tagged field where the shape has a known one".into()
-                    }
-                    Ok(()) => return None,
+            Ok(_) if null_tag => return None,
+            Ok((msg, _)) => match msg.encode(version) {
+                Err(e) => format!("crate cannot re-encode it: {e}"),
+                Ok(out) if out[..] != body[..] => {
+                    format!("re-encoded differently:\n    {}", hex(&out))
                 }
-            }
+                Ok(_) if !unknown_tag && has_unknown_tags(&msg) => {
+                    "crate saw an unknown tagged field where the shape has a known one".into()
+                }
+                Ok(_) => return None,
+            },
         },
     };
     Some(format!(
-        "{shape:?} v{version} seed {seed}: {problem}\n    body {}",
+        "{kind:?} {shape:?} v{version} seed {seed}: {problem}\n    body {}",
         hex(&body)
     ))
 }
 
 /// Whether any struct of the decoded message kept an unknown tagged field.
-fn has_unknown_tags(msg: &RequestKind) -> bool {
-    let text = format!("{msg:?}");
+fn has_unknown_tags(msg: &Decoded) -> bool {
+    let text = msg.debug();
     text.matches("unknown_tagged_fields: {").count()
         != text.matches("unknown_tagged_fields: {}").count()
 }
@@ -379,7 +501,7 @@ fn generated_bodies_pass_guard_and_round_trip_through_the_crate() {
     let mut pairs = 0;
     let mut cases = 0;
     let (mut known, mut unknown, mut foreign) = (0, 0, 0);
-    for shape in SHAPES {
+    for (kind, shape) in all_shapes() {
         for version in versions(shape) {
             pairs += 1;
             let before = failures.len();
@@ -389,18 +511,15 @@ fn generated_bodies_pass_guard_and_round_trip_through_the_crate() {
                 known += u32::from(g.known_tag);
                 unknown += u32::from(g.unknown_tag);
                 foreign += u32::from(g.foreign_tag);
-                if let Some(problem) = cross_check(shape, version, seed)
+                if let Some(problem) = cross_check(kind, shape, version, seed)
                     && failures.len() - before < 2
                 {
                     failures.push(problem);
                 }
             }
-            // The table's shape is the one check_request_body uses.
+            // The table's shape is the one check_request_body / check_response_body uses.
             let body = generate(shape, version, 0);
-            assert_eq!(
-                check_request_body(shape.api_key, version, &body),
-                Ok(body.len())
-            );
+            assert_eq!(kind.check(shape.api_key, version, &body), Ok(body.len()));
         }
     }
     println!(
@@ -420,29 +539,31 @@ fn generated_bodies_pass_guard_and_round_trip_through_the_crate() {
 /// the crate decodes to the same length.
 #[test]
 fn truncated_bodies_are_rejected_or_valid() {
-    for shape in SHAPES {
+    for (kind, shape) in all_shapes() {
         let key = api_key(shape);
         for version in versions(shape) {
             for seed in 0..TRUNCATED_PER_VERSION {
                 let body = generate(shape, version, seed);
                 for cut in 0..body.len() {
                     let prefix = &body[..cut];
-                    match check_request_body(shape.api_key, version, prefix) {
-                        Err(GuardError::UnknownShape) => panic!("{shape:?} v{version}: no shape"),
+                    match kind.check(shape.api_key, version, prefix) {
+                        Err(GuardError::UnknownShape) => {
+                            panic!("{kind:?} {shape:?} v{version}: no shape")
+                        }
                         Err(_) => {}
                         Ok(n) => {
                             assert!(
                                 n <= cut,
-                                "{shape:?} v{version} seed {seed}: consumed {n} > {cut}"
+                                "{kind:?} {shape:?} v{version} seed {seed}: consumed {n} > {cut}"
                             );
-                            match crate_decode(key, version, prefix) {
+                            match crate_decode(kind, key, version, prefix) {
                                 Ok((_, left)) => assert_eq!(
                                     cut - left,
                                     n,
-                                    "{shape:?} v{version} seed {seed} cut {cut}: guard and crate disagree on the length"
+                                    "{kind:?} {shape:?} v{version} seed {seed} cut {cut}: guard and crate disagree on the length"
                                 ),
                                 Err(e) => panic!(
-                                    "{shape:?} v{version} seed {seed} cut {cut}: guard accepts a prefix the crate rejects: {e}"
+                                    "{kind:?} {shape:?} v{version} seed {seed} cut {cut}: guard accepts a prefix the crate rejects: {e}"
                                 ),
                             }
                         }
@@ -605,33 +726,82 @@ fn shape_of(api_key: i16) -> &'static Shape {
 
 #[test]
 fn known_shapes_and_versions() {
-    let pairs: usize = SHAPES.iter().map(|s| versions(s).count()).sum();
-    println!("{} apis, {pairs} (api, version) pairs", SHAPES.len());
-    for shape in SHAPES {
-        for version in versions(shape) {
-            assert!(is_known(shape.api_key, version));
+    for kind in KINDS {
+        let shapes = kind.shapes();
+        let pairs: usize = shapes.iter().map(|s| versions(s).count()).sum();
+        println!(
+            "{kind:?}: {} apis, {pairs} (api, version) pairs",
+            shapes.len()
+        );
+        let mut keys = std::collections::BTreeSet::new();
+        for shape in shapes {
+            assert!(keys.insert(shape.api_key), "{kind:?} {shape:?}: twice");
+            assert_eq!(
+                kind.versions(shape.api_key),
+                Some((shape.min_version, shape.max_version))
+            );
+            for version in versions(shape) {
+                assert_ne!(
+                    kind.check(shape.api_key, version, &[]),
+                    Err(GuardError::UnknownShape)
+                );
+                if kind == Kind::Request {
+                    assert!(is_known(shape.api_key, version));
+                }
+            }
+            for outside in [shape.min_version - 1, shape.max_version + 1] {
+                assert_eq!(
+                    kind.check(shape.api_key, outside, &[]),
+                    Err(GuardError::UnknownShape)
+                );
+            }
+            assert!(shape.body.iter().all(|f| f.min <= f.max), "{shape:?}");
+            // Never wider than the api's versions as the crate knows them ...
+            let key = api_key(shape);
+            let valid = key.valid_versions();
+            assert!(
+                valid.min <= shape.min_version && shape.max_version <= valid.max,
+                "{kind:?} {shape:?}: wider than the crate's {valid:?}"
+            );
+            // ... the crate decodes both ends, and the shape covers all it decodes: one version
+            // either side, the crate refuses the message whatever the body.
+            for version in [shape.min_version, shape.max_version] {
+                let body = generate(shape, version, 0);
+                assert!(
+                    crate_decode(kind, key, version, &body).is_ok(),
+                    "{kind:?} {shape:?} v{version}"
+                );
+            }
+            for (inside, outside) in [
+                (shape.min_version, shape.min_version - 1),
+                (shape.max_version, shape.max_version + 1),
+            ] {
+                let body = generate(shape, inside, 0);
+                match crate_decode(kind, key, outside, &body) {
+                    Err(e) if e.contains("version not supported") => {}
+                    Err(e) => panic!("{kind:?} {shape:?} v{outside}: {e}"),
+                    Ok(_) => panic!("{kind:?} {shape:?}: the crate also decodes v{outside}"),
+                }
+            }
         }
-        assert!(!is_known(shape.api_key, shape.min_version - 1));
-        assert!(!is_known(shape.api_key, shape.max_version + 1));
-        assert_eq!(
-            check_request_body(shape.api_key, shape.max_version + 1, &[]),
-            Err(GuardError::UnknownShape)
-        );
-        let key = api_key(shape);
-        assert!(shape.body.iter().all(|f| f.min <= f.max), "{shape:?}");
-        // The crate must support every version we accept.
-        let body = generate(shape, shape.max_version, 0);
-        assert!(
-            crate_decode(key, shape.max_version, &body).is_ok(),
-            "{shape:?}"
-        );
     }
-    // Versions the crate has that corral does not accept.
-    assert!(!is_known(3, 13));
-    assert!(!is_known(0, 12));
-    assert!(!is_known(1, 18));
+    // The guard walks versions corral does not serve in broker mode.
+    assert!(is_known(3, 13));
+    assert!(is_known(0, 13));
+    assert!(is_known(1, 18));
     assert!(!is_known(1000, 0));
     assert!(!is_known(-1, 0));
+    assert_eq!(response_versions(8), Some((2, 10)));
+    assert_eq!(request_versions(8), Some((2, 9)));
+    assert_eq!(response_versions(1000), None);
+    // Everything broker mode serves, the guard walks.
+    for (key, min, max) in corral::protocol::SUPPORTED {
+        let walked = request_versions(*key as i16);
+        assert!(
+            walked.is_some_and(|(lo, hi)| lo <= *min && *max <= hi),
+            "{key:?} served at {min}..={max}, walked at {walked:?}"
+        );
+    }
     let text = GuardError::LengthExceedsFrame {
         at: 0,
         claimed: 9,
@@ -650,6 +820,131 @@ fn known_shapes_and_versions() {
     assert!(!format!("{:?}", shape_of(1).body[0]).is_empty());
 }
 
+/// A response body reports the tags of its own tagged-field section, and only those: Fetch
+/// v16's `node_endpoints` (tag 0) when present, not when absent, and never the tag 0 of a
+/// partition (`diverging_epoch`) nested inside it.
+#[test]
+fn response_walk_reports_top_level_tags() {
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::messages::fetch_response::{
+        EpochEndOffset, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+        PartitionData,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let partition = PartitionData::default()
+        .with_partition_index(3)
+        .with_diverging_epoch(EpochEndOffset::default().with_epoch(4).with_end_offset(40))
+        .with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(2))
+                .with_leader_epoch(5),
+        )
+        .with_records(Some(Bytes::from_static(b"not really a batch")));
+    let without = FetchResponse::default().with_responses(vec![
+        FetchableTopicResponse::default()
+            .with_topic_id(uuid::Uuid::from_u128(7))
+            .with_partitions(vec![partition]),
+    ]);
+    let with = without.clone().with_node_endpoints(vec![
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(2))
+            .with_host(StrBytes::from_static_str("broker-2"))
+            .with_port(9092),
+    ]);
+    let encode = |r: &FetchResponse, version: i16| {
+        let mut out = BytesMut::new();
+        ResponseKind::Fetch(r.clone())
+            .encode(&mut out, version)
+            .expect("encode");
+        out
+    };
+
+    let body = encode(&with, 16);
+    let walked = check_response_body(1, 16, &body).expect("walks");
+    assert_eq!(walked.consumed, body.len());
+    assert!(walked.has_top_level_tag(0));
+    assert_eq!(walked.top_level_tags, 1);
+
+    let body = encode(&without, 16);
+    let walked = check_response_body(1, 16, &body).expect("walks");
+    assert_eq!(walked.consumed, body.len());
+    assert!(
+        !walked.has_top_level_tag(0),
+        "a partition's tag 0 is not the body's"
+    );
+    assert_eq!(walked.top_level_tags, 0);
+
+    // An unknown top-level tag is reported too; one past 63 is not (and does no harm).
+    let mut odd = without.clone();
+    odd.unknown_tagged_fields
+        .insert(5, Bytes::from_static(&[1, 2]));
+    odd.unknown_tagged_fields.insert(70, Bytes::new());
+    let body = encode(&odd, 16);
+    let walked = check_response_body(1, 16, &body).expect("walks");
+    assert_eq!(walked.top_level_tags, 1 << 5);
+    assert!(walked.has_top_level_tag(5) && !walked.has_top_level_tag(70));
+
+    // Non-flexible versions have no tagged fields at all.
+    let body = encode(&without, 11);
+    assert_eq!(
+        check_response_body(1, 11, &body).map(|w| w.top_level_tags),
+        Ok(0)
+    );
+}
+
+/// Hand-built hostile response bodies: what an upstream broker (or something pretending to be
+/// one) could send the proxy.
+#[test]
+fn hostile_response_lengths_are_rejected() {
+    // Metadata v1: brokers count i32::MAX.
+    let body = [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+    assert_eq!(
+        check_response_body(3, 1, &body),
+        Err(GuardError::LengthExceedsFrame {
+            at: 0,
+            claimed: i32::MAX as u64,
+            remaining: 4
+        })
+    );
+    // Fetch v12: one topic, one partition whose records claim (compact) 2^31 bytes.
+    let mut fetch = Vec::new();
+    fetch.extend_from_slice(&[0; 4 + 2 + 4]); // throttle, error, session
+    fetch.extend_from_slice(&[2, 2, b't', 2]); // 1 topic "t", 1 partition
+    fetch.extend_from_slice(&[0; 4 + 2 + 8 + 8 + 8]); // index .. log start offset
+    fetch.extend_from_slice(&[1]); // no aborted transactions
+    fetch.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // preferred read replica
+    let at = fetch.len();
+    fetch.extend_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x08, 0, 0, 0]);
+    assert_eq!(
+        check_response_body(1, 12, &fetch),
+        Err(GuardError::LengthExceedsFrame {
+            at,
+            claimed: 0x8000_0000,
+            remaining: 3
+        })
+    );
+    // Produce v10: a partition's current_leader (tag 0) whose size claims more than is left.
+    let mut produce = vec![2, 2, b't', 2]; // 1 topic "t", 1 partition
+    produce.extend_from_slice(&[0; 4 + 2 + 8 + 8 + 8]); // index .. log start offset
+    produce.extend_from_slice(&[1, 0]); // no record errors, null error message
+    produce.extend_from_slice(&[1, 0, 0x7f, 0, 0, 0, 1]);
+    assert!(matches!(
+        check_response_body(0, 10, &produce),
+        Err(GuardError::LengthExceedsFrame { claimed: 0x7f, .. })
+    ));
+    // ApiVersions v3 with a tagged-field count no body could hold.
+    let body = [0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    assert!(matches!(
+        check_response_body(18, 3, &body),
+        Err(GuardError::LengthExceedsFrame { at: 7, .. })
+    ));
+    assert_eq!(
+        check_response_body(18, 5, &[]),
+        Err(GuardError::UnknownShape)
+    );
+}
+
 /// (6) Random bit flips and byte overwrites never panic the guard; whatever it accepts goes to
 /// the crate. When the crate then decodes successfully, it must have read exactly what the
 /// guard walked; when it fails, the failure must be a content check (UTF-8, a known tag at a
@@ -660,7 +955,7 @@ fn mutated_bodies_never_get_past_the_guard_into_trouble() {
     let mut decoded = 0u64;
     let mut total = 0u64;
     let mut crate_errors: BTreeMap<String, u64> = BTreeMap::new();
-    for shape in SHAPES {
+    for (kind, shape) in all_shapes() {
         let key = api_key(shape);
         for version in versions(shape) {
             for seed in 0..MUTATIONS_PER_VERSION {
@@ -678,17 +973,17 @@ fn mutated_bodies_never_get_past_the_guard_into_trouble() {
                     }
                 }
                 total += 1;
-                let Ok(n) = check_request_body(shape.api_key, version, &body) else {
+                let Ok(n) = kind.check(shape.api_key, version, &body) else {
                     continue;
                 };
                 accepted += 1;
-                match crate_decode(key, version, &body) {
+                match crate_decode(kind, key, version, &body) {
                     Ok((_, left)) => {
                         decoded += 1;
                         assert_eq!(
                             body.len() - left,
                             n,
-                            "{shape:?} v{version} seed {seed}: guard walked {n} bytes, crate read {}\n    body {}",
+                            "{kind:?} {shape:?} v{version} seed {seed}: guard walked {n} bytes, crate read {}\n    body {}",
                             body.len() - left,
                             hex(&body)
                         );
@@ -699,7 +994,7 @@ fn mutated_bodies_never_get_past_the_guard_into_trouble() {
                             root.contains("utf-8") || root.contains("is not valid for version");
                         assert!(
                             content,
-                            "{shape:?} v{version} seed {seed}: guard accepted, crate failed structurally: {e}\n    body {}",
+                            "{kind:?} {shape:?} v{version} seed {seed}: guard accepted, crate failed structurally: {e}\n    body {}",
                             hex(&body)
                         );
                         let kind: String = root
@@ -731,7 +1026,7 @@ enum Mistake {
     Drop,
     /// A fixed-width field (or array element) one size wider.
     Widen,
-    /// A non-nullable string, bytes, array or array element made nullable.
+    /// A non-nullable string, bytes, array, array element or struct made nullable.
     Nullable,
     /// The field swapped with the next regular field of a different type.
     SwapWithNext,
@@ -763,7 +1058,7 @@ fn leak<T>(value: T) -> &'static T {
 /// The struct a field's type holds (directly or as array elements), if any.
 fn inner_struct(ty: &Ty) -> Option<&'static [Field]> {
     match *ty {
-        Ty::Struct(fields) => Some(fields),
+        Ty::Struct(fields) | Ty::NullableStruct(fields) => Some(fields),
         Ty::Array(elem) | Ty::NullableArray(elem) => inner_struct(elem),
         _ => None,
     }
@@ -791,6 +1086,7 @@ fn rebuild(
 fn rebuild_ty(ty: &Ty, path: &[usize], edit: &dyn Fn(&mut Vec<Field>) -> bool) -> Option<Ty> {
     Some(match *ty {
         Ty::Struct(fields) => Ty::Struct(rebuild(fields, path, edit)?),
+        Ty::NullableStruct(fields) => Ty::NullableStruct(rebuild(fields, path, edit)?),
         Ty::Array(elem) => Ty::Array(leak(rebuild_ty(elem, path, edit)?)),
         Ty::NullableArray(elem) => Ty::NullableArray(leak(rebuild_ty(elem, path, edit)?)),
         _ => unreachable!("path leads through a non-struct"),
@@ -802,7 +1098,7 @@ fn widen(ty: &Ty) -> Option<Ty> {
         Ty::Bool | Ty::Int8 => Ty::Int16,
         Ty::Int16 => Ty::Int32,
         Ty::Int32 => Ty::Int64,
-        Ty::Int64 => Ty::Uuid,
+        Ty::Int64 | Ty::Float64 => Ty::Uuid,
         Ty::Array(elem) => Ty::Array(leak(widen(elem)?)),
         Ty::NullableArray(elem) => Ty::NullableArray(leak(widen(elem)?)),
         _ => return None,
@@ -813,6 +1109,7 @@ fn nullable(ty: &Ty) -> Option<Ty> {
     Some(match *ty {
         Ty::Str => Ty::NullableStr,
         Ty::Bytes => Ty::NullableBytes,
+        Ty::Struct(fields) => Ty::NullableStruct(fields),
         Ty::Array(elem) => Ty::NullableArray(elem),
         Ty::NullableArray(elem) => Ty::NullableArray(leak(nullable(elem)?)),
         _ => return None,
@@ -887,11 +1184,11 @@ fn reachable(shape: &Shape, path: &[usize], version: i16) -> bool {
 fn fixed_width(ty: &Ty) -> bool {
     matches!(
         ty,
-        Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Int32 | Ty::Int64 | Ty::Uuid
+        Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Int32 | Ty::Int64 | Ty::Float64 | Ty::Uuid
     )
 }
 
-/// The versions corral accepts in which `mistake` on field `i` of the struct at `path` changes
+/// The versions of the shape in which `mistake` on field `i` of the struct at `path` changes
 /// the wire format. Swapping two fixed-width fields changes nothing the guard or a random
 /// generator can see (the same number of random bytes either way), so it touches no version.
 fn touched_versions(
@@ -929,17 +1226,20 @@ fn touched_versions(
 }
 
 /// First seed/version at which the cross-check catches `shape`, over `versions`.
-fn caught(shape: &Shape, versions: &[i16]) -> Option<String> {
-    versions
-        .iter()
-        .find_map(|&v| (0..SEEDS_PER_BROKEN_SHAPE).find_map(|seed| cross_check(shape, v, seed)))
+fn caught(kind: Kind, shape: &Shape, versions: &[i16]) -> Option<String> {
+    versions.iter().find_map(|&v| {
+        (0..SEEDS_PER_BROKEN_SHAPE).find_map(|seed| cross_check(kind, shape, v, seed))
+    })
 }
 
-/// Every deliberate mistake that changes a version corral accepts: a description, the broken
-/// shape and the versions it changes. Always enumerated in the same order.
-fn broken_shapes() -> Vec<(String, Shape, Vec<i16>)> {
+/// A deliberately broken shape: what was broken, the kind and shape, the versions it changes.
+type Broken = (String, Kind, Shape, Vec<i16>);
+
+/// Every deliberate mistake that changes a version the guard walks, in request and response
+/// shapes. Always enumerated in the same order.
+fn broken_shapes() -> Vec<Broken> {
     let mut out = Vec::new();
-    for shape in SHAPES {
+    for (kind, shape) in all_shapes() {
         // Every struct of the shape, by path.
         let mut structs: Vec<(Vec<usize>, &'static [Field])> = vec![(Vec::new(), shape.body)];
         let mut k = 0;
@@ -961,9 +1261,11 @@ fn broken_shapes() -> Vec<(String, Shape, Vec<i16>)> {
                     };
                     let touched = touched_versions(shape, path, fields, i, mistake);
                     if !touched.is_empty() {
-                        let what =
-                            format!("{shape:?}: {mistake:?} of {:?} at path {path:?}", fields[i]);
-                        out.push((what, Shape { body, ..*shape }, touched));
+                        let what = format!(
+                            "{kind:?} {shape:?}: {mistake:?} of {:?} at path {path:?}",
+                            fields[i]
+                        );
+                        out.push((what, kind, Shape { body, ..*shape }, touched));
                     }
                 }
             }
@@ -977,9 +1279,10 @@ fn broken_shapes() -> Vec<(String, Shape, Vec<i16>)> {
         for moved in [flexible_from - 1, flexible_from + 1] {
             let affected = flexible_from.min(moved);
             if (shape.min_version..=shape.max_version).contains(&affected) {
-                let what = format!("{shape:?}: flexible from {moved}");
+                let what = format!("{kind:?} {shape:?}: flexible from {moved}");
                 out.push((
                     what,
+                    kind,
                     Shape {
                         flexible_from: moved,
                         ..*shape
@@ -1006,9 +1309,9 @@ const CHILD_ENV: &str = "GUARD_BROKEN_SHAPES_FROM";
 fn broken_shapes_are_caught() {
     if let Ok(from) = std::env::var(CHILD_ENV) {
         let from: usize = from.parse().expect("start index");
-        for (idx, (_, shape, versions)) in broken_shapes().iter().enumerate().skip(from) {
+        for (idx, (_, kind, shape, versions)) in broken_shapes().iter().enumerate().skip(from) {
             println!("START {idx}");
-            let verdict = if caught(shape, versions).is_some() {
+            let verdict = if caught(*kind, shape, versions).is_some() {
                 "CAUGHT"
             } else {
                 "MISSED"

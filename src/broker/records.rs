@@ -13,6 +13,8 @@ pub struct RecordView {
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<Bytes>,
+    /// `None` for a tombstone.
+    pub value: Option<Bytes>,
     /// `false` for a tombstone (null value).
     pub has_value: bool,
     /// The record's bytes as stored (length prefix included), uncompressed.
@@ -85,11 +87,13 @@ pub fn read_records(batch: &Bytes) -> Result<Vec<RecordView>, RecordsError> {
         let key_len = varint(&rec, &mut at)?;
         let key = take(&rec, &mut at, key_len)?;
         let value_len = varint(&rec, &mut at)?;
+        let value = take(&rec, &mut at, value_len)?;
         out.push(RecordView {
             offset: h.base_offset + off_delta,
             timestamp: if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp + ts_delta },
             key,
-            has_value: value_len >= 0,
+            has_value: value.is_some(),
+            value,
             raw: plain.slice(record_start..end),
         });
         at = end;

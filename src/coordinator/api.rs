@@ -27,14 +27,14 @@ use super::shard::{
     SyncInput, SyncResult,
 };
 use super::{Coordinator, ShardStatus};
-use crate::broker::Broker;
 use crate::error::codes;
+use crate::plane::DataPlane;
 
-/// Everything a group API needs: the coordinator, the broker (topics, our address), and who
-/// is asking.
+/// Everything a group API needs: the coordinator, the data plane (which topics exist, our own
+/// address), and who is asking.
 pub struct Caller<'a> {
     pub coordinator: &'a Coordinator,
-    pub broker: &'a Broker,
+    pub plane: &'a DataPlane,
     pub client_id: &'a str,
     /// As Kafka records it: `/` followed by the peer's IP address.
     pub client_host: String,
@@ -79,7 +79,7 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
             _ => (codes::INVALID_REQUEST, Some("unknown coordinator key type")),
         }
     };
-    let b = c.broker;
+    let me = c.plane.me();
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -88,7 +88,7 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
                 let (code, msg) = answer(req.key_type);
                 let e = CoordinatorEntry::default().with_key(key).with_error_code(code).with_error_message(msg.map(s));
                 if code == codes::NONE {
-                    e.with_node_id(BrokerId(b.node_id())).with_host(b.host()).with_port(b.port())
+                    e.with_node_id(BrokerId(me.id)).with_host(me.host.clone()).with_port(me.port)
                 } else {
                     e.with_node_id(BrokerId(-1)).with_host(StrBytes::default()).with_port(-1)
                 }
@@ -102,9 +102,9 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
         r.error_message = msg.map(s);
     }
     if code == codes::NONE {
-        r.node_id = BrokerId(b.node_id());
-        r.host = b.host();
-        r.port = b.port();
+        r.node_id = BrokerId(me.id);
+        r.host = me.host;
+        r.port = me.port;
     } else {
         r.node_id = BrokerId(-1);
         r.host = StrBytes::default();
@@ -289,10 +289,14 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
     // (topic index, partition index within topic) of each partition sent to the shard
     let mut slots = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
-        let topic = c.broker.topic(&t.name);
+        let count = c.plane.partition_count(&t.name).await;
         let mut parts = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
-            let exists = topic.as_ref().is_some_and(|tp| p.partition_index >= 0 && p.partition_index < tp.partition_count());
+            let mut exists = count.is_some_and(|n| p.partition_index >= 0 && p.partition_index < n);
+            if !exists && count.is_some() {
+                // a partition added since the view was taken
+                exists = c.plane.has_partition(&t.name, p.partition_index).await;
+            }
             if exists {
                 to_shard.push(CommitPartition {
                     topic: t.name.to_string(),
@@ -566,10 +570,8 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for t in &req.topics {
-        let topic = c.broker.topic(&t.name);
         for p in &t.partitions {
-            let exists = topic.as_ref().is_some_and(|tp| p.partition_index >= 0 && p.partition_index < tp.partition_count());
-            if exists {
+            if c.plane.has_partition(&t.name, p.partition_index).await {
                 known.push((t.name.to_string(), p.partition_index));
             } else {
                 unknown.push((t.name.to_string(), p.partition_index, codes::UNKNOWN_TOPIC_OR_PARTITION));

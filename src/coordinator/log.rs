@@ -1,26 +1,66 @@
-//! Where the coordinator's records go: one compacted keyed log per shard
-//! (`coordinator/NN` in the data dir, or in memory for `--ephemeral`), with a group-commit
-//! flusher, and the durable offset replies wait for.
+//! Where the coordinator's records go: the offsets-store seam, and its local implementation.
+//!
+//! The coordinator writes records (in `__consumer_offsets` schemas) and later replays them;
+//! whether they live in the data dir's compacted logs ([`ShardLogs`], on disk or on the
+//! in-memory storage twin) or in a compacted topic of an upstream cluster
+//! (`proxy::store::UpstreamStore`) is hidden behind [`OffsetsStore`]. A shard's records are
+//! appended under its lock (so [`OffsetsStore::append`] must not block), and replies wait for
+//! [`OffsetsStore::wait_durable`] of the position the append returned.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::record::RawRecord;
 use crate::log::LogError;
 use crate::log::datadir::DataDir;
 use crate::log::keyed::{KeyedConfig, KeyedLog};
 
-/// The offsets logs of all shards.
+/// A boxed future (the seam is a trait object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a coordinator keeps its shards' records.
+pub trait OffsetsStore: Send + Sync + std::fmt::Debug {
+    /// Reads every record of `shard`, in order, into `each` (key bytes, value bytes or `None`
+    /// for a tombstone). Blocking: it runs on a loader thread before the shard serves.
+    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError>;
+
+    /// Appends records to a loaded shard and returns the position after them. Called under
+    /// the shard's lock: it queues, it never waits for I/O.
+    fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<i64>;
+
+    /// The position after the last append to `shard`.
+    fn appended(&self, shard: usize) -> i64;
+
+    /// Resolves once every record of `shard` before `position` is durable.
+    fn wait_durable(&self, shard: usize, position: i64) -> BoxFuture<'_, io::Result<()>>;
+
+    /// Starts the background work of a shard that has just loaded (the group-commit flusher,
+    /// the upstream producer, compaction).
+    fn start(self: Arc<Self>, shard: usize, shutdown: CancellationToken);
+
+    /// Makes everything appended durable now (at shutdown).
+    fn sync_all(&self);
+}
+
+/// The offsets logs of all shards in a data dir: one compacted keyed log per shard
+/// (`coordinator/NN`), with a group-commit flusher each and one compaction task.
 #[derive(Debug)]
 pub struct ShardLogs {
     data: Arc<DataDir>,
     config: KeyedConfig,
     logs: Vec<OnceLock<Arc<KeyedLog>>>,
+    compacting: AtomicBool,
 }
 
 impl ShardLogs {
     pub fn new(data: Arc<DataDir>, partitions: usize, config: KeyedConfig) -> Self {
-        ShardLogs { data, config, logs: (0..partitions).map(|_| OnceLock::new()).collect() }
+        ShardLogs { data, config, logs: (0..partitions).map(|_| OnceLock::new()).collect(), compacting: AtomicBool::new(false) }
     }
 
     /// The log of a shard, once opened.
@@ -32,31 +72,67 @@ impl ShardLogs {
         self.get(shard).ok_or_else(|| io::Error::other(format!("offsets log {shard} is not open")))
     }
 
-    /// Opens a shard's log, replaying every record through `each` in log order.
-    pub fn open(&self, shard: usize, mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<Arc<KeyedLog>, LogError> {
+    /// Compacts shard logs that are mostly superseded records, one at a time.
+    async fn run_compaction(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for i in 0..self.logs.len() {
+                let Some(log) = self.get(i).cloned() else { continue };
+                if !log.needs_compaction() {
+                    continue;
+                }
+                match tokio::task::spawn_blocking(move || log.compact(super::now_ms())).await {
+                    Ok(Ok(stats)) => tracing::debug!(shard = i, ?stats, "compacted the offsets log"),
+                    Ok(Err(e)) => tracing::error!(shard = i, "compaction failed: {e}"),
+                    Err(e) => tracing::error!(shard = i, "compaction task failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl OffsetsStore for ShardLogs {
+    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError> {
         let path = format!("coordinator/{shard:02}");
         let storage = self.data.storage(&path).map_err(|e| LogError::Io { what: path.clone(), source: e })?;
-        let log = KeyedLog::open(&path, storage, self.config.clone(), |e| {
-            each(e.key, e.value)
-        })?;
-        let _ = self.logs[shard].set(log.clone());
-        Ok(log)
+        let log = KeyedLog::open(&path, storage, self.config.clone(), |e| each(e.key, e.value))?;
+        let _ = self.logs[shard].set(log);
+        Ok(())
     }
 
-    /// Appends a shard's records (under its lock); returns the offset after them.
-    pub fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<i64> {
-        let entries: Vec<(bytes::Bytes, Option<bytes::Bytes>)> =
-            records.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+    fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<i64> {
+        let entries: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = records.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
         self.log(shard)?.append(&entries, super::now_ms())
     }
 
-    /// The offset after the last append.
-    pub fn appended(&self, shard: usize) -> i64 {
+    fn appended(&self, shard: usize) -> i64 {
         self.get(shard).map_or(0, |l| l.next_offset())
     }
 
-    /// Resolves once every record below `offset` is durable.
-    pub async fn wait_durable(&self, shard: usize, offset: i64) -> io::Result<()> {
-        self.log(shard)?.wait_durable(offset).await
+    fn wait_durable(&self, shard: usize, position: i64) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move { self.log(shard)?.wait_durable(position).await })
+    }
+
+    fn start(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
+        if let Some(log) = self.get(shard) {
+            tokio::spawn(log.clone().run_flusher(shutdown.clone()));
+        }
+        if !self.compacting.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.run_compaction(shutdown));
+        }
+    }
+
+    fn sync_all(&self) {
+        for i in 0..self.logs.len() {
+            if let Some(log) = self.get(i)
+                && let Err(e) = log.sync_now()
+            {
+                tracing::error!(shard = i, "final sync of the offsets log failed: {e}");
+            }
+        }
     }
 }

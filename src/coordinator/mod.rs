@@ -28,7 +28,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::codes;
-use log::ShardLogs;
+use log::OffsetsStore;
 use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
 
 /// Identifies one request to a shard, so a parked JoinGroup or SyncGroup can be answered later.
@@ -172,7 +172,8 @@ struct Deliveries {
 pub struct Coordinator {
     shards: Box<[ShardCell]>,
     next_request: AtomicU64,
-    log: Arc<ShardLogs>,
+    /// Where the shards' records go (the data dir's logs, or an upstream topic).
+    pub(crate) log: Arc<dyn OffsetsStore>,
     shutdown: CancellationToken,
     /// Set when a shard's log cannot be loaded: start-up fails with it.
     fatal: Mutex<Option<String>>,
@@ -183,7 +184,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// A coordinator with `partitions` shards over `log`. Every shard starts Loading: see
     /// [`Coordinator::load_shard`] and [`Coordinator::start`].
-    pub fn new(config: ShardConfig, partitions: usize, log: Arc<ShardLogs>, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(config: ShardConfig, partitions: usize, log: Arc<dyn OffsetsStore>, shutdown: CancellationToken) -> Arc<Self> {
         let shards = (0..partitions)
             .map(|_| ShardCell {
                 state: Mutex::new(ShardState {
@@ -227,7 +228,7 @@ impl Coordinator {
         let now = now_ms();
         let mut bad = None;
         let mut count = 0u64;
-        self.log.open(i, |key, value| {
+        self.log.load(i, &mut |key, value| {
             count += 1;
             match record::Record::decode_parts(key, value) {
                 Ok(r) => fresh.replay(now, r),
@@ -253,12 +254,11 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Starts the group-commit flusher of every opened shard log (after [`Self::load_all`]).
+    /// Starts the store's background work (flushers, compaction) of every loaded shard
+    /// (after [`Self::load_all`]).
     pub fn spawn_flushers(&self) {
         for i in 0..self.shards.len() {
-            if let Some(log) = self.log.get(i) {
-                tokio::spawn(log.clone().run_flusher(self.shutdown.clone()));
-            }
+            self.log.clone().start(i, self.shutdown.clone());
         }
     }
 
@@ -292,9 +292,7 @@ impl Coordinator {
                     let Some(i) = queue.lock().expect("load queue").next() else { return };
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.load_shard(i))) {
                         Ok(Ok(())) => {
-                            if let Some(log) = me.log.get(i) {
-                                tokio::spawn(log.clone().run_flusher(me.shutdown.clone()));
-                            }
+                            me.log.clone().start(i, me.shutdown.clone());
                             if loaded.fetch_add(1, Ordering::SeqCst) + 1 == me.shards.len() {
                                 tracing::info!(shards = me.shards.len(), took = ?started.elapsed(), "coordinator loaded");
                                 me.load_events.notify_waiters();
@@ -307,8 +305,6 @@ impl Coordinator {
             });
         }
         self.spawn_timers();
-        let me = self.clone();
-        tokio::spawn(async move { me.run_compaction().await });
     }
 
     fn fail(&self, message: String) {
@@ -328,42 +324,14 @@ impl Coordinator {
         }
     }
 
-    /// Syncs every offsets log (shutdown).
+    /// Makes every appended record durable (shutdown).
     pub fn sync_all(&self) {
-        for i in 0..self.shards.len() {
-            if let Some(log) = self.log.get(i)
-                && let Err(e) = log.sync_now()
-            {
-                tracing::error!(shard = i, "final sync of the offsets log failed: {e}");
-            }
-        }
+        self.log.sync_all();
     }
 
     /// Whether every shard serves.
     pub fn loaded(&self) -> bool {
         (0..self.shards.len()).all(|i| self.lock(i).status == ShardStatus::Active)
-    }
-
-    /// Compacts shard logs that are mostly superseded records, one at a time.
-    async fn run_compaction(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for i in 0..self.shards.len() {
-                let Some(log) = self.log.get(i).cloned() else { continue };
-                if !log.needs_compaction() {
-                    continue;
-                }
-                match tokio::task::spawn_blocking(move || log.compact(now_ms())).await {
-                    Ok(Ok(stats)) => tracing::debug!(shard = i, ?stats, "compacted the offsets log"),
-                    Ok(Err(e)) => tracing::error!(shard = i, "compaction failed: {e}"),
-                    Err(e) => tracing::error!(shard = i, "compaction task failed: {e}"),
-                }
-            }
-        }
     }
 
     /// Starts the timer task of every shard, and the task that publishes group gauges.
@@ -610,7 +578,7 @@ mod tests {
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
         broker.create_topic("t", p, o).unwrap();
         let data = Arc::new(crate::log::datadir::DataDir::memory());
-        let logs = Arc::new(ShardLogs::new(data, 50, Default::default()));
+        let logs = Arc::new(log::ShardLogs::new(data, 50, Default::default()));
         let c = Coordinator::new(ShardConfig::from_config(&config), 50, logs, CancellationToken::new());
         c.load_all().unwrap();
         c.spawn_flushers();
@@ -625,7 +593,8 @@ mod tests {
         let (c, broker) = coordinator();
         let g = "loading-group";
         c.lock(c.shard_of(g)).status = ShardStatus::Loading;
-        let caller = api::Caller { coordinator: &c, broker: &broker, client_id: "x", client_host: "/127.0.0.1".into() };
+        let plane = crate::plane::DataPlane::Broker(Arc::new(broker));
+        let caller = api::Caller { coordinator: &c, plane: &plane, client_id: "x", client_host: "/127.0.0.1".into() };
         let gid = GroupId(StrBytes::from_static_str(g));
         let j = api::join_group(&caller, 5, JoinGroupRequest::default().with_group_id(gid.clone()).with_session_timeout_ms(10_000)).await;
         assert_eq!(j.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);

@@ -51,24 +51,60 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
 ];
 
-/// The versions of `api_key` we serve, if we serve it at all.
+/// The versions of `api_key` broker mode serves, if it serves it at all.
 pub fn supported_range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
     SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == api_key)
 }
 
-/// The ApiVersions table, in api key order.
+/// Broker mode's ApiVersions table, in api key order.
 pub fn api_version_entries() -> Vec<ApiVersion> {
-    let mut v: Vec<ApiVersion> = SUPPORTED
-        .iter()
-        .map(|(k, min, max)| {
-            ApiVersion::default()
-                .with_api_key(*k as i16)
-                .with_min_version(*min)
-                .with_max_version(*max)
-        })
-        .collect();
-    v.sort_by_key(|a| a.api_key);
-    v
+    VersionTable::broker().api_version_entries()
+}
+
+/// The versions one server serves, per api key: what its ApiVersions advertises and what its
+/// decoder lets through. Broker mode serves [`SUPPORTED`]; proxy mode serves its own group
+/// apis plus, for everything it forwards, what both the guard and the upstream brokers handle.
+#[derive(Debug, Clone)]
+pub struct VersionTable {
+    /// Indexed by api key.
+    ranges: Vec<Option<(ApiKey, i16, i16)>>,
+}
+
+impl VersionTable {
+    /// A table of exactly these entries.
+    pub fn new(entries: impl IntoIterator<Item = (ApiKey, i16, i16)>) -> Self {
+        let mut ranges: Vec<Option<(ApiKey, i16, i16)>> = Vec::new();
+        for (k, min, max) in entries {
+            let i = k as i16 as usize;
+            if ranges.len() <= i {
+                ranges.resize(i + 1, None);
+            }
+            ranges[i] = Some((k, min, max));
+        }
+        VersionTable { ranges }
+    }
+
+    /// Broker mode's table: [`SUPPORTED`].
+    pub fn broker() -> Self {
+        Self::new(SUPPORTED.iter().copied())
+    }
+
+    /// The range served for `api_key`, if it is served.
+    pub fn range(&self, api_key: i16) -> Option<(ApiKey, i16, i16)> {
+        usize::try_from(api_key).ok().and_then(|i| self.ranges.get(i).copied().flatten())
+    }
+
+    /// Every entry, in api key order.
+    pub fn entries(&self) -> impl Iterator<Item = (ApiKey, i16, i16)> + '_ {
+        self.ranges.iter().flatten().copied()
+    }
+
+    /// The ApiVersions response's list.
+    pub fn api_version_entries(&self) -> Vec<ApiVersion> {
+        self.entries()
+            .map(|(k, min, max)| ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max))
+            .collect()
+    }
 }
 
 /// One decoded request.
@@ -109,10 +145,23 @@ pub enum DecodeError {
     TooShort,
 }
 
-/// Decodes one request frame (the size prefix already removed).
-pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
+/// A request whose version is served and whose header and body passed the guard, not yet
+/// decoded: what the proxy forwards as bytes, and what [`decode_request`] decodes.
+#[derive(Debug)]
+pub struct Checked {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    /// The whole frame (header and body), as it arrived.
+    pub frame: Bytes,
+    /// The body: the bytes after the header.
+    pub body: Bytes,
+}
+
+/// Checks one request frame (the size prefix already removed) against `table` and the guard.
+pub fn check_request(frame: Bytes, table: &VersionTable) -> Result<Checked, DecodeError> {
     let peek = HeaderPeek::read(&frame).ok_or(DecodeError::TooShort)?;
-    let Some((api_key, min, max)) = supported_range(peek.api_key) else {
+    let Some((api_key, min, max)) = table.range(peek.api_key) else {
         return Err(DecodeError::UnknownApiKey(peek.api_key));
     };
     let version = peek.api_version;
@@ -135,18 +184,44 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         version,
         reason,
     };
-    let mut buf = frame;
+    let mut buf = frame.clone();
     let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e}")))?;
     guard::check_request_body(api_key as i16, version, &buf).map_err(|e| malformed(e.to_string()))?;
-    let body =
-        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
-    Ok(Request {
+    Ok(Checked { api_key, version, header, frame, body: buf })
+}
+
+/// Decodes one request frame (the size prefix already removed), served per `table`.
+pub fn decode_request(frame: Bytes, table: &VersionTable) -> Result<Request, DecodeError> {
+    decode_checked(check_request(frame, table)?)
+}
+
+/// Decodes the body of a checked request.
+pub fn decode_checked(checked: Checked) -> Result<Request, DecodeError> {
+    let Checked { api_key, version, header, mut body, .. } = checked;
+    let body = RequestKind::decode(api_key, &mut body, version).map_err(|e| DecodeError::Malformed {
         api_key,
         version,
-        header,
-        body,
-    })
+        reason: e.to_string(),
+    })?;
+    Ok(Request { api_key, version, header, body })
+}
+
+/// Decodes a response that came from an upstream broker (`frame`: header and body, without the
+/// size prefix): the header at its version, then the body, which must pass the guard's
+/// response shape first and must be consumed whole.
+pub fn decode_response<T: Decodable + kafka_protocol::protocol::HeaderVersion>(
+    api_key: i16,
+    version: i16,
+    frame: Bytes,
+) -> Result<T, String> {
+    let mut buf = frame;
+    ResponseHeader::decode(&mut buf, T::header_version(version)).map_err(|e| format!("header: {e}"))?;
+    let walked = guard::check_response_body(api_key, version, &buf).map_err(|e| e.to_string())?;
+    if walked.consumed != buf.len() {
+        return Err(format!("{} bytes after the end of the response", buf.len() - walked.consumed));
+    }
+    T::decode(&mut buf, version).map_err(|e| e.to_string())
 }
 
 /// A response that could not be encoded: a field set that the version lacks. That is a bug
@@ -192,11 +267,11 @@ pub fn encode_response(
 /// The KIP-511 fallback: a v0 ApiVersions body with UNSUPPORTED_VERSION listing only our
 /// ApiVersions range (as Kafka does), after a v0 response header, so a client that asked with
 /// a newer version retries with one we serve.
-pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32) {
+pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32, table: &VersionTable) {
     let body = ApiVersionsResponse::default()
         .with_error_code(codes::UNSUPPORTED_VERSION)
         .with_api_keys(
-            api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect(),
+            table.api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect(),
         );
     encode_response(
         out,
@@ -225,7 +300,7 @@ mod tests {
     #[test]
     fn fallback_is_v0_with_unsupported_version() {
         let mut out = BytesMut::new();
-        encode_api_versions_fallback(&mut out, 42);
+        encode_api_versions_fallback(&mut out, 42, &VersionTable::broker());
         let mut b = out.freeze();
         let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
         assert_eq!(size, b.len() - 4);

@@ -1,532 +1,31 @@
-//! The structural check that every request body passes before `kafka-protocol` decodes it.
-//!
-//! # Why this exists
-//!
-//! `kafka-protocol` 0.18 decodes an array by calling `Vec::with_capacity(n)` with the element
-//! count the client wrote on the wire, before reading a single element. An 11-byte Metadata
-//! request claiming `i32::MAX` topics therefore asks the allocator for tens of gigabytes, and an
-//! allocation failure aborts the process: it cannot be caught, so one bad client would take the
-//! whole broker down. [`check_request_body`] walks the body first, using our own description of
-//! each request's shape, and rejects it unless every claimed length fits in the bytes that are
-//! actually in the frame. It never allocates, never panics and never recurses deeper than the
-//! static nesting of the shapes, whatever the input.
-//!
-//! Once a body passes, every array the decoder will pre-size has at least
-//! `count × (minimum encoded element size)` bytes behind it, so what it reserves is bounded by
-//! the frame size. Content rules (UTF-8 of strings, enum values, semantic checks) are left to the
-//! decoder, which reports them as ordinary errors.
-//!
-//! # Encoding rules checked
-//!
-//! * Fixed-width fields (`int8` … `int64`, `uuid`, `bool`) need their width in bytes. A `bool`
-//!   may hold any byte, as Kafka and the crate read any non-zero byte as true.
-//! * Before the api's first *flexible* version: a string has an `int16` length, bytes and arrays
-//!   an `int32` length/count; `-1` means null and is only allowed for nullable fields; anything
-//!   below `-1` is malformed.
-//! * From the first flexible version on, strings, bytes and arrays use *compact* lengths: an
-//!   unsigned varint holding `length + 1`, where `0` means null.
-//! * Unsigned varints are at most 5 bytes and must fit in 32 bits.
-//! * In flexible versions every struct (the body itself, and each array element or nested
-//!   struct) ends with a tagged-field section: a varint count, then for each field a varint tag,
-//!   a varint size and `size` bytes of payload. A tag this shape knows at this version is walked
-//!   as its declared type and must fill its declared size exactly (the crate decodes known tags
-//!   with its own decoders, ignoring the size); any other tag is skipped by size.
-//! * A length may never claim more than what is left: a string or bytes length must not exceed
-//!   the remaining bytes, and an array count times the smallest possible encoding of one element
-//!   (at least one byte) must not either. The same holds for the tagged-field count (an entry is
-//!   at least two bytes) and each tagged field's size.
-//!
-//! # Shapes
-//!
-//! `SHAPES` lists, per api key, the versions corral accepts, the first flexible version and the
-//! body's fields in wire order with the versions each field is present in (inclusive; `MAX`
-//! means "to the newest version"). The facts (field order, types, nullability, version ranges,
-//! tags) come from the request schemas as `kafka-protocol` 0.18 implements them, including where
-//! the crate is laxer than Kafka's JSON schemas (it accepts null for every field it models as an
-//! `Option`, at every version). `tests/guard_shapes.rs` cross-checks every (api, version) pair by
-//! generating random bodies from these shapes and requiring the crate to decode them completely
-//! and re-encode them byte for byte.
-//!
-//! Covered: ApiVersions 0-4, Metadata 0-12, Produce 3-11, Fetch 4-17, ListOffsets 1-10,
-//! CreateTopics 2-7, DeleteTopics 1-6, CreatePartitions 0-3, InitProducerId 0-5,
-//! OffsetForLeaderEpoch 2-4, DescribeCluster 0-2, DescribeConfigs 1-4, AlterConfigs 0-2,
-//! IncrementalAlterConfigs 0-1, DeleteRecords 0-2, DescribeLogDirs 1-4, DescribeAcls 1-3,
-//! FindCoordinator 0-6, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4, LeaveGroup 0-5,
-//! OffsetCommit 2-9, OffsetFetch 1-9, ListGroups 0-5, DescribeGroups 0-6, DeleteGroups 0-2,
-//! OffsetDelete 0, SaslHandshake 0-1, ConsumerGroupHeartbeat 0-1, ConsumerGroupDescribe 0-1,
-//! DescribeProducers 0, ListTransactions 0-2, DescribeTransactions 0, AddPartitionsToTxn 0-5,
-//! AddOffsetsToTxn 0-4, EndTxn 0-5, TxnOffsetCommit 0-5.
+//! The request shapes the guard walks: one table per struct of a request schema.
 
-use std::fmt;
-
-/// Walks a request body (the bytes after the request header) against the shape of
-/// `api_key` at `version`. Ok(consumed_bytes) if the body is structurally sound and every
-/// claimed length fits in what is left; Err otherwise. Never allocates in proportion to a
-/// claimed length, never panics, on any input.
-///
-/// Bytes after the end of the body's shape are not an error here (the crate ignores them too);
-/// compare the returned count with `body.len()` to reject them.
-pub fn check_request_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, GuardError> {
-    let shape = shape(api_key, version).ok_or(GuardError::UnknownShape)?;
-    walk_body(shape, version, body)
-}
-
-/// [`check_request_body`] against a given shape (the cross-check test also runs it on
-/// deliberately broken copies of the shapes).
-pub(crate) fn walk_body(shape: &Shape, version: i16, body: &[u8]) -> Result<usize, GuardError> {
-    let mut walker = Walker {
-        buf: body,
-        pos: 0,
-        end: body.len(),
-        version,
-        flexible: version >= shape.flexible_from,
-    };
-    walker.walk_struct(shape.body)?;
-    Ok(walker.pos)
-}
-
-/// True if a shape exists for that key+version (that is, corral accepts that request version).
-pub fn is_known(api_key: i16, version: i16) -> bool {
-    shape(api_key, version).is_some()
-}
-
-/// Why [`check_request_body`] rejected a body. Offsets are from the start of the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuardError {
-    /// A length (array count, string or bytes length) claims more than the bytes left.
-    LengthExceedsFrame {
-        at: usize,
-        claimed: u64,
-        remaining: usize,
-    },
-    /// The body ends in the middle of a field.
-    Truncated { at: usize },
-    /// Something no valid encoding contains (negative non-null length, over-long varint, ...).
-    Malformed { at: usize, what: &'static str },
-    /// No shape for this api key and version.
-    UnknownShape,
-}
-
-impl fmt::Display for GuardError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GuardError::LengthExceedsFrame {
-                at,
-                claimed,
-                remaining,
-            } => write!(
-                f,
-                "length {claimed} at offset {at} claims more than the {remaining} bytes left in the request"
-            ),
-            GuardError::Truncated { at } => {
-                write!(f, "request body ends inside a field at offset {at}")
-            }
-            GuardError::Malformed { at, what } => {
-                write!(f, "malformed request body at offset {at}: {what}")
-            }
-            GuardError::UnknownShape => {
-                f.write_str("no request shape for this api key and version")
-            }
-        }
-    }
-}
-
-impl std::error::Error for GuardError {}
-
-/// "Present up to the newest version" as the upper end of a version range.
-pub(crate) const MAX: i16 = i16::MAX;
-/// `flexible_from` of an api that has no flexible versions.
-pub(crate) const NEVER: i16 = i16::MAX;
-
-/// The wire type of one field. Only the types the covered requests use: `uint16`, `uint32`
-/// and `float64` (2, 4 and 8 fixed bytes) would join with the first api that needs them.
-#[derive(Clone, Copy)]
-pub(crate) enum Ty {
-    /// One byte; any value is read as a boolean.
-    Bool,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    /// 16 bytes.
-    Uuid,
-    /// A string that may not be null.
-    Str,
-    NullableStr,
-    /// Bytes that may not be null.
-    Bytes,
-    /// Nullable bytes; also used for record batches (Produce `records`), which the crate keeps as
-    /// raw bytes.
-    NullableBytes,
-    /// An array that may not be null, of the given element type.
-    Array(&'static Ty),
-    NullableArray(&'static Ty),
-    /// A nested struct (as an array element, a single nested field or a tagged field).
-    Struct(&'static [Field]),
-}
-
-/// One field of a struct: its wire type and the versions it is present in.
-#[derive(Clone, Copy)]
-pub(crate) struct Field {
-    /// The field's name in the schema (snake case), for diagnostics.
-    pub(crate) name: &'static str,
-    pub(crate) ty: Ty,
-    /// First version the field is present in.
-    pub(crate) min: i16,
-    /// Last version the field is present in ([`MAX`]: all later versions).
-    pub(crate) max: i16,
-    /// `Some(tag)` for a tagged field, which lives in the struct's tagged-field section (and so
-    /// only exists in flexible versions) instead of in the sequence of regular fields.
-    pub(crate) tag: Option<u32>,
-}
-
-impl Field {
-    /// Whether the field exists at `version`.
-    pub(crate) fn present_in(&self, version: i16) -> bool {
-        self.min <= version && version <= self.max
-    }
-}
-
-/// The shape of one request api: accepted versions, first flexible version and body fields.
-#[derive(Clone, Copy)]
-pub(crate) struct Shape {
-    pub(crate) api_key: i16,
-    /// Kafka's name for the api, for diagnostics.
-    pub(crate) name: &'static str,
-    pub(crate) min_version: i16,
-    pub(crate) max_version: i16,
-    /// First version using compact lengths and tagged fields ([`NEVER`] if none does).
-    pub(crate) flexible_from: i16,
-    pub(crate) body: &'static [Field],
-}
-
-impl fmt::Debug for Field {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (v{}-", self.name, self.min)?;
-        if self.max == MAX {
-            f.write_str("+")?;
-        } else {
-            write!(f, "{}", self.max)?;
-        }
-        if let Some(tag) = self.tag {
-            write!(f, ", tag {tag}")?;
-        }
-        f.write_str(")")
-    }
-}
-
-impl fmt::Debug for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (key {}, v{}-{})",
-            self.name, self.api_key, self.min_version, self.max_version
-        )
-    }
-}
-
-/// The shape for `api_key` if corral accepts `version` of it.
-pub(crate) fn shape(api_key: i16, version: i16) -> Option<&'static Shape> {
-    SHAPES
-        .iter()
-        .find(|s| s.api_key == api_key && s.min_version <= version && version <= s.max_version)
-}
-
-/// Walks one body. `end` is the end of the current window: the body, or a tagged field's
-/// payload while that is being walked.
-struct Walker<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    end: usize,
-    version: i16,
-    flexible: bool,
-}
-
-impl Walker<'_> {
-    fn remaining(&self) -> usize {
-        self.end - self.pos
-    }
-
-    /// Advances over `n` bytes, returning them.
-    fn take(&mut self, n: usize) -> Result<&[u8], GuardError> {
-        if self.remaining() < n {
-            return Err(GuardError::Truncated { at: self.pos });
-        }
-        let start = self.pos;
-        self.pos += n;
-        Ok(&self.buf[start..self.pos])
-    }
-
-    fn read_i16(&mut self) -> Result<i16, GuardError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn read_i32(&mut self) -> Result<i32, GuardError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// An unsigned varint: 7 bits per byte, low bits first, at most 5 bytes and 32 bits.
-    fn read_uvarint(&mut self) -> Result<u32, GuardError> {
-        let start = self.pos;
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let Some(&b) = self.buf[..self.end].get(self.pos) else {
-                return Err(GuardError::Truncated { at: start });
-            };
-            self.pos += 1;
-            if i == 4 {
-                if b & 0x80 != 0 {
-                    return Err(GuardError::Malformed {
-                        at: start,
-                        what: "varint longer than 5 bytes",
-                    });
-                }
-                if b > 0x0f {
-                    return Err(GuardError::Malformed {
-                        at: start,
-                        what: "varint does not fit in 32 bits",
-                    });
-                }
-            }
-            value |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        Ok(value)
-    }
-
-    /// Fails unless `claimed` units of at least `unit` bytes each fit in what is left.
-    fn fits(&self, at: usize, claimed: u64, unit: usize) -> Result<(), GuardError> {
-        let needed = claimed.saturating_mul(unit as u64);
-        if needed > self.remaining() as u64 {
-            return Err(GuardError::LengthExceedsFrame {
-                at,
-                claimed,
-                remaining: self.remaining(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Reads the length or count prefix of a string (`int16` when not flexible), bytes or array
-    /// (`int32` when not flexible). `None` is null.
-    fn read_length(&mut self, short: bool, nullable: bool) -> Result<Option<u64>, GuardError> {
-        let at = self.pos;
-        let length = if self.flexible {
-            match self.read_uvarint()? {
-                0 => None,
-                n => Some(u64::from(n - 1)),
-            }
-        } else {
-            let n = if short {
-                i32::from(self.read_i16()?)
-            } else {
-                self.read_i32()?
-            };
-            match n {
-                -1 => None,
-                n if n < -1 => {
-                    return Err(GuardError::Malformed {
-                        at,
-                        what: "negative length",
-                    });
-                }
-                n => Some(n as u64),
-            }
-        };
-        if length.is_none() && !nullable {
-            return Err(GuardError::Malformed {
-                at,
-                what: "null in a field that is not nullable",
-            });
-        }
-        Ok(length)
-    }
-
-    /// Skips a string or bytes field whose payload length must fit in what is left.
-    fn walk_blob(&mut self, short: bool, nullable: bool) -> Result<(), GuardError> {
-        let at = self.pos;
-        if let Some(len) = self.read_length(short, nullable)? {
-            self.fits(at, len, 1)?;
-            // `fits` checked that `len` is at most `remaining()`, so it fits in usize.
-            self.take(len as usize)?;
-        }
-        Ok(())
-    }
-
-    fn walk_array(&mut self, elem: &Ty, nullable: bool) -> Result<(), GuardError> {
-        let at = self.pos;
-        if let Some(count) = self.read_length(false, nullable)? {
-            self.fits(at, count, self.min_size(elem))?;
-            for _ in 0..count {
-                self.walk(elem)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn walk(&mut self, ty: &Ty) -> Result<(), GuardError> {
-        match ty {
-            Ty::Bool | Ty::Int8 => self.take(1).map(drop),
-            Ty::Int16 => self.take(2).map(drop),
-            Ty::Int32 => self.take(4).map(drop),
-            Ty::Int64 => self.take(8).map(drop),
-            Ty::Uuid => self.take(16).map(drop),
-            Ty::Str => self.walk_blob(true, false),
-            Ty::NullableStr => self.walk_blob(true, true),
-            Ty::Bytes => self.walk_blob(false, false),
-            Ty::NullableBytes => self.walk_blob(false, true),
-            Ty::Array(elem) => self.walk_array(elem, false),
-            Ty::NullableArray(elem) => self.walk_array(elem, true),
-            Ty::Struct(fields) => self.walk_struct(fields),
-        }
-    }
-
-    /// The regular fields present at this version in order, then (flexible versions) the
-    /// tagged-field section.
-    fn walk_struct(&mut self, fields: &[Field]) -> Result<(), GuardError> {
-        for field in fields {
-            if field.tag.is_none() && field.present_in(self.version) {
-                self.walk(&field.ty)?;
-            }
-        }
-        if self.flexible {
-            self.walk_tagged_fields(fields)?;
-        }
-        Ok(())
-    }
-
-    fn walk_tagged_fields(&mut self, fields: &[Field]) -> Result<(), GuardError> {
-        let at = self.pos;
-        let count = self.read_uvarint()?;
-        // Each entry is at least a one-byte tag and a one-byte size.
-        self.fits(at, u64::from(count), 2)?;
-        for _ in 0..count {
-            let tag = self.read_uvarint()?;
-            let size_at = self.pos;
-            let size = u64::from(self.read_uvarint()?);
-            self.fits(size_at, size, 1)?;
-            // `fits` checked that `size` is at most `remaining()`, so it fits in usize.
-            let payload_end = self.pos + size as usize;
-            let known = fields
-                .iter()
-                .find(|f| f.tag == Some(tag) && f.present_in(self.version));
-            match known {
-                Some(field) => {
-                    let outer_end = self.end;
-                    self.end = payload_end;
-                    self.walk(&field.ty)?;
-                    if self.pos != payload_end {
-                        return Err(GuardError::Malformed {
-                            at: size_at,
-                            what: "tagged field size does not match its content",
-                        });
-                    }
-                    self.end = outer_end;
-                }
-                None => self.pos = payload_end,
-            }
-        }
-        Ok(())
-    }
-
-    /// The fewest bytes one value of `ty` can take at this version (at least 1), used to bound
-    /// array counts before walking the elements.
-    fn min_size(&self, ty: &Ty) -> usize {
-        let length_prefix = |short: bool| match (self.flexible, short) {
-            (true, _) => 1,
-            (false, true) => 2,
-            (false, false) => 4,
-        };
-        match ty {
-            Ty::Bool | Ty::Int8 => 1,
-            Ty::Int16 => 2,
-            Ty::Int32 => 4,
-            Ty::Int64 => 8,
-            Ty::Uuid => 16,
-            Ty::Str | Ty::NullableStr => length_prefix(true),
-            Ty::Bytes | Ty::NullableBytes | Ty::Array(_) | Ty::NullableArray(_) => {
-                length_prefix(false)
-            }
-            Ty::Struct(fields) => {
-                let regular: usize = fields
-                    .iter()
-                    .filter(|f| f.tag.is_none() && f.present_in(self.version))
-                    .map(|f| self.min_size(&f.ty))
-                    .sum();
-                (regular + usize::from(self.flexible)).max(1)
-            }
-        }
-    }
-}
+use super::{Field, MAX, NEVER, Shape, Ty, api, field, tagged};
 
 // ---------------------------------------------------------------------------------------------
 // Shape tables
 //
 // One table per struct of a request schema, fields in wire order. The doc line names the
 // struct as `kafka-protocol` 0.18 calls it and the versions the crate decodes it at; field
-// ranges follow the crate even beyond the versions corral accepts (those are set in SHAPES), so
-// that they can be compared with the schema directly. Tagged fields are listed after the regular
-// ones; their position in the table does not matter.
+// ranges follow the crate, so that they can be compared with the schema directly. Tagged fields
+// are listed after the regular ones; their position in the table does not matter.
 // ---------------------------------------------------------------------------------------------
 
 use Ty::{
-    Array, Bool, Bytes, Int8, Int16, Int32, Int64, NullableArray, NullableBytes, NullableStr, Str,
-    Struct, Uuid,
+    Array, Bool, Bytes, Float64, Int8, Int16, Int32, Int64, NullableArray, NullableBytes,
+    NullableStr, NullableStruct, Str, Struct, Uuid,
 };
 
-/// A regular field present in versions `min..=max`.
-const fn field(name: &'static str, ty: Ty, min: i16, max: i16) -> Field {
-    Field {
-        name,
-        ty,
-        min,
-        max,
-        tag: None,
-    }
-}
-
-/// A tagged field with tag `tag`, present in versions `min..=max` (all flexible).
-const fn tagged(tag: u32, name: &'static str, ty: Ty, min: i16, max: i16) -> Field {
-    Field {
-        name,
-        ty,
-        min,
-        max,
-        tag: Some(tag),
-    }
-}
-
-/// An api accepted in versions `min..=max`, flexible from `flexible_from`.
-const fn api(
-    api_key: i16,
-    name: &'static str,
-    min_version: i16,
-    max_version: i16,
-    flexible_from: i16,
-    body: &'static [Field],
-) -> Shape {
-    Shape {
-        api_key,
-        name,
-        min_version,
-        max_version,
-        flexible_from,
-        body,
-    }
-}
-
-/// Every request corral accepts: api key, name, accepted versions, first flexible version, body.
+/// Every request the guard can walk: api key, name, versions (the whole range `kafka-protocol`
+/// decodes), first flexible version, body. Which of these versions corral serves in broker mode
+/// is `SUPPORTED` in `protocol/mod.rs`, a subset.
 pub(crate) const SHAPES: &[Shape] = &[
-    api(0, "Produce", 3, 11, 9, PRODUCE),
-    api(1, "Fetch", 4, 17, 12, FETCH),
+    api(0, "Produce", 3, 13, 9, PRODUCE),
+    api(1, "Fetch", 4, 18, 12, FETCH),
     api(2, "ListOffsets", 1, 10, 6, LIST_OFFSETS),
-    api(3, "Metadata", 0, 12, 9, METADATA),
-    api(8, "OffsetCommit", 2, 9, 8, OFFSET_COMMIT), // v10 is past the crate (0.18 stops at 9)
-    api(9, "OffsetFetch", 1, 9, 6, OFFSET_FETCH),   // v10 is past the crate (0.18 stops at 9)
+    api(3, "Metadata", 0, 13, 9, METADATA),
+    api(8, "OffsetCommit", 2, 9, 8, OFFSET_COMMIT), // the crate's request stops at 9 (response: 10)
+    api(9, "OffsetFetch", 1, 9, 6, OFFSET_FETCH),   // the crate's request stops at 9 (response: 10)
     api(10, "FindCoordinator", 0, 6, 3, FIND_COORDINATOR),
     api(11, "JoinGroup", 0, 9, 6, JOIN_GROUP),
     api(12, "Heartbeat", 0, 4, 4, HEARTBEAT),
@@ -539,18 +38,23 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(19, "CreateTopics", 2, 7, 5, CREATE_TOPICS),
     api(20, "DeleteTopics", 1, 6, 4, DELETE_TOPICS),
     api(21, "DeleteRecords", 0, 2, 2, DELETE_RECORDS),
-    api(22, "InitProducerId", 0, 5, 2, INIT_PRODUCER_ID), // v6 is past the crate (stops at 5)
+    api(22, "InitProducerId", 0, 5, 2, INIT_PRODUCER_ID), // request stops at 5 (response: 6)
     api(23, "OffsetForLeaderEpoch", 2, 4, 4, OFFSET_FOR_LEADER_EPOCH),
     api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN),
     api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN),
     api(26, "EndTxn", 0, 5, 3, END_TXN),
     api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT),
     api(29, "DescribeAcls", 1, 3, 2, DESCRIBE_ACLS),
+    api(30, "CreateAcls", 1, 3, 2, CREATE_ACLS),
+    api(31, "DeleteAcls", 1, 3, 2, DELETE_ACLS),
     api(32, "DescribeConfigs", 1, 4, 4, DESCRIBE_CONFIGS),
     api(33, "AlterConfigs", 0, 2, 2, ALTER_CONFIGS),
+    api(34, "AlterReplicaLogDirs", 1, 2, 2, ALTER_REPLICA_LOG_DIRS),
     api(35, "DescribeLogDirs", 1, 4, 2, DESCRIBE_LOG_DIRS),
+    api(36, "SaslAuthenticate", 0, 2, 2, SASL_AUTHENTICATE),
     api(37, "CreatePartitions", 0, 3, 2, CREATE_PARTITIONS),
     api(42, "DeleteGroups", 0, 2, 2, DELETE_GROUPS),
+    api(43, "ElectLeaders", 0, 2, 2, ELECT_LEADERS),
     api(
         44,
         "IncrementalAlterConfigs",
@@ -559,7 +63,42 @@ pub(crate) const SHAPES: &[Shape] = &[
         1,
         INCREMENTAL_ALTER_CONFIGS,
     ),
+    api(
+        45,
+        "AlterPartitionReassignments",
+        0,
+        1,
+        0,
+        ALTER_PARTITION_REASSIGNMENTS,
+    ),
+    api(
+        46,
+        "ListPartitionReassignments",
+        0,
+        0,
+        0,
+        LIST_PARTITION_REASSIGNMENTS,
+    ),
     api(47, "OffsetDelete", 0, 0, NEVER, OFFSET_DELETE),
+    api(48, "DescribeClientQuotas", 0, 1, 1, DESCRIBE_CLIENT_QUOTAS),
+    api(49, "AlterClientQuotas", 0, 1, 1, ALTER_CLIENT_QUOTAS),
+    api(
+        50,
+        "DescribeUserScramCredentials",
+        0,
+        0,
+        0,
+        DESCRIBE_USER_SCRAM_CREDENTIALS,
+    ),
+    api(
+        51,
+        "AlterUserScramCredentials",
+        0,
+        0,
+        0,
+        ALTER_USER_SCRAM_CREDENTIALS,
+    ),
+    api(57, "UpdateFeatures", 0, 2, 0, UPDATE_FEATURES),
     api(60, "DescribeCluster", 0, 2, 0, DESCRIBE_CLUSTER),
     api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS),
     api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS),
@@ -579,6 +118,24 @@ pub(crate) const SHAPES: &[Shape] = &[
         1,
         0,
         CONSUMER_GROUP_DESCRIBE,
+    ),
+    api(
+        71,
+        "GetTelemetrySubscriptions",
+        0,
+        0,
+        0,
+        GET_TELEMETRY_SUBSCRIPTIONS,
+    ),
+    api(72, "PushTelemetry", 0, 0, 0, PUSH_TELEMETRY),
+    api(74, "ListConfigResources", 0, 1, 0, LIST_CONFIG_RESOURCES),
+    api(
+        75,
+        "DescribeTopicPartitions",
+        0,
+        0,
+        0,
+        DESCRIBE_TOPIC_PARTITIONS,
     ),
 ];
 
@@ -1237,4 +794,273 @@ const CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS: &[Field] = &[
 const CONSUMER_GROUP_DESCRIBE: &[Field] = &[
     field("group_ids", Array(&Str), 0, MAX),
     field("include_authorized_operations", Bool, 0, MAX),
+];
+
+/// `CreateAclsRequest` (crate versions 1-3).
+const CREATE_ACLS: &[Field] = &[field(
+    "creations",
+    Array(&Struct(CREATE_ACLS_CREATION)),
+    1,
+    MAX,
+)];
+
+/// `AclCreation` (crate versions 1-3).
+const CREATE_ACLS_CREATION: &[Field] = &[
+    field("resource_type", Int8, 1, MAX),
+    field("resource_name", Str, 1, MAX),
+    field("resource_pattern_type", Int8, 1, MAX),
+    field("principal", Str, 1, MAX),
+    field("host", Str, 1, MAX),
+    field("operation", Int8, 1, MAX),
+    field("permission_type", Int8, 1, MAX),
+];
+
+/// `DeleteAclsRequest` (crate versions 1-3).
+const DELETE_ACLS: &[Field] = &[field("filters", Array(&Struct(DELETE_ACLS_FILTER)), 1, MAX)];
+
+/// `DeleteAclsFilter` (crate versions 1-3).
+const DELETE_ACLS_FILTER: &[Field] = &[
+    field("resource_type_filter", Int8, 1, MAX),
+    field("resource_name_filter", NullableStr, 1, MAX),
+    field("pattern_type_filter", Int8, 1, MAX),
+    field("principal_filter", NullableStr, 1, MAX),
+    field("host_filter", NullableStr, 1, MAX),
+    field("operation", Int8, 1, MAX),
+    field("permission_type", Int8, 1, MAX),
+];
+
+/// `AlterReplicaLogDirsRequest` (crate versions 1-2).
+const ALTER_REPLICA_LOG_DIRS: &[Field] = &[field(
+    "dirs",
+    Array(&Struct(ALTER_REPLICA_LOG_DIRS_DIR)),
+    1,
+    MAX,
+)];
+
+/// `AlterReplicaLogDir` (crate versions 1-2).
+const ALTER_REPLICA_LOG_DIRS_DIR: &[Field] = &[
+    field("path", Str, 1, MAX),
+    field(
+        "topics",
+        Array(&Struct(ALTER_REPLICA_LOG_DIRS_TOPIC)),
+        1,
+        MAX,
+    ),
+];
+
+/// `AlterReplicaLogDirTopic` (crate versions 1-2).
+const ALTER_REPLICA_LOG_DIRS_TOPIC: &[Field] = &[
+    field("name", Str, 1, MAX),
+    field("partitions", Array(&Int32), 1, MAX),
+];
+
+/// `SaslAuthenticateRequest` (crate versions 0-2).
+const SASL_AUTHENTICATE: &[Field] = &[field("auth_bytes", Bytes, 0, MAX)];
+
+/// `ElectLeadersRequest` (crate versions 0-2).
+const ELECT_LEADERS: &[Field] = &[
+    field("election_type", Int8, 1, MAX),
+    field(
+        "topic_partitions",
+        NullableArray(&Struct(ELECT_LEADERS_TOPIC_PARTITIONS)),
+        0,
+        MAX,
+    ),
+    field("timeout_ms", Int32, 0, MAX),
+];
+
+/// `TopicPartitions` (crate versions 0-2).
+const ELECT_LEADERS_TOPIC_PARTITIONS: &[Field] = &[
+    field("topic", Str, 0, MAX),
+    field("partitions", Array(&Int32), 0, MAX),
+];
+
+/// `AlterPartitionReassignmentsRequest` (crate versions 0-1).
+const ALTER_PARTITION_REASSIGNMENTS: &[Field] = &[
+    field("timeout_ms", Int32, 0, MAX),
+    field("allow_replication_factor_change", Bool, 1, MAX),
+    field(
+        "topics",
+        Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_TOPIC)),
+        0,
+        MAX,
+    ),
+];
+
+/// `ReassignableTopic` (crate versions 0-1).
+const ALTER_PARTITION_REASSIGNMENTS_TOPIC: &[Field] = &[
+    field("name", Str, 0, MAX),
+    field(
+        "partitions",
+        Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_PARTITION)),
+        0,
+        MAX,
+    ),
+];
+
+/// `ReassignablePartition` (crate versions 0-1).
+const ALTER_PARTITION_REASSIGNMENTS_PARTITION: &[Field] = &[
+    field("partition_index", Int32, 0, MAX),
+    field("replicas", NullableArray(&Int32), 0, MAX),
+];
+
+/// `ListPartitionReassignmentsRequest` (crate versions 0-0).
+const LIST_PARTITION_REASSIGNMENTS: &[Field] = &[
+    field("timeout_ms", Int32, 0, MAX),
+    field(
+        "topics",
+        NullableArray(&Struct(LIST_PARTITION_REASSIGNMENTS_TOPIC)),
+        0,
+        MAX,
+    ),
+];
+
+/// `ListPartitionReassignmentsTopics` (crate versions 0-0).
+const LIST_PARTITION_REASSIGNMENTS_TOPIC: &[Field] = &[
+    field("name", Str, 0, MAX),
+    field("partition_indexes", Array(&Int32), 0, MAX),
+];
+
+/// `DescribeClientQuotasRequest` (crate versions 0-1).
+const DESCRIBE_CLIENT_QUOTAS: &[Field] = &[
+    field(
+        "components",
+        Array(&Struct(DESCRIBE_CLIENT_QUOTAS_COMPONENT)),
+        0,
+        MAX,
+    ),
+    field("strict", Bool, 0, MAX),
+];
+
+/// `ComponentData` (crate versions 0-1).
+const DESCRIBE_CLIENT_QUOTAS_COMPONENT: &[Field] = &[
+    field("entity_type", Str, 0, MAX),
+    field("match_type", Int8, 0, MAX),
+    field("match", NullableStr, 0, MAX),
+];
+
+/// `AlterClientQuotasRequest` (crate versions 0-1).
+const ALTER_CLIENT_QUOTAS: &[Field] = &[
+    field("entries", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTRY)), 0, MAX),
+    field("validate_only", Bool, 0, MAX),
+];
+
+/// `EntryData` (crate versions 0-1).
+const ALTER_CLIENT_QUOTAS_ENTRY: &[Field] = &[
+    field("entity", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTITY)), 0, MAX),
+    field("ops", Array(&Struct(ALTER_CLIENT_QUOTAS_OP)), 0, MAX),
+];
+
+/// `EntityData` (crate versions 0-1).
+const ALTER_CLIENT_QUOTAS_ENTITY: &[Field] = &[
+    field("entity_type", Str, 0, MAX),
+    field("entity_name", NullableStr, 0, MAX),
+];
+
+/// `OpData` (crate versions 0-1).
+const ALTER_CLIENT_QUOTAS_OP: &[Field] = &[
+    field("key", Str, 0, MAX),
+    field("value", Float64, 0, MAX),
+    field("remove", Bool, 0, MAX),
+];
+
+/// `DescribeUserScramCredentialsRequest` (crate versions 0-0).
+const DESCRIBE_USER_SCRAM_CREDENTIALS: &[Field] = &[field(
+    "users",
+    NullableArray(&Struct(DESCRIBE_USER_SCRAM_CREDENTIALS_USER)),
+    0,
+    MAX,
+)];
+
+/// `UserName` (crate versions 0-0).
+const DESCRIBE_USER_SCRAM_CREDENTIALS_USER: &[Field] = &[field("name", Str, 0, MAX)];
+
+/// `AlterUserScramCredentialsRequest` (crate versions 0-0).
+const ALTER_USER_SCRAM_CREDENTIALS: &[Field] = &[
+    field(
+        "deletions",
+        Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_DELETION)),
+        0,
+        MAX,
+    ),
+    field(
+        "upsertions",
+        Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_UPSERTION)),
+        0,
+        MAX,
+    ),
+];
+
+/// `ScramCredentialDeletion` (crate versions 0-0).
+const ALTER_USER_SCRAM_CREDENTIALS_DELETION: &[Field] =
+    &[field("name", Str, 0, MAX), field("mechanism", Int8, 0, MAX)];
+
+/// `ScramCredentialUpsertion` (crate versions 0-0).
+const ALTER_USER_SCRAM_CREDENTIALS_UPSERTION: &[Field] = &[
+    field("name", Str, 0, MAX),
+    field("mechanism", Int8, 0, MAX),
+    field("iterations", Int32, 0, MAX),
+    field("salt", Bytes, 0, MAX),
+    field("salted_password", Bytes, 0, MAX),
+];
+
+/// `UpdateFeaturesRequest` (crate versions 0-2).
+const UPDATE_FEATURES: &[Field] = &[
+    field("timeout_ms", Int32, 0, MAX),
+    field(
+        "feature_updates",
+        Array(&Struct(UPDATE_FEATURES_UPDATE)),
+        0,
+        MAX,
+    ),
+    field("validate_only", Bool, 1, MAX),
+];
+
+/// `FeatureUpdateKey` (crate versions 0-2).
+const UPDATE_FEATURES_UPDATE: &[Field] = &[
+    field("feature", Str, 0, MAX),
+    field("max_version_level", Int16, 0, MAX),
+    field("allow_downgrade", Bool, 0, 0),
+    field("upgrade_type", Int8, 1, MAX),
+];
+
+/// `GetTelemetrySubscriptionsRequest` (crate versions 0-0).
+const GET_TELEMETRY_SUBSCRIPTIONS: &[Field] = &[field("client_instance_id", Uuid, 0, MAX)];
+
+/// `PushTelemetryRequest` (crate versions 0-0).
+const PUSH_TELEMETRY: &[Field] = &[
+    field("client_instance_id", Uuid, 0, MAX),
+    field("subscription_id", Int32, 0, MAX),
+    field("terminating", Bool, 0, MAX),
+    field("compression_type", Int8, 0, MAX),
+    field("metrics", Bytes, 0, MAX),
+];
+
+/// `ListConfigResourcesRequest` (crate versions 0-1).
+const LIST_CONFIG_RESOURCES: &[Field] = &[field("resource_types", Array(&Int8), 1, MAX)];
+
+/// `DescribeTopicPartitionsRequest` (crate versions 0-0).
+const DESCRIBE_TOPIC_PARTITIONS: &[Field] = &[
+    field(
+        "topics",
+        Array(&Struct(DESCRIBE_TOPIC_PARTITIONS_TOPIC)),
+        0,
+        MAX,
+    ),
+    field("response_partition_limit", Int32, 0, MAX),
+    field(
+        "cursor",
+        NullableStruct(DESCRIBE_TOPIC_PARTITIONS_CURSOR),
+        0,
+        MAX,
+    ),
+];
+
+/// `TopicRequest` (crate versions 0-0).
+const DESCRIBE_TOPIC_PARTITIONS_TOPIC: &[Field] = &[field("name", Str, 0, MAX)];
+
+/// `Cursor` (crate versions 0-0).
+const DESCRIBE_TOPIC_PARTITIONS_CURSOR: &[Field] = &[
+    field("topic_name", Str, 0, MAX),
+    field("partition_index", Int32, 0, MAX),
 ];
