@@ -7,11 +7,18 @@
 //!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw]
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
 //!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S] [--raw]
-//!     corral-bench fetch --target HOST:PORT [--messages N]
+//!         [--pid PID] [--upstream-pid PID]
+//!     corral-bench fetch --target HOST:PORT [--messages N] [--pid PID] [--upstream-pid PID]
 //!     corral-bench commits --target HOST:PORT [--committers C] [--seconds S]
 //!     corral-bench offsets-replay --bin PATH [--records N]
 //!     corral-bench compaction [--commits N] [--keys K]
 //!     corral-bench restart --bin PATH [--megabytes M]
+//!
+//! `produce` and `fetch` send each partition's requests to the address of its leader in a
+//! Metadata response from `--target`, so they run unchanged through `corral proxy` (whose
+//! Metadata lists every upstream broker at a listener of the proxy's). `--pid` names the
+//! process whose CPU is counted per request (the server, or the proxy); `--upstream-pid`, a
+//! second one (the broker behind a proxy).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -143,24 +150,27 @@ impl Conn {
 
 /// The end of a closed-loop run: lets it go for `seconds`, stops its tasks and gathers their
 /// latencies (µs). Returns the elapsed seconds, the server's CPU seconds since `cpu0` (-1
-/// without a server pid) and the latencies, sorted.
+/// without a server pid), those of a second process (`also`: the upstream behind a proxy; -1
+/// without one) and the latencies, sorted.
 async fn finish_run(
     seconds: f64,
     stop: &AtomicBool,
     started: Instant,
     server: Option<(u32, f64)>,
+    also: Option<(u32, f64)>,
     tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>,
-) -> (f64, f64, Vec<u64>) {
+) -> (f64, f64, f64, Vec<u64>) {
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = server.map_or(-1.0, |(pid, cpu0)| cpu_seconds(pid) - cpu0);
+    let cpu_also = also.map_or(-1.0, |(pid, cpu0)| cpu_seconds(pid) - cpu0);
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.expect("load task"));
     }
     lat.sort_unstable();
-    (elapsed, cpu, lat)
+    (elapsed, cpu, cpu_also, lat)
 }
 
 /// Server CPU µs per operation, or -1 when it was not measured.
@@ -608,7 +618,7 @@ async fn coordinator(a: &Args) {
             lat
         }));
     }
-    let (elapsed, cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), tasks).await;
+    let (elapsed, cpu, _, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), None, tasks).await;
     let total = ops.load(Ordering::Relaxed);
     println!(
         "{{\"scenario\":\"coordinator\",\"raw\":{raw},\"groups\":{groups},\"members\":{members},\"join_seconds\":{join_time:.3},\"ops_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"errors\":{},\"server_cpu_us_per_op\":{:.2}}}",
@@ -683,7 +693,65 @@ async fn ensure_topic(target: &str, topic: &str, partitions: i32) {
     .expect("create topic");
 }
 
+/// A string as a JSON string literal.
+fn json_str(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for ch in v.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The address of the broker leading `partition` of `topic`, as a Metadata response (v9, asked
+/// of `target`) names it: a proxy lists each upstream broker at a listener of its own, and a
+/// partition's requests must go there. Asks again while the leader is not known yet (10 s).
+async fn leader_addr(target: &str, topic: &str, partition: i32) -> Result<String, String> {
+    let mut c = Conn::connect(target).await.map_err(|e| format!("connect {target}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]))
+            .with_allow_auto_topic_creation(false);
+        let r = c.call(9, &req).await.map_err(|e| format!("Metadata from {target}: {e}"))?;
+        let part = r
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+            .and_then(|t| t.partitions.iter().find(|p| p.partition_index == partition));
+        let leader = part.map(|p| p.leader_id.0).unwrap_or(-1);
+        if let Some(b) = r.brokers.iter().find(|b| leader >= 0 && b.node_id.0 == leader) {
+            return Ok(format!("{}:{}", b.host.as_str(), b.port));
+        }
+        if Instant::now() > deadline {
+            let why = match part {
+                None => "the topic or partition is not in Metadata".to_string(),
+                Some(p) if p.leader_id.0 < 0 => format!("no leader (error code {})", p.error_code),
+                Some(p) => format!("leader {} is not among the brokers listed", p.leader_id.0),
+            };
+            return Err(format!("{topic}-{partition} at {target}: {why}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where the error code of the first partition of a Produce v7 response to one topic and one
+/// partition sits: correlation id, topics count, topic name, partitions count, partition index.
+fn produce_error_at(topic: &str) -> usize {
+    4 + 4 + 2 + topic.len() + 4 + 4
+}
+
 /// Closed-loop produce over C connections; each request carries one batch of N records.
+/// Connection `p` writes partition `p`, at the address of its leader in Metadata (through a
+/// proxy, the listener of the upstream broker leading it), except with `--raw` (the echo
+/// server answers no Metadata). `--pid` is the server's process, whose CPU is counted per
+/// request; `--upstream-pid`, behind a proxy, the upstream broker's.
 async fn produce(a: &Args) {
     let target = a.str("target");
     let acks: i16 = a.get("acks", 1);
@@ -692,38 +760,79 @@ async fn produce(a: &Args) {
     let connections: usize = a.get("connections", 4);
     let seconds: f64 = a.get("seconds", 5.0);
     let pid: Option<u32> = a.opts.get("pid").and_then(|p| p.parse().ok());
+    let upstream_pid: Option<u32> = a.opts.get("upstream-pid").and_then(|p| p.parse().ok());
     let raw = a.flag("raw");
     let topic = format!("produce-{per_batch}-{acks}");
+    let mut addrs = vec![target.clone(); connections];
     if !raw {
         ensure_topic(&target, &topic, connections as i32).await;
+        for (p, addr) in addrs.iter_mut().enumerate() {
+            match leader_addr(&target, &topic, p as i32).await {
+                Ok(a) => *addr = a,
+                Err(e) => {
+                    println!(
+                        "{{\"scenario\":\"produce\",\"raw\":{raw},\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"error\":{}}}",
+                        json_str(&format!("finding the partition leader: {e}"))
+                    );
+                    return;
+                }
+            }
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
+    // responses with a non-zero error code, and the last such code
+    let errors = Arc::new(AtomicU64::new(0));
+    let error_code = Arc::new(AtomicU64::new(0));
+    let error_at = produce_error_at(&topic);
     let mut tasks = Vec::new();
     let cpu0 = pid.map(cpu_seconds);
+    let upstream_cpu0 = upstream_pid.map(cpu_seconds);
     let started = Instant::now();
-    for p in 0..connections {
-        let (target, topic, stop, requests) = (target.clone(), topic.clone(), stop.clone(), requests.clone());
+    for (p, addr) in addrs.iter().enumerate() {
+        let (addr, topic, stop, requests, errors, error_code) =
+            (addr.clone(), topic.clone(), stop.clone(), requests.clone(), errors.clone(), error_code.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Conn::connect(&target).await.expect("connect");
+            let mut c = Conn::connect(&addr).await.expect("connect");
             let frame = produce_frame(&mut c, &topic, p as i32, acks, batch(per_batch, value_len, -1, 0));
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if c.raw(&frame).await.is_err() {
+                let Ok(resp) = c.raw(&frame).await else {
                     break;
-                }
+                };
                 lat.push(t.elapsed().as_micros() as u64);
                 requests.fetch_add(1, Ordering::Relaxed);
+                if !raw {
+                    let code = resp.get(error_at..error_at + 2).map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]));
+                    if code != 0 {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        error_code.store(code as u16 as u64, Ordering::Relaxed);
+                    }
+                }
             }
             lat
         }));
     }
-    let (elapsed, cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), tasks).await;
+    let (elapsed, cpu, upstream_cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), upstream_pid.zip(upstream_cpu0), tasks).await;
     let total = requests.load(Ordering::Relaxed);
     let cpu = cpu_per_op(cpu, total);
+    let upstream_cpu = cpu_per_op(upstream_cpu, total);
+    let errors = errors.load(Ordering::Relaxed);
+    let mut distinct: Vec<&String> = addrs.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let addrs_json = distinct.iter().map(|a| json_str(a)).collect::<Vec<_>>().join(",");
+    let failed = if errors > 0 {
+        format!(
+            ",\"error\":{}",
+            json_str(&format!("{errors} of {total} responses carried an error code (last: {})", error_code.load(Ordering::Relaxed) as u16 as i16))
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{{\"scenario\":\"produce\",\"raw\":{raw},\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2}}}",
+        "{{\"scenario\":\"produce\",\"raw\":{raw},\"acks\":{acks},\"records_per_batch\":{per_batch},\"connections\":{connections},\"addresses\":[{addrs_json}],\"requests_per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"errors\":{errors}{failed}}}",
         total as f64 / elapsed,
         (total * per_batch as u64) as f64 / elapsed,
         percentile(&lat, 0.5),
@@ -732,12 +841,23 @@ async fn produce(a: &Args) {
 }
 
 /// Fetch throughput (reading back N messages) and end-to-end latency (a produce, answered
-/// by a parked fetch).
+/// by a parked fetch). Every connection goes to the partition leader's address in Metadata
+/// (through a proxy: the listener of the upstream broker leading it). `--pid` (and, behind a
+/// proxy, `--upstream-pid`): CPU per Fetch request while reading back.
 async fn fetch(a: &Args) {
     let target = a.str("target");
     let messages: usize = a.get("messages", 200_000);
+    let pid: Option<u32> = a.opts.get("pid").and_then(|p| p.parse().ok());
+    let upstream_pid: Option<u32> = a.opts.get("upstream-pid").and_then(|p| p.parse().ok());
     let topic = "fetch-bench";
     ensure_topic(&target, topic, 1).await;
+    let target = match leader_addr(&target, topic, 0).await {
+        Ok(a) => a,
+        Err(e) => {
+            println!("{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":{}}}", json_str(&format!("finding the partition leader: {e}")));
+            return;
+        }
+    };
     let mut p = Conn::connect(&target).await.expect("connect");
     let mut sent = 0;
     while sent < messages {
@@ -747,6 +867,9 @@ async fn fetch(a: &Args) {
         sent += n;
     }
     let mut c = Conn::connect(&target).await.expect("connect");
+    let cpu0 = pid.map(cpu_seconds);
+    let upstream_cpu0 = upstream_pid.map(cpu_seconds);
+    let mut fetches = 0u64;
     let started = Instant::now();
     let mut offset = 0i64;
     let mut bytes_read = 0usize;
@@ -766,6 +889,7 @@ async fn fetch(a: &Args) {
             )
             .await
             .expect("fetch");
+        fetches += 1;
         let recs = r.responses[0].partitions[0].records.clone().unwrap_or_default();
         bytes_read += recs.len();
         // advance past the last whole batch
@@ -782,6 +906,8 @@ async fn fetch(a: &Args) {
         }
     }
     let read_secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_per_op(pid.zip(cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds(pid) - c0), fetches);
+    let upstream_cpu = cpu_per_op(upstream_pid.zip(upstream_cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds(pid) - c0), fetches);
     // end to end: a fetch parked at the end, answered by the next produce; 200 rounds, or as
     // many as fit in 20 s (a broker that answers only when max_wait_ms runs out is slow here)
     let mut lats = Vec::new();
@@ -806,7 +932,8 @@ async fn fetch(a: &Args) {
     }
     lats.sort_unstable();
     println!(
-        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"address\":{},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"fetch_requests\":{fetches},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        json_str(&target),
         messages as f64 / read_secs,
         bytes_read as f64 / read_secs / 1e6,
         lats.len(),
@@ -847,7 +974,7 @@ async fn commits(a: &Args) {
             lat
         }));
     }
-    let (elapsed, _, lat) = finish_run(seconds, &stop, started, None, tasks).await;
+    let (elapsed, _, _, lat) = finish_run(seconds, &stop, started, None, None, tasks).await;
     println!(
         "{{\"scenario\":\"commits\",\"committers\":{committers},\"commits_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
         done.load(Ordering::Relaxed) as f64 / elapsed,

@@ -197,11 +197,6 @@ fn finish(proxy: &Proxy, p: &Pending, mut frame: ResponseFrame) -> Result<Bytes,
         Err(guard::GuardError::UnknownShape) => None,
         Err(e) => return Err(e.to_string()),
     };
-    if let Some(w) = walked
-        && w.consumed != frame.len() - body_start
-    {
-        return Err(format!("{} bytes after the end of the body", frame.len() - body_start - w.consumed));
-    }
     let rewritten = match key {
         ApiKey::Metadata => {
             let mut r: MetadataResponse = decode(&frame, body_start, version)?;

@@ -59,6 +59,60 @@ impl Drop for TestServer {
     }
 }
 
+/// A corral proxy (`corral proxy --upstream ...`) serving on an ephemeral port until dropped.
+/// Its node listeners take free ports too (the listen port is 0).
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), corral::server::ServerError>>>,
+}
+
+impl TestProxy {
+    /// Starts a proxy in front of `upstream` (HOST:PORT[,...]), keeping its offsets in the
+    /// upstream topic unless `tweak` says otherwise.
+    pub async fn start_with(upstream: &str, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+        let mut config = Config {
+            mode: corral::config::Mode::Proxy,
+            ephemeral: true,
+            listen: "127.0.0.1:0".into(),
+            upstream: corral::config::parse_upstream(upstream).unwrap(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(corral::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        TestProxy { addr, stop: Some(tx), handle: Some(handle) }
+    }
+
+    pub async fn start(upstream: &str) -> TestProxy {
+        Self::start_with(upstream, |_| {}).await
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the proxy and waits until it has stopped; its result.
+    pub async fn stop(mut self) -> Result<(), corral::server::ServerError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.handle.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// A raw connection: requests are encoded by the crate's client side, as a client would.
 pub struct RawClient {
     pub stream: TcpStream,
