@@ -1,6 +1,9 @@
 //! Consumer groups end to end with a real librdkafka (the rdkafka crate): balanced assignment,
 //! a member killed without leaving, a member that leaves cleanly, static membership across a
-//! restart, commit and resume, and cooperative-sticky handover.
+//! restart, commit and resume, and cooperative-sticky handover. Each scenario runs twice: on
+//! corral in broker mode, and through `corral proxy` in front of librdkafka's three-broker mock
+//! cluster (the `proxy_` tests), where the data goes to the mock's brokers and the group is
+//! corral's.
 
 mod common;
 
@@ -11,13 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{TestProxy, TestServer};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -132,14 +136,64 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Dura
     start.elapsed()
 }
 
-async fn topic_with_messages(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let r = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await
-        .unwrap();
-    assert!(r[0].is_ok(), "{r:?}");
-    produce(bootstrap, topic, partitions, per_partition).await;
+/// Where a scenario runs: corral in broker mode, or a corral proxy in front of librdkafka's
+/// mock cluster with three brokers.
+enum Target {
+    Broker(TestServer),
+    Proxy { proxy: TestProxy, mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext> },
+}
+
+impl Target {
+    async fn broker() -> Target {
+        Target::Broker(TestServer::start().await)
+    }
+
+    async fn proxy() -> Target {
+        let mock = MockCluster::new(3).unwrap();
+        let proxy = TestProxy::start(&mock.bootstrap_servers()).await;
+        Target::Proxy { proxy, mock }
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Broker(s) => s.bootstrap(),
+            Target::Proxy { proxy, .. } => proxy.bootstrap(),
+        }
+    }
+
+    /// Creates a topic (admin CreateTopics on corral; the mock cluster has no CreateTopics, so
+    /// there through its own API, with its three brokers leading the partitions in turn) and
+    /// produces `per_partition` messages to each partition.
+    async fn topic_with_messages(&self, topic: &str, partitions: i32, per_partition: usize) {
+        match self {
+            Target::Broker(_) => {
+                let admin: AdminClient<DefaultClientContext> =
+                    ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
+                let r = admin
+                    .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+                    .await
+                    .unwrap();
+                assert!(r[0].is_ok(), "{r:?}");
+            }
+            Target::Proxy { mock, .. } => {
+                mock.create_topic(topic, partitions, 3).unwrap();
+                for p in 0..partitions {
+                    mock.partition_leader(topic, p, Some(1 + p % 3)).unwrap();
+                }
+            }
+        }
+        produce(&self.bootstrap(), topic, partitions, per_partition).await;
+    }
+
+    async fn stop(self) {
+        match self {
+            Target::Broker(s) => s.stop().await,
+            Target::Proxy { proxy, mock } => {
+                proxy.stop().await.unwrap();
+                drop(mock);
+            }
+        }
+    }
 }
 
 async fn produce(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize) {
@@ -163,11 +217,9 @@ fn all_six(members: &[&Member]) -> bool {
     union.len() == 6 && total == 6
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_members_share_six_partitions_and_consume_everything_once() {
-    let server = TestServer::start().await;
+async fn three_members_share_six_partitions_and_consume_everything_once_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "six", 6, 0).await;
+    server.topic_with_messages("six", 6, 0).await;
     let members: Vec<Member> = (0..3).map(|_| Member::start(&b, "g-balance", "six", &[])).collect();
     let refs: Vec<&Member> = members.iter().collect();
     wait_for(30 * SECOND, "a balanced assignment", || all_six(&refs) && refs.iter().all(|m| m.owned().len() == 2));
@@ -192,11 +244,9 @@ async fn three_members_share_six_partitions_and_consume_everything_once() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_that_leaves_cleanly_hands_over_at_once() {
-    let server = TestServer::start().await;
+async fn a_member_that_leaves_cleanly_hands_over_at_once_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "six", 6, 1).await;
+    server.topic_with_messages("six", 6, 1).await;
     let a = Member::start(&b, "g-leave", "six", &[]);
     let c = Member::start(&b, "g-leave", "six", &[]);
     wait_for(30 * SECOND, "two members with three partitions each", || all_six(&[&a, &c]) && a.owned().len() == 3);
@@ -239,11 +289,9 @@ fn child_consumer() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_member_loses_its_partitions_after_the_session_timeout() {
-    let server = TestServer::start().await;
+async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "six", 6, 1).await;
+    server.topic_with_messages("six", 6, 1).await;
     let a = Member::start(&b, "g-kill", "six", &[]);
     let c = Member::start(&b, "g-kill", "six", &[]);
     let mut child = KillOnDrop(Command::new(std::env::current_exe().unwrap())
@@ -279,11 +327,9 @@ async fn a_killed_member_loses_its_partitions_after_the_session_timeout() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_static_member_restarts_without_a_rebalance() {
-    let server = TestServer::start().await;
+async fn a_static_member_restarts_without_a_rebalance_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "six", 6, 1).await;
+    server.topic_with_messages("six", 6, 1).await;
     let s1 = Member::start(&b, "g-static", "six", &[("group.instance.id", "i1")]);
     let s2 = Member::start(&b, "g-static", "six", &[("group.instance.id", "i2")]);
     wait_for(30 * SECOND, "two static members with three each", || all_six(&[&s1, &s2]) && s1.owned().len() == 3);
@@ -322,11 +368,9 @@ fn consume_committing(bootstrap: &str, want: usize, commit_after: Option<usize>)
     got
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commit_restart_resume() {
-    let server = TestServer::start().await;
+async fn commit_restart_resume_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "one", 1, 100).await;
+    server.topic_with_messages("one", 1, 100).await;
     let bs = b.clone();
     let first = tokio::task::spawn_blocking(move || consume_committing(&bs, 100, Some(40))).await.unwrap();
     assert_eq!(first.first(), Some(&0));
@@ -338,11 +382,9 @@ async fn commit_restart_resume() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cooperative_sticky_third_member_takes_only_what_it_needs() {
-    let server = TestServer::start().await;
+async fn cooperative_sticky_third_member_takes_only_what_it_needs_on(server: Target) {
     let b = server.bootstrap();
-    topic_with_messages(&b, "six", 6, 1).await;
+    server.topic_with_messages("six", 6, 1).await;
     let coop = [("partition.assignment.strategy", "cooperative-sticky")];
     let a = Member::start(&b, "g-coop", "six", &coop);
     let c = Member::start(&b, "g-coop", "six", &coop);
@@ -371,4 +413,66 @@ async fn cooperative_sticky_third_member_takes_only_what_it_needs() {
         m.stop();
     }
     server.stop().await;
+}
+
+// Each scenario on both targets.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_share_six_partitions_and_consume_everything_once() {
+    three_members_share_six_partitions_and_consume_everything_once_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_three_members_share_six_partitions_and_consume_everything_once() {
+    three_members_share_six_partitions_and_consume_everything_once_on(Target::proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_leaves_cleanly_hands_over_at_once() {
+    a_member_that_leaves_cleanly_hands_over_at_once_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_a_member_that_leaves_cleanly_hands_over_at_once() {
+    a_member_that_leaves_cleanly_hands_over_at_once_on(Target::proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_loses_its_partitions_after_the_session_timeout() {
+    a_killed_member_loses_its_partitions_after_the_session_timeout_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_a_killed_member_loses_its_partitions_after_the_session_timeout() {
+    a_killed_member_loses_its_partitions_after_the_session_timeout_on(Target::proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarts_without_a_rebalance() {
+    a_static_member_restarts_without_a_rebalance_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_a_static_member_restarts_without_a_rebalance() {
+    a_static_member_restarts_without_a_rebalance_on(Target::proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_restart_resume() {
+    commit_restart_resume_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_commit_restart_resume() {
+    commit_restart_resume_on(Target::proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_third_member_takes_only_what_it_needs() {
+    cooperative_sticky_third_member_takes_only_what_it_needs_on(Target::broker().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_cooperative_sticky_third_member_takes_only_what_it_needs() {
+    cooperative_sticky_third_member_takes_only_what_it_needs_on(Target::proxy().await).await;
 }
