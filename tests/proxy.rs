@@ -835,3 +835,89 @@ async fn a_proxy_killed_and_restarted_without_a_data_dir_resumes_groups_from_ups
     upstream.stop().await;
 }
 
+
+/// A fake whose Metadata lists brokers `ids` (all served by the fake itself).
+async fn fake_with_brokers(ids: Arc<Mutex<Vec<i32>>>) -> Fake {
+    let me: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+    let m2 = me.clone();
+    let script: Script = Arc::new(move |_, _, _, req| match req {
+        RequestKind::Metadata(_) => {
+            let addr = m2.lock().unwrap().expect("the fake's address is set before anyone connects");
+            let brokers = ids
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|id| MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(s("127.0.0.1")).with_port(addr.port() as i32))
+                .collect();
+            Some(Action::Respond(ResponseKind::Metadata(
+                MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(s("fake-cluster"))).with_controller_id(BrokerId(1)),
+            )))
+        }
+        _ => None,
+    });
+    let fake = Fake::start(dead_address().await, script).await;
+    *me.lock().unwrap() = Some(fake.addr);
+    fake
+}
+
+async fn listed(proxy: SocketAddr) -> Vec<(i32, u16)> {
+    let mut c = RawClient::connect(proxy).await;
+    let md: MetadataResponse = c.send(12, &MetadataRequest::default().with_topics(Some(vec![]))).await;
+    let mut v: Vec<(i32, u16)> = md.brokers.iter().map(|b| (b.node_id.0, b.port as u16)).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_that_join_get_a_listener_and_brokers_that_leave_lose_it() {
+    let ids = Arc::new(Mutex::new(vec![1, 2]));
+    let fake = fake_with_brokers(ids.clone()).await;
+    let proxy = proxy_over(&fake, 2000).await;
+    let before = listed(proxy.addr).await;
+    assert_eq!(before.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![1, 2, 1_000_000_000]);
+    ids.lock().unwrap().push(3);
+    let after_join = listed(proxy.addr).await;
+    let node3 = after_join.iter().find(|(id, _)| *id == 3).expect("node 3 is listed once metadata shows it").1;
+    let mut c = RawClient::connect(SocketAddr::from(([127, 0, 0, 1], node3))).await;
+    assert_eq!(api_versions(&mut c).await.error_code, 0, "node 3's listener serves");
+    // node 2 leaves
+    let node2 = before.iter().find(|(id, _)| *id == 2).unwrap().1;
+    *ids.lock().unwrap() = vec![1, 3];
+    let after_leave = listed(proxy.addr).await;
+    assert!(!after_leave.iter().any(|(id, _)| *id == 2), "{after_leave:?}");
+    let start = Instant::now();
+    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], node2))).await.is_ok() {
+        assert!(start.elapsed() < 5 * SECOND, "node 2's listener still accepts after it left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_follow_the_listen_port_unless_fixed() {
+    let ids = Arc::new(Mutex::new(vec![1, 2]));
+    let fake = fake_with_brokers(ids).await;
+    let fixed = dead_address().await.port();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = listener.local_addr().unwrap().port();
+    let mut config = corral::Config {
+        mode: corral::config::Mode::Proxy,
+        ephemeral: true,
+        listen: format!("127.0.0.1:{base}"),
+        upstream: corral::config::parse_upstream(&fake.addr.to_string()).unwrap(),
+        offsets_store: corral::config::OffsetsStoreKind::Local,
+        mirror_offsets: false,
+        ..corral::Config::default()
+    };
+    config.proxy_node_ports.insert(2, fixed);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(corral::run(listener, config, async move {
+        let _ = rx.await;
+    }));
+    let got = listed(SocketAddr::from(([127, 0, 0, 1], base))).await;
+    assert_eq!(got, vec![(1, base + 2), (2, fixed), (1_000_000_000, base)], "node N at listen port + 1 + N; node 2 fixed");
+    let mut c = RawClient::connect(SocketAddr::from(([127, 0, 0, 1], fixed))).await;
+    assert_eq!(api_versions(&mut c).await.error_code, 0);
+    let _ = tx.send(());
+    handle.await.unwrap().unwrap();
+}
