@@ -311,10 +311,10 @@ async fn client_bad_input_gets_the_same_guard_as_in_broker_mode() {
 // ------------------------------------------------------------------------------------------
 
 /// What the fake upstream does with one request.
+#[allow(clippy::large_enum_variant)] // a test script's answer, made once per request
 enum Action {
     Respond(ResponseKind),
-    /// Writes these bytes as the response frame's body (after a correct header) unframed
-    /// by us: `Raw(bytes)` is written exactly, size prefix included.
+    /// Writes these bytes exactly (size prefix included), whatever they are.
     Raw(Vec<u8>),
     /// Writes these bytes, then closes the connection.
     RawThenClose(Vec<u8>),

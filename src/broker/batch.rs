@@ -234,10 +234,13 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
+/// A record's key and value as [`encode_batch`] takes them (`None` = null).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Encodes one uncompressed magic-2 batch of `records` (key, value; `None` value = tombstone),
 /// all stamped `timestamp`, as a producer sends it (base offset 0, no partition leader epoch).
 /// `None` for an empty list.
-pub fn encode_batch(records: &[(Option<&[u8]>, Option<&[u8]>)], timestamp: i64, stamp: ProducerStamp) -> Option<Vec<u8>> {
+pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64, stamp: ProducerStamp) -> Option<Vec<u8>> {
     if records.is_empty() {
         return None;
     }

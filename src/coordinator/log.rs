@@ -24,11 +24,14 @@ use crate::log::keyed::{KeyedConfig, KeyedLog};
 /// A boxed future (the seam is a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a replay hands each record to: key bytes, and value bytes or `None` for a tombstone.
+pub type Replay<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
 /// Where a coordinator keeps its shards' records.
 pub trait OffsetsStore: Send + Sync + std::fmt::Debug {
     /// Reads every record of `shard`, in order, into `each` (key bytes, value bytes or `None`
     /// for a tombstone). Blocking: it runs on a loader thread before the shard serves.
-    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError>;
+    fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError>;
 
     /// Appends records to a loaded shard and returns the position after them. Called under
     /// the shard's lock: it queues, it never waits for I/O.
@@ -96,7 +99,7 @@ impl ShardLogs {
 }
 
 impl OffsetsStore for ShardLogs {
-    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError> {
+    fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError> {
         let path = format!("coordinator/{shard:02}");
         let storage = self.data.storage(&path).map_err(|e| LogError::Io { what: path.clone(), source: e })?;
         let log = KeyedLog::open(&path, storage, self.config.clone(), |e| each(e.key, e.value))?;

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::upstream::kafka_retriable;
-use crate::coordinator::log::{BoxFuture, OffsetsStore};
+use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::{RawRecord, Record};
 use crate::error::codes;
 use crate::log::LogError;
@@ -41,8 +41,16 @@ struct Changes {
     position: i64,
     /// The group was deleted (before the offsets below were committed again).
     delete_first: bool,
-    /// `(topic, partition)` → `Some((offset, leader epoch, metadata))`, or `None` to delete.
-    offsets: BTreeMap<(String, i32), Option<(i64, i32, String)>>,
+    /// `(topic, partition)` → the newest commit, or `None` to delete the offset.
+    offsets: BTreeMap<(String, i32), Option<Commit>>,
+}
+
+/// One committed offset to mirror.
+#[derive(Debug, Clone)]
+struct Commit {
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
 }
 
 #[derive(Debug, Default)]
@@ -81,7 +89,7 @@ impl Mirrored {
                     let c = groups.entry(group).or_default();
                     c.shard = shard;
                     c.position = position;
-                    c.offsets.insert((topic, partition), value.map(|v| (v.offset, v.leader_epoch, v.metadata)));
+                    c.offsets.insert((topic, partition), value.map(|v| Commit { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata }));
                 }
                 Record::Group { group, value: None } => {
                     let c = groups.entry(group).or_default();
@@ -100,7 +108,7 @@ impl Mirrored {
 }
 
 impl OffsetsStore for Mirrored {
-    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError> {
+    fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError> {
         self.inner.load(shard, each)
     }
 
@@ -229,11 +237,11 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
             Some(code) => return Err(from_code("DeleteGroups", code)),
         }
     }
-    let mut commits: BTreeMap<&str, Vec<(i32, i64, i32, &str)>> = BTreeMap::new();
+    let mut commits: BTreeMap<&str, Vec<(i32, &Commit)>> = BTreeMap::new();
     let mut deletes: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for ((topic, partition), v) in &c.offsets {
         match v {
-            Some((offset, epoch, meta)) => commits.entry(topic).or_default().push((*partition, *offset, *epoch, meta)),
+            Some(commit) => commits.entry(topic).or_default().push((*partition, commit)),
             None => deletes.entry(topic).or_default().push(*partition),
         }
     }
@@ -251,13 +259,13 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
                                 OffsetCommitRequestTopic::default().with_name(TopicName(s(topic))).with_partitions(
                                     parts
                                         .iter()
-                                        .map(|(p, offset, epoch, meta)| {
+                                        .map(|(p, commit)| {
                                             let mut e = OffsetCommitRequestPartition::default()
                                                 .with_partition_index(*p)
-                                                .with_committed_offset(*offset)
-                                                .with_committed_metadata(Some(s(meta)));
+                                                .with_committed_offset(commit.offset)
+                                                .with_committed_metadata(Some(s(&commit.metadata)));
                                             if version >= 6 {
-                                                e.committed_leader_epoch = *epoch;
+                                                e.committed_leader_epoch = commit.leader_epoch;
                                             }
                                             e
                                         })

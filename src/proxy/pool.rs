@@ -30,11 +30,14 @@ struct Backoff {
     error: UpstreamError,
 }
 
+/// Idle connections of one node, each with the time it was returned.
+type Idle = Vec<(Arc<UpstreamConn>, Instant)>;
+
 /// The pool of upstream connections.
 #[derive(Debug)]
 pub struct Pool {
     pub settings: ConnSettings,
-    idle: Mutex<HashMap<i32, Vec<(Arc<UpstreamConn>, Instant)>>>,
+    idle: Mutex<HashMap<i32, Idle>>,
     backoff: Mutex<HashMap<i32, Backoff>>,
     /// corral's own connection per node (shared by its requests, pipelined).
     control: Mutex<HashMap<i32, Arc<UpstreamConn>>>,

@@ -40,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::upstream::{UpstreamError, kafka_retriable};
-use crate::broker::batch::{BatchHeader, HEADER_LEN, ProducerStamp, encode_batch};
+use crate::broker::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batch};
 use crate::broker::records::read_records;
-use crate::coordinator::log::{BoxFuture, OffsetsStore};
+use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::RawRecord;
 use crate::error::codes;
 use crate::log::LogError;
@@ -108,7 +108,7 @@ impl UpstreamStore {
             .topics
             .iter()
             .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-            .ok_or_else(|| UpstreamError::Kafka { node: -1, what: "Metadata for the offsets topic", code: codes::UNKNOWN_TOPIC_OR_PARTITION })?;
+            .ok_or(UpstreamError::Kafka { node: -1, what: "Metadata for the offsets topic", code: codes::UNKNOWN_TOPIC_OR_PARTITION })?;
         let count = t.partitions.len();
         if count as i32 != partitions {
             tracing::info!(topic, partitions = count, "the offsets topic exists with its own partition count: corral uses it as the number of shards");
@@ -170,7 +170,7 @@ impl UpstreamStore {
     }
 
     /// Reads partition `shard` from its start to its high watermark.
-    async fn read_partition(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<u64, String> {
+    async fn read_partition(&self, shard: usize, each: &mut Replay<'_>) -> Result<u64, String> {
         let mut attempts = 0;
         let mut count = 0u64;
         let mut next: Option<i64> = None;
@@ -321,7 +321,7 @@ impl UpstreamStore {
                 continue;
             }
             let stamp = ProducerStamp { base_sequence: sequence, ..self.producer };
-            let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = batch.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
+            let refs: Vec<KeyValue<'_>> = batch.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
             let encoded = Bytes::from(encode_batch(&refs, crate::coordinator::now_ms(), stamp).expect("a non-empty batch"));
             match self.send_batch(shard, encoded, &shutdown).await {
                 Ok(()) => {
@@ -460,7 +460,7 @@ async fn wait_for_topic(proxy: &Proxy, topic: &str) -> Result<kafka_protocol::me
 }
 
 impl OffsetsStore for UpstreamStore {
-    fn load(&self, shard: usize, each: &mut dyn FnMut(&[u8], Option<&[u8]>)) -> Result<(), LogError> {
+    fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError> {
         let count = self
             .runtime
             .block_on(self.read_partition(shard, each))
