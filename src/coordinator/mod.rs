@@ -17,6 +17,8 @@ pub mod shard;
 #[cfg(test)]
 mod checklist;
 #[cfg(test)]
+mod replay_props;
+#[cfg(test)]
 pub(crate) mod testkit;
 
 use std::collections::HashMap;
