@@ -469,8 +469,9 @@ async fn api_versions_are_corrals_for_groups_and_the_intersection_for_the_rest()
     // the group apis are corral's whatever the upstream serves
     assert_eq!(range(&v, ApiKey::JoinGroup), Some((0, 9)));
     assert_eq!(range(&v, ApiKey::OffsetCommit), Some((2, 9)));
-    // FindCoordinator also goes upstream for transactions: both sides'
-    assert_eq!(range(&v, ApiKey::FindCoordinator), Some((0, 4)));
+    // FindCoordinator is corral's (groups); transaction keys are asked upstream at the
+    // versions it has (see transaction_coordinators_are_found_upstream_at_every_version)
+    assert_eq!(range(&v, ApiKey::FindCoordinator), Some((0, 6)));
     // what the upstream does not serve, or corral does not forward, is not advertised
     assert_eq!(range(&v, ApiKey::DescribeConfigs), None);
     assert_eq!(range(&v, ApiKey::SaslHandshake), None);
@@ -850,7 +851,8 @@ async fn fake_with_brokers(ids: Arc<Mutex<Vec<i32>>>) -> Fake {
                 .map(|id| MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(s("127.0.0.1")).with_port(addr.port() as i32))
                 .collect();
             Some(Action::Respond(ResponseKind::Metadata(
-                MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(s("fake-cluster"))).with_controller_id(BrokerId(1)),
+                // controller 0, no listed broker (as librdkafka's mock cluster reports it)
+                MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(s("fake-cluster"))).with_controller_id(BrokerId(0)),
             )))
         }
         _ => None,
@@ -875,6 +877,10 @@ async fn brokers_that_join_get_a_listener_and_brokers_that_leave_lose_it() {
     let proxy = proxy_over(&fake, 2000).await;
     let before = listed(proxy.addr).await;
     assert_eq!(before.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![1, 2, 1_000_000_000]);
+    // the upstream names a controller that is no listed broker: clients get one they can reach
+    let mut c = RawClient::connect(proxy.addr).await;
+    let md: MetadataResponse = c.send(12, &MetadataRequest::default().with_topics(Some(vec![]))).await;
+    assert!(md.brokers.iter().any(|b| b.node_id == md.controller_id && b.node_id.0 != 1_000_000_000), "controller {:?}", md.controller_id);
     ids.lock().unwrap().push(3);
     let after_join = listed(proxy.addr).await;
     let node3 = after_join.iter().find(|(id, _)| *id == 3).expect("node 3 is listed once metadata shows it").1;
@@ -920,4 +926,46 @@ async fn node_ports_follow_the_listen_port_unless_fixed() {
     assert_eq!(api_versions(&mut c).await.error_code, 0);
     let _ = tx.send(());
     handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_coordinators_are_found_upstream_at_every_version() {
+    // the fake serves FindCoordinator up to v4 and names node 1 (itself) for every key
+    let script: Script = Arc::new(|_, version, _, req| {
+        let RequestKind::FindCoordinator(r) = req else { return None };
+        assert_eq!(r.key_type, 1, "group keys are corral's");
+        let entry = |key: &StrBytes| {
+            find_coordinator_response::Coordinator::default().with_key(key.clone()).with_node_id(BrokerId(1)).with_host(s("127.0.0.1")).with_port(1)
+        };
+        let resp = if version >= 4 {
+            FindCoordinatorResponse::default().with_coordinators(r.coordinator_keys.iter().map(entry).collect())
+        } else {
+            FindCoordinatorResponse::default().with_node_id(BrokerId(1)).with_host(s("127.0.0.1")).with_port(1)
+        };
+        Some(Action::Respond(ResponseKind::FindCoordinator(resp)))
+    });
+    let fake = Fake::start(dead_address().await, script).await;
+    let proxy = proxy_over(&fake, 2000).await;
+    let n1 = node_listener(&proxy, 1).await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    for v in 1..=6 {
+        let mut req = FindCoordinatorRequest::default().with_key_type(1);
+        if v >= 4 {
+            req.coordinator_keys = vec![s("tx-a"), s("tx-b")];
+        } else {
+            req.key = s("tx-a");
+        }
+        let r: FindCoordinatorResponse = c.send(v, &req).await;
+        let found: Vec<(i32, String, i32, i16)> = if v >= 4 {
+            r.coordinators.iter().map(|e| (e.node_id.0, e.host.to_string(), e.port, e.error_code)).collect()
+        } else {
+            vec![(r.node_id.0, r.host.to_string(), r.port, r.error_code)]
+        };
+        let want = (1, "127.0.0.1".to_string(), n1.port() as i32, 0);
+        assert!(found.iter().all(|f| *f == want), "v{v}: {found:?}");
+        assert_eq!(found.len(), if v >= 4 { 2 } else { 1 });
+    }
+    // v5 and v6 went upstream as v4 (the upstream's newest)
+    assert!(fake.requests.lock().unwrap().iter().filter(|(k, _)| *k == ApiKey::FindCoordinator).all(|(_, v)| *v <= 4));
+    proxy.stop().await.unwrap();
 }

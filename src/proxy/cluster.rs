@@ -139,6 +139,8 @@ impl Cluster {
     /// cluster id, when it has them): new brokers get a listener, changed addresses are
     /// followed, brokers no longer listed are dropped.
     pub fn observe_brokers(&self, brokers: &[Broker], controller: Option<i32>, cluster_id: Option<&str>) {
+        // (a controller that is not a listed broker is kept as reported; `default_node`
+        // then falls back to a listed one)
         {
             let mut v = self.view.write().expect("view lock");
             if let Some(c) = controller {

@@ -142,6 +142,7 @@ fn s(v: &str) -> StrBytes {
 /// The mirror task.
 async fn run(notes: Arc<Notes>, store: Arc<dyn OffsetsStore>, proxy: Arc<Proxy>, shutdown: CancellationToken) {
     let mut coordinators: HashMap<String, i32> = HashMap::new();
+    let mut unsupported = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -162,6 +163,12 @@ async fn run(notes: Arc<Notes>, store: Arc<dyn OffsetsStore>, proxy: Arc<Proxy>,
                 Err(Failure::Give(why)) => {
                     metrics::counter!("corral_proxy_mirror_total", "result" => "failed").increment(1);
                     tracing::warn!(group, "mirroring offsets upstream failed: {why}");
+                }
+                Err(Failure::Unsupported(why)) => {
+                    metrics::counter!("corral_proxy_mirror_total", "result" => "unsupported").increment(1);
+                    if unsupported.insert(why.clone()) {
+                        tracing::info!(group, "not mirrored: {why}");
+                    }
                 }
             }
         }
@@ -195,6 +202,9 @@ async fn run(notes: Arc<Notes>, store: Arc<dyn OffsetsStore>, proxy: Arc<Proxy>,
 enum Failure {
     Retry(String),
     Give(String),
+    /// The upstream does not serve an api the mirror needs (librdkafka's mock cluster has no
+    /// DeleteGroups): said once, then ignored.
+    Unsupported(String),
 }
 
 fn from_code(what: &str, code: i16) -> Failure {
@@ -229,7 +239,11 @@ async fn mirror_group(proxy: &Proxy, cache: &mut HashMap<String, i32>, group: &s
 }
 
 async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), Failure> {
-    let up = |e: super::upstream::UpstreamError| if e.is_retriable() { Failure::Retry(e.to_string()) } else { Failure::Give(e.to_string()) };
+    let up = |e: super::upstream::UpstreamError| match e {
+        super::upstream::UpstreamError::Unsupported { .. } => Failure::Unsupported(e.to_string()),
+        e if e.is_retriable() => Failure::Retry(e.to_string()),
+        e => Failure::Give(e.to_string()),
+    };
     if c.delete_first {
         let (resp, _) = proxy.call(node, 2, |_| DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))])).await.map_err(up)?;
         match resp.results.first().map(|r| r.error_code) {

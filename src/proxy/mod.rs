@@ -103,8 +103,6 @@ pub fn version_table(upstream: &ApiRanges) -> VersionTable {
         let k = key as i16;
         let range = if answered_locally(key) {
             match key {
-                // transaction keys are forwarded: the upstream must handle the version too
-                ApiKey::FindCoordinator => ours(key).and_then(|o| upstream.get(k).and_then(|u| meet(o, u)).or(Some(o))),
                 // refused here, but advertised only where the upstream has transactions
                 ApiKey::AddOffsetsToTxn | ApiKey::TxnOffsetCommit => {
                     guard::request_versions(k).and_then(|g| upstream.get(k).and_then(|u| meet(g, u)))
@@ -262,12 +260,55 @@ impl Proxy {
     }
 
     /// FindCoordinator for transaction (and other non-group) keys: asked of the upstream, and
-    /// answered with corral's listener for the coordinator it names.
+    /// answered with corral's listener for the coordinator it names. corral serves every
+    /// FindCoordinator version for groups; for an upstream older than the client's version, a
+    /// batched (v4+) request is asked one key at a time at the version the upstream has.
     pub async fn find_coordinator_upstream(&self, version: i16, req: FindCoordinatorRequest) -> Result<FindCoordinatorResponse, String> {
-        let (mut resp, _) = self
-            .call_any(version, |_| req)
-            .await
-            .map_err(|e| format!("FindCoordinator for a transaction: {e}"))?;
+        use kafka_protocol::messages::find_coordinator_response::Coordinator as Entry;
+        let fail = |e: UpstreamError| format!("FindCoordinator for a transaction: {e}");
+        let upstream_max = self.upstream_versions.get(ApiKey::FindCoordinator as i16).map_or(-1, |r| r.1);
+        if version <= upstream_max {
+            let (mut resp, _) = self.call_any(version, |_| req).await.map_err(fail)?;
+            rewrite::find_coordinator(self, version, &mut resp);
+            return Ok(resp);
+        }
+        let key_type = req.key_type;
+        let keys = if version >= 4 { req.coordinator_keys } else { vec![req.key] };
+        let mut entries = Vec::with_capacity(keys.len());
+        if upstream_max >= 4 {
+            let (resp, _) = self
+                .call_any(upstream_max, |_| FindCoordinatorRequest::default().with_key_type(key_type).with_coordinator_keys(keys))
+                .await
+                .map_err(fail)?;
+            entries = resp.coordinators;
+        } else {
+            for key in keys {
+                let (r, _) = self
+                    .call_any(upstream_max, |_| FindCoordinatorRequest::default().with_key_type(key_type).with_key(key.clone()))
+                    .await
+                    .map_err(fail)?;
+                entries.push(
+                    Entry::default()
+                        .with_key(key)
+                        .with_node_id(r.node_id)
+                        .with_host(r.host)
+                        .with_port(r.port)
+                        .with_error_code(r.error_code)
+                        .with_error_message(r.error_message),
+                );
+            }
+        }
+        let mut resp = if version >= 4 {
+            FindCoordinatorResponse::default().with_coordinators(entries)
+        } else {
+            let e = entries.into_iter().next().unwrap_or_default();
+            FindCoordinatorResponse::default()
+                .with_error_code(e.error_code)
+                .with_error_message(e.error_message)
+                .with_node_id(e.node_id)
+                .with_host(e.host)
+                .with_port(e.port)
+        };
         rewrite::find_coordinator(self, version, &mut resp);
         Ok(resp)
     }

@@ -47,6 +47,9 @@ pub fn metadata(proxy: &Proxy, version: i16, resp: &mut MetadataResponse) {
             b.port = port;
         }
     }
+    if version >= 1 {
+        resp.controller_id = BrokerId(listed_controller(proxy, resp.controller_id.0));
+    }
     let me = proxy.me();
     let mut own = MetadataResponseBroker::default().with_node_id(BrokerId(me.id)).with_host(me.host).with_port(me.port);
     if version >= 1 {
@@ -70,10 +73,22 @@ pub fn describe_cluster(proxy: &Proxy, version: i16, resp: &mut DescribeClusterR
             b.port = port;
         }
     }
+    resp.controller_id = BrokerId(listed_controller(proxy, resp.controller_id.0));
     if version < 1 || resp.endpoint_type == 1 {
         let me = proxy.me();
         resp.brokers.push(DescribeClusterBroker::default().with_broker_id(BrokerId(me.id)).with_host(me.host).with_port(me.port));
     }
+}
+
+/// The controller id clients are given: the upstream's when it is a broker they can reach
+/// (KRaft clusters name a broker; Kafka's clients send topic administration there), else the
+/// broker corral sends such requests to. An id that no listed broker has — librdkafka's mock
+/// cluster reports 0 — would send clients looking for a broker that does not exist.
+fn listed_controller(proxy: &Proxy, reported: i32) -> i32 {
+    if reported < 0 || proxy.cluster.knows(reported) {
+        return reported;
+    }
+    proxy.cluster.default_node().unwrap_or(-1)
 }
 
 /// FindCoordinator (transaction keys): the coordinator's corral listener.
