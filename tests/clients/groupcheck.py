@@ -22,6 +22,11 @@ Messages are produced in phases, each while the group is stable, and every phase
 consumed (and committed) completely before membership changes. So a message seen twice
 means a handover did not start from the committed offset, and one never seen means a
 partition was left unowned: "every message consumed exactly once" is exact.
+
+It also holds what the Python families share about the suite's mode (see ../run.sh):
+PROXY (CORRAL_MODE=proxy: the bootstrap is a corral proxy in front of librdkafka's mock
+cluster), EXPECT_BROKERS, mock_create() (topics are made through mock_upstream.py's control
+port, the mock having no CreateTopics) and UPSTREAM_LACKS (the reason of a SKIP line).
 """
 
 import atexit
@@ -30,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,28 @@ import threading
 import time
 
 SESSION_TIMEOUT_S = 6.0
+
+# --- the suite's mode ------------------------------------------------------------------
+
+PROXY = os.environ.get("CORRAL_MODE", "broker") == "proxy"
+EXPECT_BROKERS = int(os.environ.get("CORRAL_EXPECT_BROKERS", "1"))
+CORRAL_NODE_ID = 1000000000  # corral's own node in proxy mode (the group coordinator)
+
+
+def UPSTREAM_LACKS(what):
+    """The reason of a SKIP line: the check needs an API the upstream does not serve."""
+    return "the upstream, librdkafka's mock cluster, has no %s" % what
+
+
+def mock_create(topic, partitions):
+    """Create a topic on the proxy's upstream through mock_upstream.py's control port
+    (CORRAL_MOCK_CONTROL). Raises unless the mock answers ok."""
+    host, port = os.environ["CORRAL_MOCK_CONTROL"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(("create %s %d\n" % (topic, partitions)).encode())
+        reply = s.makefile().readline().strip()
+    if reply != "ok":
+        raise RuntimeError("mock control: create %s %d: %s" % (topic, partitions, reply or "no reply"))
 
 _live = []
 
