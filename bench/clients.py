@@ -1,7 +1,7 @@
 """Real-client latency benchmarks: confluent-kafka (librdkafka) and kcat against several brokers.
 
     python3 bench/clients.py --corral target/release/corral [--tansu PATH] [--runs N]
-        [--messages N] [--systems corral,tansu,mock] [--scenarios first_assignment,...]
+        [--messages N] [--systems corral,tansu,mock,proxy-mock] [--scenarios first_assignment,...]
         [--timeout SECONDS] [--serial]
 
 Output: one JSON object a line on stdout, progress on stderr.
@@ -22,6 +22,13 @@ Systems, all on loopback:
           is made, and given its topics, through librdkafka's mock C API, called with ctypes in
           the librdkafka that confluent_kafka loaded; its address comes from
           rd_kafka_mock_cluster_bootstraps(). See MockCluster.
+  proxy-mock  corral proxy --upstream MOCK --listen 127.0.0.1:PORT --ephemeral --offsets-store
+          local, in front of a mock cluster of 3 brokers (made as for mock, with
+          test.mock.num.brokers=3): clients bootstrap at the proxy, which lists each mock broker
+          at its own listener (PORT + 1 + node id) and coordinates the groups itself; the data
+          plane (Metadata, Fetch, ...) goes to the mock. Topics are made in the mock through its
+          C API and awaited through the proxy. The offsets store is local because the mock has
+          no CreateTopics for the upstream one. PORT is one whose next four ports are free too.
 
 A PORT is a free one picked by binding port 0; a server counts as started when it accepts a TCP
 connection. Every scenario gets a freshly started server (a fresh mock cluster), and every run
@@ -46,7 +53,8 @@ Scenarios:
                     the first is answered MEMBER_ID_REQUIRED), Metadata and SyncGroup, and
                     however long the broker holds a new group's first JoinGroup: corral not at
                     all (group.initial.rebalance.delay.ms 0), the mock 3 s (Kafka's default
-                    delay). librdkafka itself sometimes waits about 50 ms for a Metadata
+                    delay), corral proxy over the mock not at all (corral coordinates the
+                    group; Metadata goes through to the mock). librdkafka itself sometimes waits about 50 ms for a Metadata
                     refresh before it joins, so against a fast broker runs are bimodal (2 ms
                     or 55 ms).
 
@@ -104,7 +112,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SCENARIOS = ["first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"]
-SYSTEMS = ["corral", "tansu", "mock"]
+SYSTEMS = ["corral", "tansu", "mock", "proxy-mock"]
 ALONE = ["first_assignment", "kcat"]  # scenario groups measured with nothing else running
 TOGETHER = ["sigkill_reassign", "coop_settle"]  # may run for all systems at once
 MESSAGE_BYTES = 100
@@ -166,6 +174,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_port_block(count):
+    """A port whose next count-1 ports are free too (a proxy's node listeners sit at its listen
+    port + 1 + node id)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RunError("found no %d consecutive free ports" % count)
+
+
 def tail(path, n=5):
     try:
         with open(path, errors="replace") as f:
@@ -212,9 +242,9 @@ class ProcessServer:
 
     retention_note = ""
 
-    def __init__(self, name, argv_for_port, logdir):
+    def __init__(self, name, argv_for_port, logdir, port=None):
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.bootstrap = "127.0.0.1:%d" % self.port
         self.admin = None
         self.log = os.path.join(logdir, "%s-%d.log" % (name, self.port))
@@ -313,7 +343,7 @@ class MockCluster:
     retention_note = (" (librdkafka's mock keeps at most 5 MiB or 100,000 message sets of a "
                       "partition and drops older ones)")
 
-    def __init__(self):
+    def __init__(self, brokers=1):
         self.name = "mock"
         self.rk = None
         self.admin = None
@@ -321,7 +351,7 @@ class MockCluster:
         err = ctypes.create_string_buffer(512)
         conf = lib.rd_kafka_conf_new()
         # log_level 4 hides the notice with the address, which the API gives anyway.
-        for key, value in [("test.mock.num.brokers", "1"), ("log_level", "4")]:
+        for key, value in [("test.mock.num.brokers", str(brokers)), ("log_level", "4")]:
             if lib.rd_kafka_conf_set(conf, key.encode(), value.encode(), err, len(err)) != 0:
                 raise Unsupported("mock: setting %s: %s" % (key, err.value.decode()))
         self.rk = lib.rd_kafka_new(0, conf, err, len(err))  # 0 = RD_KAFKA_PRODUCER
@@ -336,12 +366,15 @@ class MockCluster:
         self.bootstrap = lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
         log("mock cluster at %s" % self.bootstrap)
 
-    def create_topic(self, topic, partitions, deadline):
+    def create_topic(self, topic, partitions, deadline, await_at=None):
+        """Makes the topic in the mock; awaits it in Metadata from await_at (default: the mock)."""
         code = self.lib.rd_kafka_mock_topic_create(self.cluster, topic.encode(), partitions, 1)
         if code != 0:
             raise RunError("rd_kafka_mock_topic_create %s: error code %d" % (topic, code))
-        self.admin = self.admin or AdminClient({"bootstrap.servers": self.bootstrap})
-        await_topic(self.admin, topic, partitions, deadline)
+        if await_at is None:
+            self.admin = self.admin or AdminClient({"bootstrap.servers": self.bootstrap})
+            await_at = self.admin
+        await_topic(await_at, topic, partitions, deadline)
 
     def alive_or_raise(self):
         pass
@@ -354,7 +387,57 @@ class MockCluster:
         untrack(self)
 
 
+class ProxyOverMock:
+    """corral proxy in front of a 3-broker mock cluster (system proxy-mock)."""
+
+    MOCK_BROKERS = 3
+
+    def __init__(self, args):
+        self.name = "proxy-mock"
+        self.admin = None
+        self.proxy = None
+        self.mock = MockCluster(brokers=self.MOCK_BROKERS)
+        try:
+            # the mock's node ids are 1..3: listeners at port + 2 .. port + 4
+            port = free_port_block(2 + self.MOCK_BROKERS)
+            upstream = self.mock.bootstrap
+            self.proxy = ProcessServer(
+                "proxy-mock",
+                lambda p: [args.corral, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:%d" % p,
+                           "--ephemeral", "--offsets-store", "local"],
+                args.logdir, port=port)
+            self.bootstrap = self.proxy.bootstrap
+            log("corral proxy at %s over the mock cluster at %s" % (self.bootstrap, upstream))
+        except BaseException:
+            self.stop()
+            raise
+
+    def create_topic(self, topic, partitions, deadline):
+        self.admin = self.admin or AdminClient({"bootstrap.servers": self.bootstrap})
+        self.mock.create_topic(topic, partitions, deadline, await_at=self.admin)
+
+    def alive_or_raise(self):
+        if self.proxy is not None:
+            self.proxy.alive_or_raise()
+
+    @property
+    def proc(self):
+        return self.proxy.proc
+
+    @property
+    def log(self):
+        return self.proxy.log
+
+    def stop(self):
+        self.admin = None
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.mock.stop()
+
+
 def start_system(name, args):
+    if name == "proxy-mock":
+        return ProxyOverMock(args)
     if name == "corral":
         return ProcessServer("corral", lambda port: [args.corral, "--listen",
                                                      "127.0.0.1:%d" % port, "--ephemeral"],
@@ -654,7 +737,7 @@ def describe(e, system):
     """An exception as a RunError/Unsupported, with the server's exit if it died."""
     if not isinstance(e, (RunError, Unsupported)):
         e = RunError("%s: %s" % (type(e).__name__, e))
-    if isinstance(system, ProcessServer) and system.proc.poll() is not None:
+    if isinstance(system, (ProcessServer, ProxyOverMock)) and system.proc.poll() is not None:
         e = RunError("%s (%s exited %s: %s)" % (e, system.name, system.proc.returncode,
                                                  tail(system.log)))
     return e

@@ -1,12 +1,16 @@
 """Writes BENCHMARKS.md from the results bench/run.sh collected.
 
-    python3 bench/report.py RESULTS.jsonl OUT.md [--tansu PATH]
-    python3 bench/report.py RESULTS.jsonl /dev/null --check
+    python3 bench/report.py RESULTS.jsonl OUT.md [--tansu PATH] [--only SECTION,...]
+    python3 bench/report.py RESULTS.jsonl /dev/null --check [--only SECTION,...]
 
 Each results line is {"system": ..., "result": {...}}: `system` is corral, corral-disk, tansu,
-echo (the limit) or clients (bench/clients.py, whose lines name their own system). Figures of
-repeated runs are reduced to their median; every comparison is a ratio of figures measured in
-the same run. `--check` fails when a scenario produced neither a figure nor a stated reason.
+echo (the limit), proxy (through `corral proxy` over a corral broker), relay (through
+`corral-bench relay-server`, the proxy's limit), direct (a corral broker of the proxy section
+without either) or clients (bench/clients.py, whose lines name their
+own system: corral, tansu, mock, proxy-mock). Figures of repeated runs are reduced to their
+median; every comparison is a ratio of figures measured in the same run. `--check` fails when a
+scenario, or a row of the proxy section, produced neither a figure nor a stated reason;
+`--only` (as bench/run.sh's) limits it to the sections that ran.
 """
 import json
 import os
@@ -20,6 +24,7 @@ args = sys.argv[1:]
 RESULTS, OUT = args[0], args[1]
 CHECK = "--check" in args
 TANSU = args[args.index("--tansu") + 1] if "--tansu" in args else None
+ONLY = [x for x in args[args.index("--only") + 1].split(",") if x] if "--only" in args else None
 
 rows = []
 with open(RESULTS) as f:
@@ -57,6 +62,14 @@ def why_not(scenario, system, **match):
         if "error" in r:
             return "failed: " + str(r["error"])
     return None
+
+
+def pmed(scenario, system, field, **match):
+    """As med, over the runs that reported no error (the proxy section's rows: a run whose
+    responses carried error codes has figures, but not ones to compare)."""
+    vals = [r[field] for r in results(scenario, system, **match)
+            if "error" not in r and isinstance(r.get(field), (int, float)) and r[field] > 0]
+    return statistics.median(vals) if vals else None
 
 
 def cell(v, fmt="{:,.0f}", scenario=None, system=None, **match):
@@ -112,6 +125,7 @@ w(f"| librdkafka | {librdkafka}, mock cluster via `test.mock.num.brokers` |")
 kcat_version = sh("kcat -V 2>&1 | grep -m1 ^Version | sed 's/ builtin.*/)/; s/(JSON, Transactions, IncrementalAssign, /(/'")
 w(f"| kcat | {kcat_version} |")
 w("| the limit | `corral-bench echo-server`: 4-byte size framing, each request answered with a frame of its own size |")
+w("| corral proxy | `corral proxy --upstream ADDR --ephemeral` (the same build) over a corral broker, and over librdkafka's mock cluster (3 brokers); its limit: `corral-bench relay-server`, a byte-for-byte TCP relay on a runtime built as corral's |")
 w("")
 
 # ------------------------------------------------------------------------- targets
@@ -170,6 +184,54 @@ for g_, m_ in sizes:
       f"{ratio(c_, t_)} | {'—' if c_ is None or t_ is None else ('yes' if c_ >= 5 * t_ else '**no**')} |")
 rp = med("offsets-replay", "corral", "load_seconds_median")
 target("offsets log replay, 10M records", "≤ 2 s", rp, "{:.2f} s", None, "", "—", None if rp is None else rp <= 2)
+
+# the proxy: each figure against the same broker without the proxy, from the same run
+PROXY_SHAPES = ((1, 1), (-1, 1), (-1, 100))
+RATIO_GOAL, ADDED_GOAL_US, PROXY_FA_GOAL_S = 0.9, 50, 0.1
+
+
+def added_us(proxy_ms, direct_ms):
+    return None if proxy_ms is None or direct_ms is None else (proxy_ms - direct_ms) * 1000
+
+
+def proxy_target(metric, goal, v, fmt, d, d_label, ratio_text, met, scenario, **match):
+    vv = fmt.format(v) if v is not None else (cell(None, "", scenario, "proxy", **match) if scenario else "no figure")
+    dd = (fmt.format(d) + " " + d_label) if d is not None else (cell(None, "", scenario, "direct", **match) if scenario else "—")
+    w(f"| {metric} | {goal} | {vv} | {dd} | {ratio_text} | {'—' if met is None else ('yes' if met else '**no**')} |")
+
+
+def relay_note(scenario, field, direct, **match):
+    """What the relay (the limit) reached, as a share of direct: context for a proxy ratio."""
+    rv = pmed(scenario, "relay", field, **match)
+    return f"; the relay (limit) {ratio(rv, direct, '{:.0%}')} of it" if rv is not None and direct else ""
+
+
+for acks, n in PROXY_SHAPES:
+    m = dict(acks=acks, records_per_batch=n)
+    pv, dv = pmed("produce", "proxy", "requests_per_sec", **m), pmed("produce", "direct", "requests_per_sec", **m)
+    proxy_target(f"produce through corral proxy, requests/s (acks {acks}, {n} record{'s' if n > 1 else ''}/request)",
+                 f"≥ {RATIO_GOAL:.0%} of direct", pv, "{:,.0f}/s", dv,
+                 "(direct" + relay_note("produce", "requests_per_sec", dv, **m) + ")", ratio(pv, dv, "{:.0%}"),
+                 None if pv is None or dv is None else pv >= RATIO_GOAL * dv, "produce", **m)
+for acks, n in PROXY_SHAPES:
+    m = dict(acks=acks, records_per_batch=n)
+    pl, dl = pmed("produce", "proxy", "p50_ms", **m), pmed("produce", "direct", "p50_ms", **m)
+    a = added_us(pl, dl)
+    proxy_target(f"… added p50 latency per produce request (acks {acks}, {n} record{'s' if n > 1 else ''}/request)",
+                 f"≤ {ADDED_GOAL_US} µs", a, "{:+.0f} µs", None, "", "—", None if a is None else a <= ADDED_GOAL_US, "produce", **m)
+fp, fd = pmed("fetch", "proxy", "messages_per_sec"), pmed("fetch", "direct", "messages_per_sec")
+proxy_target("fetch through corral proxy, messages/s read back", f"≥ {RATIO_GOAL:.0%} of direct", fp, "{:,.0f}/s", fd,
+             "(direct" + relay_note("fetch", "messages_per_sec", fd) + ")",
+             ratio(fp, fd, "{:.0%}"), None if fp is None or fd is None else fp >= RATIO_GOAL * fd, "fetch")
+fa_added = added_us(pmed("fetch", "proxy", "e2e_p50_ms"), pmed("fetch", "direct", "e2e_p50_ms"))
+proxy_target("… added p50 end-to-end latency (produce → parked fetch answered)", f"≤ {ADDED_GOAL_US} µs", fa_added, "{:+.0f} µs",
+             None, "", "—", None if fa_added is None else fa_added <= ADDED_GOAL_US, "fetch")
+pfa = med("first_assignment", "proxy-mock", "median_s")
+mfa = med("first_assignment", "mock", "median_s")
+w(f"| first assignment, fresh group, through corral proxy over the mock cluster | ≤ {PROXY_FA_GOAL_S} s | "
+  f"{cell(pfa, '{:.3f} s', 'first_assignment', 'proxy-mock')} | "
+  f"{(cell(mfa, '{:.3f} s') + ' (mock alone)') if mfa is not None else cell(None, '', 'first_assignment', 'mock')} | "
+  f"{ratio(pfa, mfa)} | {'—' if pfa is None else ('yes' if pfa <= PROXY_FA_GOAL_S else '**no**')} |")
 w("")
 
 # ------------------------------------------------------------------------- scenario tables
@@ -302,6 +364,72 @@ w("")
 w("Ratios are corral divided by the peer: below 1 is better for times, above 1 is better for rates.")
 w("")
 
+w("### Proxy mode (`corral proxy`)")
+w("")
+w("`corral proxy --upstream BROKER --ephemeral` in front of a fresh corral broker (`corral --ephemeral`); beside it, "
+  "a fresh broker of the same kind without the proxy (\"direct\"), and one behind `corral-bench relay-server`, a "
+  "byte-for-byte TCP relay that decodes nothing (the limit of forwarding through a third process on this machine, "
+  "as the echo server is the broker's); one after the other in every run "
+  f"({len(results('produce', 'proxy', acks=1, records_per_batch=1))} runs), the order rotating. `corral-bench produce` "
+  "and `fetch` unchanged, except that each partition's requests go to the address its leader has in Metadata: "
+  "through the proxy, the listener the proxy gives the upstream broker (listen port + 1 + node id). "
+  "CPU µs/request is the middle process's (proxy, relay; direct: the broker's) utime+stime over the run divided by "
+  "the requests; the broker's is that of the broker behind it. Client, broker and proxy share the machine's cores. "
+  f"Goals: at least {RATIO_GOAL:.0%} of the direct throughput, at most {ADDED_GOAL_US} µs added to the median latency.")
+w("")
+w("| acks | records/request | path | requests/s | of direct | p50 ms | added p50 µs | p99 ms | CPU µs/request | broker CPU µs/request | met |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for acks, n in PROXY_SHAPES:
+    m = dict(acks=acks, records_per_batch=n)
+    dv, dl = pmed("produce", "direct", "requests_per_sec", **m), pmed("produce", "direct", "p50_ms", **m)
+    for name, label in (("direct", "direct"), ("relay", "limit (relay)"), ("proxy", "corral proxy")):
+        v, l = pmed("produce", name, "requests_per_sec", **m), pmed("produce", name, "p50_ms", **m)
+        a = added_us(l, dl) if name != "direct" else None
+        met = "" if name != "proxy" else (
+            "—" if v is None or dv is None or a is None else ("yes" if v >= RATIO_GOAL * dv and a <= ADDED_GOAL_US else "**no**"))
+        own = pmed("produce", name, "server_cpu_us_per_request", **m)
+        broker = own if name == "direct" else pmed("produce", name, "upstream_cpu_us_per_request", **m)
+        w(f"| {acks} | {n} | {label} | {cell(v, '{:,.0f}', 'produce', name, **m)} | {ratio(v, dv, '{:.0%}') if name != 'direct' else ''} | "
+          f"{cell(l, '{:.3f}')} | {cell(a, '{:+.0f}') if name != 'direct' else ''} | {cell(pmed('produce', name, 'p99_ms', **m), '{:.3f}')} | "
+          f"{cell(own, '{:.1f}') if name != 'direct' else ''} | {cell(broker, '{:.1f}')} | {met} |")
+w("")
+w("| fetch | direct | limit (relay) | corral proxy | proxy / direct, or added | met |")
+w("| --- | --- | --- | --- | --- | --- |")
+fr = pmed("fetch", "relay", "messages_per_sec")
+fdl, frl, fpl = pmed("fetch", "direct", "e2e_p50_ms"), pmed("fetch", "relay", "e2e_p50_ms"), pmed("fetch", "proxy", "e2e_p50_ms")
+fmsgs = [r.get("messages") for r in results("fetch", "proxy") + results("fetch", "direct") if r.get("messages")]
+w(f"| messages/s read back{f' ({max(fmsgs):,} × 100 B)' if fmsgs else ''} | {cell(fd, '{:,.0f}', 'fetch', 'direct')} | "
+  f"{cell(fr, '{:,.0f}', 'fetch', 'relay')} | {cell(fp, '{:,.0f}', 'fetch', 'proxy')} | {ratio(fp, fd, '{:.0%}')} | "
+  f"{'—' if fp is None or fd is None else ('yes' if fp >= RATIO_GOAL * fd else '**no**')} |")
+w(f"| MB/s read back | {cell(pmed('fetch', 'direct', 'mb_per_sec'), '{:.1f}')} | {cell(pmed('fetch', 'relay', 'mb_per_sec'), '{:.1f}')} | "
+  f"{cell(pmed('fetch', 'proxy', 'mb_per_sec'), '{:.1f}')} | {ratio(pmed('fetch', 'proxy', 'mb_per_sec'), pmed('fetch', 'direct', 'mb_per_sec'), '{:.0%}')} | |")
+w(f"| end-to-end p50 ms | {cell(fdl, '{:.3f}')} | {cell(frl, '{:.3f}')} | {cell(fpl, '{:.3f}')} | {cell(fa_added, '{:+.0f} µs')} | "
+  f"{'—' if fa_added is None else ('yes' if fa_added <= ADDED_GOAL_US else '**no**')} |")
+w(f"| end-to-end p99 ms | {cell(pmed('fetch', 'direct', 'e2e_p99_ms'), '{:.3f}')} | {cell(pmed('fetch', 'relay', 'e2e_p99_ms'), '{:.3f}')} | "
+  f"{cell(pmed('fetch', 'proxy', 'e2e_p99_ms'), '{:.3f}')} | | |")
+w(f"| CPU µs per Fetch request while reading back (the middle process) | | {cell(pmed('fetch', 'relay', 'server_cpu_us_per_request'), '{:,.0f}')} | "
+  f"{cell(pmed('fetch', 'proxy', 'server_cpu_us_per_request'), '{:,.0f}')} | | |")
+w(f"| broker CPU µs per Fetch request while reading back | {cell(pmed('fetch', 'direct', 'server_cpu_us_per_request'), '{:,.0f}')} | "
+  f"{cell(pmed('fetch', 'relay', 'upstream_cpu_us_per_request'), '{:,.0f}')} | {cell(pmed('fetch', 'proxy', 'upstream_cpu_us_per_request'), '{:,.0f}')} | | |")
+w("")
+w("Fetch CPU is counted to the nanosecond (the threads' schedstat run times): a read-back is a few dozen requests of up "
+  "to 4 MiB, on one connection, one at a time. The relay streams each response as it arrives; the proxy takes a "
+  "whole response in (to check its shape) before it sends it on.")
+w("")
+w(f"First assignment of a fresh confluent-kafka consumer group (`bench/clients.py`, scenario first_assignment, system proxy-mock): "
+  f"corral proxy in front of librdkafka's mock cluster of 3 brokers, with the offsets store local (the mock has no "
+  f"CreateTopics); corral coordinates the group, the mock serves Metadata. Goal ≤ {PROXY_FA_GOAL_S} s; the mock alone "
+  f"(1 broker, its own coordinator, Kafka's 3 s initial rebalance delay) for comparison.")
+w("")
+w("| | seconds | runs | met |")
+w("| --- | --- | --- | --- |")
+for name, label in (("proxy-mock", "corral proxy over the mock cluster"), ("mock", "the mock cluster alone")):
+    v = med("first_assignment", name, "median_s")
+    runs_ = sum(len(r.get("runs", [])) for r in results("first_assignment", name))
+    met = "" if name != "proxy-mock" else ("—" if v is None else ("yes" if v <= PROXY_FA_GOAL_S else "**no**"))
+    w(f"| {label} | {cell(v, '{:.3f}', 'first_assignment', name)} | {runs_ or '—'} | {met} |")
+w("")
+
 # ------------------------------------------------------------------------- commands
 w("## How it was run")
 w("")
@@ -321,6 +449,13 @@ w("corral-bench offsets-replay --bin target/release/corral --records 10000000")
 w("corral-bench compaction --commits 10000000 --keys 10000")
 w("corral-bench restart --bin target/release/corral --megabytes 1024")
 w("python3 bench/clients.py --corral target/release/corral --tansu TANSU --systems corral,tansu,mock --runs 3")
+w("# proxy section (bash bench/run.sh --only proxy runs it alone), over a fresh corral --ephemeral each time:")
+w("corral proxy --upstream BROKER --listen 127.0.0.1:PORT --ephemeral")
+w("corral-bench produce --target PROXY --acks 1|-1 --records-per-batch 1|100 --seconds 5 --pid PROXY_PID --upstream-pid BROKER_PID")
+w("corral-bench produce --target BROKER --acks 1|-1 --records-per-batch 1|100 --seconds 5 --pid BROKER_PID   # direct")
+w("corral-bench fetch --target PROXY|BROKER --messages 1000000 --pid PID [--upstream-pid BROKER_PID]")
+w("corral-bench relay-server --listen 127.0.0.1:PORT --upstream BROKER       # the limit: produce/fetch --leader-addr RELAY")
+w("python3 bench/clients.py --corral target/release/corral --systems proxy-mock --scenarios first_assignment --runs 5")
 w("```")
 w("")
 w("Raw results (one JSON line per run) are in `target/bench/results-full.jsonl` after a run.")
@@ -331,14 +466,36 @@ for r in rows:
     if not any(k for k in res if k not in ("scenario", "system", "groups", "members", "raw", "acks", "records_per_batch", "connections")):
         missing.append(res)
 scenarios = {r["result"].get("scenario") for r in rows}
-want = {"startup", "coordinator", "join-storm", "produce", "fetch", "commits", "offsets-replay", "compaction", "restart",
-        "first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"}
+# bench/run.sh's sections and the scenarios each must report
+SECTION_SCENARIOS = {
+    "startup": {"startup"}, "coordinator": {"coordinator"}, "join-storm": {"join-storm"}, "produce": {"produce"},
+    "fetch": {"fetch"}, "commits": {"commits"}, "offsets": {"offsets-replay", "compaction", "restart"},
+    "clients": {"first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"}, "proxy": set(),
+}
+sections = ONLY if ONLY is not None else list(SECTION_SCENARIOS)
+want = set().union(*(SECTION_SCENARIOS.get(x, set()) for x in sections))
+# the proxy section's rows, each of which needs a figure or a stated reason:
+# (scenario, system, field, match)
+proxy_rows = []
+if "proxy" in sections:
+    for acks, n in PROXY_SHAPES:
+        for system in ("direct", "relay", "proxy"):
+            proxy_rows.append(("produce", system, "requests_per_sec", dict(acks=acks, records_per_batch=n)))
+    for system in ("direct", "relay", "proxy"):
+        proxy_rows.append(("fetch", system, "messages_per_sec", {}))
+    proxy_rows.append(("first_assignment", "proxy-mock", "median_s", {}))
+    if "clients" not in sections:
+        proxy_rows.append(("first_assignment", "mock", "median_s", {}))
 if CHECK:
     absent = sorted(want - scenarios)
-    if absent or missing:
-        print(f"scenarios without a result: {absent}; empty results: {missing}", file=sys.stderr)
+    bare = [f"{sc} {sy} {mt}" for sc, sy, field, mt in proxy_rows
+            if pmed(sc, sy, field, **mt) is None and why_not(sc, sy, **mt) is None]
+    if absent or missing or bare:
+        print(f"scenarios without a result: {absent}; empty results: {missing}; "
+              f"proxy rows without a figure or a stated reason: {bare}", file=sys.stderr)
         sys.exit(1)
-    print(f"every scenario reported ({len(rows)} results)", file=sys.stderr)
+    print(f"every scenario reported ({len(rows)} results{', ' + str(len(proxy_rows)) + ' proxy rows' if proxy_rows else ''})",
+          file=sys.stderr)
 else:
     with open(OUT, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -7,8 +7,9 @@
 //!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw]
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
 //!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S] [--raw]
-//!         [--pid PID] [--upstream-pid PID]
-//!     corral-bench fetch --target HOST:PORT [--messages N] [--pid PID] [--upstream-pid PID]
+//!         [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
+//!     corral-bench fetch --target HOST:PORT [--messages N] [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
+//!     corral-bench relay-server --listen HOST:PORT --upstream HOST:PORT
 //!     corral-bench commits --target HOST:PORT [--committers C] [--seconds S]
 //!     corral-bench offsets-replay --bin PATH [--records N]
 //!     corral-bench compaction [--commits N] [--keys K]
@@ -18,7 +19,8 @@
 //! Metadata response from `--target`, so they run unchanged through `corral proxy` (whose
 //! Metadata lists every upstream broker at a listener of the proxy's). `--pid` names the
 //! process whose CPU is counted per request (the server, or the proxy); `--upstream-pid`, a
-//! second one (the broker behind a proxy).
+//! second one (the broker behind a proxy). `--leader-addr` sends every request there instead of
+//! following Metadata (through `relay-server`, whose Metadata is the upstream's, unrewritten).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -205,6 +207,25 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// A process's CPU time in seconds to the nanosecond: the sum of its threads' run times
+/// (/proc/PID/task/*/schedstat), for phases too short for utime+stime's 10 ms ticks. Threads
+/// that exited are not counted (a server's long-lived workers do not exit mid-run); falls back
+/// to [`cpu_seconds`] without schedstat.
+fn cpu_seconds_fine(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return cpu_seconds(pid);
+    };
+    let mut ns = 0u64;
+    let mut any = false;
+    for t in tasks.flatten() {
+        if let Some(run) = std::fs::read_to_string(t.path().join("schedstat")).ok().and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok()) {
+            ns += run;
+            any = true;
+        }
+    }
+    if any { ns as f64 / 1e9 } else { cpu_seconds(pid) }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -341,6 +362,31 @@ async fn echo_server(listen: &str) {
             }
         });
     }
+}
+
+/// The proxy's limit: a TCP relay that joins every accepted connection, byte for byte, to a
+/// new connection of its own to `upstream` (one task per connection copying both ways, no
+/// framing, nothing decoded, 256 KiB buffers), on a runtime built as corral's (multi-thread,
+/// a worker per core). What forwarding costs on this machine with nothing else done, as the
+/// echo server is the broker's limit.
+fn relay_server(listen: &str, upstream: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let l = TcpListener::bind(listen).await.expect("bind relay");
+        eprintln!("relay listening on {}, to {upstream}", l.local_addr().expect("addr"));
+        loop {
+            let (mut client, _) = l.accept().await.expect("accept");
+            let upstream = upstream.to_string();
+            tokio::spawn(async move {
+                let Ok(mut up) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 256 << 10, 256 << 10).await;
+            });
+        }
+    });
 }
 
 /// A member of a benchmark group, as a real client would be after joining.
@@ -763,10 +809,11 @@ async fn produce(a: &Args) {
     let upstream_pid: Option<u32> = a.opts.get("upstream-pid").and_then(|p| p.parse().ok());
     let raw = a.flag("raw");
     let topic = format!("produce-{per_batch}-{acks}");
-    let mut addrs = vec![target.clone(); connections];
+    let leader_override = a.opts.get("leader-addr").cloned();
+    let mut addrs = vec![leader_override.clone().unwrap_or_else(|| target.clone()); connections];
     if !raw {
         ensure_topic(&target, &topic, connections as i32).await;
-        for (p, addr) in addrs.iter_mut().enumerate() {
+        for (p, addr) in addrs.iter_mut().enumerate().filter(|_| leader_override.is_none()) {
             match leader_addr(&target, &topic, p as i32).await {
                 Ok(a) => *addr = a,
                 Err(e) => {
@@ -851,7 +898,11 @@ async fn fetch(a: &Args) {
     let upstream_pid: Option<u32> = a.opts.get("upstream-pid").and_then(|p| p.parse().ok());
     let topic = "fetch-bench";
     ensure_topic(&target, topic, 1).await;
-    let target = match leader_addr(&target, topic, 0).await {
+    let leader = match a.opts.get("leader-addr") {
+        Some(addr) => Ok(addr.clone()),
+        None => leader_addr(&target, topic, 0).await,
+    };
+    let target = match leader {
         Ok(a) => a,
         Err(e) => {
             println!("{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":{}}}", json_str(&format!("finding the partition leader: {e}")));
@@ -867,8 +918,9 @@ async fn fetch(a: &Args) {
         sent += n;
     }
     let mut c = Conn::connect(&target).await.expect("connect");
-    let cpu0 = pid.map(cpu_seconds);
-    let upstream_cpu0 = upstream_pid.map(cpu_seconds);
+    // a read-back is a few requests of 4 MiB: counted to the nanosecond
+    let cpu0 = pid.map(cpu_seconds_fine);
+    let upstream_cpu0 = upstream_pid.map(cpu_seconds_fine);
     let mut fetches = 0u64;
     let started = Instant::now();
     let mut offset = 0i64;
@@ -906,8 +958,8 @@ async fn fetch(a: &Args) {
         }
     }
     let read_secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_per_op(pid.zip(cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds(pid) - c0), fetches);
-    let upstream_cpu = cpu_per_op(upstream_pid.zip(upstream_cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds(pid) - c0), fetches);
+    let cpu = cpu_per_op(pid.zip(cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds_fine(pid) - c0), fetches);
+    let upstream_cpu = cpu_per_op(upstream_pid.zip(upstream_cpu0).map_or(-1.0, |(pid, c0)| cpu_seconds_fine(pid) - c0), fetches);
     // end to end: a fetch parked at the end, answered by the next produce; 200 rounds, or as
     // many as fit in 20 s (a broker that answers only when max_wait_ms runs out is slow here)
     let mut lats = Vec::new();
@@ -932,7 +984,7 @@ async fn fetch(a: &Args) {
     }
     lats.sort_unstable();
     println!(
-        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"address\":{},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"fetch_requests\":{fetches},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"address\":{},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"fetch_requests\":{fetches},\"bytes_read\":{bytes_read},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
         json_str(&target),
         messages as f64 / read_secs,
         bytes_read as f64 / read_secs / 1e6,
@@ -1169,6 +1221,11 @@ fn dir_size(p: &std::path::Path) -> u64 {
 
 fn main() {
     let args = Args::parse();
+    if args.scenario == "relay-server" {
+        // its own runtime, built as corral's, not the load generator's single worker
+        relay_server(&args.str("listen"), &args.str("upstream"));
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     rt.block_on(async move {
         match args.scenario.as_str() {
