@@ -20,7 +20,7 @@ import uuid
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-BIN, UPSTREAM = sys.argv[1], sys.argv[2]
+BIN, UPSTREAM = os.path.abspath(sys.argv[1]), sys.argv[2]
 NAME = os.environ.get("UPSTREAM_NAME", "upstream")
 FAILED = []
 

