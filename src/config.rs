@@ -116,6 +116,12 @@ pub struct Config {
     pub socket_request_max_bytes: usize,
     /// `num.partitions`: partitions of an auto-created topic, and of CreateTopics with -1.
     pub num_partitions: i32,
+    /// `max.partitions` (corral): partitions in all; a creation past it is refused with
+    /// POLICY_VIOLATION before any disk is touched.
+    pub max_partitions: i64,
+    /// `max.partitions.per.request` (corral): partitions one CreateTopics or CreatePartitions
+    /// request may add.
+    pub max_partitions_per_request: i64,
     /// `auto.create.topics.enable`: Metadata for an unknown topic creates it.
     pub auto_create_topics_enable: bool,
     /// `default.replication.factor`: accepted for compatibility; a single node always has 1.
@@ -203,6 +209,8 @@ impl Default for Config {
             max_connections: 65_536,
             socket_request_max_bytes: 104_857_600,
             num_partitions: 1,
+            max_partitions: 200_000,
+            max_partitions_per_request: 20_000,
             auto_create_topics_enable: true,
             default_replication_factor: 1,
             delete_topic_enable: true,
@@ -289,6 +297,8 @@ impl Config {
                 self.socket_request_max_bytes = v.int_in(1, i32::MAX as i64)? as usize
             }
             "num.partitions" => self.num_partitions = v.int_in(1, 1_000_000)? as i32,
+            "max.partitions" => self.max_partitions = v.int_in(1, i64::from(i32::MAX))?,
+            "max.partitions.per.request" => self.max_partitions_per_request = v.int_in(1, i64::from(i32::MAX))?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = v.bool()?,
             "default.replication.factor" => {
                 self.default_replication_factor = v.int_in(1, i16::MAX as i64)? as i16

@@ -54,6 +54,7 @@ pub mod codes {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const LOG_DIR_NOT_FOUND: i16 = 57;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const REASSIGNMENT_IN_PROGRESS: i16 = 60;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;

@@ -21,7 +21,9 @@
 //! (`connection`). The accept loop, connection limit and graceful shutdown are in `server`;
 //! every setting and its Kafka name in `config`.
 
+pub mod batch;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod coordinator;

@@ -98,25 +98,35 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives right after the start line is printed stops the server
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    tracing::warn!("cannot install signal handlers; stop corral with SIGKILL");
+                    std::future::pending::<()>().await
+                }
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -135,6 +145,11 @@ fn main() -> ExitCode {
     };
     for key in &config.unknown_keys {
         tracing::warn!("the configuration '{key}' was supplied but isn't a known config");
+    }
+    // As the JVM does for Kafka: as many open files as the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!("open file limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -169,6 +184,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let stop = shutdown_signal();
         let bound = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let mode = match mode {
             Mode::Broker => "broker",
@@ -180,7 +196,7 @@ fn main() -> ExitCode {
             server.advertised(),
             server.describe()
         );
-        match server.run(shutdown_signal()).await {
+        match server.run(stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("corral: {e}");

@@ -133,7 +133,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         return Reply::Close("an api corral forwards reached the router".into());
     };
     let resp = match body {
-        RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r).await),
         RequestKind::Produce(r) => {
             let acks = r.acks;
             let resp = broker::handle_produce(b, v, r);
@@ -151,10 +151,10 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(broker::handle_offset_for_leader_epoch(b, v, r))
         }
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r).await),
         RequestKind::DeleteTopics(r) => {
-            let resp = broker::handle_delete_topics(b, v, r);
+            let resp = broker::handle_delete_topics(b, v, r).await;
             for t in resp.responses.iter().filter(|t| t.error_code == codes::NONE) {
                 if let Some(name) = &t.name {
                     ctx.coordinator.on_topic_deleted(name.as_str()).await;
@@ -163,7 +163,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
             ResponseKind::DeleteTopics(resp)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r))
+            ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(broker::handle_delete_records(b, v, r)),
         RequestKind::DescribeCluster(r) => {
@@ -172,9 +172,9 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(broker::handle_describe_configs(b, v, r))
         }
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(broker::handle_alter_configs(b, v, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(broker::handle_alter_configs(b, v, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(broker::handle_incremental_alter_configs(b, v, r))
+            ResponseKind::IncrementalAlterConfigs(broker::handle_incremental_alter_configs(b, v, r).await)
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(broker::handle_describe_log_dirs(b, v, r))

@@ -2,6 +2,7 @@
 //! DescribeLogDirs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -65,13 +66,22 @@ fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topic
     Ok(t.assignments.len() as i32)
 }
 
-/// CreateTopics, with validate_only and Kafka's v5+ configs in the answer.
-pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+/// CreateTopics, with validate_only and Kafka's v5+ configs in the answer. What cannot be
+/// served is refused before any disk is touched: more partitions in one request than
+/// `max.partitions.per.request`, or in all than `max.partitions`, get POLICY_VIOLATION.
+pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for t in &req.topics {
         *counts.entry(t.name.as_str()).or_default() += 1;
     }
     let duplicates: Vec<String> = counts.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.to_string()).collect();
+    let asked: i64 = req.topics.iter().map(|t| if t.assignments.is_empty() { i64::from(t.num_partitions.max(0)) } else { t.assignments.len() as i64 }).sum();
+    let too_many = (asked > broker.config.max_partitions_per_request).then(|| {
+        TopicError::new(
+            codes::POLICY_VIOLATION,
+            format!("The request adds {asked} partitions, past max.partitions.per.request ({})", broker.config.max_partitions_per_request),
+        )
+    });
     let mut results = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.name.as_str();
@@ -91,21 +101,26 @@ pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequ
             .iter()
             .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
             .collect();
-        let outcome = (|| -> Result<(i32, TopicConfig, Uuid), TopicError> {
+        let outcome = async {
             let (partitions, rf) = if t.assignments.is_empty() {
                 (t.num_partitions, t.replication_factor)
             } else {
                 (check_assignments(broker, t)?, 1)
             };
             let (partitions, overrides) = broker.validate_new_topic(name, partitions, rf, &configs)?;
+            if let Some(e) = &too_many {
+                return Err(e.clone());
+            }
+            broker.check_partition_caps(i64::from(partitions))?;
             if req.validate_only {
                 Ok((partitions, TopicConfig::resolve(&broker.config, overrides), Uuid::nil()))
             } else {
-                let topic = broker.create_topic(name, partitions, overrides)?;
+                let topic = broker.create_topic(name, partitions, overrides).await?;
                 let cfg = topic.config();
                 Ok((partitions, cfg, topic.id))
             }
-        })();
+        }
+        .await;
         match outcome {
             Ok((partitions, cfg, id)) => {
                 if version >= 5 {
@@ -128,7 +143,7 @@ pub fn handle_create_topics(broker: &Broker, version: i16, req: CreateTopicsRequ
 }
 
 /// DeleteTopics, by name (v1-5) or by name or id (v6).
-pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle_delete_topics(broker: &Arc<Broker>, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
@@ -144,9 +159,9 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
             *ids.entry(*id).or_default() += 1;
         }
     }
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let r = {
             let mut r = DeletableTopicResult::default().with_name(name.clone()).with_error_message(None);
             if version >= 6 {
                 r.topic_id = id;
@@ -160,14 +175,14 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
                     (None, true) => Err(TopicError::new(codes::INVALID_REQUEST, "Neither topic name nor id were specified.")),
                     (Some(n), true) if names[n.as_str()] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic name.")),
                     (None, false) if ids[&id] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic id.")),
-                    (Some(n), true) => broker.delete_topic(n),
+                    (Some(n), true) => broker.delete_topic(n).await,
                     (None, false) => match broker.topic_by_id(&id) {
                         Some(t) if names.contains_key(&t.name) => {
                             Err(TopicError::new(codes::INVALID_REQUEST, "The same topic was named by both name and id."))
                         }
                         Some(t) => {
                             r.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
-                            broker.delete_topic(&t.name)
+                            broker.delete_topic(&t.name).await
                         }
                         None => Err(TopicError::new(codes::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
                     },
@@ -187,31 +202,38 @@ pub fn handle_delete_topics(broker: &Broker, version: i16, req: DeleteTopicsRequ
                 }
             }
             r
-        })
-        .collect();
+        };
+        responses.push(r);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// CreatePartitions.
-pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+/// CreatePartitions (more partitions in one request than `max.partitions.per.request` get
+/// POLICY_VIOLATION before any disk is touched).
+pub async fn handle_create_partitions(broker: &Arc<Broker>, _version: i16, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut counts = HashMap::<String, usize>::new();
     for t in &req.topics {
         *counts.entry(t.name.to_string()).or_default() += 1;
     }
-    let results = req
+    let asked: i64 = req
         .topics
-        .into_iter()
-        .map(|t| {
+        .iter()
+        .map(|t| broker.topic(&t.name).map_or(0, |topic| i64::from(t.count) - i64::from(topic.partition_count())).max(0))
+        .sum();
+    let too_many = asked > broker.config.max_partitions_per_request;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let r = 'one: {
             let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_message(None);
             if counts[t.name.as_str()] > 1 {
                 r.error_code = codes::INVALID_REQUEST;
                 r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));
-                return r;
+                break 'one r;
             }
             let outcome = match broker.topic(&t.name) {
                 None => {
                     r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
-                    return r;
+                    break 'one r;
                 }
                 Some(topic) => {
                     let current = topic.partition_count();
@@ -223,7 +245,11 @@ pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreateParti
                         Some(a) if a.iter().any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != broker.node_id()) => {
                             Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, "Assignments may only name this broker, once."))
                         }
-                        _ => broker.create_partitions(&topic, t.count, req.validate_only),
+                        _ if too_many => Err(TopicError::new(
+                            codes::POLICY_VIOLATION,
+                            format!("The request adds {asked} partitions, past max.partitions.per.request ({})", broker.config.max_partitions_per_request),
+                        )),
+                        _ => broker.create_partitions(&topic, t.count, req.validate_only).await,
                     }
                 }
             };
@@ -232,8 +258,9 @@ pub fn handle_create_partitions(broker: &Broker, _version: i16, req: CreateParti
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
             r
-        })
-        .collect();
+        };
+        results.push(r);
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 

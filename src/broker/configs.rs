@@ -1,6 +1,7 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs, for topics and for the broker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterResult;
 use kafka_protocol::messages::describe_configs_response::{
@@ -188,12 +189,12 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
 }
 
 /// Applies new overrides to a topic after validating them all.
-fn set_overrides(broker: &Broker, topic: &Topic, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<(), (i16, String)> {
+async fn set_overrides(broker: &Arc<Broker>, topic: &Arc<Topic>, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<(), (i16, String)> {
     for (k, v) in &overrides {
         topic_config::validate(k, Some(v)).map_err(|m| (codes::INVALID_CONFIG, m))?;
     }
     if !validate_only {
-        broker.set_topic_config(topic, overrides).map_err(|e| (e.code, e.message))?;
+        broker.set_topic_config(topic, overrides).await.map_err(|e| (e.code, e.message))?;
     }
     Ok(())
 }
@@ -203,11 +204,10 @@ fn refuse_broker_change() -> (i16, String) {
 }
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic settings.
-pub fn handle_incremental_alter_configs(broker: &Broker, _version: i16, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i16, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        {
             let outcome = match (r.resource_type, broker.topic(r.resource_name.as_str())) {
                 (TOPIC, None) => Err((codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
                 (TOPIC, Some(topic)) => {
@@ -253,7 +253,10 @@ pub fn handle_incremental_alter_configs(broker: &Broker, _version: i16, req: Inc
                             break;
                         }
                     }
-                    result.and_then(|()| set_overrides(broker, &topic, o, req.validate_only))
+                    match result {
+                        Ok(()) => set_overrides(broker, &topic, o, req.validate_only).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 (BROKER, _) => Err(refuse_broker_change()),
                 (t, _) => Err((codes::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
@@ -266,18 +269,17 @@ pub fn handle_incremental_alter_configs(broker: &Broker, _version: i16, req: Inc
                 resp.error_code = code;
                 resp.error_message = Some(StrBytes::from_string(msg));
             }
-            resp
-        })
-        .collect();
+            responses.push(resp);
+        }
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 /// AlterConfigs: replaces a topic's whole set of overrides.
-pub fn handle_alter_configs(broker: &Broker, _version: i16, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+pub async fn handle_alter_configs(broker: &Arc<Broker>, _version: i16, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        {
             let outcome = match (r.resource_type, broker.topic(r.resource_name.as_str())) {
                 (TOPIC, None) => Err((codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
                 (TOPIC, Some(topic)) => {
@@ -293,7 +295,7 @@ pub fn handle_alter_configs(broker: &Broker, _version: i16, req: AlterConfigsReq
                     }
                     match bad {
                         Some(e) => Err(e),
-                        None => set_overrides(broker, &topic, o, req.validate_only),
+                        None => set_overrides(broker, &topic, o, req.validate_only).await,
                     }
                 }
                 (BROKER, _) => Err(refuse_broker_change()),
@@ -307,8 +309,8 @@ pub fn handle_alter_configs(broker: &Broker, _version: i16, req: AlterConfigsReq
                 resp.error_code = code;
                 resp.error_message = Some(StrBytes::from_string(msg));
             }
-            resp
-        })
-        .collect();
+            responses.push(resp);
+        }
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }

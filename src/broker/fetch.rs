@@ -104,7 +104,10 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 errored = true;
             } else if fp.fetch_offset < hwm && remaining > 0 {
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-                match state.log.read(fp.fetch_offset, limit, total == 0) {
+                // planned under the partition's lock, read outside it
+                let plan = state.log.read_plan(fp.fetch_offset, limit, total == 0);
+                drop(state);
+                match plan.map_or(Ok(bytes::Bytes::new()), |p| p.read()) {
                     Ok(records) => {
                         let n = records.len();
                         total += n;
@@ -118,7 +121,6 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                     }
                 }
             }
-            drop(state);
             partitions.push(pd);
         }
         let mut t = FetchableTopicResponse::default().with_partitions(partitions);

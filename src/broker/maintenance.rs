@@ -1,12 +1,14 @@
 //! The broker's background work: `flush.ms` syncs, retention, and compaction of compacted
-//! topics. Everything here touches only sealed segments or syncs, under each partition's lock.
+//! topics. It runs on a blocking thread; compaction holds a partition's lock only to plan and
+//! to swap the result in, never while it reads or writes files.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, now_ms};
+use super::Broker;
+use crate::clock::now_ms;
 
 /// Runs until shutdown.
 pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -65,15 +67,33 @@ impl Broker {
                 {
                     tracing::error!(topic = t.name.as_str(), partition = p.index, "retention failed: {e}");
                 }
-                if c.compact {
-                    match s.log.compact(now, c.delete_retention_ms) {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(topic = t.name.as_str(), partition = p.index, segments = n, "compacted"),
-                        Err(e) => tracing::error!(topic = t.name.as_str(), partition = p.index, "compaction failed: {e}"),
-                    }
-                }
                 let start = s.log.start_offset();
                 s.producers.forget_before(start);
+                let plan = if c.compact { s.log.begin_compaction(now, c.delete_retention_ms) } else { Ok(None) };
+                let storage = s.log.storage();
+                let work = s.log.take_flush_work();
+                drop(s);
+                if let Some(work) = work
+                    && let Err(e) = work.run()
+                {
+                    tracing::error!(topic = t.name.as_str(), partition = p.index, "syncing sealed segments failed: {e}");
+                }
+                let compacted = match plan {
+                    Ok(Some(plan)) => plan.write().map_err(|e| e.to_string()),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                };
+                match compacted {
+                    Ok(Some(done)) => {
+                        let old = p.lock().log.swap_compacted(&done);
+                        match done.finish(old, &storage) {
+                            Ok(n) => tracing::debug!(topic = t.name.as_str(), partition = p.index, segments = n, "compacted"),
+                            Err(e) => tracing::error!(topic = t.name.as_str(), partition = p.index, "finishing a compaction failed: {e}"),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(topic = t.name.as_str(), partition = p.index, "compaction failed: {e}"),
+                }
             }
         }
     }

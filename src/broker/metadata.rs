@@ -44,9 +44,46 @@ fn error_entry(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
     MetadataResponseTopic::default().with_name(name).with_error_code(code)
 }
 
+/// One requested topic's entry (auto-creating it when allowed).
+async fn metadata_entry(
+    broker: &std::sync::Arc<Broker>,
+    version: i16,
+    w: kafka_protocol::messages::metadata_request::MetadataRequestTopic,
+    auto: bool,
+) -> MetadataResponseTopic {
+    if version < 12 && (w.name.is_none() || !w.topic_id.is_nil()) {
+        return error_entry(w.name.clone(), codes::INVALID_REQUEST);
+    }
+    let name = match (&w.name, !w.topic_id.is_nil()) {
+        (_, true) => match broker.topic_by_id(&w.topic_id) {
+            Some(t) => return topic_entry(broker, version, &t),
+            None => {
+                let mut e = error_entry(None, codes::UNKNOWN_TOPIC_ID);
+                e.topic_id = w.topic_id;
+                return e;
+            }
+        },
+        (Some(n), false) => n.clone(),
+        (None, false) => return error_entry(None, codes::INVALID_REQUEST),
+    };
+    if let Some(t) = broker.topic(&name) {
+        return topic_entry(broker, version, &t);
+    }
+    if super::validate_topic_name(&name).is_err() {
+        return error_entry(Some(name), codes::INVALID_TOPIC_EXCEPTION);
+    }
+    if !auto {
+        return error_entry(Some(name), codes::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    match broker.auto_create(&name).await {
+        Ok(t) => topic_entry(broker, version, &t),
+        Err(e) => error_entry(Some(name), e.code),
+    }
+}
+
 /// Metadata: `topics = null` lists every topic, `[]` only the broker; unknown topics are
 /// created when both the request and `auto.create.topics.enable` allow it.
-pub fn handle_metadata(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle_metadata(broker: &std::sync::Arc<Broker>, version: i16, req: MetadataRequest) -> MetadataResponse {
     // v0 spells "all topics" as an empty list; v1+ as null.
     let all = match &req.topics {
         None => true,
@@ -57,39 +94,11 @@ pub fn handle_metadata(broker: &Broker, version: i16, req: MetadataRequest) -> M
         None => Vec::new(),
         Some(wanted) => {
             let auto = broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
-            wanted
-                .into_iter()
-                .map(|w| {
-                    if version < 12 && (w.name.is_none() || !w.topic_id.is_nil()) {
-                        return error_entry(w.name.clone(), codes::INVALID_REQUEST);
-                    }
-                    let name = match (&w.name, !w.topic_id.is_nil()) {
-                        (_, true) => match broker.topic_by_id(&w.topic_id) {
-                            Some(t) => return topic_entry(broker, version, &t),
-                            None => {
-                                let mut e = error_entry(None, codes::UNKNOWN_TOPIC_ID);
-                                e.topic_id = w.topic_id;
-                                return e;
-                            }
-                        },
-                        (Some(n), false) => n.clone(),
-                        (None, false) => return error_entry(None, codes::INVALID_REQUEST),
-                    };
-                    if let Some(t) = broker.topic(&name) {
-                        return topic_entry(broker, version, &t);
-                    }
-                    if super::validate_topic_name(&name).is_err() {
-                        return error_entry(Some(name), codes::INVALID_TOPIC_EXCEPTION);
-                    }
-                    if !auto {
-                        return error_entry(Some(name), codes::UNKNOWN_TOPIC_OR_PARTITION);
-                    }
-                    match broker.auto_create(&name) {
-                        Ok(t) => topic_entry(broker, version, &t),
-                        Err(e) => error_entry(Some(name), e.code),
-                    }
-                })
-                .collect()
+            let mut entries = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                entries.push(metadata_entry(broker, version, w, auto).await);
+            }
+            entries
         }
     };
     let mut resp = MetadataResponse::default()

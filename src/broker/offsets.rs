@@ -7,7 +7,7 @@ use kafka_protocol::messages::{
 };
 
 use super::partition::{LEADER_EPOCH, Partition};
-use super::records::read_records;
+use crate::batch::records::read_records;
 use super::Broker;
 use crate::error::codes;
 
@@ -29,8 +29,9 @@ pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), i16> {
         LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP | 0.. => {
             let target = if ts == MAX_TIMESTAMP { i64::MAX } else { ts };
-            let batch = state.log.batch_by_timestamp(target).map_err(|_| codes::KAFKA_STORAGE_ERROR)?;
+            let plan = state.log.timestamp_plan(target);
             drop(state);
+            let batch = plan.find().map_err(|_| codes::KAFKA_STORAGE_ERROR)?;
             let Some(batch) = batch else {
                 return Ok((-1, -1));
             };

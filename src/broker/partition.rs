@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader};
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
 use crate::error::codes;
@@ -49,6 +49,20 @@ pub struct Partition {
     state: Mutex<PartitionState>,
     /// Fetches parked on this partition; each is woken (and removed) by the next append.
     waiters: Mutex<Vec<Weak<Notify>>>,
+}
+
+/// Runs a roll's owed file work (sync, index, recovery point) on a blocking thread, off the
+/// produce path (inline when there is no runtime, as in unit tests).
+fn flush_in_background(work: crate::log::batches::FlushWork) {
+    let run = move || {
+        if let Err(e) = work.run() {
+            tracing::error!("syncing a sealed segment failed: {e}");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => drop(h.spawn_blocking(run)),
+        Err(_) => run(),
+    }
 }
 
 impl Partition {
@@ -116,9 +130,9 @@ impl Partition {
         }
         let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
         let unflushed_before = state.log.unflushed();
-        state.log.append(&bytes, &stored).map_err(|e| AppendError {
-            code: codes::KAFKA_STORAGE_ERROR,
-            message: format!("cannot append to the log: {e}"),
+        let rolled = state.log.append(&bytes, &stored).map_err(|e| {
+            tracing::error!(partition = self.index, "append failed: {e}");
+            AppendError { code: codes::KAFKA_STORAGE_ERROR, message: format!("cannot append to the log: {e}") }
         })?;
         if state.log.unflushed() < unflushed_before || state.log.unflushed() == 0 {
             state.last_flush_ms = now_ms;
@@ -129,7 +143,11 @@ impl Partition {
             log_append_time: if config.log_append_time { now_ms } else { -1 },
             log_start_offset: state.log.start_offset(),
         };
+        let work = if rolled { state.log.take_flush_work() } else { None };
         drop(state);
+        if let Some(work) = work {
+            flush_in_background(work);
+        }
         self.wake_fetches();
         Ok(appended)
     }

@@ -10,8 +10,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::batch::{BatchHeader, validate_produce_records};
-use super::{Broker, now_ms};
+use crate::batch::{BatchHeader, validate_produce_records};
+use super::Broker;
+use crate::clock::now_ms;
 use crate::error::codes;
 
 fn partition_error(version: i16, index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
@@ -113,7 +114,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
 /// InitProducerId: every idempotent producer gets a fresh id at epoch 0, as Kafka does for
 /// producers without a transactional id (a producer id and epoch sent along are ignored).
 /// Transactional ids are refused with a fatal error until transactions exist.
-pub fn handle_init_producer_id(broker: &Broker, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle_init_producer_id(broker: &std::sync::Arc<Broker>, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let fail = |code| {
         InitProducerIdResponse::default()
             .with_error_code(code)
@@ -131,7 +132,7 @@ pub fn handle_init_producer_id(broker: &Broker, version: i16, req: InitProducerI
         }
         None => {}
     }
-    match broker.allocate_producer_id() {
+    match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => fail(if e.code == codes::KAFKA_STORAGE_ERROR { codes::UNKNOWN_SERVER_ERROR } else { e.code }),
     }

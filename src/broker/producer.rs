@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::batch::BatchHeader;
+use crate::batch::BatchHeader;
 use crate::error::codes;
 
 /// How many recent batches per producer are kept for duplicate detection.
@@ -139,7 +139,7 @@ impl ProducerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::batch::tests::client_batch;
+    use crate::batch::tests::client_batch;
 
     fn header(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchHeader {
         let mut b = client_batch(n, pid, seq);

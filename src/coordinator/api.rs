@@ -23,9 +23,9 @@ use tracing::Instrument;
 
 use super::group::Protocol;
 use super::shard::{
-    CommitInput, CommitPartition, FetchedOffset, HeartbeatInput, JoinInput, JoinResult, LeaveInput, Reply,
-    SyncInput, SyncResult,
+    CommitInput, CommitPartition, FetchedOffset, HeartbeatInput, JoinInput, JoinResult, LeaveInput, SyncInput, SyncResult,
 };
+use super::answer::{Committed, GroupDeleted, Heartbeated};
 use super::{Coordinator, ShardStatus};
 use crate::error::codes;
 use crate::plane::DataPlane;
@@ -49,19 +49,6 @@ fn status_error(status: ShardStatus) -> i16 {
     match status {
         ShardStatus::Loading => codes::COORDINATOR_LOAD_IN_PROGRESS,
         ShardStatus::Active | ShardStatus::Failed => codes::NOT_COORDINATOR,
-    }
-}
-
-/// The same kind of reply, carrying `code` instead (for replies that cannot be delivered).
-pub fn error_like(reply: &Reply, code: i16) -> Reply {
-    match reply {
-        Reply::Join(r) => Reply::Join(JoinResult::error(code, &r.member_id)),
-        Reply::Sync(_) => Reply::Sync(SyncResult::error(code)),
-        Reply::Heartbeat(_) => Reply::Heartbeat(code),
-        Reply::Leave(_) => Reply::Leave(super::shard::LeaveResult { error: code, members: Vec::new() }),
-        Reply::Commit(v) => Reply::Commit(vec![code; v.len()]),
-        Reply::DeleteGroup(_) => Reply::DeleteGroup(code),
-        Reply::OffsetDelete(_) => Reply::OffsetDelete(super::shard::OffsetDeleteResult { error: code, partitions: Vec::new() }),
     }
 }
 
@@ -167,9 +154,8 @@ pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> 
     let member_id = input.member_id.clone();
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::debug_span!("join_group", group = %input.group_id, member = %member_id, instance = ?input.group_instance_id);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.join(now, id, input)).instrument(span).await {
-        Ok(Reply::Join(r)) => r,
-        Ok(other) => unreachable!("JoinGroup answered with {other:?}"),
+    let result = match c.coordinator.call::<JoinResult>(shard, move |sh, now, id| sh.join(now, id, input)).instrument(span).await {
+        Ok(r) => r,
         Err(status) => JoinResult::error(status_error(status), &member_id),
     };
     join_response(version, result)
@@ -209,9 +195,8 @@ pub async fn sync_group(c: &Caller<'_>, version: i16, req: SyncGroupRequest) -> 
     };
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::debug_span!("sync_group", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.sync(now, id, input, version)).instrument(span).await {
-        Ok(Reply::Sync(r)) => r,
-        Ok(other) => unreachable!("SyncGroup answered with {other:?}"),
+    let result = match c.coordinator.call::<SyncResult>(shard, move |sh, now, id| sh.sync(now, id, input, version)).instrument(span).await {
+        Ok(r) => r,
         Err(status) => SyncResult::error(status_error(status)),
     };
     sync_response(version, result)
@@ -232,9 +217,8 @@ pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> 
     };
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::trace_span!("heartbeat", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
-    let code = match c.coordinator.call(shard, move |sh, now, id| sh.heartbeat(now, id, input)).instrument(span).await {
-        Ok(Reply::Heartbeat(code)) => code,
-        Ok(other) => unreachable!("Heartbeat answered with {other:?}"),
+    let code = match c.coordinator.call::<Heartbeated>(shard, move |sh, now, id| sh.heartbeat(now, id, input)).instrument(span).await {
+        Ok(Heartbeated(code)) => code,
         Err(ShardStatus::Loading) => codes::NONE,
         Err(status) => status_error(status),
     };
@@ -256,9 +240,8 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
     let input = LeaveInput { group_id: req.group_id.to_string(), members };
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::debug_span!("leave_group", group = %input.group_id, members = input.members.len());
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.leave(now, id, input)).instrument(span).await {
-        Ok(Reply::Leave(r)) => r,
-        Ok(other) => unreachable!("LeaveGroup answered with {other:?}"),
+    let result = match c.coordinator.call::<super::shard::LeaveResult>(shard, move |sh, now, id| sh.leave(now, id, input)).instrument(span).await {
+        Ok(r) => r,
         Err(status) => super::shard::LeaveResult { error: status_error(status), members: Vec::new() },
     };
     if version >= 3 {
@@ -326,9 +309,8 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
         };
         let shard = c.coordinator.shard_of(&input.group_id);
         let span = tracing::trace_span!("offset_commit", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
-        let errors = match c.coordinator.call(shard, move |sh, now, id| sh.commit(now, id, input)).instrument(span).await {
-            Ok(Reply::Commit(v)) => v,
-            Ok(other) => unreachable!("OffsetCommit answered with {other:?}"),
+        let errors = match c.coordinator.call::<Committed>(shard, move |sh, now, id| sh.commit(now, id, input)).instrument(span).await {
+            Ok(Committed(v)) => v,
             Err(status) => vec![status_error(status); n],
         };
         for ((ti, pi), e) in slots.into_iter().zip(errors) {
@@ -552,9 +534,8 @@ pub async fn delete_groups(c: &Caller<'_>, _version: i16, req: DeleteGroupsReque
         }
         let group = gid.to_string();
         let shard = c.coordinator.shard_of(&group);
-        let code = match c.coordinator.call(shard, move |sh, now, id| sh.delete_group(now, id, &group)).await {
-            Ok(Reply::DeleteGroup(code)) => code,
-            Ok(other) => unreachable!("DeleteGroups answered with {other:?}"),
+        let code = match c.coordinator.call::<GroupDeleted>(shard, move |sh, now, id| sh.delete_group(now, id, &group)).await {
+            Ok(GroupDeleted(code)) => code,
             Err(status) => status_error(status),
         };
         results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code));
@@ -580,9 +561,8 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
     }
     let group = req.group_id.to_string();
     let shard = c.coordinator.shard_of(&group);
-    let result = match c.coordinator.call(shard, move |sh, now, id| sh.delete_offsets(now, id, &group, known)).await {
-        Ok(Reply::OffsetDelete(r)) => r,
-        Ok(other) => unreachable!("OffsetDelete answered with {other:?}"),
+    let result = match c.coordinator.call::<super::shard::OffsetDeleteResult>(shard, move |sh, now, id| sh.delete_offsets(now, id, &group, known)).await {
+        Ok(r) => r,
         Err(status) => super::shard::OffsetDeleteResult { error: status_error(status), partitions: Vec::new() },
     };
     if result.error != codes::NONE {

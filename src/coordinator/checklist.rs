@@ -15,7 +15,8 @@
 //!   wire halves of 40 (null ProtocolType/Name on errors at v7+) and 114 ("Dead" below v6,
 //!   GROUP_ID_NOT_FOUND at v6), whose shard halves are tested here.
 //! * Log append failures, a runtime matter a pure shard never sees: 8, 9, 83, and the failure
-//!   half of 106.
+//!   half of 106 are tested in `coordinator/mod.rs` (a coordinator over a data dir that fails
+//!   on demand).
 //! * Transactional offsets, which corral does not implement (no TxnOffsetCommit): 98, 111.
 //! * 110's "group Dead": corral unloads shards only at shutdown; the parked-request half is
 //!   tested.

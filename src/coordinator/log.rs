@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,12 @@ pub trait OffsetsStore: Send + Sync + std::fmt::Debug {
     /// the upstream producer, compaction).
     fn start(self: Arc<Self>, shard: usize, shutdown: CancellationToken);
 
+    /// After a failed write or sync: stops the shard's background work and discards whatever
+    /// of it is not known durable, so that loading the shard again ([`OffsetsStore::load`])
+    /// finds exactly what was acknowledged. Blocking; an error means the storage is still
+    /// failing (the caller tries again later).
+    fn reset(&self, shard: usize) -> Result<(), LogError>;
+
     /// Makes everything appended durable now (at shutdown).
     fn sync_all(&self);
 }
@@ -57,21 +63,28 @@ pub trait OffsetsStore: Send + Sync + std::fmt::Debug {
 pub struct ShardLogs {
     data: Arc<DataDir>,
     config: KeyedConfig,
-    logs: Vec<OnceLock<Arc<KeyedLog>>>,
+    logs: Vec<Mutex<Option<Open>>>,
     compacting: AtomicBool,
+}
+
+/// A shard's open log and what stops its flusher.
+#[derive(Debug)]
+struct Open {
+    log: Arc<KeyedLog>,
+    stop: CancellationToken,
 }
 
 impl ShardLogs {
     pub fn new(data: Arc<DataDir>, partitions: usize, config: KeyedConfig) -> Self {
-        ShardLogs { data, config, logs: (0..partitions).map(|_| OnceLock::new()).collect(), compacting: AtomicBool::new(false) }
+        ShardLogs { data, config, logs: (0..partitions).map(|_| Mutex::new(None)).collect(), compacting: AtomicBool::new(false) }
     }
 
     /// The log of a shard, once opened.
-    pub fn get(&self, shard: usize) -> Option<&Arc<KeyedLog>> {
-        self.logs[shard].get()
+    pub fn get(&self, shard: usize) -> Option<Arc<KeyedLog>> {
+        self.logs[shard].lock().expect("shard log slot").as_ref().map(|o| o.log.clone())
     }
 
-    fn log(&self, shard: usize) -> io::Result<&Arc<KeyedLog>> {
+    fn log(&self, shard: usize) -> io::Result<Arc<KeyedLog>> {
         self.get(shard).ok_or_else(|| io::Error::other(format!("offsets log {shard} is not open")))
     }
 
@@ -84,11 +97,11 @@ impl ShardLogs {
                 _ = tick.tick() => {}
             }
             for i in 0..self.logs.len() {
-                let Some(log) = self.get(i).cloned() else { continue };
+                let Some(log) = self.get(i) else { continue };
                 if !log.needs_compaction() {
                     continue;
                 }
-                match tokio::task::spawn_blocking(move || log.compact(super::now_ms())).await {
+                match tokio::task::spawn_blocking(move || log.compact(crate::clock::now_ms())).await {
                     Ok(Ok(stats)) => tracing::debug!(shard = i, ?stats, "compacted the offsets log"),
                     Ok(Err(e)) => tracing::error!(shard = i, "compaction failed: {e}"),
                     Err(e) => tracing::error!(shard = i, "compaction task failed: {e}"),
@@ -103,13 +116,15 @@ impl OffsetsStore for ShardLogs {
         let path = format!("coordinator/{shard:02}");
         let storage = self.data.storage(&path).map_err(|e| LogError::Io { what: path.clone(), source: e })?;
         let log = KeyedLog::open(&path, storage, self.config.clone(), |e| each(e.key, e.value))?;
-        let _ = self.logs[shard].set(log);
+        if let Some(old) = self.logs[shard].lock().expect("shard log slot").replace(Open { log, stop: CancellationToken::new() }) {
+            old.stop.cancel();
+        }
         Ok(())
     }
 
     fn append(&self, shard: usize, records: &[RawRecord]) -> io::Result<i64> {
         let entries: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = records.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
-        self.log(shard)?.append(&entries, super::now_ms())
+        self.log(shard)?.append(&entries, crate::clock::now_ms())
     }
 
     fn appended(&self, shard: usize) -> i64 {
@@ -121,12 +136,25 @@ impl OffsetsStore for ShardLogs {
     }
 
     fn start(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
-        if let Some(log) = self.get(shard) {
-            tokio::spawn(log.clone().run_flusher(shutdown.clone()));
+        if let Some(open) = self.logs[shard].lock().expect("shard log slot").as_mut() {
+            // stopped by shutdown, or by a reset of this log
+            open.stop = shutdown.child_token();
+            tokio::spawn(open.log.clone().run_flusher(open.stop.clone()));
         }
         if !self.compacting.swap(true, Ordering::SeqCst) {
             tokio::spawn(self.run_compaction(shutdown));
         }
+    }
+
+    fn reset(&self, shard: usize) -> Result<(), LogError> {
+        let open = self.logs[shard].lock().expect("shard log slot").as_ref().map(|o| (o.log.clone(), o.stop.clone()));
+        if let Some((log, stop)) = open {
+            stop.cancel();
+            // the log stays in its slot until it is cut back: a reset that fails is tried again
+            log.discard_unsynced().map_err(|e| LogError::Io { what: format!("cutting back coordinator/{shard:02}"), source: e })?;
+        }
+        self.logs[shard].lock().expect("shard log slot").take();
+        Ok(())
     }
 
     fn sync_all(&self) {

@@ -7,7 +7,18 @@
 //! requests — never held across an `.await`), a timer task per shard, and the offsets log the
 //! records go to. A reply is sent only after the records its request produced — and every
 //! record appended before them — are durable.
+//!
+//! # When the store fails
+//!
+//! A failed append or sync does not stop the shard for good. The requests whose records were
+//! not made durable are answered with the error Kafka maps a storage failure to
+//! (NOT_COORDINATOR); the shard stops serving (COORDINATOR_LOAD_IN_PROGRESS, as while it
+//! loads), its parked requests are answered NOT_COORDINATOR, the store discards what was never
+//! durable, and the shard is loaded again from what is left — exactly what was acknowledged —
+//! retried with backoff while the storage keeps failing. Its in-memory state is rebuilt, so a
+//! change whose record failed (a commit, a static member's replacement) is undone.
 
+pub mod answer;
 pub mod api;
 pub mod group;
 pub mod log;
@@ -31,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::codes;
 use log::OffsetsStore;
+use answer::{Answer, Waiting};
 use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
 
 /// Identifies one request to a shard, so a parked JoinGroup or SyncGroup can be answered later.
@@ -47,10 +59,7 @@ pub fn shard_for(group_id: &str, partitions: usize) -> usize {
     abs as usize % partitions
 }
 
-/// Milliseconds since the Unix epoch: the coordinator's clock.
-pub fn now_ms() -> i64 {
-    crate::broker::now_ms()
-}
+use crate::clock::now_ms;
 
 /// A shard's timers: the live deadline of each key, and a min-heap of `(deadline, key)`.
 /// Re-arming a key to a later deadline (a heartbeat pushing its session timer out, the common
@@ -139,7 +148,8 @@ pub enum ShardStatus {
     /// Replaying its log: group requests get COORDINATOR_LOAD_IN_PROGRESS.
     Loading,
     Active,
-    /// Its log failed: requests get NOT_COORDINATOR until a restart reloads it.
+    /// A request got no answer: dropped at shutdown, or by a reload after a store failure
+    /// (NOT_COORDINATOR).
     Failed,
 }
 
@@ -149,8 +159,13 @@ struct ShardState {
     shard: Shard,
     status: ShardStatus,
     timers: Timers,
-    /// Requests waiting for an answer from the state machine.
-    parked: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// Requests waiting for an answer from the state machine, each by its kind of answer.
+    parked: HashMap<RequestId, Waiting>,
+    /// Counts reloads after store failures: a reply whose records were appended before the
+    /// latest reload must not go out as a success, whatever the store says of its position.
+    incarnation: u64,
+    /// A reload after a store failure is under way.
+    reloading: bool,
 }
 
 #[derive(Debug)]
@@ -166,12 +181,18 @@ struct ShardCell {
 struct Deliveries {
     shard: usize,
     position: i64,
-    sends: Vec<(oneshot::Sender<Reply>, Reply)>,
+    sends: Vec<(Waiting, Reply)>,
+    /// The shard's incarnation when the records were appended.
+    incarnation: u64,
+    /// An append failed: the replies carry this error, and the shard is reloaded.
+    failed: bool,
 }
 
 /// The coordinator runtime.
 #[derive(Debug)]
 pub struct Coordinator {
+    /// Itself, for the reload tasks it starts.
+    me: std::sync::Weak<Coordinator>,
     shards: Box<[ShardCell]>,
     next_request: AtomicU64,
     /// Where the shards' records go (the data dir's logs, or an upstream topic).
@@ -194,11 +215,14 @@ impl Coordinator {
                     status: ShardStatus::Loading,
                     timers: Timers::default(),
                     parked: HashMap::new(),
+                    incarnation: 0,
+                    reloading: false,
                 }),
                 timer_wake: Notify::new(),
             })
             .collect();
-        Arc::new(Coordinator {
+        Arc::new_cyclic(|me| Coordinator {
+            me: me.clone(),
             shards,
             next_request: AtomicU64::new(1),
             log,
@@ -225,6 +249,13 @@ impl Coordinator {
     /// Loads one shard: replays its log into a fresh state machine (requests meanwhile get
     /// COORDINATOR_LOAD_IN_PROGRESS), re-arms its timers, then serves. Blocking I/O.
     pub fn load_shard(&self, i: usize) -> Result<(), crate::log::LogError> {
+        let (fresh, out) = self.read_shard(i)?;
+        self.install(i, fresh, out);
+        Ok(())
+    }
+
+    /// Rebuilds shard `i` from its log, without touching the live one.
+    fn read_shard(&self, i: usize) -> Result<(Shard, Output), crate::log::LogError> {
         let mut fresh = Shard::new(self.lock(i).shard.config.clone(), IdSource::Random);
         fresh.begin_load();
         let now = now_ms();
@@ -242,18 +273,24 @@ impl Coordinator {
         if let Some(e) = bad {
             return Err(crate::log::LogError::Corrupt { file: format!("coordinator/{i:02}"), offset: 0, reason: e.to_string() });
         }
+        if count > 0 {
+            tracing::debug!(shard = i, records = count, "coordinator shard loaded");
+        }
         let out = fresh.finish_load(now_ms());
+        Ok((fresh, out))
+    }
+
+    /// Makes a rebuilt shard the live one and serves it (ending a reload, if one ran).
+    fn install(&self, i: usize, fresh: Shard, out: Output) {
         let mut st = self.lock(i);
         st.shard = fresh;
         st.status = ShardStatus::Active;
+        st.reloading = false;
+        st.timers = Timers::default();
         let d = self.settle(i, &mut st, out);
         drop(st);
         debug_assert!(d.sends.is_empty());
         self.shards[i].timer_wake.notify_one();
-        if count > 0 {
-            tracing::debug!(shard = i, records = count, "coordinator shard loaded");
-        }
-        Ok(())
     }
 
     /// Starts the store's background work (flushers, compaction) of every loaded shard
@@ -397,6 +434,7 @@ impl Coordinator {
     fn settle(&self, shard: usize, st: &mut ShardState, mut out: Output) -> Deliveries {
         let mut sends = Vec::new();
         let mut position = None;
+        let mut failed = false;
         loop {
             let before = st.timers.earliest();
             for op in out.timers.drain(..) {
@@ -405,13 +443,14 @@ impl Coordinator {
             if st.timers.earliest() < before || before.is_none() {
                 self.shards[shard].timer_wake.notify_one();
             }
-            if !out.records.is_empty() {
+            if !out.records.is_empty() && !failed {
                 let raws: Vec<record::RawRecord> = out.records.iter().map(|r| r.encode()).collect();
                 match self.log.append(shard, &raws) {
                     Ok(p) => position = Some(p),
                     Err(e) => {
-                        tracing::error!(shard, "offsets log append failed, shard stops serving: {e}");
-                        st.status = ShardStatus::Failed;
+                        tracing::error!(shard, "offsets log append failed: {e}; the shard reloads from what is durable");
+                        st.status = ShardStatus::Loading;
+                        failed = true;
                     }
                 }
             }
@@ -420,6 +459,9 @@ impl Coordinator {
                     sends.push((tx, reply));
                 }
             }
+            if failed {
+                break;
+            }
             let now = now_ms();
             match st.timers.pop_due(now) {
                 Some(key) => out = st.shard.on_timer(now, &key),
@@ -427,33 +469,96 @@ impl Coordinator {
             }
         }
         let position = position.unwrap_or_else(|| self.log.appended(shard));
-        Deliveries { shard, position, sends }
+        Deliveries { shard, position, sends, incarnation: st.incarnation, failed }
     }
 
     async fn deliver(&self, d: Deliveries) {
+        // Kafka maps a storage failure (KAFKA_STORAGE_ERROR) to NOT_COORDINATOR for the group apis
+        let failure = Some(codes::NOT_COORDINATOR);
+        if d.failed {
+            for (waiting, reply) in d.sends {
+                waiting.send(reply, failure);
+            }
+            self.reload(d.shard);
+            return;
+        }
         if d.sends.is_empty() {
             return;
         }
         if let Err(e) = self.log.wait_durable(d.shard, d.position).await {
-            tracing::error!(shard = d.shard, "offsets log sync failed: {e}");
-            self.lock(d.shard).status = ShardStatus::Failed;
-            for (tx, reply) in d.sends {
-                let _ = tx.send(api::error_like(&reply, codes::NOT_COORDINATOR));
+            tracing::error!(shard = d.shard, "offsets log sync failed: {e}; the shard reloads from what is durable");
+            for (waiting, reply) in d.sends {
+                waiting.send(reply, failure);
             }
+            self.reload(d.shard);
             return;
         }
-        for (tx, reply) in d.sends {
-            let _ = tx.send(reply);
+        let current = self.lock(d.shard).incarnation == d.incarnation;
+        for (waiting, reply) in d.sends {
+            waiting.send(reply, if current { None } else { failure });
         }
     }
 
-    /// Runs one input through a shard and waits for its answer. `None` if the shard is not
-    /// serving (the status says why).
-    async fn call(
+    /// Reloads a shard after a store failure (see the module docs): at once it stops serving
+    /// and answers its parked requests; a task then has the store discard what was never
+    /// durable and loads the shard again, retrying with backoff while that fails.
+    fn reload(&self, shard: usize) {
+        {
+            let mut st = self.lock(shard);
+            if st.reloading {
+                return;
+            }
+            st.reloading = true;
+            st.status = ShardStatus::Loading;
+            st.incarnation += 1;
+            st.timers = Timers::default();
+            for (id, reply) in st.shard.fail_parked(codes::NOT_COORDINATOR) {
+                if let Some(waiting) = st.parked.remove(&id) {
+                    // in the failure's shape: a parked join learns no member id (checklist 106)
+                    waiting.send(reply, Some(codes::NOT_COORDINATOR));
+                }
+            }
+            // anything else still parked learns of it as a closed channel (NOT_COORDINATOR)
+            st.parked.clear();
+        }
+        metrics::counter!("corral_coordinator_shard_reloads_total").increment(1);
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let m = me.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    m.log.reset(shard)?;
+                    m.read_shard(shard)
+                })
+                .await;
+                match done {
+                    Ok(Ok((fresh, out))) => {
+                        // the flusher runs before the first request can append again
+                        me.log.clone().start(shard, me.shutdown.clone());
+                        me.install(shard, fresh, out);
+                        tracing::info!(shard, "coordinator shard reloaded after a store failure");
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::warn!(shard, "reloading the shard failed: {e}; retrying in {delay:?}"),
+                    Err(e) => tracing::error!(shard, "reloading the shard panicked: {e}; retrying in {delay:?}"),
+                }
+                tokio::select! {
+                    _ = me.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+
+    /// Runs one input through a shard and waits for its answer, of the kind `A` the input's
+    /// request expects. `Err` if the shard is not serving (the status says why).
+    async fn call<A: Answer>(
         &self,
         shard: usize,
         input: impl FnOnce(&mut Shard, i64, RequestId) -> Output,
-    ) -> Result<Reply, ShardStatus> {
+    ) -> Result<A, ShardStatus> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let d = {
@@ -461,7 +566,7 @@ impl Coordinator {
             if st.status != ShardStatus::Active {
                 return Err(st.status);
             }
-            st.parked.insert(id, tx);
+            st.parked.insert(id, A::waiting(tx));
             let out = input(&mut st.shard, now_ms(), id);
             self.settle(shard, &mut st, out)
         };
@@ -504,8 +609,8 @@ impl Coordinator {
             let mut st = self.lock(i);
             let replies = st.shard.fail_parked(codes::NOT_COORDINATOR);
             for (id, reply) in replies {
-                if let Some(tx) = st.parked.remove(&id) {
-                    let _ = tx.send(reply);
+                if let Some(waiting) = st.parked.remove(&id) {
+                    waiting.send(reply, None);
                 }
             }
         }
@@ -574,11 +679,12 @@ mod tests {
         assert_eq!(t.pop_due(11_999), Some(key("f")));
     }
 
-    fn coordinator() -> (Arc<Coordinator>, Broker) {
+    async fn coordinator() -> (Arc<Coordinator>, Arc<Broker>) {
         let config = Config::default();
         let broker = Broker::open(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(crate::log::datadir::DataDir::memory())).unwrap();
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
-        broker.create_topic("t", p, o).unwrap();
+        let broker = Arc::new(broker);
+        broker.create_topic("t", p, o).await.unwrap();
         let data = Arc::new(crate::log::datadir::DataDir::memory());
         let logs = Arc::new(log::ShardLogs::new(data, 50, Default::default()));
         let c = Coordinator::new(ShardConfig::from_config(&config), 50, logs, CancellationToken::new());
@@ -587,15 +693,213 @@ mod tests {
         (c, broker)
     }
 
+    /// A coordinator whose offsets logs model syncs, over a data dir that can fail on demand,
+    /// with a broker holding topic "t" (2 partitions).
+    async fn faulty() -> (Arc<Coordinator>, Arc<crate::log::datadir::DataDir>, crate::plane::DataPlane) {
+        let config = Config::default();
+        let broker = Broker::open(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(crate::log::datadir::DataDir::memory())).unwrap();
+        let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
+        let broker = Arc::new(broker);
+        broker.create_topic("t", p, o).await.unwrap();
+        let data = Arc::new(crate::log::datadir::DataDir::memory_modelled());
+        let c = over(&data);
+        (c, data, crate::plane::DataPlane::Broker(broker))
+    }
+
+    /// A coordinator loaded from `data` (a start, or a restart over the same data).
+    fn over(data: &Arc<crate::log::datadir::DataDir>) -> Arc<Coordinator> {
+        let logs = Arc::new(log::ShardLogs::new(data.clone(), 50, Default::default()));
+        let c = Coordinator::new(ShardConfig::from_config(&Config::default()), 50, logs, CancellationToken::new());
+        c.load_all().unwrap();
+        c.spawn_flushers();
+        c
+    }
+
+    fn caller<'a>(c: &'a Coordinator, plane: &'a crate::plane::DataPlane) -> api::Caller<'a> {
+        api::Caller { coordinator: c, plane, client_id: "x", client_host: "/127.0.0.1".into() }
+    }
+
+    /// A simple-group commit of `offset` for t-0 (OffsetCommit v8); its partition's error.
+    async fn commit(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str, offset: i64) -> i16 {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(offset)])]);
+        api::offset_commit(&caller(c, plane), 8, req).await.topics[0].partitions[0].error_code
+    }
+
+    /// t-0's committed offset for `group` (OffsetFetch v8, require_stable): Ok(offset) or the
+    /// group-level error.
+    async fn fetched(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str) -> Result<i64, i16> {
+        let req = OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_indexes(vec![0])]))]);
+        let r = api::offset_fetch(&caller(c, plane), 8, req).await;
+        let g = &r.groups[0];
+        if g.error_code != codes::NONE {
+            return Err(g.error_code);
+        }
+        Ok(g.topics[0].partitions[0].committed_offset)
+    }
+
+    /// Retries `f` while the shard reloads (COORDINATOR_LOAD_IN_PROGRESS), up to 5 s.
+    async fn once_loaded<T>(mut f: impl AsyncFnMut() -> Result<T, i16>) -> Result<T, i16> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match f().await {
+                Err(codes::COORDINATOR_LOAD_IN_PROGRESS) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Checklist 8 (a failed write answers the write with a mapped error; storage failures map
+    /// to NOT_COORDINATOR): a commit whose append fails (ENOSPC, half written) or whose fsync
+    /// fails (EIO) is refused; what it wrote never becomes visible, before or after a restart;
+    /// the shard reloads from what is durable and takes writes again without a restart once
+    /// the disk recovers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_08_failed_writes_answer_not_coordinator_and_leave_nothing_visible() {
+        use crate::log::storage::FaultOp;
+        let (c, data, plane) = faulty().await;
+        let g = "faulty-group";
+        assert_eq!(commit(&c, &plane, g, 5).await, codes::NONE);
+        data.fail(FaultOp::Write, 28, true);
+        assert_eq!(commit(&c, &plane, g, 9).await, codes::NOT_COORDINATOR, "a failed append");
+        assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(5), "the failed commit is not visible");
+        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 11).await { codes::NONE => Ok(()), e => Err(e) }).await, Ok(()), "writes resume");
+        data.fail(FaultOp::Sync, 5, true);
+        assert_eq!(commit(&c, &plane, g, 13).await, codes::NOT_COORDINATOR, "a failed fsync");
+        assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(11));
+        // a disk that keeps failing: refused every time, reads answer from what is durable
+        data.fail(FaultOp::Write, 28, false);
+        for offset in [15, 17] {
+            let e = once_loaded(async || match commit(&c, &plane, g, offset).await { codes::NONE => Ok(()), e => Err(e) }).await;
+            assert_eq!(e, Err(codes::NOT_COORDINATOR));
+        }
+        data.clear_faults();
+        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 19).await { codes::NONE => Ok(()), e => Err(e) }).await, Ok(()));
+        // a restart over the same data sees exactly what was acknowledged
+        c.shutdown.cancel();
+        let restarted = over(&data);
+        assert_eq!(once_loaded(async || fetched(&restarted, &plane, g).await).await, Ok(19));
+    }
+
+    /// Checklist 9: an OffsetFetch (require_stable) waiting on writes whose sync fails gets a
+    /// group-level NOT_COORDINATOR.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_09_a_fetch_waiting_on_a_failed_sync_gets_not_coordinator() {
+        use crate::log::storage::FaultOp;
+        let (c, data, plane) = faulty().await;
+        let g = "fetching-group";
+        assert_eq!(commit(&c, &plane, g, 3).await, codes::NONE);
+        // the commit's fsync is held until the fetch reads and waits behind it, then fails
+        let gate = data.fail_held(FaultOp::Sync, 5).expect("a memory data dir");
+        let shard = c.shard_of(g);
+        let before = c.log.appended(shard);
+        let (committed, fetch) = tokio::join!(commit(&c, &plane, g, 4), async {
+            while c.log.appended(shard) == before {
+                tokio::task::yield_now().await;
+            }
+            let mut f = std::pin::pin!(fetched(&c, &plane, g));
+            assert!(tokio::time::timeout(Duration::from_millis(50), &mut f).await.is_err(), "the fetch waits for the sync");
+            gate.open();
+            f.await
+        });
+        assert_eq!(committed, codes::NOT_COORDINATOR);
+        assert_eq!(fetch, Err(codes::NOT_COORDINATOR));
+        assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(3));
+    }
+
+    fn static_join(group: &str, instance: &str) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_group_instance_id(Some(StrBytes::from_string(instance.into())))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"m"))])
+    }
+
+    /// Checklist 83 (and the failure half of 106): a static member's replacement whose record
+    /// fails to write gets the mapped error and no member id; the old member is restored and
+    /// goes on heartbeating. A new group whose first record fails answers its JoinGroup with
+    /// the mapped error and leaves no group behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_83_106_a_failed_group_write_restores_the_group() {
+        use crate::log::storage::FaultOp;
+        let (c, data, plane) = faulty().await;
+        let cl = caller(&c, &plane);
+        let g = "static-group";
+        let j = api::join_group(&cl, 5, static_join(g, "i1")).await;
+        assert_eq!(j.error_code, codes::NONE);
+        let m1 = j.member_id.clone();
+        let s = api::sync_group(
+            &cl,
+            5,
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                .with_member_id(m1.clone())
+                .with_group_instance_id(Some(StrBytes::from_static_str("i1")))
+                .with_generation_id(j.generation_id)
+                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                .with_protocol_name(Some(StrBytes::from_static_str("range")))
+                .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(m1.clone())
+                    .with_assignment(bytes::Bytes::from_static(b"a"))]),
+        )
+        .await;
+        assert_eq!(s.error_code, codes::NONE);
+        data.fail(FaultOp::Write, 28, true);
+        let replacement = api::join_group(&cl, 5, static_join(g, "i1")).await;
+        assert_eq!((replacement.error_code, replacement.member_id.as_str()), (codes::NOT_COORDINATOR, ""));
+        let hb = |member: StrBytes| {
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                .with_member_id(member)
+                .with_group_instance_id(Some(StrBytes::from_static_str("i1")))
+                .with_generation_id(j.generation_id)
+        };
+        // while the shard reloads a heartbeat is answered NONE blindly; once it serves, the
+        // restored member's heartbeat is checked for real
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !c.loaded() {
+            assert!(std::time::Instant::now() < deadline, "the shard did not reload");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(api::heartbeat(&cl, 4, hb(m1.clone())).await.error_code, codes::NONE, "the old member is restored");
+        let d = api::describe_groups(&cl, 5, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(g))]));
+        assert_eq!(d.groups[0].members.iter().map(|m| m.member_id.clone()).collect::<Vec<_>>(), vec![m1]);
+        // 106: a brand-new group's first record fails
+        data.fail(FaultOp::Write, 28, true);
+        let fresh = api::join_group(&cl, 5, static_join("brand-new", "i9")).await;
+        assert_eq!((fresh.error_code, fresh.member_id.as_str()), (codes::NOT_COORDINATOR, ""));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !c.loaded() {
+            assert!(std::time::Instant::now() < deadline, "the shard did not reload");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let d = api::describe_groups(&cl, 5, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("brand-new"))]));
+        assert_eq!(d.groups[0].group_state.as_str(), "Dead", "no group is left behind");
+    }
+
     /// Checklist 6: while a shard loads, group APIs answer COORDINATOR_LOAD_IN_PROGRESS and
     /// Heartbeat answers NONE. Checklist 99: OffsetFetch v1 copies a group error into every
     /// partition; v2+ puts it at the top level.
     #[tokio::test]
     async fn item_06_99_a_loading_shard() {
-        let (c, broker) = coordinator();
+        let (c, broker) = coordinator().await;
         let g = "loading-group";
         c.lock(c.shard_of(g)).status = ShardStatus::Loading;
-        let plane = crate::plane::DataPlane::Broker(Arc::new(broker));
+        let plane = crate::plane::DataPlane::Broker(broker);
         let caller = api::Caller { coordinator: &c, plane: &plane, client_id: "x", client_host: "/127.0.0.1".into() };
         let gid = GroupId(StrBytes::from_static_str(g));
         let j = api::join_group(&caller, 5, JoinGroupRequest::default().with_group_id(gid.clone()).with_session_timeout_ms(10_000)).await;

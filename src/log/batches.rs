@@ -1,22 +1,31 @@
-//! A partition's log: segment files of Kafka record batches with a sparse offset index,
-//! recovery of a torn tail, retention, DeleteRecords, and compaction for compacted topics.
+//! A partition's log: Kafka record batches on the segment engine ([`super::segments`]), with a
+//! sparse offset index per segment, retention, DeleteRecords, and compaction for compacted
+//! topics.
 //!
 //! Byte layout: `FORMAT.md` beside this file ("Batch logs").
+//!
+//! # Locks and I/O
+//!
+//! The log lives under its partition's lock. Appends write there (a `write`, and a sync only
+//! when `flush.messages` asks for one). A roll seals the segment without syncing it: the sync,
+//! its index file and the recovery point are [`FlushWork`] the caller runs outside the lock.
+//! Reads are planned under the lock ([`BatchLog::read_plan`]: which file, from where, up to
+//! where — no I/O) and done outside it. Compaction is prepared under the lock, copies outside
+//! it, and swaps the result in under it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{LogError, SegmentName, segment_names};
+use super::LogError;
+use super::segments::{self, Compaction, Framing, Parsed, Segment, Segments};
 use super::storage::{Storage, StorageFile};
-use crate::broker::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 
 /// Bytes between sparse index entries.
 const INDEX_INTERVAL: u64 = 4096;
-/// How much is read at once while scanning batch headers.
-const READ_CHUNK: usize = 1 << 20;
 /// The file holding the log start offset moved by DeleteRecords.
 const LOG_START_FILE: &str = "log-start-offset";
 
@@ -28,117 +37,70 @@ pub struct BatchConfig {
     pub flush_messages: i64,
 }
 
-#[derive(Debug)]
-struct Segment {
-    name: String,
-    file: Arc<dyn StorageFile>,
-    size: u64,
+/// What a partition keeps about each segment besides its file.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchMeta {
     /// (offset, byte position) of batch starts, about every INDEX_INTERVAL bytes.
     index: Vec<(i64, u32)>,
     last_offset: i64,
     max_timestamp: i64,
     bytes_since_index: u64,
-    sealed: bool,
 }
 
-/// A batch found while scanning: where it starts and its header.
-#[derive(Debug, Clone, Copy)]
-struct Found {
-    pos: u64,
-    header: BatchHeader,
+impl BatchMeta {
+    fn empty(base: i64) -> Self {
+        BatchMeta { index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL }
+    }
+
+    /// Records a batch at `pos` in the index and the segment's bounds.
+    fn note(&mut self, pos: u64, h: &BatchHeader) {
+        if self.bytes_since_index >= INDEX_INTERVAL {
+            self.index.push((h.base_offset, pos as u32));
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.total_len() as u64;
+        self.last_offset = self.last_offset.max(h.last_offset());
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+    }
 }
 
-fn segment_name(base: i64) -> String {
-    format!("{base:020}.log")
+/// Kafka record batches (magic 2), for the segment engine. Without `check`, only the header
+/// is needed (a walk that wants positions reads no records); with it, the CRC too.
+pub(crate) struct BatchFraming;
+
+impl Framing for BatchFraming {
+    type Head = BatchHeader;
+
+    fn parse(buf: &[u8], check: bool) -> Parsed<BatchHeader> {
+        if buf.len() < LOG_OVERHEAD {
+            return Parsed::Short { need: None };
+        }
+        let l = i32::from_be_bytes(buf[8..12].try_into().expect("4 bytes"));
+        if l < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Parsed::Bad("impossible batch length");
+        }
+        let total = LOG_OVERHEAD + l as usize;
+        let need = if check { total } else { HEADER_LEN };
+        if buf.len() < need {
+            return Parsed::Short { need: Some(total) };
+        }
+        let Some(h) = BatchHeader::parse(buf) else { return Parsed::Short { need: Some(total) } };
+        if h.magic != 2 {
+            return Parsed::Bad("batch magic is not 2");
+        }
+        if check && batch::compute_crc(&buf[..total]) != h.crc {
+            return Parsed::Bad("batch CRC-32C mismatch");
+        }
+        Parsed::Whole { head: h, len: total }
+    }
+
+    fn offsets(h: &BatchHeader) -> (i64, i64) {
+        (h.base_offset, h.last_offset())
+    }
 }
+
 fn index_name(base: i64) -> String {
     format!("{base:020}.index")
-}
-
-/// Walks the batches of a file from `from`, calling `each` with every whole batch found (and
-/// its bytes when `with_bytes`); stops at the end, at a batch running past the end, or at bytes
-/// that are not a batch. Returns where it stopped and why (None = clean end).
-fn walk(
-    file: &dyn StorageFile,
-    from: u64,
-    check_crc: bool,
-    mut each: impl FnMut(Found, Option<&[u8]>) -> bool,
-) -> io::Result<(u64, Option<&'static str>)> {
-    let len = file.len()?;
-    let mut pos = from;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start = from;
-    loop {
-        if pos >= len {
-            return Ok((pos, None));
-        }
-        let in_buf = (pos - buf_start) as usize;
-        let have = buf.len().saturating_sub(in_buf);
-        // We need the header, and with CRC checks the whole batch, in the buffer.
-        let need = if have >= LOG_OVERHEAD {
-            let l = i32::from_be_bytes(buf[in_buf + 8..in_buf + 12].try_into().expect("4 bytes"));
-            if l < (HEADER_LEN - LOG_OVERHEAD) as i32 {
-                return Ok((pos, Some("impossible batch length")));
-            }
-            let total = LOG_OVERHEAD as u64 + l as u64;
-            if pos + total > len {
-                return Ok((pos, Some("batch runs past the end of the file")));
-            }
-            if check_crc { total as usize } else { HEADER_LEN }
-        } else {
-            LOG_OVERHEAD
-        };
-        if have < need {
-            let want = (need.max(READ_CHUNK) as u64).min(len - pos) as usize;
-            if want < need {
-                return Ok((pos, Some("batch runs past the end of the file")));
-            }
-            buf = vec![0u8; want];
-            file.read_at(pos, &mut buf)?;
-            buf_start = pos;
-            continue;
-        }
-        let Some(h) = BatchHeader::parse(&buf[in_buf..]) else {
-            return Ok((pos, Some("short batch header")));
-        };
-        if h.magic != 2 {
-            return Ok((pos, Some("batch magic is not 2")));
-        }
-        let whole = if check_crc {
-            let b = &buf[in_buf..in_buf + h.total_len()];
-            if batch::compute_crc(b) != h.crc {
-                return Ok((pos, Some("batch CRC-32C mismatch")));
-            }
-            Some(b)
-        } else {
-            None
-        };
-        if !each(Found { pos, header: h }, whole) {
-            return Ok((pos, None));
-        }
-        pos += h.total_len() as u64;
-    }
-}
-
-/// Whether a valid batch starts anywhere after `from` (torn tail versus corruption).
-fn valid_batch_after(file: &dyn StorageFile, from: u64) -> io::Result<bool> {
-    let len = file.len()?;
-    if len <= from + HEADER_LEN as u64 {
-        return Ok(false);
-    }
-    let mut buf = vec![0u8; (len - from) as usize];
-    file.read_at(from, &mut buf)?;
-    for i in 1..buf.len().saturating_sub(HEADER_LEN) {
-        if let Some(h) = BatchHeader::parse(&buf[i..])
-            && h.magic == 2
-            && h.batch_length >= (HEADER_LEN - LOG_OVERHEAD) as i32
-            && i + h.total_len() <= buf.len()
-            && batch::compute_crc(&buf[i..i + h.total_len()]) == h.crc
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// One partition's log.
@@ -147,134 +109,388 @@ pub struct BatchLog {
     name: String,
     storage: Arc<dyn Storage>,
     config: BatchConfig,
-    segments: BTreeMap<i64, Segment>,
+    segs: Segments<BatchMeta>,
     start: i64,
     next: i64,
     unflushed: i64,
+    /// Sealed segments whose sync, index file and recovery point are owed ([`FlushWork`]).
+    sealed_unflushed: Vec<(i64, Arc<dyn StorageFile>, BatchMeta, u64)>,
+    /// The log has a recovery point file (see [`BatchLog::roll`]).
+    has_point: bool,
+}
+
+/// File work a roll left owed, done outside the partition's lock: sync the sealed segments,
+/// write their index files, sync the directory, move the recovery point past them.
+#[derive(Debug)]
+pub struct FlushWork {
+    storage: Arc<dyn Storage>,
+    sealed: Vec<(i64, Arc<dyn StorageFile>, BatchMeta, u64)>,
+    /// The base of the segment after the last sealed one.
+    active_base: i64,
+}
+
+impl FlushWork {
+    /// Does the work. Blocking I/O: run it on a blocking thread.
+    pub fn run(self) -> io::Result<()> {
+        for (base, file, meta, size) in &self.sealed {
+            file.sync()?;
+            write_index(&*self.storage, *base, meta, *size)?;
+        }
+        self.storage.sync_dir()?;
+        segments::write_recovery_point(&*self.storage, self.active_base)
+    }
+}
+
+/// A read planned under the partition's lock: done outside it with [`ReadPlan::read`].
+#[derive(Debug)]
+pub struct ReadPlan {
+    file: Arc<dyn StorageFile>,
+    /// Where to start looking (an index position at or before the batch holding `offset`).
+    from: u64,
+    /// The segment's valid length when planned: nothing past it is read.
+    size: u64,
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+}
+
+impl ReadPlan {
+    /// Whole batches from the one holding the offset, within the byte limit (at least one
+    /// batch when asked), as one buffer ready for a Fetch response.
+    pub fn read(&self) -> io::Result<Bytes> {
+        let mut start = None;
+        let mut first_len = 0usize;
+        let offset = self.offset;
+        segments::walk::<BatchFraming>(&*self.file, self.from, false, |pos, h, _| {
+            if pos >= self.size {
+                return false;
+            }
+            if h.last_offset() >= offset {
+                start = Some(pos);
+                first_len = h.total_len();
+                false
+            } else {
+                true
+            }
+        })?;
+        let Some(start) = start else { return Ok(Bytes::new()) };
+        let limit = if self.min_one { self.max_bytes.max(first_len) } else { self.max_bytes };
+        let len = (self.size.saturating_sub(start)).min(limit as u64) as usize;
+        if len < first_len {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_at(start, &mut buf)?;
+        // Keep whole batches only.
+        let mut end = 0usize;
+        while end + LOG_OVERHEAD <= buf.len() {
+            let l = i32::from_be_bytes(buf[end + 8..end + 12].try_into().expect("4 bytes")) as usize;
+            if end + LOG_OVERHEAD + l > buf.len() {
+                break;
+            }
+            end += LOG_OVERHEAD + l;
+        }
+        buf.truncate(end);
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A search by timestamp planned under the partition's lock: every live segment that may hold
+/// the target, in order.
+#[derive(Debug)]
+pub struct TimestampPlan {
+    segments: Vec<(Arc<dyn StorageFile>, u64)>,
+    start: i64,
+    target: Option<i64>,
+}
+
+impl TimestampPlan {
+    /// The first batch (from the log start) whose max timestamp reaches the target.
+    pub fn find(&self) -> io::Result<Option<Bytes>> {
+        let Some(target) = self.target else { return Ok(None) };
+        for (file, size) in &self.segments {
+            let mut found = None;
+            segments::walk::<BatchFraming>(&**file, 0, false, |pos, h, _| {
+                if pos >= *size {
+                    return false;
+                }
+                if h.last_offset() >= self.start && h.max_timestamp >= target {
+                    found = Some((pos, h.total_len()));
+                    false
+                } else {
+                    true
+                }
+            })?;
+            if let Some((pos, len)) = found {
+                let mut buf = vec![0u8; len];
+                file.read_at(pos, &mut buf)?;
+                return Ok(Some(Bytes::from(buf)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Compaction of a `cleanup.policy=compact` partition, between its three steps (see
+/// [`BatchLog::begin_compaction`]).
+#[derive(Debug)]
+pub struct CompactionPlan {
+    name: String,
+    storage: Arc<dyn Storage>,
+    /// The sealed segments to rewrite: (base, file, size).
+    inputs: Vec<(i64, Arc<dyn StorageFile>, u64)>,
+    /// The active segment as it was (read for newer keys, never rewritten).
+    active: (Arc<dyn StorageFile>, u64),
+    end: i64,
+    now: i64,
+    delete_retention_ms: i64,
+}
+
+/// A compacted segment written and sealed, ready to swap in.
+#[derive(Debug)]
+pub struct CompactedSegment {
+    c: Compaction,
+    meta: BatchMeta,
+    size: u64,
+    inputs: usize,
+}
+
+impl CompactionPlan {
+    /// Writes the compacted segment (blocking I/O, outside the lock): pass 1 finds the newest
+    /// offset of every key (keys only in memory), pass 2 copies the batches, each keeping the
+    /// newest record per key (records without a key are kept; tombstones go once older than
+    /// `delete.retention.ms`).
+    pub fn write(self) -> Result<Option<CompactedSegment>, LogError> {
+        let err = |e: io::Error| LogError::Io { what: format!("compacting partition {}", self.name), source: e };
+        if self.inputs.is_empty() {
+            return Ok(None);
+        }
+        let mut newest: HashMap<Bytes, i64> = HashMap::new();
+        let every = self.inputs.iter().map(|(b, f, s)| (*b, f, *s)).chain(std::iter::once((self.end, &self.active.0, self.active.1)));
+        for (base, file, size) in every {
+            let mut bad = None;
+            segments::walk::<BatchFraming>(&**file, 0, true, |pos, _, bytes| {
+                if pos >= size {
+                    return false;
+                }
+                match crate::batch::records::read_records(&Bytes::copy_from_slice(bytes)) {
+                    Ok(records) => {
+                        for r in records {
+                            if let Some(k) = r.key {
+                                newest.insert(k, r.offset);
+                            }
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        bad = Some(e.to_string());
+                        false
+                    }
+                }
+            })
+            .map_err(err)?;
+            if let Some(e) = bad {
+                return Err(LogError::Corrupt { file: format!("{}/{}", self.name, segments_file(base)), offset: 0, reason: e });
+            }
+        }
+        let first = self.inputs[0].0;
+        let c = Compaction::begin(&self.storage, first, self.end).map_err(err)?;
+        let mut meta = BatchMeta::empty(first);
+        let mut size = 0u64;
+        let mut copy = || -> Result<(), LogError> {
+            for (_, file, in_size) in &self.inputs {
+                let mut io_err = None;
+                segments::walk::<BatchFraming>(&**file, 0, true, |pos, _, bytes| {
+                    if pos >= *in_size {
+                        return false;
+                    }
+                    if let Some(kept) = compact_batch(&Bytes::copy_from_slice(bytes), &newest, self.now, self.delete_retention_ms) {
+                        let h = BatchHeader::parse(&kept).expect("built batch");
+                        if let Err(e) = c.file().append(&kept) {
+                            io_err = Some(e);
+                            return false;
+                        }
+                        meta.note(size, &h);
+                        size += kept.len() as u64;
+                    }
+                    true
+                })
+                .map_err(err)?;
+                if let Some(e) = io_err {
+                    return Err(err(e));
+                }
+            }
+            c.seal().map_err(err)
+        };
+        if let Err(e) = copy() {
+            c.abandon();
+            return Err(e);
+        }
+        Ok(Some(CompactedSegment { c, meta, size, inputs: self.inputs.len() }))
+    }
+}
+
+fn segments_file(base: i64) -> String {
+    format!("{base:020}.log")
+}
+
+impl CompactedSegment {
+    /// The last step, outside the lock: old files go, the new segment takes its name and gets
+    /// its index file.
+    pub fn finish(self, old: Vec<String>, storage: &Arc<dyn Storage>) -> io::Result<usize> {
+        let base = self.c.first();
+        let mut doomed = old.clone();
+        for name in &old {
+            if let Some(n) = crate::log::SegmentName::parse(name) {
+                doomed.push(index_name(n.base));
+            }
+        }
+        let (meta, size, inputs) = (self.meta.clone(), self.size, self.inputs);
+        self.c.finish(&doomed)?;
+        write_index(&**storage, base, &meta, size)?;
+        Ok(inputs)
+    }
 }
 
 impl BatchLog {
-    /// Opens (or creates) a partition log, recovering the last segment. `each` sees the header
-    /// of every batch of the last segment, in order (to rebuild producer state).
+    /// Opens (or creates) a partition log. Segments before the recovery point with a valid
+    /// index file are trusted as they are; the others are walked (CRC-checked), and a torn tail
+    /// cut (see the engine's recovery rules). `each` sees the header of every batch walked, in
+    /// order (to rebuild producer state).
     pub fn open(name: &str, storage: Arc<dyn Storage>, config: BatchConfig, mut each: impl FnMut(&BatchHeader)) -> Result<Self, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("partition {name}"), source: e };
-        recover_compaction(&*storage).map_err(err)?;
-        let names = segment_names(&storage.list().map_err(err)?);
-        let logged_start = read_log_start(&*storage).map_err(err)?;
-        let mut segments = BTreeMap::new();
+        let names = Segments::<BatchMeta>::recover_names(name, &storage)?;
+        let logged_start = segments::read_number(&*storage, LOG_START_FILE).map_err(err)?;
+        let recovery_point = segments::recovery_point(&*storage, &names).map_err(err)?;
+        let mut segs = Segments::new(name, storage.clone());
         let mut next = 0i64;
         for (i, seg_id) in names.iter().enumerate() {
             let base = seg_id.base;
             let seg_name = seg_id.file();
-            let shown = format!("{name}/{seg_name}");
             // Segments follow each other without gaps; the first holds the log start offset.
             let missing = if i == 0 { logged_start.is_some_and(|s| s < base) } else { base != next };
             if missing {
                 let from = if i == 0 { logged_start.unwrap_or(0) } else { next };
                 return Err(LogError::Corrupt {
-                    file: shown,
+                    file: format!("{name}/{seg_name}"),
                     offset: 0,
                     reason: format!("a segment is missing: offsets {from}..{base} are in no segment"),
                 });
             }
-            let file = storage.open(&seg_name, false).map_err(err)?;
             let last = i + 1 == names.len();
-            let loaded = if last { None } else { load_index(&*storage, base, &seg_name, &*file).map_err(err)? };
-            let seg = match loaded {
-                Some(seg) => seg,
+            let lenient = base >= recovery_point;
+            let indexed = if lenient { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
+            let (segment, cut) = match indexed {
+                Some(s) => (s, false),
                 None => {
-                    let mut seg = Segment {
-                        name: seg_name.clone(),
-                        file: file.clone(),
-                        size: 0,
-                        index: Vec::new(),
-                        last_offset: base - 1,
-                        max_timestamp: -1,
-                        bytes_since_index: INDEX_INTERVAL,
-                        sealed: !last,
-                    };
-                    let (end, bad) = walk(&*file, 0, last, |f, _| {
-                        seg.note(f.pos, &f.header);
-                        if last {
-                            each(&f.header);
-                        }
-                        true
-                    })
-                    .map_err(err)?;
-                    let size = file.len().map_err(err)?;
-                    if let Some(why) = bad {
-                        if !last || valid_batch_after(&*file, end).map_err(err)? {
-                            return Err(LogError::Corrupt { file: shown, offset: end, reason: why.into() });
-                        }
-                        tracing::warn!(partition = name, segment = seg_name.as_str(), at = end, cut = size - end, "cutting a torn tail off the partition log: {why}");
-                        file.truncate(end).map_err(err)?;
-                        file.sync().map_err(err)?;
+                    let mut meta = BatchMeta::empty(base);
+                    let r = segs.recover::<BatchFraming>(seg_id, lenient, |pos, h, _| {
+                        meta.note(pos, &h);
+                        each(&h);
+                    })?;
+                    if !last && !r.cut {
+                        write_index(&*storage, base, &meta, r.size).map_err(err)?;
                     }
-                    seg.size = end;
-                    if !last {
-                        write_index(&*storage, base, &seg).map_err(err)?;
-                    }
-                    seg
+                    (Segment { name: seg_name, file: r.file, size: r.size, sealed: !last && !r.cut, meta }, r.cut)
                 }
             };
-            next = seg_id.end.unwrap_or(seg.last_offset + 1).max(base);
-            segments.insert(base, seg);
+            next = seg_id.end.unwrap_or(segment.meta.last_offset + 1).max(base);
+            segs.map.insert(base, segment);
+            if cut && !last {
+                Segments::<BatchMeta>::discard_after(name, &storage, &names[i + 1..])?;
+                break;
+            }
+        }
+        if let Some(last) = segs.map.values_mut().last() {
+            last.sealed = false;
         }
         let start = logged_start.unwrap_or_else(|| names.first().map_or(0, |n| n.base));
-        let mut log = BatchLog { name: name.to_string(), storage, config, segments, start, next, unflushed: 0 };
-        if log.segments.is_empty() {
-            log.new_segment(0).map_err(err)?;
+        let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
+        let mut log = BatchLog {
+            has_point,
+            name: name.to_string(),
+            storage,
+            config,
+            segs,
+            start,
+            next,
+            unflushed: 0,
+            sealed_unflushed: Vec::new(),
+        };
+        if log.segs.map.is_empty() {
+            log.segs.start_segment(0, BatchMeta::empty(0)).map_err(err)?;
+            log.storage.sync_dir().map_err(err)?;
+            let _ = log.segs.take_dir_dirty();
         }
         Ok(log)
     }
 
-    fn new_segment(&mut self, base: i64) -> io::Result<()> {
-        let name = segment_name(base);
-        let file = self.storage.open(&name, true)?;
-        self.storage.sync_dir()?;
-        self.segments.insert(
-            base,
-            Segment { name, file, size: 0, index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL, sealed: false },
-        );
-        Ok(())
-    }
-
-    /// Seals the active segment: synced, its index written.
+    /// Seals the active segment (no I/O beyond creating the next file: its sync and index are
+    /// owed as [`FlushWork`]).
     fn roll(&mut self) -> io::Result<()> {
-        let (&base, seg) = self.segments.last_key_value().expect("a log always has a segment");
+        let (&base, seg) = self.segs.active();
         if seg.size == 0 {
             return Ok(());
         }
-        seg.file.sync()?;
-        write_index(&*self.storage, base, seg)?;
-        self.segments.get_mut(&base).expect("active").sealed = true;
+        let (meta, size) = (seg.meta.clone(), seg.size);
+        if !self.has_point {
+            // once in a log's life: the point must precede the segment left unsynced
+            segments::write_recovery_point(&*self.storage, base)?;
+            self.has_point = true;
+        }
+        let file = self.segs.seal_active();
+        self.sealed_unflushed.push((base, file, meta, size));
         self.unflushed = 0;
-        self.new_segment(self.next)
+        self.segs.start_segment(self.next, BatchMeta::empty(self.next))
     }
 
-    /// Appends one batch whose offsets are already patched.
-    pub fn append(&mut self, batch: &[u8], h: &BatchHeader) -> io::Result<()> {
+    /// Appends one batch whose offsets are already patched. A failed write leaves nothing of it
+    /// behind. Returns whether a roll left [`FlushWork`] owed.
+    pub fn append(&mut self, batch: &[u8], h: &BatchHeader) -> io::Result<bool> {
         debug_assert_eq!(h.base_offset, self.next);
-        let active = self.segments.last_key_value().expect("segment").1;
+        let (_, active) = self.segs.active();
+        let mut rolled = false;
         if active.size > 0 && active.size + batch.len() as u64 > self.config.segment_bytes {
             self.roll()?;
+            rolled = true;
         }
-        let seg = self.segments.last_entry().expect("segment").into_mut();
-        seg.file.append(batch)?;
-        seg.note(seg.size, h);
-        seg.size += batch.len() as u64;
+        let pos = self.segs.active().1.size;
+        let will_sync = self.unflushed + 1 >= self.config.flush_messages;
+        let before = will_sync.then(|| self.segs.active().1.meta.clone());
+        self.segs.append(batch)?;
+        let seg = self.segs.map.last_entry().expect("segment").into_mut();
+        seg.meta.note(pos, h);
         self.next = h.last_offset() + 1;
         self.unflushed += 1;
-        if self.unflushed >= self.config.flush_messages {
-            self.sync()?;
+        if let Some(before) = before
+            && let Err(e) = self.sync()
+        {
+            // the batch is not acknowledged: it must not stay readable
+            self.segs.cut_active(pos)?;
+            self.segs.map.last_entry().expect("segment").into_mut().meta = before;
+            self.next = h.base_offset;
+            self.unflushed -= 1;
+            return Err(e);
         }
-        Ok(())
+        Ok(rolled)
     }
 
-    /// Syncs the active segment.
+    /// The file work rolls left owed (to run outside the partition's lock), if any.
+    pub fn take_flush_work(&mut self) -> Option<FlushWork> {
+        let dir = self.segs.take_dir_dirty();
+        if self.sealed_unflushed.is_empty() && !dir {
+            return None;
+        }
+        Some(FlushWork { storage: self.storage.clone(), sealed: std::mem::take(&mut self.sealed_unflushed), active_base: *self.segs.active().0 })
+    }
+
+    /// Syncs the active segment (and, first, any sealed segment a roll left unsynced).
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.unflushed > 0 {
-            self.segments.last_key_value().expect("segment").1.file.sync()?;
+        for (_, f, _, _) in &self.sealed_unflushed {
+            f.sync()?;
+        }
+        if self.unflushed > 0 || !self.sealed_unflushed.is_empty() {
+            self.segs.active().1.file.sync()?;
             self.unflushed = 0;
         }
         Ok(())
@@ -294,80 +510,47 @@ impl BatchLog {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.size).sum()
+        self.segs.map.values().map(|s| s.size).sum()
     }
 
-    /// Whole batches from the one holding `offset`, within `max_bytes` (at least one batch when
-    /// `min_one`), from a single segment, as one buffer ready for a Fetch response.
+    /// Plans a read of whole batches from the one holding `offset` (no I/O: do it with
+    /// [`ReadPlan::read`] once the partition's lock is released). `None` past the end.
+    pub fn read_plan(&self, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadPlan> {
+        let (_, seg) = self
+            .segs
+            .map
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, s)| s.meta.last_offset >= offset)
+            .or_else(|| self.segs.map.range(offset..).find(|(_, s)| s.meta.last_offset >= offset))?;
+        let from = seg.meta.index.partition_point(|(o, _)| *o <= offset).checked_sub(1).map_or(0, |i| seg.meta.index[i].1 as u64);
+        Some(ReadPlan { file: seg.file.clone(), from, size: seg.size, offset, max_bytes, min_one })
+    }
+
+    /// Whole batches from the one holding `offset` (planned and read at once: for callers that
+    /// hold the log itself, such as tests).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        let Some((_, seg)) = self.segments.range(..=offset).next_back().filter(|(_, s)| s.last_offset >= offset).or_else(|| {
-            self.segments.range(offset..).find(|(_, s)| s.last_offset >= offset)
-        }) else {
-            return Ok(Bytes::new());
-        };
-        let from = seg.index.partition_point(|(o, _)| *o <= offset).checked_sub(1).map_or(0, |i| seg.index[i].1 as u64);
-        let mut start = None;
-        let mut first_len = 0usize;
-        walk(&*seg.file, from, false, |f, _| {
-            if f.header.last_offset() >= offset {
-                start = Some(f.pos);
-                first_len = f.header.total_len();
-                false
-            } else {
-                true
-            }
-        })?;
-        let Some(start) = start else { return Ok(Bytes::new()) };
-        let limit = if min_one { max_bytes.max(first_len) } else { max_bytes };
-        let len = (seg.size - start).min(limit as u64) as usize;
-        if len < first_len {
-            return Ok(Bytes::new());
+        match self.read_plan(offset, max_bytes, min_one) {
+            Some(plan) => plan.read(),
+            None => Ok(Bytes::new()),
         }
-        let mut buf = vec![0u8; len];
-        seg.file.read_at(start, &mut buf)?;
-        // Keep whole batches only.
-        let mut end = 0usize;
-        while end + LOG_OVERHEAD <= buf.len() {
-            let l = i32::from_be_bytes(buf[end + 8..end + 12].try_into().expect("4 bytes")) as usize;
-            if end + LOG_OVERHEAD + l > buf.len() {
-                break;
-            }
-            end += LOG_OVERHEAD + l;
-        }
-        buf.truncate(end);
-        Ok(Bytes::from(buf))
     }
 
-    /// The first batch whose max timestamp is at least `ts`, or with `ts == i64::MAX` the first
-    /// batch holding the largest timestamp.
-    pub fn batch_by_timestamp(&self, ts: i64) -> io::Result<Option<Bytes>> {
-        let live = self.segments.iter().filter(|(_, s)| s.last_offset >= self.start && s.size > 0);
-        let target = if ts == i64::MAX {
-            let Some(max) = live.clone().map(|(_, s)| s.max_timestamp).max() else { return Ok(None) };
-            max
-        } else {
-            ts
+    /// Plans the search for the first batch whose max timestamp is at least `ts`, or with
+    /// `ts == i64::MAX` the first batch holding the largest timestamp (no I/O).
+    pub fn timestamp_plan(&self, ts: i64) -> TimestampPlan {
+        let live: Vec<&Segment<BatchMeta>> = self.segs.map.values().filter(|s| s.meta.last_offset >= self.start && s.size > 0).collect();
+        let target = if ts == i64::MAX { live.iter().map(|s| s.meta.max_timestamp).max() } else { Some(ts) };
+        let segments = match target {
+            Some(t) => live.iter().filter(|s| s.meta.max_timestamp >= t).map(|s| (s.file.clone(), s.size)).collect(),
+            None => Vec::new(),
         };
-        for (_, seg) in live {
-            if seg.max_timestamp < target {
-                continue;
-            }
-            let mut found = None;
-            walk(&*seg.file, 0, false, |f, _| {
-                if f.header.last_offset() >= self.start && f.header.max_timestamp >= target {
-                    found = Some(f);
-                    false
-                } else {
-                    true
-                }
-            })?;
-            if let Some(f) = found {
-                let mut buf = vec![0u8; f.header.total_len()];
-                seg.file.read_at(f.pos, &mut buf)?;
-                return Ok(Some(Bytes::from(buf)));
-            }
-        }
-        Ok(None)
+        TimestampPlan { segments, start: self.start, target }
+    }
+
+    /// [`BatchLog::timestamp_plan`] searched at once (for tests).
+    pub fn batch_by_timestamp(&self, ts: i64) -> io::Result<Option<Bytes>> {
+        self.timestamp_plan(ts).find()
     }
 
     /// Moves the log start offset up to `offset` (durably) and removes segments wholly below it.
@@ -376,25 +559,26 @@ impl BatchLog {
         if offset <= self.start {
             return Ok(());
         }
-        write_log_start(&*self.storage, offset)?;
+        segments::write_number(&*self.storage, LOG_START_FILE, offset)?;
         self.start = offset;
         self.drop_segments_below(offset)
     }
 
     fn drop_segments_below(&mut self, offset: i64) -> io::Result<()> {
-        let doomed: Vec<i64> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.sealed && s.last_offset < offset)
-            .map(|(b, _)| *b)
-            .collect();
+        let doomed: Vec<i64> =
+            self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
         for base in doomed {
-            if let Some(seg) = self.segments.remove(&base) {
-                self.storage.remove(&seg.name)?;
-            }
-            self.storage.remove(&index_name(base))?;
+            self.remove_segment(base)?;
         }
         self.storage.sync_dir()
+    }
+
+    fn remove_segment(&mut self, base: i64) -> io::Result<()> {
+        if let Some(seg) = self.segs.map.remove(&base) {
+            self.storage.remove(&seg.name)?;
+        }
+        self.sealed_unflushed.retain(|(b, ..)| *b != base);
+        self.storage.remove(&index_name(base))
     }
 
     /// Applies retention: drops sealed segments older than `retention_ms`, and the oldest while
@@ -403,23 +587,20 @@ impl BatchLog {
         let mut removed = 0;
         loop {
             let total = self.size_bytes();
-            let Some((&base, oldest)) = self.segments.first_key_value() else { break };
+            let Some((&base, oldest)) = self.segs.map.first_key_value() else { break };
             if !oldest.sealed {
                 break;
             }
-            let too_old = retention_ms >= 0 && oldest.max_timestamp >= 0 && now - oldest.max_timestamp > retention_ms;
+            let too_old = retention_ms >= 0 && oldest.meta.max_timestamp >= 0 && now - oldest.meta.max_timestamp > retention_ms;
             let too_big = retention_bytes >= 0 && total - oldest.size >= retention_bytes as u64;
             if !(too_old || too_big) {
                 break;
             }
-            let next_start = oldest.last_offset + 1;
-            if let Some(seg) = self.segments.remove(&base) {
-                self.storage.remove(&seg.name)?;
-            }
-            self.storage.remove(&index_name(base))?;
+            let next_start = oldest.meta.last_offset + 1;
+            self.remove_segment(base)?;
             if next_start > self.start {
                 self.start = next_start;
-                write_log_start(&*self.storage, next_start)?;
+                segments::write_number(&*self.storage, LOG_START_FILE, next_start)?;
             }
             removed += 1;
         }
@@ -435,82 +616,49 @@ impl BatchLog {
         self.roll()
     }
 
-    /// Compaction of a `cleanup.policy=compact` topic: rewrites the sealed segments keeping the
-    /// newest record per key (records without a key are kept; tombstones go once older than
-    /// `delete_retention_ms`). Offsets are kept; kept records are rewritten uncompressed.
+    /// Step 1 of compaction (under the partition's lock, no I/O beyond a roll): seals the
+    /// active segment and plans the rewrite of every sealed segment. `None` when there is
+    /// nothing to compact. Then [`CompactionPlan::write`] (outside the lock),
+    /// [`BatchLog::swap_compacted`] (under it) and [`CompactedSegment::finish`] (outside).
+    pub fn begin_compaction(&mut self, now: i64, delete_retention_ms: i64) -> io::Result<Option<CompactionPlan>> {
+        let sealed = self.segs.map.values().filter(|s| s.sealed).count();
+        if sealed < 2 && self.segs.map.len() < 2 {
+            return Ok(None);
+        }
+        self.roll()?;
+        let (&end, active) = self.segs.active();
+        let active = (active.file.clone(), active.size);
+        let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> =
+            self.segs.map.range(..end).filter(|(_, s)| s.sealed).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
+        if inputs.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(CompactionPlan { name: self.name.clone(), storage: self.storage.clone(), inputs, active, end, now, delete_retention_ms }))
+    }
+
+    /// Step 3 of compaction (under the lock, no I/O): the compacted segment replaces the ones
+    /// it was made from. Returns the old segments' names for [`CompactedSegment::finish`].
+    pub fn swap_compacted(&mut self, done: &CompactedSegment) -> Vec<String> {
+        let old = self.segs.swap_in(&done.c, done.size, done.meta.clone());
+        let gone: Vec<i64> = old.iter().filter_map(|n| crate::log::SegmentName::parse(n)).map(|n| n.base).collect();
+        self.sealed_unflushed.retain(|(b, ..)| !gone.contains(b));
+        old
+    }
+
+    /// Compaction in one go (for tests and callers that own the log outright).
     pub fn compact(&mut self, now: i64, delete_retention_ms: i64) -> Result<usize, LogError> {
-        let err = |e: io::Error| LogError::Io { what: format!("compacting partition {}", self.name), source: e };
-        let sealed: Vec<i64> = self.segments.iter().filter(|(_, s)| s.sealed).map(|(b, _)| *b).collect();
-        if sealed.len() < 2 && self.segments.len() < 2 {
-            return Ok(0);
-        }
-        // Newest offset of every key, over the whole log.
-        let mut newest: HashMap<Bytes, i64> = HashMap::new();
-        let mut batches: Vec<(i64, Bytes)> = Vec::new();
-        for (&base, seg) in &self.segments {
-            let mut bad = None;
-            walk(&*seg.file, 0, true, |_, bytes| {
-                let b = Bytes::copy_from_slice(bytes.expect("with bytes"));
-                match crate::broker::records::read_records(&b) {
-                    Ok(records) => {
-                        for r in records {
-                            if let Some(k) = r.key {
-                                newest.insert(k, r.offset);
-                            }
-                        }
-                    }
-                    Err(e) => bad = Some(e.to_string()),
-                }
-                if seg.sealed {
-                    batches.push((base, b));
-                }
-                true
-            })
-            .map_err(err)?;
-            if let Some(e) = bad {
-                return Err(LogError::Corrupt { file: format!("{}/{}", self.name, segment_name(base)), offset: 0, reason: e });
-            }
-        }
-        let Some(&first) = sealed.first() else { return Ok(0) };
-        let end = *self.segments.last_key_value().expect("segment").0;
-        let tmp = format!("{first:020}-{end:020}.compact");
-        let swap = format!("{first:020}-{end:020}.swap");
-        let out = self.storage.open(&tmp, true).map_err(err)?;
-        out.truncate(0).map_err(err)?;
-        let compacted = SegmentName { base: first, end: Some(end) }.file();
-        let mut written = Segment {
-            name: compacted.clone(),
-            file: out.clone(),
-            size: 0,
-            index: Vec::new(),
-            last_offset: first - 1,
-            max_timestamp: -1,
-            bytes_since_index: INDEX_INTERVAL,
-            sealed: true,
-        };
-        for (_, b) in &batches {
-            if let Some(kept) = compact_batch(b, &newest, now, delete_retention_ms) {
-                let h = BatchHeader::parse(&kept).expect("built batch");
-                out.append(&kept).map_err(err)?;
-                written.note(written.size, &h);
-                written.size += kept.len() as u64;
-            }
-        }
-        out.sync().map_err(err)?;
-        self.storage.rename(&tmp, &swap).map_err(err)?;
-        self.storage.sync_dir().map_err(err)?;
-        for base in &sealed {
-            if let Some(seg) = self.segments.remove(base) {
-                self.storage.remove(&seg.name).map_err(err)?;
-            }
-            self.storage.remove(&index_name(*base)).map_err(err)?;
-        }
-        self.storage.rename(&swap, &compacted).map_err(err)?;
-        write_index(&*self.storage, first, &written).map_err(err)?;
-        self.storage.sync_dir().map_err(err)?;
-        written.file = self.storage.open(&compacted, false).map_err(err)?;
-        self.segments.insert(first, written);
-        Ok(sealed.len())
+        let name = self.name.clone();
+        let err = |e: io::Error| LogError::Io { what: format!("compacting partition {name}"), source: e };
+        let Some(plan) = self.begin_compaction(now, delete_retention_ms).map_err(err)? else { return Ok(0) };
+        let Some(done) = plan.write()? else { return Ok(0) };
+        let old = self.swap_compacted(&done);
+        let storage = self.storage.clone();
+        done.finish(old, &storage).map_err(err)
+    }
+
+    /// The storage the log's files are in.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
     }
 
     /// Takes new settings (a topic's config changed).
@@ -520,24 +668,8 @@ impl BatchLog {
 
     /// Removes every file of the log (topic deletion).
     pub fn destroy(&mut self) -> io::Result<()> {
-        self.segments.clear();
-        for name in self.storage.list()? {
-            self.storage.remove(&name)?;
-        }
-        self.storage.sync_dir()
-    }
-}
-
-impl Segment {
-    /// Records a batch at `pos` in the index and the segment's bounds.
-    fn note(&mut self, pos: u64, h: &BatchHeader) {
-        if self.bytes_since_index >= INDEX_INTERVAL {
-            self.index.push((h.base_offset, pos as u32));
-            self.bytes_since_index = 0;
-        }
-        self.bytes_since_index += h.total_len() as u64;
-        self.last_offset = self.last_offset.max(h.last_offset());
-        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.sealed_unflushed.clear();
+        self.segs.destroy()
     }
 }
 
@@ -547,7 +679,7 @@ fn compact_batch(b: &Bytes, newest: &HashMap<Bytes, i64>, now: i64, delete_reten
     if h.is_control() {
         return None;
     }
-    let records = crate::broker::records::read_records(b).ok()?;
+    let records = crate::batch::records::read_records(b).ok()?;
     let keep: Vec<&Bytes> = records
         .iter()
         .filter(|r| match &r.key {
@@ -582,26 +714,29 @@ fn compact_batch(b: &Bytes, newest: &HashMap<Bytes, i64>, now: i64, delete_reten
 }
 
 /// Index file: `i64 last_offset, i64 max_timestamp, u64 size`, then `(i64 offset, u32 pos)`
-/// pairs, then a CRC-32C of all of it.
-fn write_index(storage: &dyn Storage, base: i64, seg: &Segment) -> io::Result<()> {
-    let mut b = BytesMut::with_capacity(28 + seg.index.len() * 12);
-    b.put_i64(seg.last_offset);
-    b.put_i64(seg.max_timestamp);
-    b.put_u64(seg.size);
-    for (o, p) in &seg.index {
+/// pairs, then a CRC-32C of all of it. Written to a temporary name, synced, renamed.
+fn write_index(storage: &dyn Storage, base: i64, meta: &BatchMeta, size: u64) -> io::Result<()> {
+    let mut b = BytesMut::with_capacity(28 + meta.index.len() * 12);
+    b.put_i64(meta.last_offset);
+    b.put_i64(meta.max_timestamp);
+    b.put_u64(size);
+    for (o, p) in &meta.index {
         b.put_i64(*o);
         b.put_u32(*p);
     }
     let crc = crc32c::crc32c(&b);
     b.put_u32(crc);
     let name = index_name(base);
-    storage.remove(&name)?;
-    let f = storage.open(&name, true)?;
+    let tmp = format!("{name}.tmp");
+    storage.remove(&tmp)?;
+    let f = storage.open(&tmp, true)?;
     f.append(&b)?;
-    f.sync()
+    f.sync()?;
+    storage.rename(&tmp, &name)
 }
 
-fn load_index(storage: &dyn Storage, base: i64, seg_name: &str, file: &dyn StorageFile) -> io::Result<Option<Segment>> {
+/// A sealed segment from its index file, if the file is there, whole, and matches the segment.
+fn load_index(storage: &dyn Storage, base: i64, seg_name: &str) -> io::Result<Option<Segment<BatchMeta>>> {
     let Ok(f) = storage.open(&index_name(base), false) else { return Ok(None) };
     let len = f.len()? as usize;
     if len < 28 || !(len - 28).is_multiple_of(12) {
@@ -614,6 +749,7 @@ fn load_index(storage: &dyn Storage, base: i64, seg_name: &str, file: &dyn Stora
         return Ok(None);
     }
     let size = u64::from_be_bytes(b[16..24].try_into().expect("8 bytes"));
+    let file = storage.open(seg_name, false)?;
     if size != file.len()? {
         return Ok(None);
     }
@@ -623,65 +759,22 @@ fn load_index(storage: &dyn Storage, base: i64, seg_name: &str, file: &dyn Stora
         .collect();
     Ok(Some(Segment {
         name: seg_name.to_string(),
-        file: storage.open(seg_name, false)?,
+        file,
         size,
-        index,
-        last_offset: i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
-        max_timestamp: i64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
-        bytes_since_index: 0,
         sealed: true,
+        meta: BatchMeta {
+            index,
+            last_offset: i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
+            max_timestamp: i64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+            bytes_since_index: 0,
+        },
     }))
-}
-
-fn write_log_start(storage: &dyn Storage, offset: i64) -> io::Result<()> {
-    let tmp = format!("{LOG_START_FILE}.tmp");
-    storage.remove(&tmp)?;
-    let f = storage.open(&tmp, true)?;
-    f.append(format!("{offset}\n").as_bytes())?;
-    f.sync()?;
-    storage.rename(&tmp, LOG_START_FILE)?;
-    storage.sync_dir()
-}
-
-fn read_log_start(storage: &dyn Storage) -> io::Result<Option<i64>> {
-    let Ok(f) = storage.open(LOG_START_FILE, false) else { return Ok(None) };
-    let mut b = vec![0u8; f.len()? as usize];
-    f.read_at(0, &mut b)?;
-    String::from_utf8_lossy(&b)
-        .trim()
-        .parse()
-        .map(Some)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "unreadable log-start-offset file"))
-}
-
-/// Finishes or discards an interrupted compaction (same protocol as keyed logs).
-fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
-    for name in storage.list()? {
-        if name.ends_with(".compact") || name.ends_with(".tmp") {
-            storage.remove(&name)?;
-        } else if let Some(stem) = name.strip_suffix(".swap") {
-            let bounds: Option<(i64, i64)> = stem.split_once('-').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-            let Some((first, end)) = bounds else {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
-            };
-            for other in storage.list()? {
-                let base = SegmentName::parse(&other)
-                    .map(|n| n.base)
-                    .or_else(|| other.strip_suffix(".index").and_then(|b| b.parse::<i64>().ok()));
-                if base.is_some_and(|b| b >= first && b < end) {
-                    storage.remove(&other)?;
-                }
-            }
-            storage.rename(&name, &SegmentName { base: first, end: Some(end) }.file())?;
-        }
-    }
-    storage.sync_dir()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::batch::tests::client_batch;
+    use crate::batch::tests::client_batch;
     use crate::log::storage::{Crash, MemoryStorage};
 
     fn config(segment_bytes: u64) -> BatchConfig {
@@ -715,7 +808,7 @@ mod tests {
         let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1000), |_| {}).unwrap();
         fill(&mut log, 40, 3);
         assert_eq!(log.next_offset(), 120);
-        assert!(log.segments.len() > 3);
+        assert!(log.segs.map.len() > 3);
         let all = log.read(0, usize::MAX, true).unwrap();
         assert_eq!(offsets_in(&all)[0], 0);
         let mid = log.read(61, 1, true).unwrap();
@@ -738,7 +831,7 @@ mod tests {
         fill(&mut log, 3, 2);
         log.sync().unwrap();
         fill(&mut log, 3, 2);
-        let tail = mem.unsynced(&segment_name(0));
+        let tail = mem.unsynced(&segments_file(0));
         for cut in 0..=tail {
             let image = mem.crash_image(Crash::KeepUnsynced(cut));
             let mut seen = Vec::new();
@@ -755,9 +848,9 @@ mod tests {
         let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1 << 20), |_| {}).unwrap();
         fill(&mut log, 3, 2);
         log.sync().unwrap();
-        let mut b = mem.bytes(&segment_name(0)).unwrap();
+        let mut b = mem.bytes(&segments_file(0)).unwrap();
         b[70] ^= 0x01; // inside the first batch's records
-        mem.set_bytes(&segment_name(0), b);
+        mem.set_bytes(&segments_file(0), b);
         match BatchLog::open("p", Arc::new(mem), config(1 << 20), |_| {}) {
             Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 0),
             other => panic!("expected corruption, got {other:?}"),
@@ -784,10 +877,10 @@ mod tests {
         let mem = MemoryStorage::new();
         let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_| {}).unwrap();
         fill(&mut log, 20, 2);
-        let segments = log.segments.len();
+        let segments = log.segs.map.len();
         log.delete_before(13).unwrap();
         assert_eq!(log.start_offset(), 13);
-        assert!(log.segments.len() < segments);
+        assert!(log.segs.map.len() < segments);
         assert_eq!(offsets_in(&log.read(13, 1 << 20, true).unwrap())[0], 12, "the batch holding 13");
         let reopened = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_| {}).unwrap();
         assert_eq!(reopened.start_offset(), 13);
@@ -801,7 +894,7 @@ mod tests {
         // retention by time: segments whose newest timestamp is old go (client_batch stamps ~1000 ms)
         let removed = log.enforce_retention(1_000_000, 10_000, -1).unwrap();
         assert!(removed > 0);
-        assert_eq!(log.segments.len(), 1, "only the active segment is left");
+        assert_eq!(log.segs.map.len(), 1, "only the active segment is left");
     }
 
     #[test]
@@ -819,7 +912,7 @@ mod tests {
         let mut at = 0;
         while at < all.len() {
             let h = BatchHeader::parse(&all[at..]).unwrap();
-            for r in crate::broker::records::read_records(&all.slice(at..at + h.total_len())).unwrap() {
+            for r in crate::batch::records::read_records(&all.slice(at..at + h.total_len())).unwrap() {
                 keys.insert(r.key.unwrap(), r.offset);
             }
             at += h.total_len();

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::storage::{FileStorage, MemoryStorage, Storage};
+use super::storage::{FileStorage, Handles, MemoryStorage, Storage};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -25,6 +25,13 @@ pub enum DataDirError {
     Invalid { path: String, message: String },
 }
 
+/// How many file descriptors the data dir's files may hold open: half the process's limit
+/// (the rest is for connections and everything else), at least 32.
+fn descriptor_budget() -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 2).unwrap_or(usize::MAX).clamp(32, 1 << 20)
+}
+
 /// What `meta.properties` records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -36,7 +43,7 @@ pub struct Meta {
 /// Where the logs live: a locked directory, or memory (`--ephemeral`).
 #[derive(Debug)]
 pub enum DataDir {
-    Disk { root: PathBuf, _lock: std::fs::File },
+    Disk { root: PathBuf, _lock: std::fs::File, handles: Arc<Handles> },
     Memory { root: MemoryRoot },
 }
 
@@ -44,6 +51,11 @@ pub enum DataDir {
 #[derive(Debug, Default)]
 pub struct MemoryRoot {
     dirs: std::sync::Mutex<std::collections::HashMap<String, MemoryStorage>>,
+    /// Whether its storages model syncs (tests of crashes and disk faults) or count every
+    /// append as durable (`--ephemeral`).
+    syncs: bool,
+    /// Carries the faults armed for every storage of the tree (see [`DataDir::fail`]).
+    faults: MemoryStorage,
 }
 
 impl DataDir {
@@ -84,7 +96,9 @@ impl DataDir {
             }
             Err(e) => return Err(io_err(e)),
         };
-        Ok((DataDir::Disk { root: root.to_path_buf(), _lock: lock }, meta))
+        let handles = Arc::new(Handles::new(descriptor_budget()));
+        tracing::debug!(descriptors = handles.capacity(), "data dir file descriptors kept open at most");
+        Ok((DataDir::Disk { root: root.to_path_buf(), _lock: lock, handles }, meta))
     }
 
     /// An in-memory data dir.
@@ -92,13 +106,42 @@ impl DataDir {
         DataDir::Memory { root: MemoryRoot::default() }
     }
 
+    /// An in-memory data dir whose storages model syncs, for tests of disk faults.
+    pub fn memory_modelled() -> DataDir {
+        DataDir::Memory { root: MemoryRoot { syncs: true, ..MemoryRoot::default() } }
+    }
+
+    /// Arms a disk fault on every storage of an in-memory data dir (see
+    /// [`MemoryStorage::fail`]); nothing for one on disk.
+    pub fn fail(&self, op: super::storage::FaultOp, errno: i32, once: bool) {
+        if let DataDir::Memory { root } = self {
+            root.faults.fail(op, errno, once);
+        }
+    }
+
+    /// Arms a fault whose operation blocks until the gate opens, then fails (see
+    /// [`MemoryStorage::fail_held`]); `None` for a data dir on disk.
+    pub fn fail_held(&self, op: super::storage::FaultOp, errno: i32) -> Option<super::storage::Gate> {
+        match self {
+            DataDir::Memory { root } => Some(root.faults.fail_held(op, errno)),
+            DataDir::Disk { .. } => None,
+        }
+    }
+
+    /// Disarms every fault of an in-memory data dir (the disk recovered).
+    pub fn clear_faults(&self) {
+        if let DataDir::Memory { root } = self {
+            root.faults.clear_faults();
+        }
+    }
+
     /// The storage of one log, by its path under the root (`meta`, `coordinator/07`, ...).
     pub fn storage(&self, path: &str) -> io::Result<Arc<dyn Storage>> {
         match self {
-            DataDir::Disk { root, .. } => Ok(Arc::new(FileStorage::open(&root.join(path))?)),
+            DataDir::Disk { root, handles, .. } => Ok(Arc::new(FileStorage::open_with(&root.join(path), handles.clone())?)),
             DataDir::Memory { root } => {
                 let mut dirs = root.dirs.lock().expect("memory root lock");
-                Ok(Arc::new(dirs.entry(path.to_string()).or_insert_with(MemoryStorage::ephemeral).clone()))
+                Ok(Arc::new(dirs.entry(path.to_string()).or_insert_with(|| MemoryStorage::sharing(root.syncs, &root.faults)).clone()))
             }
         }
     }
@@ -145,6 +188,14 @@ impl DataDir {
                 root.dirs.lock().expect("memory root lock").remove(path);
                 Ok(())
             }
+        }
+    }
+
+    /// Descriptors the data dir's files hold open now (none in memory).
+    pub fn open_files(&self) -> usize {
+        match self {
+            DataDir::Disk { handles, .. } => handles.open_count(),
+            DataDir::Memory { .. } => 0,
         }
     }
 

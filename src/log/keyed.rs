@@ -1,17 +1,34 @@
 //! A compacted log of keyed entries (the coordinator's offsets logs, the topic metadata log):
-//! segment files, CRC-framed entries, group-commit fsync, recovery and compaction.
+//! CRC-framed entries on the segment engine ([`super::segments`]), group-commit fsync, and
+//! compaction.
 //!
 //! Byte layout: `FORMAT.md` beside this file ("Keyed logs").
+//!
+//! # Locks and I/O
+//!
+//! Appends write under the log's lock (a `write` to the OS, never a sync). The flusher syncs
+//! outside the lock: the sealed segments a roll left unsynced, the active segment, the
+//! directory. Compaction reads and writes outside the lock and takes it only to swap the new
+//! segment into the map, so an append (a commit, under its coordinator shard's lock) never
+//! waits for a compaction's file work.
+//!
+//! # Failures
+//!
+//! A failed append leaves nothing behind (the engine cuts the partial write back) and the log
+//! takes appends again. A failed sync leaves what was written since the last good sync of
+//! unknown durability: the log refuses appends until [`KeyedLog::discard_unsynced`] cuts it
+//! back to the last durable position (the owner then rebuilds its state from the log), so
+//! nothing that was not acknowledged ever becomes visible.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{Notify, watch};
 
+use super::LogError;
+use super::segments::{self, Compaction, Framing, Parsed, Segments};
 use super::storage::{Storage, StorageFile};
-use super::{LogError, SegmentName, segment_names};
 
 /// Bytes of the length and CRC fields before an entry's body.
 const FRAME: usize = 8;
@@ -19,8 +36,8 @@ const FRAME: usize = 8;
 const MIN_BODY: usize = 24;
 /// The largest entry we accept back when reading (a GroupMetadata snapshot of a huge group).
 const MAX_BODY: usize = 256 << 20;
-/// How much is read at once while scanning.
-const READ_CHUNK: usize = 4 << 20;
+/// Compaction writes out this much at a time.
+const WRITE_CHUNK: usize = 4 << 20;
 
 /// One entry: a key and a value (`None` = tombstone), stamped with its offset and time.
 /// Borrowed from the buffer it is read from or written from: replaying a log copies only the
@@ -50,10 +67,6 @@ impl Default for KeyedConfig {
     }
 }
 
-fn segment_name(base: i64) -> String {
-    format!("{base:020}.log")
-}
-
 fn encode_entry(out: &mut BytesMut, e: &Entry<'_>) {
     let body_len = MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len());
     let start = out.len();
@@ -74,122 +87,76 @@ fn encode_entry(out: &mut BytesMut, e: &Entry<'_>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// What the scanner found at a position.
-enum Parsed<'a> {
-    Entry(Entry<'a>, usize),
-    /// Not enough bytes for a whole entry: the end, or a torn write.
-    Short,
-    /// Bytes that are not a valid entry.
-    Bad(&'static str),
+/// What the engine reports of an entry: enough to find its key and value in its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    offset: i64,
+    timestamp: i64,
+    key_len: usize,
+    /// -1 for a tombstone.
+    value_len: i32,
 }
 
-fn parse(buf: &[u8]) -> Parsed<'_> {
-    if buf.len() < FRAME {
-        return Parsed::Short;
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if !(MIN_BODY..=MAX_BODY).contains(&len) {
-        return Parsed::Bad("impossible entry length");
-    }
-    if buf.len() < FRAME + len {
-        return Parsed::Short;
-    }
-    let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let body = &buf[FRAME..FRAME + len];
-    if crc32c::crc32c(body) != crc {
-        return Parsed::Bad("CRC-32C mismatch");
-    }
-    let offset = i64::from_be_bytes(body[0..8].try_into().expect("8 bytes"));
-    let timestamp = i64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
-    let key_len = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
-    if 20 + key_len + 4 > len {
-        return Parsed::Bad("key length runs past the entry");
-    }
-    let key = &body[20..20 + key_len];
-    let vlen = i32::from_be_bytes(body[20 + key_len..24 + key_len].try_into().expect("4 bytes"));
-    let value = if vlen < 0 {
-        if 24 + key_len != len {
+/// The keyed log's entries, for the segment engine: every entry's CRC is always checked.
+pub(crate) struct KeyedFraming;
+
+impl Framing for KeyedFraming {
+    type Head = Head;
+
+    fn parse(buf: &[u8], _check: bool) -> Parsed<Head> {
+        if buf.len() < FRAME {
+            return Parsed::Short { need: None };
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if !(MIN_BODY..=MAX_BODY).contains(&len) {
+            return Parsed::Bad("impossible entry length");
+        }
+        if buf.len() < FRAME + len {
+            return Parsed::Short { need: Some(FRAME + len) };
+        }
+        let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let body = &buf[FRAME..FRAME + len];
+        if crc32c::crc32c(body) != crc {
+            return Parsed::Bad("CRC-32C mismatch");
+        }
+        let offset = i64::from_be_bytes(body[0..8].try_into().expect("8 bytes"));
+        let timestamp = i64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
+        let key_len = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
+        if 20 + key_len + 4 > len {
+            return Parsed::Bad("key length runs past the entry");
+        }
+        let value_len = i32::from_be_bytes(body[20 + key_len..24 + key_len].try_into().expect("4 bytes"));
+        let expected = 24 + key_len + value_len.max(0) as usize;
+        if value_len < 0 && 24 + key_len != len {
             return Parsed::Bad("tombstone with trailing bytes");
         }
-        None
-    } else {
-        if 24 + key_len + vlen as usize != len {
+        if value_len >= 0 && expected != len {
             return Parsed::Bad("value length does not match the entry");
         }
-        Some(&body[24 + key_len..])
-    };
-    Parsed::Entry(Entry { offset, timestamp, key, value }, FRAME + len)
-}
+        Parsed::Whole { head: Head { offset, timestamp, key_len, value_len }, len: FRAME + len }
+    }
 
-/// Reads every entry of a segment file, in order. Returns the entries' end position, and the
-/// position and reason of the first bytes that are not a valid entry.
-fn scan(file: &dyn StorageFile, mut each: impl FnMut(Entry<'_>)) -> io::Result<(u64, Option<(u64, &'static str)>)> {
-    let len = file.len()?;
-    let mut pos: u64 = 0;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start: u64 = 0;
-    loop {
-        let in_buf = (pos - buf_start) as usize;
-        match parse(&buf[in_buf..]) {
-            Parsed::Entry(e, n) => {
-                each(e);
-                pos += n as u64;
-            }
-            Parsed::Bad(why) => return Ok((pos, Some((pos, why)))),
-            Parsed::Short => {
-                if pos >= len {
-                    return Ok((pos, None));
-                }
-                // Refill from `pos`, reading at least a whole entry if its length is known.
-                let need = if buf.len() - in_buf >= 4 {
-                    let l = u32::from_be_bytes(buf[in_buf..in_buf + 4].try_into().expect("4 bytes")) as usize;
-                    (FRAME + l).max(READ_CHUNK)
-                } else {
-                    READ_CHUNK
-                };
-                let want = (need as u64).min(len - pos) as usize;
-                if buf.len() - in_buf >= want {
-                    // The file ends inside an entry: a torn write.
-                    return Ok((pos, Some((pos, "entry runs past the end of the file"))));
-                }
-                // one buffer for the whole scan: a fresh 4 MiB one per chunk cost a page
-                // fault per page
-                buf.clear();
-                buf.resize(want, 0);
-                file.read_at(pos, &mut buf)?;
-                buf_start = pos;
-            }
-        }
+    fn offsets(h: &Head) -> (i64, i64) {
+        (h.offset, h.offset)
     }
 }
 
-/// Whether any valid entry starts after `from` (distinguishes a torn tail from corruption).
-fn valid_entry_after(file: &dyn StorageFile, from: u64) -> io::Result<bool> {
-    let len = file.len()?;
-    if len <= from + 1 {
-        return Ok(false);
-    }
-    let mut buf = vec![0u8; (len - from) as usize];
-    file.read_at(from, &mut buf)?;
-    for i in 1..buf.len() {
-        if let Parsed::Entry(..) = parse(&buf[i..]) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+/// The entry a head describes, borrowed from its bytes (the whole entry, frame included).
+fn entry<'a>(h: &Head, bytes: &'a [u8]) -> Entry<'a> {
+    let key_at = FRAME + 20;
+    let key = &bytes[key_at..key_at + h.key_len];
+    let value = (h.value_len >= 0).then(|| &bytes[key_at + h.key_len + 4..key_at + h.key_len + 4 + h.value_len as usize]);
+    Entry { offset: h.offset, timestamp: h.timestamp, key, value }
 }
 
-#[derive(Debug)]
-struct Segment {
-    name: String,
-    file: Arc<dyn StorageFile>,
-    size: u64,
+/// The bytes an entry takes on disk.
+fn entry_size(e: &Entry<'_>) -> u64 {
+    (FRAME + MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64
 }
 
 #[derive(Debug)]
 struct Inner {
-    /// By base offset; the last one is the active segment.
-    segments: BTreeMap<i64, Segment>,
+    segs: Segments<()>,
     next_offset: i64,
     /// The newest entry of every key: (offset, bytes on disk).
     live: crate::FastMap<Bytes, (i64, u64)>,
@@ -197,9 +164,13 @@ struct Inner {
     total_bytes: u64,
     /// Appends not yet covered by a sync.
     unsynced: bool,
-    /// A segment was created or removed since the last directory sync.
-    dir_dirty: bool,
-    /// A failed write or sync: the log accepts nothing more.
+    /// Sealed segments whose sync the flusher owes (a roll does not sync on the append path).
+    sealed_unsynced: Vec<(i64, Arc<dyn StorageFile>)>,
+    /// The last durable position: (active segment base, its size then, the offset after it).
+    synced: (i64, u64, i64),
+    /// The log has a recovery point file (see the first roll).
+    has_point: bool,
+    /// A sync failed: nothing is accepted until [`KeyedLog::discard_unsynced`].
     failed: Option<String>,
 }
 
@@ -214,6 +185,8 @@ pub struct KeyedLog {
     durable: watch::Sender<i64>,
     /// Wakes the flusher.
     dirty: Notify,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
 }
 
 /// What compaction did.
@@ -227,39 +200,28 @@ pub struct Compacted {
 
 impl KeyedLog {
     /// Opens (or creates) a log in `storage`, finishing or discarding an interrupted
-    /// compaction, cutting a torn tail off the last segment, and replaying every entry through
-    /// `each` in order. Corruption anywhere but the tail is an error naming file and offset.
+    /// compaction, cutting a torn tail off (see the engine's recovery rules), and replaying
+    /// every entry through `each` in order. Corruption is an error naming file and offset.
     pub fn open(name: &str, storage: Arc<dyn Storage>, config: KeyedConfig, mut each: impl FnMut(&Entry<'_>)) -> Result<Arc<Self>, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("log {name}"), source: e };
-        recover_compaction(&*storage).map_err(err)?;
-        let names = segment_names(&storage.list().map_err(err)?);
-        let mut segments = BTreeMap::new();
+        let names = Segments::<()>::recover_names(name, &storage)?;
+        let recovery_point = segments::recovery_point(&*storage, &names).map_err(err)?;
+        let mut segs = Segments::new(name, storage.clone());
         let mut live: crate::FastMap<Bytes, (i64, u64)> = Default::default();
-        let mut next_offset = 0i64;
+        let mut next_offset = names.first().map_or(0, |n| n.base);
         let mut total = 0u64;
         for (i, seg) in names.iter().enumerate() {
-            let seg_name = seg.file();
-            let shown = format!("{name}/{seg_name}");
             if seg.base != next_offset {
                 return Err(LogError::Corrupt {
-                    file: shown,
+                    file: format!("{name}/{}", seg.file()),
                     offset: 0,
                     reason: format!("a segment is missing: offsets {next_offset}..{} are in no segment", seg.base),
                 });
             }
-            let file = storage.open(&seg_name, false).map_err(err)?;
-            let mut expected = seg.base;
-            let mut out_of_order = None;
-            let (end, bad) = scan(&*file, |e| {
-                let in_place = match seg.end {
-                    None => e.offset == expected,
-                    Some(limit) => e.offset >= expected && e.offset < limit,
-                };
-                if !in_place && out_of_order.is_none() {
-                    out_of_order = Some(e.offset);
-                }
-                expected = e.offset + 1;
-                let size = (FRAME + MIN_BODY + e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64;
+            let lenient = seg.base >= recovery_point;
+            let recovered = segs.recover::<KeyedFraming>(seg, lenient, |_, head, bytes| {
+                let e = entry(&head, bytes);
+                let size = entry_size(&e);
                 match live.get_mut(e.key) {
                     Some(slot) => *slot = (e.offset, size),
                     None => {
@@ -267,55 +229,54 @@ impl KeyedLog {
                     }
                 }
                 each(&e);
-            })
-            .map_err(err)?;
-            if let Some(o) = out_of_order {
-                return Err(LogError::Corrupt { file: shown, offset: 0, reason: format!("entry with offset {o} out of place") });
+            })?;
+            next_offset = seg.end.unwrap_or(recovered.last_offset + 1).max(seg.base);
+            total += recovered.size;
+            let last = i + 1 == names.len();
+            segs.map.insert(
+                seg.base,
+                segments::Segment { name: seg.file(), file: recovered.file, size: recovered.size, sealed: !last && !recovered.cut, meta: () },
+            );
+            if recovered.cut && !last {
+                Segments::<()>::discard_after(name, &storage, &names[i + 1..])?;
+                break;
             }
-            let is_last = i + 1 == names.len();
-            let mut size = file.len().map_err(err)?;
-            if let Some((at, why)) = bad {
-                if !is_last || valid_entry_after(&*file, at).map_err(err)? {
-                    return Err(LogError::Corrupt { file: shown, offset: at, reason: why.to_string() });
-                }
-                tracing::warn!(log = name, segment = seg_name.as_str(), at, cut = size - at, "cutting a torn tail off the log: {why}");
-                file.truncate(at).map_err(err)?;
-                file.sync().map_err(err)?;
-                size = at;
-            } else if end < size {
-                file.truncate(end).map_err(err)?;
-                size = end;
-            }
-            next_offset = seg.end.unwrap_or(expected);
-            total += size;
-            segments.insert(seg.base, Segment { name: seg_name, file, size });
         }
         // Tombstones hold no value: a key whose newest entry is a tombstone is still "live"
         // (it must outlive the values it deletes) until compaction drops it.
         let live_bytes = live.values().map(|(_, s)| *s).sum();
-        if segments.is_empty() {
-            let seg = segment_name(0);
-            let file = storage.open(&seg, true).map_err(err)?;
+        if segs.map.is_empty() {
+            segs.start_segment(0, ()).map_err(err)?;
             storage.sync_dir().map_err(err)?;
-            segments.insert(0, Segment { name: seg, file, size: 0 });
+            let _ = segs.take_dir_dirty();
         }
+        // the last segment recovered is the active one
+        if let Some(last) = segs.map.values_mut().last() {
+            last.sealed = false;
+        }
+        let (&base, active) = segs.active();
+        let synced = (base, active.size, next_offset);
+        let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
         let (durable, _) = watch::channel(next_offset);
         Ok(Arc::new(KeyedLog {
             name: name.to_string(),
             storage,
             config,
             inner: Mutex::new(Inner {
-                segments,
+                segs,
                 next_offset,
                 live,
                 live_bytes,
                 total_bytes: total,
                 unsynced: false,
-                dir_dirty: false,
+                sealed_unsynced: Vec::new(),
+                synced,
+                has_point,
                 failed: None,
             }),
             durable,
             dirty: Notify::new(),
+            compacting: Mutex::new(()),
         }))
     }
 
@@ -335,11 +296,11 @@ impl KeyedLog {
     }
 
     /// Appends entries (handed to the OS at once; durable after the next sync) and returns
-    /// the offset after them.
+    /// the offset after them. A failed write leaves nothing of these entries behind.
     pub fn append(&self, entries: &[(Bytes, Option<Bytes>)], timestamp: i64) -> io::Result<i64> {
         let mut i = self.lock();
         if let Some(f) = &i.failed {
-            return Err(io::Error::other(format!("log {} failed earlier: {f}", self.name)));
+            return Err(io::Error::other(format!("log {}: a sync failed ({f}); nothing is written until it is cut back", self.name)));
         }
         let mut buf = BytesMut::new();
         let mut sizes = Vec::with_capacity(entries.len());
@@ -349,13 +310,7 @@ impl KeyedLog {
             encode_entry(&mut buf, &Entry { offset: first + n as i64, timestamp, key, value: value.as_deref() });
             sizes.push((buf.len() - before) as u64);
         }
-        let (_, active) = i.segments.last_key_value().expect("a log always has a segment");
-        if let Err(e) = active.file.append(&buf) {
-            i.failed = Some(e.to_string());
-            return Err(e);
-        }
-        let active_base = *i.segments.last_key_value().expect("segment").0;
-        i.segments.get_mut(&active_base).expect("active").size += buf.len() as u64;
+        i.segs.append(&buf)?;
         i.total_bytes += buf.len() as u64;
         for (n, ((key, _), size)) in entries.iter().zip(sizes).enumerate() {
             if let Some((_, old)) = i.live.insert(key.clone(), (first + n as i64, size)) {
@@ -367,7 +322,7 @@ impl KeyedLog {
         let next = i.next_offset;
         let syncs = self.storage.syncs();
         i.unsynced = syncs;
-        if i.segments.get(&active_base).expect("active").size >= self.config.segment_bytes {
+        if i.segs.active().1.size >= self.config.segment_bytes {
             self.roll(&mut i)?;
         }
         drop(i);
@@ -384,50 +339,111 @@ impl KeyedLog {
         Ok(next)
     }
 
-    /// Seals the active segment (synced) and starts a new one at the next offset.
+    /// Seals the active segment and starts a new one at the next offset. No sync here: the
+    /// flusher owes the sealed segment's (and the new file's directory entry).
     fn roll(&self, i: &mut Inner) -> io::Result<()> {
         let next = i.next_offset;
-        if i.segments.last_key_value().is_some_and(|(b, s)| *b == next || s.size == 0) {
+        let (&base, active) = i.segs.active();
+        if base == next || active.size == 0 {
             return Ok(());
         }
-        i.segments.last_key_value().expect("segment").1.file.sync()?;
-        let name = segment_name(next);
-        let file = self.storage.open(&name, true)?;
-        i.segments.insert(next, Segment { name, file, size: 0 });
-        i.dir_dirty = true;
+        if !i.has_point {
+            // once in a log's life: the point must precede the segment left unsynced
+            segments::write_recovery_point(&*self.storage, base)?;
+            i.has_point = true;
+        }
+        let sealed = i.segs.seal_active();
+        i.sealed_unsynced.push((base, sealed));
+        i.segs.start_segment(next, ())?;
+        i.unsynced = true;
         Ok(())
     }
 
-    /// Makes every append so far durable now (the flusher's work, callable directly).
+    /// Makes every append so far durable now (the flusher's work, callable directly). The
+    /// syncs happen outside the log's lock.
     pub fn sync_now(&self) -> io::Result<()> {
-        let (file, upto, dir) = {
+        let (sealed, active, at, dir) = {
             let mut i = self.lock();
-            if !i.unsynced && !i.dir_dirty {
+            if let Some(f) = &i.failed {
+                return Err(io::Error::other(f.clone()));
+            }
+            if !i.unsynced && !i.segs.dir_dirty() && i.sealed_unsynced.is_empty() {
                 return Ok(());
             }
             i.unsynced = false;
-            let dir = std::mem::take(&mut i.dir_dirty);
-            (i.segments.last_key_value().expect("segment").1.file.clone(), i.next_offset, dir)
+            let dir = i.segs.take_dir_dirty();
+            let (&base, seg) = i.segs.active();
+            let (file, size) = (seg.file.clone(), seg.size);
+            (std::mem::take(&mut i.sealed_unsynced), file, (base, size, i.next_offset), dir)
         };
-        let result = file.sync().and_then(|()| if dir { self.storage.sync_dir() } else { Ok(()) });
+        let result = (|| -> io::Result<()> {
+            // in order: a later segment is never durable before an earlier one
+            for (_, f) in &sealed {
+                f.sync()?;
+            }
+            active.sync()?;
+            if dir {
+                self.storage.sync_dir()?;
+            }
+            if !sealed.is_empty() {
+                segments::write_recovery_point(&*self.storage, at.0)?;
+            }
+            Ok(())
+        })();
         match result {
             Ok(()) => {
+                self.lock().synced = at;
                 self.durable.send_if_modified(|d| {
-                    let moved = upto > *d;
-                    *d = (*d).max(upto);
+                    let moved = at.2 > *d;
+                    *d = (*d).max(at.2);
                     moved
                 });
                 Ok(())
             }
             Err(e) => {
-                self.lock().failed = Some(e.to_string());
+                let mut i = self.lock();
+                i.failed = Some(e.to_string());
+                if dir {
+                    i.segs.dir_sync_failed();
+                }
+                i.sealed_unsynced.splice(0..0, sealed);
+                drop(i);
+                // wake waiters: their entries may never become durable
+                self.durable.send_modify(|_| {});
                 Err(e)
             }
         }
     }
 
-    /// The group-commit flusher: whenever appends are pending, one fsync makes all of them
-    /// durable and wakes everyone waiting for them. Runs until `shutdown`, then syncs once more.
+    /// After a failed sync: cuts the log back to its last durable position (dropping any
+    /// segment started since), so that nothing written after it — of unknown durability —
+    /// survives. The owner reopens the log to rebuild its state from what is left.
+    pub fn discard_unsynced(&self) -> io::Result<()> {
+        let mut i = self.lock();
+        let (base, size, _) = i.synced;
+        let later: Vec<i64> = i.segs.map.range(base + 1..).map(|(b, _)| *b).collect();
+        for b in later {
+            if let Some(seg) = i.segs.map.remove(&b) {
+                self.storage.remove(&seg.name)?;
+            }
+        }
+        if let Some(seg) = i.segs.map.get_mut(&base) {
+            seg.sealed = false;
+            seg.file.truncate(size)?;
+            seg.file.sync()?;
+            seg.size = size;
+        }
+        self.storage.sync_dir()?;
+        i.sealed_unsynced.clear();
+        i.failed = None;
+        i.unsynced = false;
+        Ok(())
+    }
+
+    /// The group-commit flusher: whenever appends are pending, one round of syncs makes all of
+    /// them durable and wakes everyone waiting for them. Runs until `shutdown`, then syncs once
+    /// more. A failed sync is logged; the flusher goes on (the owner cuts the log back and the
+    /// next appends are synced again).
     pub async fn run_flusher(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             tokio::select! {
@@ -441,10 +457,7 @@ impl KeyedLog {
             let me = self.clone();
             match tokio::task::spawn_blocking(move || me.sync_now()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(log = self.name.as_str(), "fsync failed; the log stops accepting writes: {e}");
-                    return;
-                }
+                Ok(Err(e)) => tracing::error!(log = self.name.as_str(), "fsync failed; writes wait until the log is cut back: {e}"),
                 Err(e) => {
                     tracing::error!(log = self.name.as_str(), "flusher task failed: {e}");
                     return;
@@ -453,7 +466,7 @@ impl KeyedLog {
         }
     }
 
-    /// Resolves when every entry below `offset` is durable, or errors if the log failed.
+    /// Resolves when every entry below `offset` is durable, or errors if a sync failed.
     pub async fn wait_durable(&self, offset: i64) -> io::Result<()> {
         let mut rx = self.durable.subscribe();
         loop {
@@ -476,123 +489,109 @@ impl KeyedLog {
     }
 
     /// Compacts: seals the active segment, then rewrites every sealed segment into one that
-    /// keeps the newest entry per key (and tombstones younger than delete.retention.ms). Crash
-    /// safe: the new segment is written under a temporary name, synced, renamed to a `.swap`
-    /// name that records which segments it replaces, and only then do the old ones go.
+    /// keeps the newest entry per key (and tombstones younger than delete.retention.ms). The
+    /// log's lock is held only to seal and to swap the result in (see [`Compaction`]); reads,
+    /// writes, syncs, renames and removals happen outside it, so appends go on meanwhile.
     pub fn compact(&self, now: i64) -> Result<Compacted, LogError> {
+        let _one = self.compacting.lock().expect("compaction lock");
         let err = |e: io::Error| LogError::Io { what: format!("compacting log {}", self.name), source: e };
-        // 1. Seal the active segment and snapshot what to compact.
+        // 1. Seal the active segment and snapshot what to compact (no I/O under the lock).
         let (inputs, end, live) = {
             let mut i = self.lock();
+            if i.failed.is_some() {
+                return Ok(Compacted::default());
+            }
             self.roll(&mut i).map_err(err)?;
-            let (&active, _) = i.segments.last_key_value().expect("segment");
+            let (&active, _) = i.segs.active();
             let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> =
-                i.segments.range(..active).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
+                i.segs.map.range(..active).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
             let live: crate::FastMap<Bytes, i64> = i.live.iter().map(|(k, (o, _))| (k.clone(), *o)).collect();
             (inputs, active, live)
         };
         if inputs.is_empty() {
             return Ok(Compacted::default());
         }
+        // the inputs must be durable before a compacted copy replaces them
+        self.sync_now().map_err(err)?;
         let first = inputs[0].0;
-        // 2. Copy the live entries into a temporary segment and make it durable.
-        let tmp = format!("{first:020}-{end:020}.compact");
-        let swap = format!("{first:020}-{end:020}.swap");
-        let compacted = SegmentName { base: first, end: Some(end) }.file();
-        let out = self.storage.open(&tmp, true).map_err(err)?;
-        out.truncate(0).map_err(err)?;
+        // 2. Copy the live entries into the new segment and make it durable.
+        let c = Compaction::begin(&self.storage, first, end).map_err(err)?;
         let mut stats = Compacted { segments_in: inputs.len(), ..Default::default() };
         let mut dropped_tombstones = Vec::new();
         let mut buf = BytesMut::new();
-        for (_, file, size) in &inputs {
-            stats.bytes_in += size;
-            let mut io_err = None;
-            let (_, bad) = scan(&**file, |e| {
-                if live.get(e.key) != Some(&e.offset) {
-                    return;
-                }
-                if e.value.is_none() && e.timestamp.saturating_add(self.config.delete_retention_ms) <= now {
-                    dropped_tombstones.push((Bytes::copy_from_slice(e.key), e.offset));
-                    return;
-                }
-                encode_entry(&mut buf, &e);
-                stats.entries_out += 1;
-                if buf.len() >= READ_CHUNK {
-                    if let Err(x) = out.append(&buf) {
-                        io_err.get_or_insert(x);
+        let mut written = 0u64;
+        let mut copy = || -> Result<(), LogError> {
+            for (_, file, size) in &inputs {
+                stats.bytes_in += size;
+                let mut io_err = None;
+                let walked = segments::walk::<KeyedFraming>(&**file, 0, true, |_, head, bytes| {
+                    let e = entry(&head, bytes);
+                    if live.get(e.key) != Some(&e.offset) {
+                        return true;
                     }
-                    stats.bytes_out += buf.len() as u64;
-                    buf.clear();
+                    if e.value.is_none() && e.timestamp.saturating_add(self.config.delete_retention_ms) <= now {
+                        dropped_tombstones.push((Bytes::copy_from_slice(e.key), e.offset));
+                        return true;
+                    }
+                    encode_entry(&mut buf, &e);
+                    stats.entries_out += 1;
+                    if buf.len() >= WRITE_CHUNK {
+                        if let Err(x) = c.file().append(&buf) {
+                            io_err = Some(x);
+                            return false;
+                        }
+                        written += buf.len() as u64;
+                        buf.clear();
+                    }
+                    true
+                })
+                .map_err(err)?;
+                if let Some(e) = io_err {
+                    return Err(err(e));
                 }
-            })
-            .map_err(err)?;
-            if let Some(e) = io_err {
-                return Err(err(e));
+                if let Some(why) = walked.bad {
+                    return Err(LogError::Corrupt { file: format!("{}/sealed segment", self.name), offset: walked.end, reason: why.into() });
+                }
             }
-            if let Some((at, why)) = bad {
-                return Err(LogError::Corrupt { file: format!("{}/sealed segment", self.name), offset: at, reason: why.into() });
-            }
+            c.file().append(&buf).map_err(err)?;
+            written += buf.len() as u64;
+            c.seal().map_err(err)
+        };
+        if let Err(e) = copy() {
+            c.abandon();
+            return Err(e);
         }
-        out.append(&buf).map_err(err)?;
-        stats.bytes_out += buf.len() as u64;
-        out.sync().map_err(err)?;
-        self.storage.rename(&tmp, &swap).map_err(err)?;
-        self.storage.sync_dir().map_err(err)?;
-        // 3. Swap it in: drop the old segments, take the first one's name.
-        let mut i = self.lock();
-        for (base, _, _) in &inputs {
-            if let Some(seg) = i.segments.remove(base) {
-                i.total_bytes -= seg.size;
-                self.storage.remove(&seg.name).map_err(err)?;
+        stats.bytes_out = written;
+        // 3. Swap it in under the lock (no I/O), then remove the old files outside it.
+        let old = {
+            let mut i = self.lock();
+            let old = i.segs.swap_in(&c, written, ());
+            i.total_bytes = i.total_bytes + written - stats.bytes_in;
+            for (key, offset) in dropped_tombstones {
+                if i.live.get(&key).is_some_and(|(o, _)| *o == offset)
+                    && let Some((_, size)) = i.live.remove(&key)
+                {
+                    i.live_bytes -= size;
+                }
             }
-        }
-        let name = compacted;
-        self.storage.rename(&swap, &name).map_err(err)?;
-        self.storage.sync_dir().map_err(err)?;
-        let file = self.storage.open(&name, false).map_err(err)?;
-        i.total_bytes += stats.bytes_out;
-        i.segments.insert(first, Segment { name, file, size: stats.bytes_out });
-        for (key, offset) in dropped_tombstones {
-            if i.live.get(&key).is_some_and(|(o, _)| *o == offset)
-                && let Some((_, size)) = i.live.remove(&key)
-            {
-                i.live_bytes -= size;
-            }
-        }
+            old
+        };
+        c.finish(&old).map_err(err)?;
         tracing::debug!(log = self.name.as_str(), ?stats, "compacted");
         Ok(stats)
     }
 }
 
-/// Finishes a compaction that reached its `.swap` file, or discards one that did not.
-fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
-    for name in storage.list()? {
-        if name.ends_with(".compact") {
-            storage.remove(&name)?;
-        } else if let Some(stem) = name.strip_suffix(".swap") {
-            let bounds: Option<(i64, i64)> = stem.split_once('-').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-            let Some((first, end)) = bounds else {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
-            };
-            for seg in storage.list()? {
-                if let Some(n) = SegmentName::parse(&seg)
-                    && n.base >= first
-                    && n.base < end
-                {
-                    storage.remove(&seg)?;
-                }
-            }
-            storage.rename(&name, &SegmentName { base: first, end: Some(end) }.file())?;
-            tracing::info!(file = name.as_str(), "finished an interrupted compaction");
-        }
-    }
-    storage.sync_dir()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use crate::log::storage::{Crash, FileStorage, MemoryStorage};
+    use crate::log::{SegmentName, segment_names};
+
+    fn segment_name(base: i64) -> String {
+        SegmentName { base, end: None }.file()
+    }
 
     fn kv(k: &str, v: Option<&str>) -> (Bytes, Option<Bytes>) {
         (Bytes::from(k.to_string()), v.map(|v| Bytes::from(v.to_string())))
@@ -782,6 +781,7 @@ mod tests {
         pre.set_bytes(&format!("{:020}-{end:020}.swap", 0), mem.bytes(&compacted.file()).unwrap());
         let (_, seen) = reopen(Arc::new(pre.clone()), config);
         assert_eq!(expect(&seen), want, "finishing a swap");
-        assert!(pre.list().unwrap().iter().all(|n| n.ends_with(".log")));
+        let left: Vec<String> = pre.list().unwrap();
+        assert!(left.iter().all(|n| n.ends_with(".log") || n == "recovery-point"), "{left:?}");
     }
 }

@@ -3,6 +3,9 @@
 //! `FORMAT.md` beside this file.
 //!
 //! - [`storage`]: the seam (a directory of append-only files) and its twins.
+//! - [`segments`]: the segment engine both logs share: segment files and names, walking
+//!   entries, recovery (torn tails, corruption, missing segments, interrupted compactions),
+//!   appends that leave no partial entry, rolls, and the compaction swap.
 //! - [`keyed`]: compacted logs of keyed entries — the coordinator's offsets logs (one per
 //!   shard) and the topic metadata log — with group-commit fsync.
 //! - [`batches`]: partition logs of Kafka record batches, with a sparse offset index,
@@ -12,6 +15,7 @@
 pub mod batches;
 pub mod datadir;
 pub mod keyed;
+pub mod segments;
 pub mod storage;
 
 /// A storage problem.

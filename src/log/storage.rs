@@ -9,13 +9,17 @@
 //! at the last `sync`), and for the directory, the names known durable (as of the last
 //! `sync_dir`). [`MemoryStorage::crash_image`] builds what a machine could find after power
 //! loss: every durable name and byte, plus any prefix of the bytes written since.
+//! [`MemoryStorage::fail`] injects disk faults: the next write, fsync, rename or directory sync
+//! (or every one, until cleared) fails with the errno given — a failed write having written
+//! half its bytes first, as a disk that fills up mid-write does.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// One append-only file.
 #[allow(clippy::len_without_is_empty)]
@@ -56,13 +60,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct FileStorage {
     dir: PathBuf,
+    handles: Arc<Handles>,
 }
 
 impl FileStorage {
-    /// A directory, created if missing.
+    /// A directory, created if missing, with a cache of its own for open descriptors.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, Arc::new(Handles::new(Handles::DEFAULT_CAPACITY)))
+    }
+
+    /// A directory sharing `handles` (one cache for a whole data dir).
+    pub fn open_with(dir: &Path, handles: Arc<Handles>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(FileStorage { dir: dir.to_path_buf() })
+        Ok(FileStorage { dir: dir.to_path_buf(), handles })
     }
 
     pub fn path(&self) -> &Path {
@@ -70,11 +80,117 @@ impl FileStorage {
     }
 }
 
+/// The open file descriptors of a data dir, bounded. A file's descriptor is opened on first
+/// use and kept while the file is used; past `capacity` open descriptors, the least recently
+/// used file gives its back and reopens it on its next use. So the number of partitions is
+/// limited by disk, not by `ulimit -n`. Files are known by path (a rename moves the entry),
+/// and one path has one [`StorageFile`] at a time.
+#[derive(Debug)]
+pub struct Handles {
+    capacity: usize,
+    /// Bumped on every use; a file's last use is its value then.
+    clock: AtomicU64,
+    files: Mutex<HandlesInner>,
+}
+
+#[derive(Debug, Default)]
+struct HandlesInner {
+    /// Every live file by path, open or not.
+    by_path: std::collections::HashMap<PathBuf, Weak<DiskFile>>,
+    /// The files holding a descriptor now.
+    open: Vec<Weak<DiskFile>>,
+}
+
+impl Handles {
+    /// Descriptors kept open when nothing says otherwise.
+    pub const DEFAULT_CAPACITY: usize = 512;
+
+    /// A cache keeping at most `capacity` descriptors open (at least 8).
+    pub fn new(capacity: usize) -> Self {
+        Handles { capacity: capacity.max(8), clock: AtomicU64::new(0), files: Mutex::new(HandlesInner::default()) }
+    }
+
+    /// How many descriptors the cache keeps open at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Descriptors open now.
+    pub fn open_count(&self) -> usize {
+        self.files.lock().expect("handles lock").open.iter().filter(|w| w.strong_count() > 0).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandlesInner> {
+        self.files.lock().expect("handles lock")
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `file` just opened its descriptor: if that makes too many, the least recently used
+    /// others close theirs (outside the cache's lock).
+    fn opened(&self, file: &Arc<DiskFile>) {
+        let victims: Vec<Arc<DiskFile>> = {
+            let mut inner = self.lock();
+            inner.open.retain(|w| w.upgrade().is_some_and(|f| f.is_open()));
+            inner.open.push(Arc::downgrade(file));
+            let excess = inner.open.len().saturating_sub(self.capacity);
+            if excess == 0 {
+                Vec::new()
+            } else {
+                let mut candidates: Vec<Arc<DiskFile>> =
+                    inner.open.iter().filter_map(Weak::upgrade).filter(|f| !Arc::ptr_eq(f, file)).collect();
+                candidates.sort_by_key(|f| f.last_used.load(Ordering::Relaxed));
+                candidates.truncate(excess);
+                let gone: Vec<*const DiskFile> = candidates.iter().map(Arc::as_ptr).collect();
+                inner.open.retain(|w| !gone.contains(&w.as_ptr()));
+                candidates
+            }
+        };
+        for f in victims {
+            f.close();
+        }
+    }
+}
+
+/// A file on disk whose descriptor comes and goes (see [`Handles`]).
 #[derive(Debug)]
 struct DiskFile {
-    file: File,
+    path: Mutex<PathBuf>,
+    handles: Arc<Handles>,
+    me: Weak<DiskFile>,
+    file: Mutex<Option<Arc<File>>>,
+    last_used: AtomicU64,
     /// The length, tracked so appends need no seek and `len` no syscall.
     len: Mutex<u64>,
+}
+
+impl DiskFile {
+    fn is_open(&self) -> bool {
+        self.file.lock().expect("file lock").is_some()
+    }
+
+    fn close(&self) {
+        self.file.lock().expect("file lock").take();
+    }
+
+    /// The descriptor, opened (again) if the cache took it.
+    fn handle(&self) -> io::Result<Arc<File>> {
+        self.last_used.store(self.handles.tick(), Ordering::Relaxed);
+        let mut slot = self.file.lock().expect("file lock");
+        if let Some(f) = &*slot {
+            return Ok(f.clone());
+        }
+        let path = self.path.lock().expect("path lock").clone();
+        let f = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
+        *slot = Some(f.clone());
+        drop(slot);
+        if let Some(me) = self.me.upgrade() {
+            self.handles.opened(&me);
+        }
+        Ok(f)
+    }
 }
 
 impl StorageFile for DiskFile {
@@ -82,30 +198,52 @@ impl StorageFile for DiskFile {
         Ok(*self.len.lock().expect("file lock"))
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        self.handle()?.read_exact_at(buf, offset)
     }
     fn append(&self, data: &[u8]) -> io::Result<()> {
         let mut len = self.len.lock().expect("file lock");
-        self.file.write_all_at(data, *len)?;
+        self.handle()?.write_all_at(data, *len)?;
         *len += data.len() as u64;
         Ok(())
     }
     fn truncate(&self, new_len: u64) -> io::Result<()> {
         let mut len = self.len.lock().expect("file lock");
-        self.file.set_len(new_len)?;
+        self.handle()?.set_len(new_len)?;
         *len = new_len;
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.handle()?.sync_data()
     }
 }
 
 impl Storage for FileStorage {
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(self.dir.join(name))?;
+        let path = self.dir.join(name);
+        if let Some(f) = self.handles.lock().by_path.get(&path).and_then(Weak::upgrade) {
+            return Ok(f);
+        }
+        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&path)?;
         let len = file.metadata()?.len();
-        Ok(Arc::new(DiskFile { file, len: Mutex::new(len) }))
+        let disk = Arc::new_cyclic(|me| DiskFile {
+            path: Mutex::new(path.clone()),
+            handles: self.handles.clone(),
+            me: me.clone(),
+            file: Mutex::new(Some(Arc::new(file))),
+            last_used: AtomicU64::new(self.handles.tick()),
+            len: Mutex::new(len),
+        });
+        {
+            let mut inner = self.handles.lock();
+            // another caller may have opened it meanwhile: one object per path
+            if let Some(f) = inner.by_path.get(&path).and_then(Weak::upgrade) {
+                return Ok(f);
+            }
+            inner.by_path.retain(|_, w| w.strong_count() > 0);
+            inner.by_path.insert(path, Arc::downgrade(&disk));
+        }
+        self.handles.opened(&disk);
+        Ok(disk)
     }
     fn list(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -119,13 +257,28 @@ impl Storage for FileStorage {
         Ok(names)
     }
     fn remove(&self, name: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.dir.join(name)) {
+        let path = self.dir.join(name);
+        if let Some(f) = self.handles.lock().by_path.remove(&path).and_then(|w| w.upgrade()) {
+            // a holder may still read it: keep its descriptor (the data lives until it closes)
+            let _ = f.handle();
+        }
+        match std::fs::remove_file(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        std::fs::rename(self.dir.join(from), self.dir.join(to))
+        let (from, to) = (self.dir.join(from), self.dir.join(to));
+        std::fs::rename(&from, &to)?;
+        let mut inner = self.handles.lock();
+        inner.by_path.remove(&to);
+        if let Some(w) = inner.by_path.remove(&from) {
+            if let Some(f) = w.upgrade() {
+                *f.path.lock().expect("path lock") = to.clone();
+            }
+            inner.by_path.insert(to, w);
+        }
+        Ok(())
     }
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
@@ -144,6 +297,73 @@ struct MemData {
 #[derive(Debug, Default)]
 struct MemFile {
     data: Mutex<MemData>,
+    faults: Faults,
+}
+
+/// An operation the memory twin can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    /// `append` (writes half the bytes, then fails).
+    Write,
+    /// A file's `sync`.
+    Sync,
+    Rename,
+    SyncDir,
+    /// Creating a file.
+    Create,
+}
+
+/// Faults armed on a memory storage, shared with its files.
+#[derive(Debug, Clone, Default)]
+struct Faults(Arc<Mutex<Vec<Fault>>>);
+
+#[derive(Debug, Clone)]
+struct Fault {
+    op: FaultOp,
+    errno: i32,
+    /// Fails once and disarms, or fails until cleared.
+    once: bool,
+    /// The failing operation first blocks until this gate opens.
+    gate: Option<Gate>,
+}
+
+/// Holds a faulty operation until [`Gate::open`] (tests that need a request to be in flight
+/// while its write is failing).
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Lets every operation held at this gate go on (and fail).
+    pub fn open(&self) {
+        *self.0.0.lock().expect("gate lock") = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0.0.lock().expect("gate lock");
+        while !*open {
+            open = self.0.1.wait(open).expect("gate lock");
+        }
+    }
+}
+
+impl Faults {
+    /// The error `op` fails with now, if a fault is armed for it.
+    fn check(&self, op: FaultOp) -> io::Result<()> {
+        let f = {
+            let mut all = self.0.lock().expect("faults lock");
+            let Some(i) = all.iter().position(|f| f.op == op) else { return Ok(()) };
+            if all[i].once { all.remove(i) } else { all[i].clone() }
+        };
+        if let Some(gate) = &f.gate {
+            gate.wait();
+        }
+        Err(io::Error::from_raw_os_error(f.errno))
+    }
+
+    fn arm(&self, op: FaultOp, errno: i32, once: bool, gate: Option<Gate>) {
+        self.0.lock().expect("faults lock").push(Fault { op, errno, once, gate });
+    }
 }
 
 impl StorageFile for MemFile {
@@ -163,6 +383,10 @@ impl StorageFile for MemFile {
         }
     }
     fn append(&self, data: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.faults.check(FaultOp::Write) {
+            self.data.lock().expect("mem lock").bytes.extend_from_slice(&data[..data.len() / 2]);
+            return Err(e);
+        }
         self.data.lock().expect("mem lock").bytes.extend_from_slice(data);
         Ok(())
     }
@@ -173,6 +397,7 @@ impl StorageFile for MemFile {
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
+        self.faults.check(FaultOp::Sync)?;
         let mut d = self.data.lock().expect("mem lock");
         d.synced = d.bytes.len();
         Ok(())
@@ -193,11 +418,12 @@ pub struct MemoryStorage {
     dir: Arc<Mutex<MemDir>>,
     /// Crash tests want syncs modelled; `--ephemeral` does not (see [`Storage::syncs`]).
     syncs_enabled: bool,
+    faults: Faults,
 }
 
 impl Default for MemoryStorage {
     fn default() -> Self {
-        MemoryStorage { dir: Arc::default(), syncs_enabled: true }
+        MemoryStorage { dir: Arc::default(), syncs_enabled: true, faults: Faults::default() }
     }
 }
 
@@ -219,7 +445,31 @@ impl MemoryStorage {
 
     /// A memory storage for `--ephemeral` runs: appends count as durable at once.
     pub fn ephemeral() -> Self {
-        MemoryStorage { dir: Arc::default(), syncs_enabled: false }
+        MemoryStorage { dir: Arc::default(), syncs_enabled: false, faults: Faults::default() }
+    }
+
+    /// A memory storage whose files share `faults` (and model syncs or not).
+    pub(crate) fn sharing(syncs_enabled: bool, faults: &MemoryStorage) -> Self {
+        MemoryStorage { dir: Arc::default(), syncs_enabled, faults: faults.faults.clone() }
+    }
+
+    /// Arms a fault: the next `op` (with `once`) or every `op` until [`Self::clear_faults`]
+    /// fails with `errno` (e.g. `libc`'s ENOSPC 28 or EIO 5). Files of this storage share it.
+    pub fn fail(&self, op: FaultOp, errno: i32, once: bool) {
+        self.faults.arm(op, errno, once, None);
+    }
+
+    /// Like [`MemoryStorage::fail`] once, but the failing operation blocks until the returned
+    /// gate opens.
+    pub fn fail_held(&self, op: FaultOp, errno: i32) -> Gate {
+        let gate = Gate::default();
+        self.faults.arm(op, errno, true, Some(gate.clone()));
+        gate
+    }
+
+    /// Disarms every fault (the disk recovered).
+    pub fn clear_faults(&self) {
+        self.faults.0.lock().expect("faults lock").clear();
     }
 
     /// The storage a restart would find after a crash now.
@@ -236,9 +486,13 @@ impl MemoryStorage {
             };
             let bytes = d.bytes[..keep].to_vec();
             let synced = bytes.len();
-            live.insert(name.clone(), Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }) }));
+            live.insert(name.clone(), Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }), faults: Faults::default() }));
         }
-        MemoryStorage { dir: Arc::new(Mutex::new(MemDir { durable: live.clone(), live })), syncs_enabled: self.syncs_enabled }
+        MemoryStorage {
+            dir: Arc::new(Mutex::new(MemDir { durable: live.clone(), live })),
+            syncs_enabled: self.syncs_enabled,
+            faults: Faults::default(),
+        }
     }
 
     /// Bytes of a file, for tests that damage files on purpose.
@@ -251,7 +505,7 @@ impl MemoryStorage {
     pub fn set_bytes(&self, name: &str, bytes: Vec<u8>) {
         let mut dir = self.dir.lock().expect("mem dir lock");
         let synced = bytes.len();
-        let f = Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }) });
+        let f = Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }), faults: self.faults.clone() });
         dir.live.insert(name.to_string(), f.clone());
         dir.durable.insert(name.to_string(), f);
     }
@@ -275,7 +529,8 @@ impl Storage for MemoryStorage {
         if !create {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")));
         }
-        let f = Arc::new(MemFile::default());
+        self.faults.check(FaultOp::Create)?;
+        let f = Arc::new(MemFile { data: Mutex::default(), faults: self.faults.clone() });
         dir.live.insert(name.to_string(), f.clone());
         Ok(f)
     }
@@ -287,6 +542,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.faults.check(FaultOp::Rename)?;
         let mut dir = self.dir.lock().expect("mem dir lock");
         let f = dir
             .live
@@ -296,6 +552,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
     fn sync_dir(&self) -> io::Result<()> {
+        self.faults.check(FaultOp::SyncDir)?;
         let mut dir = self.dir.lock().expect("mem dir lock");
         dir.durable = dir.live.clone();
         Ok(())

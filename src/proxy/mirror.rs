@@ -130,6 +130,10 @@ impl OffsetsStore for Mirrored {
         self.inner.clone().start(shard, shutdown);
     }
 
+    fn reset(&self, shard: usize) -> Result<(), LogError> {
+        self.inner.reset(shard)
+    }
+
     fn sync_all(&self) {
         self.inner.sync_all();
     }

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::upstream::{UpstreamError, kafka_retriable};
-use crate::broker::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batch};
-use crate::broker::records::read_records;
+use crate::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batch};
+use crate::batch::records::read_records;
 use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::RawRecord;
 use crate::error::codes;
@@ -79,6 +79,10 @@ struct Shard {
     wake: Notify,
     durable: watch::Sender<Durable>,
     started: AtomicBool,
+    /// The idempotent producer this shard writes with (a reset takes a fresh one).
+    producer: Mutex<ProducerStamp>,
+    /// The running producer task: what stops it, and its handle (a reset waits for it).
+    task: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
 }
 
 /// The coordinator's records on the upstream cluster.
@@ -89,7 +93,6 @@ pub struct UpstreamStore {
     shards: Vec<Shard>,
     /// The partition leaders, by partition (refreshed when a request meets a moved leader).
     leaders: RwLock<Vec<i32>>,
-    producer: ProducerStamp,
     runtime: tokio::runtime::Handle,
 }
 
@@ -119,13 +122,8 @@ impl UpstreamStore {
                 *l = p.leader_id.0;
             }
         }
-        let (init, _) = proxy
-            .call_any(5, |_| InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1))
-            .await?;
-        if init.error_code != codes::NONE {
-            return Err(UpstreamError::Kafka { node: -1, what: "InitProducerId", code: init.error_code });
-        }
-        tracing::info!(topic, partitions = count, producer_id = init.producer_id.0, epoch = init.producer_epoch, "offsets store on the upstream cluster");
+        let producer = init_producer(&proxy).await?;
+        tracing::info!(topic, partitions = count, producer_id = producer.producer_id, epoch = producer.producer_epoch, "offsets store on the upstream cluster");
         Ok(Arc::new(UpstreamStore {
             proxy,
             topic: topic.to_string(),
@@ -135,10 +133,11 @@ impl UpstreamStore {
                     wake: Notify::new(),
                     durable: watch::Sender::new(Durable::Upto(0)),
                     started: AtomicBool::new(false),
+                    producer: Mutex::new(producer),
+                    task: Mutex::new(None),
                 })
                 .collect(),
             leaders: RwLock::new(leaders),
-            producer: ProducerStamp { producer_id: init.producer_id.0, producer_epoch: init.producer_epoch, base_sequence: 0 },
             runtime: tokio::runtime::Handle::current(),
         }))
     }
@@ -292,11 +291,17 @@ impl UpstreamStore {
         Ok(p.records.clone().unwrap_or_default())
     }
 
-    /// The producer task of one shard: sends what has queued, one batch at a time.
+    /// The producer task of one shard: sends what has queued, one batch at a time. Once
+    /// `shutdown` is cancelled it starts no new batch (a batch in flight is seen through), so
+    /// a reset knows nothing more will land once the task has ended.
     async fn produce_loop(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
+        let producer = *self.shards[shard].producer.lock().expect("producer lock");
         let mut sequence: i32 = 0;
         let mut acked: i64 = 0;
         loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
             let (batch, upto) = {
                 let mut q = self.shards[shard].queue.lock().expect("queue lock");
                 let mut bytes = 0usize;
@@ -311,18 +316,14 @@ impl UpstreamStore {
             };
             if batch.is_empty() {
                 tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        if self.shards[shard].queue.lock().expect("queue lock").records.is_empty() {
-                            return;
-                        }
-                    }
+                    _ = shutdown.cancelled() => return,
                     _ = self.shards[shard].wake.notified() => {}
                 }
                 continue;
             }
-            let stamp = ProducerStamp { base_sequence: sequence, ..self.producer };
+            let stamp = ProducerStamp { base_sequence: sequence, ..producer };
             let refs: Vec<KeyValue<'_>> = batch.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-            let encoded = Bytes::from(encode_batch(&refs, crate::coordinator::now_ms(), stamp).expect("a non-empty batch"));
+            let encoded = Bytes::from(encode_batch(&refs, crate::clock::now_ms(), stamp).expect("a non-empty batch"));
             match self.send_batch(shard, encoded, &shutdown).await {
                 Ok(()) => {
                     sequence = sequence.wrapping_add(batch.len() as i32) & i32::MAX;
@@ -381,6 +382,17 @@ impl UpstreamStore {
             }
         }
     }
+}
+
+/// A new idempotent producer id for writing the offsets topic.
+async fn init_producer(proxy: &Proxy) -> Result<ProducerStamp, UpstreamError> {
+    let (init, _) = proxy
+        .call_any(5, |_| InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1))
+        .await?;
+    if init.error_code != codes::NONE {
+        return Err(UpstreamError::Kafka { node: -1, what: "InitProducerId", code: init.error_code });
+    }
+    Ok(ProducerStamp { producer_id: init.producer_id.0, producer_epoch: init.producer_epoch, base_sequence: 0 })
 }
 
 /// One attempt of a read: retried (after a metadata refresh) or given up.
@@ -508,11 +520,33 @@ impl OffsetsStore for UpstreamStore {
 
     fn start(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
         if !self.shards[shard].started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(self.clone().produce_loop(shard, shutdown));
+            let stop = shutdown.child_token();
+            let handle = tokio::spawn(self.clone().produce_loop(shard, stop.clone()));
+            *self.shards[shard].task.lock().expect("task lock") = Some((stop, handle));
         }
     }
 
+    /// Stops the shard's producer (waiting until it has stopped, so nothing it was sending
+    /// lands after the reload reads the partition), drops what was queued but not
+    /// acknowledged, and takes a fresh producer id (whatever sequence state the upstream had
+    /// for the old one no longer matters).
+    fn reset(&self, shard: usize) -> Result<(), LogError> {
+        let s = &self.shards[shard];
+        let fail = |reason: String| LogError::Io { what: format!("resetting {}-{shard}", self.topic), source: io::Error::other(reason) };
+        if let Some((stop, handle)) = s.task.lock().expect("task lock").take() {
+            stop.cancel();
+            let _ = self.runtime.block_on(handle);
+        }
+        let producer = self.runtime.block_on(init_producer(&self.proxy)).map_err(|e| fail(e.to_string()))?;
+        *s.producer.lock().expect("producer lock") = producer;
+        *s.queue.lock().expect("queue lock") = Queue::default();
+        s.durable.send_replace(Durable::Upto(0));
+        s.started.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn sync_all(&self) {
-        // The producer tasks finish what has queued before they stop; nothing to force here.
+        // Acknowledged records are durable upstream already; what is still queued at shutdown
+        // was never acknowledged to anyone.
     }
 }

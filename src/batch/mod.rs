@@ -1,4 +1,5 @@
-//! Record batches (magic 2) as bytes: the 61-byte header, its checks, and the two patches a
+//! Kafka's record batch format, shared by the logs (`log`) and the brokers' request handling
+//! (`broker`, `proxy`): record batches (magic 2) as bytes: the 61-byte header, its checks, and the two patches a
 //! broker makes (base offset, and LogAppendTime). Records are never decoded on the produce path.
 //!
 //! Header layout (big-endian), from the start of a batch:
@@ -19,6 +20,8 @@
 //! | 53 | 4 | base sequence |
 //! | 57 | 4 | record count |
 //! | 61 | … | records |
+
+pub mod records;
 
 /// Size of the batch header.
 pub const HEADER_LEN: usize = 61;
@@ -298,7 +301,7 @@ pub(crate) mod tests {
         let b = encode_batch(&[(Some(b"k1"), Some(b"v1")), (Some(b"k2"), None)], 1234, stamp).unwrap();
         let h = validate_produce_records(&b).unwrap();
         assert_eq!((h.records_count, h.last_offset_delta, h.base_sequence, h.producer_id, h.producer_epoch), (2, 1, 40, 7, 1));
-        let recs = crate::broker::records::read_records(&bytes::Bytes::from(b)).unwrap();
+        let recs = crate::batch::records::read_records(&bytes::Bytes::from(b)).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(recs[0].value.as_deref(), Some(&b"v1"[..]));

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use super::batch::{BatchHeader, HEADER_LEN};
+use super::{BatchHeader, HEADER_LEN};
 
 /// One record, as much of it as corral needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
