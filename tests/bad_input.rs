@@ -1,10 +1,10 @@
-//! Bad input gets what Kafka gives: an error code, or a closed connection for a broken frame,
-//! and the server goes on serving everyone else.
+//! Bad input gets what Kafka gives: an error code, or a closed connection for a broken frame
+//! (its task ended, not left behind), and the server goes on serving everyone else.
 
 mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{RawClient, TestServer};
+use common::{Connections, RawClient, TestServer};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -28,6 +28,17 @@ async fn still_serving(server: &TestServer) {
         .with_client_software_version(StrBytes::from_static_str("1"))).await;
     assert_eq!(r.error_code, 0);
     assert!(!r.api_keys.is_empty());
+}
+
+/// Sends `bytes` on a fresh connection: the server must close it, and the connection's task must
+/// end, though the client still holds its end open. `conns` watches `server`.
+async fn closes_the_connection(server: &TestServer, conns: &Connections, bytes: &[u8]) {
+    conns.wait_for(0, "connections of earlier steps still open").await;
+    let mut c = RawClient::connect(server.addr).await;
+    conns.wait_for(1, "the server to take the connection").await;
+    c.write_raw(bytes).await;
+    assert!(c.closed_by_server().await, "the connection is still open");
+    conns.wait_for(0, "the connection's task to end").await;
 }
 
 fn header(api_key: i16, version: i16) -> BytesMut {
@@ -89,54 +100,49 @@ async fn create_topic(c: &mut RawClient, topic: &str) {
 
 #[tokio::test]
 async fn oversize_frame_closes_the_connection() {
+    let conns = Connections::watch();
     let server = TestServer::start_with(|c| c.socket_request_max_bytes = 1000).await;
-    let mut c = RawClient::connect(server.addr).await;
-    c.write_raw(&1001i32.to_be_bytes()).await;
-    assert!(c.closed_by_server().await);
+    closes_the_connection(&server, &conns, &1001i32.to_be_bytes()).await;
     still_serving(&server).await;
 }
 
 #[tokio::test]
 async fn negative_size_closes_the_connection() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
-    let mut c = RawClient::connect(server.addr).await;
-    c.write_raw(&(-5i32).to_be_bytes()).await;
-    assert!(c.closed_by_server().await);
+    closes_the_connection(&server, &conns, &(-5i32).to_be_bytes()).await;
     still_serving(&server).await;
 }
 
 #[tokio::test]
 async fn truncated_body_closes_the_connection() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
-    let mut c = RawClient::connect(server.addr).await;
     let mut b = header(3, 4);
     b.put_i32(2); // two topics claimed, none present
     b.put_i16(3);
-    c.write_raw(&framed(&b)).await;
-    assert!(c.closed_by_server().await);
+    closes_the_connection(&server, &conns, &framed(&b)).await;
     still_serving(&server).await;
 }
 
 #[tokio::test]
 async fn unknown_api_key_closes_the_connection() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
-    let mut c = RawClient::connect(server.addr).await;
-    c.write_raw(&framed(&header(999, 0))).await;
-    assert!(c.closed_by_server().await);
+    closes_the_connection(&server, &conns, &framed(&header(999, 0))).await;
     still_serving(&server).await;
 }
 
 #[tokio::test]
 async fn unsupported_version_closes_the_connection() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
-    let mut c = RawClient::connect(server.addr).await;
     // Produce v2 is below Kafka 4's floor.
     let mut b = header(0, 2);
     b.put_i16(1);
     b.put_i32(1000);
     b.put_i32(0);
-    c.write_raw(&framed(&b)).await;
-    assert!(c.closed_by_server().await);
+    closes_the_connection(&server, &conns, &framed(&b)).await;
     still_serving(&server).await;
 }
 
@@ -158,9 +164,9 @@ async fn too_new_api_versions_gets_the_v0_fallback() {
 
 #[tokio::test]
 async fn a_metadata_request_claiming_i32_max_topics_does_not_take_the_server_down() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
     for version in [1i16, 9] {
-        let mut c = RawClient::connect(server.addr).await;
         let mut b = if version >= 9 {
             let mut h = BytesMut::new();
             h.put_i16(3);
@@ -177,11 +183,7 @@ async fn a_metadata_request_claiming_i32_max_topics_does_not_take_the_server_dow
             h
         };
         b.put_u8(0);
-        c.write_raw(&framed(&b)).await;
-        match c.read_frame().await {
-            None => {}
-            Some(_) => panic!("expected the connection to close"),
-        }
+        closes_the_connection(&server, &conns, &framed(&b)).await;
         still_serving(&server).await;
     }
 }
@@ -203,11 +205,14 @@ async fn a_produce_with_a_corrupted_crc_gets_corrupt_message() {
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_request_harms_nobody() {
+    let conns = Connections::watch();
     let server = TestServer::start().await;
     let mut c = RawClient::connect(server.addr).await;
+    conns.wait_for(1, "the server to take the connection").await;
     let f = framed(&header(3, 1));
     c.write_raw(&f[..f.len() - 3]).await;
     drop(c);
+    conns.wait_for(0, "the task of the connection the client left mid-request to end").await;
     still_serving(&server).await;
 }
 

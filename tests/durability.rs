@@ -2,10 +2,10 @@
 //! real librdkafka; and what damaged or foreign data dirs do at start-up.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,63 +14,117 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
+use tokio::sync::{oneshot, watch};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A corral process on a fixed port and data dir.
+/// What a first start listens on: a port the kernel picks, which corral reports on its start
+/// line. A restart listens on the address the previous run reported.
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// A corral process on a data dir. Killed if dropped (a failed test leaves no process behind).
 struct Corral {
     child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
+    /// The address corral reported it is listening on.
+    addr: SocketAddr,
+    /// Everything corral has written to stderr so far.
+    stderr: watch::Receiver<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Reads `pipe` line by line on a thread of its own into a growing text, until it closes.
+fn collect(pipe: impl Read + Send + 'static) -> watch::Receiver<String> {
+    let (sink, text) = watch::channel(String::new());
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.send_modify(|s| {
+                s.push_str(&line);
+                s.push('\n');
+            });
+        }
+    });
+    text
+}
+
+/// Waits for `child` to exit, up to `limit`, looking every 10 ms; `None` if it is still running.
+async fn exited(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 impl Corral {
-    fn start(dir: &Path, port: u16) -> Corral {
+    /// Starts the binary on `dir`, listening on `listen` ([`ANY_PORT`], or the address of an
+    /// earlier run on the same dir), and waits for its start line,
+    /// `corral VERSION MODE listening on ADDR, ...`.
+    async fn start(dir: &Path, listen: &str) -> Corral {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let stderr = collect(child.stderr.take().unwrap());
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        assert!(first.contains("listening on"), "unexpected start line {first:?}; stderr: {}", stderr.lock().unwrap());
-        Corral { child, port, stderr }
+        let (first_tx, first_rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = out.read_line(&mut first);
+            let _ = first_tx.send(first);
+            // Keep reading, so that corral never writes into a closed pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let mut corral = Corral { child, addr: SocketAddr::from(([0, 0, 0, 0], 0)), stderr };
+        let first = tokio::time::timeout(TIMEOUT, first_rx).await;
+        let addr = first
+            .as_ref()
+            .ok()
+            .and_then(|line| line.as_ref().ok())
+            .and_then(|line| line.split_once(" listening on "))
+            .and_then(|(_, rest)| rest.split(',').next())
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok());
+        let Some(addr) = addr else {
+            panic!("no start line naming the address: {first:?}; stderr: {}", corral.stderr.borrow().as_str());
+        };
+        corral.addr = addr;
+        corral
     }
 
     fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.addr.to_string()
     }
 
-    fn kill9(mut self) {
+    /// Waits until corral has written `needle` to stderr; its stderr so far if it has not
+    /// within [`TIMEOUT`], or closed stderr (exited) first.
+    async fn logged(&mut self, needle: &str) -> Result<(), String> {
+        let found = matches!(tokio::time::timeout(TIMEOUT, self.stderr.wait_for(|s| s.contains(needle))).await, Ok(Ok(_)));
+        if found { Ok(()) } else { Err(self.stderr.borrow().clone()) }
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    async fn kill9(mut self) {
         self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        exited(&mut self.child, TIMEOUT).await.expect("a SIGKILLed corral exits");
     }
 
     /// SIGTERM; returns how long the exit took and the exit status.
-    fn stop(mut self) -> (Duration, std::process::ExitStatus) {
+    async fn stop(mut self) -> (Duration, ExitStatus) {
         let started = Instant::now();
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let status = self.child.wait().unwrap();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let status = exited(&mut self.child, TIMEOUT).await.expect("corral exits on SIGTERM");
         (started.elapsed(), status)
     }
 }
@@ -84,32 +138,25 @@ impl Drop for Corral {
 
 /// Runs the binary on a data dir expecting it to stop with an error within 15 s; returns its
 /// stderr.
-fn refused(dir: &Path) -> String {
+async fn refused(dir: &Path) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", ANY_PORT, "--data-dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            panic!("corral kept running on a damaged data dir {}: {err}", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut stderr = collect(child.stderr.take().unwrap());
+    let Some(status) = exited(&mut child, Duration::from_secs(15)).await else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("corral kept running on a damaged data dir {}: {}", dir.display(), stderr.borrow().as_str());
     };
     assert!(!status.success(), "corral exited 0 on a damaged data dir");
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    err
+    // All of it: the pipe closes once the process is gone, and the reader stops.
+    let closed = async { while stderr.changed().await.is_ok() {} };
+    tokio::time::timeout(TIMEOUT, closed).await.expect("corral's stderr closes when it exits");
+    stderr.borrow().clone()
 }
 
 fn admin(b: &str) -> AdminClient<DefaultClientContext> {
@@ -182,8 +229,7 @@ fn commit(b: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), ANY_PORT).await;
     let b = corral.bootstrap();
     let r = admin(&b)
         .create_topics(&[NewTopic::new("kept", 3, TopicReplication::Fixed(1)).set("retention.ms", "123456789")], &AdminOptions::new())
@@ -191,7 +237,8 @@ async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
         .unwrap();
     assert!(r[0].is_ok());
     let acked = produce(&b, "kept", 600, "all").await;
-    commit(&b, "g", "kept", &[(0, 5), (1, 6), (2, 7)]);
+    let bc = b.clone();
+    tokio::task::spawn_blocking(move || commit(&bc, "g", "kept", &[(0, 5), (1, 6), (2, 7)])).await.unwrap();
     let bc = b.clone();
     let (md_before, marks_before) = tokio::task::spawn_blocking(move || {
         let c = consumer(&bc, "x");
@@ -201,12 +248,12 @@ async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
     })
     .await
     .unwrap();
-    let (took, status) = corral.stop();
+    let (took, status) = corral.stop().await;
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
     eprintln!("graceful stop took {took:?}");
 
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), &b).await;
     let b = corral.bootstrap();
     let bc = b.clone();
     let (md, marks, got, offsets) = tokio::task::spawn_blocking(move || {
@@ -233,15 +280,14 @@ async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_message_or_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), ANY_PORT).await;
     let b = corral.bootstrap();
     admin(&b).create_topics(&[NewTopic::new("k9", 2, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     let acked = produce(&b, "k9", 500, "1").await;
     let bc = b.clone();
     tokio::task::spawn_blocking(move || commit(&bc, "g9", "k9", &[(0, 100), (1, 200)])).await.unwrap();
-    corral.kill9();
-    let corral = Corral::start(dir.path(), port);
+    corral.kill9().await;
+    let corral = Corral::start(dir.path(), &b).await;
     let b = corral.bootstrap();
     let bc = b.clone();
     let (got, offsets) = tokio::task::spawn_blocking(move || (read_all(&bc, "k9", 2, 500), committed(&bc, "g9", "k9", 2)))
@@ -254,10 +300,24 @@ async fn kill_9_loses_no_acknowledged_message_or_commit() {
     drop(corral);
 }
 
-type Member = (BaseConsumer<Events>, Arc<Mutex<Vec<String>>>);
+type Member = (BaseConsumer<Events>, Arc<Mutex<Seen>>);
 
-struct Events(Arc<Mutex<Vec<String>>>);
-impl ClientContext for Events {}
+/// What a member's callbacks saw: its rebalance events, and how many Heartbeat requests it
+/// has sent (librdkafka's statistics, served by `poll`).
+#[derive(Default)]
+struct Seen {
+    events: Vec<String>,
+    heartbeats: i64,
+}
+
+struct Events(Arc<Mutex<Seen>>);
+impl ClientContext for Events {
+    fn stats(&self, stats: Statistics) {
+        let sent: i64 = stats.brokers.values().filter_map(|b| b.req.get("Heartbeat")).sum();
+        let mut seen = self.0.lock().unwrap();
+        seen.heartbeats = seen.heartbeats.max(sent);
+    }
+}
 impl ConsumerContext for Events {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         let e = match r {
@@ -265,53 +325,97 @@ impl ConsumerContext for Events {
             Rebalance::Revoke(t) => format!("revoke {:?}", t.elements().iter().map(|e| e.partition()).collect::<Vec<_>>()),
             Rebalance::Error(e) => format!("error {e}"),
         };
-        self.0.lock().unwrap().push(e);
+        self.0.lock().unwrap().events.push(e);
     }
+}
+
+/// Each member's (rebalance events seen, heartbeats sent).
+fn marks(members: &[Member]) -> Vec<(usize, i64)> {
+    members.iter().map(|(_, s)| s.lock().map(|s| (s.events.len(), s.heartbeats)).unwrap()).collect()
+}
+
+/// Polls every member (serving its callbacks) until `cond` holds; panics after [`TIMEOUT`].
+fn poll_until(members: &[Member], what: &str, mut cond: impl FnMut(&[Member]) -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond(members) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for (c, _) in members {
+            let _ = c.poll(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Heartbeats that show the coordinator content with a member: with one in flight when
+/// counting began, at least two were answered without an error (librdkafka sends one at a
+/// time, and stops heartbeating to rejoin). A rebalance the coordinator wanted, or a member it
+/// did not know, would have been the answer to one of them, and a rebalance event.
+const CONTENT_HEARTBEATS: i64 = 3;
+
+/// Polls until every member has sent `more` heartbeats beyond `from`, or one of them has seen
+/// a rebalance event since `from`.
+fn poll_heartbeats(members: &[Member], from: &[(usize, i64)], more: i64, what: &str) {
+    poll_until(members, what, |ms| {
+        let now = marks(ms);
+        now.iter().zip(from).any(|(n, f)| n.0 != f.0) || now.iter().zip(from).all(|(n, f)| n.1 >= f.1 + more)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_group_survives_a_restart_without_rebalancing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), ANY_PORT).await;
     let b = corral.bootstrap();
     admin(&b).create_topics(&[NewTopic::new("st", 4, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
-    let mut members = Vec::new();
-    for _ in 0..2 {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let c: BaseConsumer<Events> = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .set("group.id", "survivors")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "500")
-            .create_with_context(Events(events.clone()))
-            .unwrap();
-        c.subscribe(&["st"]).unwrap();
-        members.push((c, events));
-    }
-    let poll_for = |members: &[Member], d: Duration| {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            for (c, _) in members {
-                let _ = c.poll(Duration::from_millis(20));
+    let bc = b.clone();
+    // The members poll on a blocking thread, each step of the test in one closure.
+    let (members, before) = tokio::task::spawn_blocking(move || {
+        let mut members: Vec<Member> = Vec::new();
+        for _ in 0..2 {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let c: BaseConsumer<Events> = ClientConfig::new()
+                .set("bootstrap.servers", &bc)
+                .set("group.id", "survivors")
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "500")
+                .set("statistics.interval.ms", "100")
+                .create_with_context(Events(seen.clone()))
+                .unwrap();
+            c.subscribe(&["st"]).unwrap();
+            members.push((c, seen));
+        }
+        poll_until(&members, "two partitions each", |ms| ms.iter().all(|(c, _)| c.assignment().unwrap().count() == 2));
+        // Settled: the coordinator answered heartbeats from both with no rebalance between.
+        loop {
+            let from = marks(&members);
+            poll_heartbeats(&members, &from, CONTENT_HEARTBEATS, "a settled group");
+            let now = marks(&members);
+            if now.iter().zip(&from).all(|(n, f)| n.0 == f.0) {
+                return (members, now);
             }
         }
-    };
-    let deadline = Instant::now() + TIMEOUT;
-    while members.iter().any(|(c, _)| c.assignment().unwrap().count() != 2) {
-        assert!(Instant::now() < deadline, "no stable assignment");
-        poll_for(&members, Duration::from_millis(100));
-    }
-    poll_for(&members, Duration::from_secs(2));
-    let before: Vec<usize> = members.iter().map(|(_, e)| e.lock().unwrap().len()).collect();
-    corral.kill9();
-    let corral = Corral::start(dir.path(), port);
-    // keep polling (heartbeats reconnect) well past the rebalance that would follow a loss
-    poll_for(&members, Duration::from_secs(6));
-    let after: Vec<usize> = members.iter().map(|(_, e)| e.lock().unwrap().len()).collect();
-    assert_eq!(before, after, "a rebalance happened across the restart: {:?}", members.iter().map(|(_, e)| e.lock().unwrap().clone()).collect::<Vec<_>>());
-    assert!(members.iter().all(|(c, _)| c.assignment().unwrap().count() == 2));
-    drop(members);
+    })
+    .await
+    .unwrap();
+    corral.kill9().await;
+    let corral = Corral::start(dir.path(), &b).await;
+    let members = tokio::task::spawn_blocking(move || {
+        // The restarted corral answers heartbeats as the group's coordinator (one more than
+        // CONTENT_HEARTBEATS: the last statistics before the kill may have missed one sent to
+        // the old process), or a rebalance event shows it lost the group.
+        poll_heartbeats(&members, &before, CONTENT_HEARTBEATS + 1, "heartbeats to the restarted corral");
+        let events: Vec<Vec<String>> = members.iter().map(|(_, s)| s.lock().unwrap().events.clone()).collect();
+        let after = marks(&members);
+        assert!(
+            after.iter().zip(&before).all(|(a, b)| a.0 == b.0),
+            "a rebalance happened across the restart: {events:?}"
+        );
+        assert!(members.iter().all(|(c, _)| c.assignment().unwrap().count() == 2));
+        members
+    })
+    .await
+    .unwrap();
+    // Closing waits for LeaveGroup answers: off the runtime's workers too.
+    tokio::task::spawn_blocking(move || drop(members)).await.unwrap();
     drop(corral);
 }
 
@@ -335,8 +439,7 @@ fn find(dir: &Path, suffix: &str, under: &str) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), ANY_PORT).await;
     let b = corral.bootstrap();
     admin(&b).create_topics(&[NewTopic::new("dmg", 1, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     for _ in 0..5 {
@@ -351,22 +454,25 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     })
     .await
     .unwrap();
-    corral.stop();
+    let (_, status) = corral.stop().await;
+    assert!(status.success(), "exit status {status:?}");
     let segment = find(dir.path(), ".log", "partitions").pop().expect("a partition segment");
     let pristine = std::fs::read(&segment).unwrap();
 
     // A torn tail (the last bytes cut) is cut off with a warning; the server starts.
     std::fs::write(&segment, &pristine[..pristine.len() - 5]).unwrap();
-    let corral = Corral::start(dir.path(), port);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(corral.stderr.lock().unwrap().contains("torn tail"), "{}", corral.stderr.lock().unwrap());
-    corral.stop();
+    let mut corral = Corral::start(dir.path(), ANY_PORT).await;
+    if let Err(stderr) = corral.logged("torn tail").await {
+        panic!("no torn-tail warning: {stderr}");
+    }
+    let (_, status) = corral.stop().await;
+    assert!(status.success(), "exit status {status:?}");
 
     // A flipped byte before the tail stops start-up, naming the file and the offset.
     let mut flipped = std::fs::read(&segment).unwrap();
     flipped[80] ^= 0x10;
     std::fs::write(&segment, &flipped).unwrap();
-    let err = refused(dir.path());
+    let err = refused(dir.path()).await;
     assert!(err.contains("corrupt") && err.contains(&*segment.file_name().unwrap().to_string_lossy()) && err.contains("at byte 0"), "{err}");
     std::fs::write(&segment, &pristine[..pristine.len() - 5]).unwrap();
 
@@ -376,7 +482,7 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     let mut bad = good.clone();
     bad[9] ^= 0x01;
     std::fs::write(&shard_log, &bad).unwrap();
-    let err = refused(dir.path());
+    let err = refused(dir.path()).await;
     assert!(err.contains("coordinator") && err.contains("corrupt"), "{err}");
     std::fs::write(&shard_log, &good).unwrap();
 
@@ -384,16 +490,16 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     let meta = dir.path().join("meta.properties");
     let text = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(&meta, text.replace("format.version=1", "format.version=7")).unwrap();
-    let err = refused(dir.path());
+    let err = refused(dir.path()).await;
     assert!(err.contains("format version 7"), "{err}");
     std::fs::write(&meta, text).unwrap();
 
     // A data dir that cannot be written is an error naming it.
-    let err = refused(Path::new("/proc/corral-cannot-write-here"));
+    let err = refused(Path::new("/proc/corral-cannot-write-here")).await;
     assert!(err.contains("/proc/corral-cannot-write-here"), "{err}");
 
     // And the repaired dir starts again with everything in place.
-    let corral = Corral::start(dir.path(), port);
+    let corral = Corral::start(dir.path(), ANY_PORT).await;
     let bc = corral.bootstrap();
     let offsets = tokio::task::spawn_blocking(move || committed(&bc, "gd", "dmg", 1)).await.unwrap();
     assert_eq!(offsets, vec![Offset::Offset(10)]);

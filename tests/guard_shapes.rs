@@ -719,11 +719,6 @@ fn hostile_lengths_are_rejected() {
     );
 }
 
-/// Looks a shape up by api key, for hand-built tests.
-fn shape_of(api_key: i16) -> &'static Shape {
-    SHAPES.iter().find(|s| s.api_key == api_key).expect("shape")
-}
-
 #[test]
 fn known_shapes_and_versions() {
     for kind in KINDS {
@@ -802,22 +797,59 @@ fn known_shapes_and_versions() {
             "{key:?} served at {min}..={max}, walked at {walked:?}"
         );
     }
-    let text = GuardError::LengthExceedsFrame {
-        at: 0,
-        claimed: 9,
-        remaining: 1,
-    }
-    .to_string();
-    assert!(text.contains('9'), "{text}");
-    let err: Box<dyn std::error::Error> = Box::new(GuardError::Truncated { at: 3 });
-    assert!(err.to_string().contains('3'));
-    assert!(!GuardError::UnknownShape.to_string().is_empty());
-    assert!(
-        !GuardError::Malformed { at: 0, what: "x" }
-            .to_string()
-            .is_empty(),
+}
+
+/// What the guard's errors say is what a user reads in corral's log when a connection is
+/// closed for a malformed request (`DecodeError::Malformed` carries the text): where in the
+/// body the bad bytes are and what is wrong with them. Each is checked word for word, on an
+/// error the guard gives for a real body.
+#[test]
+fn guard_errors_say_where_and_what() {
+    let said = |api_key: i16, version: i16, body: &[u8]| -> String {
+        let err: Box<dyn std::error::Error> =
+            Box::new(check_request_body(api_key, version, body).expect_err("a rejected body"));
+        err.to_string()
+    };
+    // Metadata v1: a topics count of i32::MAX with four bytes after it.
+    assert_eq!(
+        said(3, 1, &[0x7f, 0xff, 0xff, 0xff, 0, 1, b'a', 0]),
+        "length 2147483647 at offset 0 claims more than the 4 bytes left in the body"
     );
-    assert!(!format!("{:?}", shape_of(1).body[0]).is_empty());
+    // JoinGroup v0: protocol metadata (bytes) claiming i32::MAX, 3 bytes present, at offset 30.
+    let mut join = Vec::new();
+    join.extend_from_slice(&[0, 1, b'g']); // group id
+    join.extend_from_slice(&30_000i32.to_be_bytes()); // session timeout
+    join.extend_from_slice(&[0, 0]); // member id ""
+    join.extend_from_slice(&[0, 8]);
+    join.extend_from_slice(b"consumer"); // protocol type
+    join.extend_from_slice(&1i32.to_be_bytes()); // one protocol
+    join.extend_from_slice(&[0, 5, b'r', b'a', b'n', b'g', b'e']);
+    assert_eq!(join.len(), 30);
+    join.extend_from_slice(&i32::MAX.to_be_bytes());
+    join.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(
+        said(11, 0, &join),
+        "length 2147483647 at offset 30 claims more than the 3 bytes left in the body"
+    );
+    // Heartbeat v0: the group id "g" and then half a generation id.
+    assert_eq!(
+        said(12, 0, &[0, 1, b'g', 0, 0]),
+        "body ends inside a field at offset 3"
+    );
+    // DescribeGroups v0: a null groups array, which is not nullable.
+    assert_eq!(
+        said(15, 0, &[0xff, 0xff, 0xff, 0xff]),
+        "malformed body at offset 0: null in a field that is not nullable"
+    );
+    // Metadata v9 (flexible): a six-byte varint count.
+    assert_eq!(
+        said(3, 9, &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]),
+        "malformed body at offset 0: varint longer than 5 bytes"
+    );
+    assert_eq!(
+        said(1000, 0, &[]),
+        "no shape for this api key and version"
+    );
 }
 
 /// A response body reports the tags of its own tagged-field section, and only those: Fetch

@@ -9,9 +9,10 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{TestProxy, TestServer};
@@ -23,20 +24,30 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// What a member saw: every rebalance event, and the partitions it owns now.
+/// What a member saw: every rebalance event, the partitions it owns now, and how many
+/// Heartbeat requests it has sent (from librdkafka's statistics).
 #[derive(Default)]
 struct Seen {
     events: Vec<(Instant, &'static str, Vec<i32>)>,
     owned: BTreeSet<i32>,
     consumed: Vec<(i32, i64, String)>,
+    heartbeats: i64,
 }
 
 struct Recorder(Arc<Mutex<Seen>>);
 
-impl ClientContext for Recorder {}
+impl ClientContext for Recorder {
+    fn stats(&self, stats: Statistics) {
+        // Heartbeats go to the coordinator's connection; summed over every broker handle.
+        let sent: i64 = stats.brokers.values().filter_map(|b| b.req.get("Heartbeat")).sum();
+        let mut s = self.0.lock().unwrap();
+        s.heartbeats = s.heartbeats.max(sent);
+    }
+}
 
 impl ConsumerContext for Recorder {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
@@ -84,8 +95,10 @@ impl Member {
     fn start(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> Member {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let consumer: BaseConsumer<Recorder> =
-            consumer_config(bootstrap, group, extra).create_with_context(Recorder(seen.clone())).unwrap();
+        let mut config = consumer_config(bootstrap, group, extra);
+        // statistics (served by `poll`) count the member's heartbeats; see `wait_settled`
+        config.set("statistics.interval.ms", "100");
+        let consumer: BaseConsumer<Recorder> = config.create_with_context(Recorder(seen.clone())).unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let (s2, stop2) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -109,10 +122,16 @@ impl Member {
         self.seen.lock().unwrap().events.len()
     }
 
-    fn stop(mut self) {
+    fn heartbeats(&self) -> i64 {
+        self.seen.lock().unwrap().heartbeats
+    }
+
+    /// Stops polling and closes the consumer (a LeaveGroup for a dynamic member), off the
+    /// runtime's workers: closing waits for the coordinator, which may be served by them.
+    async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+            tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
         }
     }
 }
@@ -126,14 +145,41 @@ impl Drop for Member {
     }
 }
 
-/// Waits until `cond` holds, up to `limit`; returns how long it took.
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+/// Waits until `cond` holds, up to `limit`; returns how long it took. Sleeps on tokio's timer
+/// between looks, so the server under test keeps the runtime's workers.
+async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     start.elapsed()
+}
+
+/// Heartbeats a member must send, with no rebalance event meanwhile, for the group to count
+/// as settled: one may have been in flight when counting began, so at least two were answered
+/// with no error (librdkafka sends one at a time, and stops heartbeating to rejoin).
+const SETTLED_HEARTBEATS: i64 = 3;
+
+/// Waits until the group has settled for every one of `members`: each has sent
+/// [`SETTLED_HEARTBEATS`] heartbeats since the last rebalance event any of them saw. A
+/// rebalance the coordinator still had in mind would have been answered to one of those
+/// heartbeats (REBALANCE_IN_PROGRESS) and shown up as an event.
+async fn wait_settled(members: &[&Member], what: &str) {
+    let deadline = Instant::now() + 30 * SECOND;
+    'again: loop {
+        let marks: Vec<(usize, i64)> = members.iter().map(|m| (m.events(), m.heartbeats())).collect();
+        loop {
+            if members.iter().zip(&marks).any(|(m, (events, _))| m.events() != *events) {
+                continue 'again;
+            }
+            if members.iter().zip(&marks).all(|(m, (_, beats))| m.heartbeats() >= beats + SETTLED_HEARTBEATS) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what} to settle");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Where a scenario runs: corral in broker mode, or a corral proxy in front of librdkafka's
@@ -222,25 +268,31 @@ async fn three_members_share_six_partitions_and_consume_everything_once_on(serve
     server.topic_with_messages("six", 6, 0).await;
     let members: Vec<Member> = (0..3).map(|_| Member::start(&b, "g-balance", "six", &[])).collect();
     let refs: Vec<&Member> = members.iter().collect();
-    wait_for(30 * SECOND, "a balanced assignment", || all_six(&refs) && refs.iter().all(|m| m.owned().len() == 2));
+    wait_for(30 * SECOND, "a balanced assignment", || all_six(&refs) && refs.iter().all(|m| m.owned().len() == 2)).await;
     // Produce once the group is stable: without commits, a message read before a rebalance
     // would rightly be read again by the partition's next owner.
+    wait_settled(&refs, "the three-member group").await;
     produce(&b, "six", 6, 50).await;
-    wait_for(30 * SECOND, "every message", || {
-        members.iter().map(|m| m.seen.lock().unwrap().consumed.len()).sum::<usize>() >= 300
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for m in &members {
-        for (_, _, v) in &m.seen.lock().unwrap().consumed {
-            *seen.entry(v.clone()).or_default() += 1;
+    let counts = |seen: &[Arc<Mutex<Seen>>]| {
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for s in seen {
+            for (_, _, v) in &s.lock().unwrap().consumed {
+                *n.entry(v.clone()).or_default() += 1;
+            }
         }
-    }
-    assert_eq!(seen.len(), 300);
-    assert!(seen.values().all(|n| *n == 1), "a message was consumed twice");
+        n
+    };
+    let seen: Vec<Arc<Mutex<Seen>>> = members.iter().map(|m| m.seen.clone()).collect();
+    wait_for(30 * SECOND, "every message", || counts(&seen).len() == 300).await;
+    // Everything the members consumed until they stopped counts: a message read twice before
+    // then fails the test.
     for m in members {
-        m.stop();
+        m.stop().await;
     }
+    let counts = counts(&seen);
+    assert_eq!(counts.len(), 300);
+    let twice: Vec<&String> = counts.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v).collect();
+    assert!(twice.is_empty(), "messages consumed more than once: {twice:?}");
     server.stop().await;
 }
 
@@ -249,13 +301,13 @@ async fn a_member_that_leaves_cleanly_hands_over_at_once_on(server: Target) {
     server.topic_with_messages("six", 6, 1).await;
     let a = Member::start(&b, "g-leave", "six", &[]);
     let c = Member::start(&b, "g-leave", "six", &[]);
-    wait_for(30 * SECOND, "two members with three partitions each", || all_six(&[&a, &c]) && a.owned().len() == 3);
+    wait_for(30 * SECOND, "two members with three partitions each", || all_six(&[&a, &c]) && a.owned().len() == 3).await;
     let started = Instant::now();
-    c.stop();
-    let took = wait_for(10 * SECOND, "the survivor to own all six", || a.owned().len() == 6);
+    c.stop().await;
+    let took = wait_for(10 * SECOND, "the survivor to own all six", || a.owned().len() == 6).await;
     eprintln!("clean leave: partitions moved after {:?}", started.elapsed());
     assert!(took < Duration::from_secs(4), "a LeaveGroup should move partitions well before the session timeout, took {took:?}");
-    a.stop();
+    a.stop().await;
     server.stop().await;
 }
 
@@ -269,24 +321,32 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Re-run of this test binary as a child consumer, so it can be SIGKILLed.
-const CHILD_ENV: &str = "CORRAL_TEST_CHILD_CONSUMER";
-
-#[test]
-fn child_consumer() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let mut parts = spec.splitn(3, ',');
-    let (b, group, topic) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    let m = Member::start(b, group, topic, &[]);
-    let mut last = BTreeSet::new();
-    loop {
-        let owned = m.owned();
-        if owned != last {
-            println!("OWNED {}", owned.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "));
-            last = owned;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// The example program examples/child_consumer.rs: a member in a process of its own, so that
+/// it can be SIGKILLed. Built here (a no-op when it is up to date) because a `cargo test` run
+/// filtered to this target builds no examples; it sits in the examples directory beside the
+/// `deps` directory holding this test binary.
+fn child_consumer_exe() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let me = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = me.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test binary>");
+        let exe = profile_dir.join("examples").join(format!("child_consumer{}", std::env::consts::EXE_SUFFIX));
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("no profile directory above {}", me.display()),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", "child_consumer", "--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build --example child_consumer: {status}");
+        assert!(exe.is_file(), "cargo built the example, but not at {}", exe.display());
+        exe
+    })
+    .clone()
 }
 
 async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(server: Target) {
@@ -294,9 +354,10 @@ async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(serve
     server.topic_with_messages("six", 6, 1).await;
     let a = Member::start(&b, "g-kill", "six", &[]);
     let c = Member::start(&b, "g-kill", "six", &[]);
-    let mut child = KillOnDrop(Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_consumer", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_ENV, format!("{b},g-kill,six"))
+    let exe = tokio::task::spawn_blocking(child_consumer_exe).await.unwrap();
+    let mut child = KillOnDrop(Command::new(exe)
+        .args([b.as_str(), "g-kill", "six"])
+        .stdin(Stdio::piped()) // held open until the child is killed; its end of file ends the child
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -306,24 +367,24 @@ async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(serve
     let co = child_owned.clone();
     std::thread::spawn(move || {
         for line in out.lines().map_while(Result::ok) {
-            // the first line follows libtest's "test child_consumer ... " without a newline
-            if let Some((_, rest)) = line.split_once("OWNED") {
+            if let Some(rest) = line.strip_prefix("OWNED") {
                 *co.lock().unwrap() = rest.split_whitespace().map(|p| p.parse().unwrap()).collect();
             }
         }
     });
     wait_for(30 * SECOND, "three members with two partitions each", || {
         a.owned().len() == 2 && c.owned().len() == 2 && child_owned.lock().unwrap().len() == 2
-    });
+    })
+    .await;
     let killed = Instant::now();
     child.0.kill().unwrap(); // SIGKILL: no LeaveGroup, the socket just dies
     child.0.wait().unwrap();
-    let took = wait_for(20 * SECOND, "the survivors to own all six", || all_six(&[&a, &c]));
+    let took = wait_for(20 * SECOND, "the survivors to own all six", || all_six(&[&a, &c])).await;
     eprintln!("SIGKILLed member (session 6 s): partitions reassigned after {took:?}");
     assert!(took >= Duration::from_secs(3), "reassigned before the session could have expired ({took:?})");
     assert!(killed.elapsed() < Duration::from_secs(15));
-    a.stop();
-    c.stop();
+    a.stop().await;
+    c.stop().await;
     server.stop().await;
 }
 
@@ -332,19 +393,25 @@ async fn a_static_member_restarts_without_a_rebalance_on(server: Target) {
     server.topic_with_messages("six", 6, 1).await;
     let s1 = Member::start(&b, "g-static", "six", &[("group.instance.id", "i1")]);
     let s2 = Member::start(&b, "g-static", "six", &[("group.instance.id", "i2")]);
-    wait_for(30 * SECOND, "two static members with three each", || all_six(&[&s1, &s2]) && s1.owned().len() == 3);
-    std::thread::sleep(Duration::from_millis(1500)); // let the group settle
+    wait_for(30 * SECOND, "two static members with three each", || all_six(&[&s1, &s2]) && s1.owned().len() == 3).await;
+    wait_settled(&[&s1, &s2], "the static group").await;
     let before = s1.owned();
     let s2_events = s2.events();
-    s1.stop(); // a static member does not send LeaveGroup on close
+    s1.stop().await; // a static member does not send LeaveGroup on close
     let back = Member::start(&b, "g-static", "six", &[("group.instance.id", "i1")]);
-    let took = wait_for(10 * SECOND, "the restarted member to get its partitions back", || back.owned() == before);
+    let took = wait_for(10 * SECOND, "the restarted member to get its partitions back", || back.owned() == before).await;
     eprintln!("static member restart: assignment back after {took:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    // Had the rejoin started a rebalance, the other member would be told so in answer to its
+    // next heartbeat: watch it heartbeat a few times (or react).
+    let beats = s2.heartbeats();
+    wait_for(10 * SECOND, "the other member to heartbeat", || {
+        s2.heartbeats() >= beats + SETTLED_HEARTBEATS || s2.events() != s2_events
+    })
+    .await;
     assert_eq!(s2.events(), s2_events, "the other static member was rebalanced");
     assert_eq!(back.owned(), before);
-    back.stop();
-    s2.stop();
+    back.stop().await;
+    s2.stop().await;
     server.stop().await;
 }
 
@@ -388,15 +455,16 @@ async fn cooperative_sticky_third_member_takes_only_what_it_needs_on(server: Tar
     let coop = [("partition.assignment.strategy", "cooperative-sticky")];
     let a = Member::start(&b, "g-coop", "six", &coop);
     let c = Member::start(&b, "g-coop", "six", &coop);
-    wait_for(30 * SECOND, "two members with three each", || all_six(&[&a, &c]) && a.owned().len() == 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(30 * SECOND, "two members with three each", || all_six(&[&a, &c]) && a.owned().len() == 3).await;
+    wait_settled(&[&a, &c], "the two-member group").await;
     let (a0, c0) = (a.owned(), c.owned());
     let (a_events, c_events) = (a.events(), c.events());
     let started = Instant::now();
     let d = Member::start(&b, "g-coop", "six", &coop);
     let took = wait_for(30 * SECOND, "three members with two each", || {
         all_six(&[&a, &c, &d]) && a.owned().len() == 2 && c.owned().len() == 2 && d.owned().len() == 2
-    });
+    })
+    .await;
     eprintln!("cooperative-sticky third member settled after {took:?} ({:?} since start)", started.elapsed());
     assert!(a.owned().is_subset(&a0) && c.owned().is_subset(&c0), "a kept partition moved");
     // cooperative: since the third member came, each old member revoked just what it handed over
@@ -410,7 +478,7 @@ async fn cooperative_sticky_third_member_takes_only_what_it_needs_on(server: Tar
         assert!(!revoked.iter().any(|p| owned.contains(p)));
     }
     for m in [a, c, d] {
-        m.stop();
+        m.stop().await;
     }
     server.stop().await;
 }

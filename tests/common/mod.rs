@@ -113,6 +113,47 @@ impl Drop for TestProxy {
     }
 }
 
+/// The server's `corral_connections` gauge: how many connection tasks are alive (the accept
+/// loop raises it for each connection it takes and lowers it when that connection's task has
+/// finished serving). Read from a Prometheus recorder, the one corral's `--metrics` endpoint
+/// uses, made this thread's default while the value lives.
+///
+/// Only for a server on `#[tokio::test]`'s current-thread runtime, created before the server
+/// starts: its tasks then all run on the test's thread and report here. (On other threads the
+/// gauge would stay at 0, so a test that first waits for its connection to show up fails
+/// rather than passes by mistake.)
+pub struct Connections {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    _local: metrics::LocalRecorderGuard<'static>,
+}
+
+impl Connections {
+    pub fn watch() -> Connections {
+        // Leaked: the guard borrows it for as long as the test runs; one small recorder a test.
+        let recorder: &'static metrics_exporter_prometheus::PrometheusRecorder =
+            Box::leak(Box::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()));
+        Connections { handle: recorder.handle(), _local: metrics::set_default_local_recorder(recorder) }
+    }
+
+    /// The gauge now (0 before the first connection).
+    pub fn now(&self) -> f64 {
+        let text = self.handle.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("corral_connections "))
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the gauge reads `n`, up to five seconds.
+    pub async fn wait_for(&self, n: u32, what: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.now() != f64::from(n) {
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {} connections, not {n}, after 5 s", self.now());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
 /// A raw connection: requests are encoded by the crate's client side, as a client would.
 pub struct RawClient {
     pub stream: TcpStream,

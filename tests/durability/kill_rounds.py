@@ -11,7 +11,6 @@ Checks, printed as PASS/FAIL lines:
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,23 +32,23 @@ def check(name, ok, why=""):
         failures.append(name)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 class Server:
-    def __init__(self, data, port):
-        self.data, self.port, self.proc = data, port, None
+    """corral on one data dir. The first start takes a port the kernel picks (--listen
+    127.0.0.1:0) and corral names it on its first line, `corral ... listening on ADDR, ...`;
+    every restart listens on that same address again, so clients reconnect to it."""
+
+    def __init__(self, data):
+        self.data, self.listen, self.proc = data, "127.0.0.1:0", None
 
     def start(self):
-        self.proc = subprocess.Popen([BIN, "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}"],
+        self.proc = subprocess.Popen([BIN, "--data-dir", self.data, "--listen", self.listen],
                                      stdout=subprocess.PIPE, stderr=open(self.data + ".log", "a"))
         line = self.proc.stdout.readline().decode()
-        assert "listening on" in line, line
+        assert " listening on " in line, line
+        self.listen = line.split(" listening on ", 1)[1].split(",", 1)[0].strip()
+        # keep reading stdout, so that corral never writes into a closed pipe
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        return self.listen
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -59,10 +58,8 @@ class Server:
 def main():
     work = tempfile.mkdtemp()
     data = os.path.join(work, "data")
-    port = free_port()
-    b = f"127.0.0.1:{port}"
-    server = Server(data, port)
-    server.start()
+    server = Server(data)
+    b = server.start()
     admin = AdminClient({"bootstrap.servers": b})
     admin.create_topics([NewTopic(TOPIC, num_partitions=PARTS, replication_factor=1)])[TOPIC].result(10)
 
@@ -117,7 +114,7 @@ def main():
         time.sleep(random.uniform(0.2, 1.5))
         before = dict(committed)
         server.kill9()
-        server.start()
+        assert server.start() == b, "corral moved"
         # after the restart, the coordinator answers with what was acknowledged before the kill
         probe = Consumer({"bootstrap.servers": b, "log_level": 0, "group.id": GROUP})
         deadline = time.time() + 30

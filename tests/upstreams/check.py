@@ -10,10 +10,10 @@ group resumes from its committed offsets. Prints PASS/FAIL lines; exits non-zero
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -34,24 +34,25 @@ def bad(check, why):
     print("FAIL proxy-%s %s: %s" % (NAME, check, why), flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Proxy:
-    def __init__(self, port, cwd):
-        self.port, self.cwd, self.proc = port, cwd, None
+    """`corral proxy` listening on 127.0.0.1:0 at every start: the kernel picks its port, and its
+    node listeners take free ports too (with a fixed --listen port they would be derived from
+    it, port + 1 + node id: ports nobody reserved, past 65535 for large node ids). Its first
+    line names the address: `corral ... proxy listening on ADDR, ...`. A restart gets a new
+    address; the clients made after it are given that one."""
+
+    def __init__(self, cwd):
+        self.cwd, self.proc, self.bootstrap = cwd, None, None
 
     def start(self):
-        self.proc = subprocess.Popen([BIN, "proxy", "--upstream", UPSTREAM, "--listen", "127.0.0.1:%d" % self.port],
+        self.proc = subprocess.Popen([BIN, "proxy", "--upstream", UPSTREAM, "--listen", "127.0.0.1:0"],
                                      cwd=self.cwd, stdout=subprocess.PIPE, stderr=open(os.path.join(self.cwd, "..", "proxy.log"), "a"))
         line = self.proc.stdout.readline().decode()
-        if "proxy listening on" not in line:
+        if "proxy listening on " not in line:
             raise RuntimeError("the proxy did not start: %r" % line)
+        self.bootstrap = line.split(" listening on ", 1)[1].split(",", 1)[0].strip()
+        # keep reading stdout, so that corral never writes into a closed pipe
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
         return line
 
     def kill9(self):
@@ -68,13 +69,11 @@ def main():
     work = tempfile.mkdtemp()
     cwd = os.path.join(work, "cwd")
     os.mkdir(cwd)
-    port = free_port()
-    b = "127.0.0.1:%d" % port
-    proxy = Proxy(port, cwd)
+    proxy = Proxy(cwd)
     try:
         line = proxy.start()
         print("# " + line.strip(), file=sys.stderr)
-        run(proxy, b, cwd)
+        run(proxy, cwd)
     finally:
         proxy.stop()
     if os.listdir(cwd):
@@ -84,7 +83,8 @@ def main():
     return 1 if FAILED else 0
 
 
-def run(proxy, b, cwd):
+def run(proxy, cwd):
+    b = proxy.bootstrap
     admin = AdminClient({"bootstrap.servers": b})
     md = admin.list_topics(timeout=15)
     up_ports = {int(a.rsplit(":", 1)[1]) for a in UPSTREAM.split(",")}
@@ -115,7 +115,7 @@ def run(proxy, b, cwd):
     group = "g-" + uuid.uuid4().hex[:6]
 
     def consumer():
-        return Consumer({"bootstrap.servers": b, "group.id": group, "auto.offset.reset": "earliest",
+        return Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
                          "enable.auto.commit": False, "session.timeout.ms": 6000})
 
     c = consumer()
