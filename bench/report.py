@@ -239,8 +239,10 @@ w("## Scenarios")
 w("")
 w("### Start-up (`corral-bench startup`)")
 w("")
-w("Spawn to the first answered Metadata (a blocking connect loop from the moment `spawn` returns), "
-  "and RSS 0.5 s later; median of the runs.")
+w("Spawn to the first answered Metadata, timed from the `spawn` call without a runtime in the way "
+  "(corral listens on port 0 and the address is read from the line it prints; Tansu, which prints "
+  "no bound port, gets a port chosen beforehand and a blocking connect loop), and RSS 0.5 s later; "
+  "median of the runs.")
 w("")
 w("| | corral | Tansu | corral / Tansu |")
 w("| --- | --- | --- | --- |")

@@ -47,7 +47,7 @@ RESULTS="$OUT/results-$TAG.jsonl"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "== build (release)" >&2
-cargo build --release --quiet --bin corral --bin corral-bench
+cargo build --release --quiet -p corral -p corral-bench --bin corral --bin corral-bench
 CORRAL=target/release/corral
 BENCH=target/release/corral-bench
 
