@@ -38,6 +38,7 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
 
 impl Broker {
     /// Syncs partitions whose oldest unsynced batch is older than their topic's `flush.ms`.
+    /// The syncs run outside the partitions' locks: produces go on meanwhile.
     pub fn flush_due(&self, now: i64) {
         for t in self.topics() {
             let flush_ms = t.config().flush_ms;
@@ -45,12 +46,17 @@ impl Broker {
                 continue;
             }
             for p in t.partitions.read().expect("partitions lock").iter() {
-                let mut s = p.lock();
-                if s.log.unflushed() > 0 && now - s.last_flush_ms >= flush_ms {
-                    if let Err(e) = s.log.sync() {
-                        tracing::error!(topic = t.name.as_str(), partition = p.index, "flush failed: {e}");
+                let plan = {
+                    let mut s = p.lock();
+                    if s.log.unflushed() == 0 || now - s.last_flush_ms < flush_ms {
+                        continue;
                     }
                     s.last_flush_ms = now;
+                    s.log.sync_plan()
+                };
+                match plan.run() {
+                    Ok(batches) => p.lock().log.synced(batches),
+                    Err(e) => tracing::error!(topic = t.name.as_str(), partition = p.index, "flush failed: {e}"),
                 }
             }
         }
@@ -62,17 +68,16 @@ impl Broker {
             let c = t.config();
             for p in t.partitions.read().expect("partitions lock").iter() {
                 let mut s = p.lock();
-                if c.delete
-                    && let Err(e) = s.log.enforce_retention(now, c.retention_ms, c.retention_bytes)
-                {
-                    tracing::error!(topic = t.name.as_str(), partition = p.index, "retention failed: {e}");
-                }
+                let removal = if c.delete { s.log.enforce_retention(now, c.retention_ms, c.retention_bytes) } else { Default::default() };
                 let start = s.log.start_offset();
                 s.producers.forget_before(start);
                 let plan = if c.compact { s.log.begin_compaction(now, c.delete_retention_ms) } else { Ok(None) };
                 let storage = s.log.storage();
                 let work = s.log.take_flush_work();
                 drop(s);
+                if let Err(e) = removal.run() {
+                    tracing::error!(topic = t.name.as_str(), partition = p.index, "removing segments past retention failed: {e}");
+                }
                 if let Some(work) = work
                     && let Err(e) = work.run()
                 {

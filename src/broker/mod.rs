@@ -655,6 +655,129 @@ mod tests {
         again.create_topic("doomed", 3, BTreeMap::new()).await.unwrap();
     }
 
+    /// A produce of one 3-record client batch to partition 0 of `topic`.
+    fn produce_to(topic: &str) -> kafka_protocol::messages::ProduceRequest {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1))))])])
+    }
+
+    /// Produces to `topic` on another thread: its error code, or `None` if it took more
+    /// than 5 s (it waited behind something).
+    fn produce_elsewhere(b: &Arc<Broker>, topic: &str) -> Option<i16> {
+        let (b, req, (tx, rx)) = (b.clone(), produce_to(topic), std::sync::mpsc::channel());
+        // in the test's runtime, as a produce runs on its workers
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let _in = rt.enter();
+            let r = handle_produce(&b, 8, req);
+            let _ = tx.send(r.responses[0].partition_responses[0].error_code);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    /// Issue 11 item 1: a Fetch reads its records outside the partition's lock: with the read
+    /// held (a slow disk), a produce to the same partition is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_fetch_read_does_not_hold_up_produce() {
+        use kafka_protocol::messages::FetchRequest;
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        let data = Arc::new(DataDir::memory_modelled());
+        let b = over(data.clone());
+        b.create_topic("f", 1, BTreeMap::new()).await.unwrap();
+        assert_eq!(produce_elsewhere(&b, "f"), Some(codes::NONE));
+        let gate = data.hold(FaultOp::Read).expect("a memory data dir");
+        let req = FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+            .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str("f")))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)])]);
+        let fetching = {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(fetch::handle_fetch(&b, 4, req, &tokio_util::sync::CancellationToken::new()))
+            })
+        };
+        assert!(gate.wait_reached(std::time::Duration::from_secs(10)), "the fetch never read");
+        let during = produce_elsewhere(&b, "f");
+        gate.open();
+        let fetched = fetching.join().unwrap();
+        assert_eq!(during, Some(codes::NONE), "the produce waited for the fetch's read");
+        assert!(!gate.expired());
+        assert_eq!(fetched.responses[0].partitions[0].error_code, codes::NONE);
+        assert!(fetched.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()));
+    }
+
+    /// Issue 11 item 1: a segment roll does no sync on the produce path: with the sealed
+    /// segment's sync held, produces that roll segments are answered, and the sync runs after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_roll_does_not_sync_on_the_produce_path() {
+        let data = Arc::new(DataDir::memory_modelled());
+        let b = over(data.clone());
+        b.create_topic("r", 1, BTreeMap::from([("segment.bytes".to_string(), "200".to_string())])).await.unwrap();
+        let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
+        for i in 0..8 {
+            assert_eq!(produce_elsewhere(&b, "r"), Some(codes::NONE), "produce {i} waited for a sync");
+        }
+        assert!(gate.wait_reached(std::time::Duration::from_secs(10)), "no roll's sync ran");
+        gate.open();
+        assert!(!gate.expired());
+        let p = b.topic("r").unwrap().partition(0).unwrap();
+        assert_eq!(p.offsets(), (0, 24));
+    }
+
+    /// Issue 11 item 1: compaction of a compacted topic copies outside the partition's lock:
+    /// with its reads held, a produce to the partition is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partition_compaction_does_not_hold_up_produce() {
+        let data = Arc::new(DataDir::memory_modelled());
+        let b = over(data.clone());
+        let overrides = BTreeMap::from([("segment.bytes".to_string(), "200".to_string()), ("cleanup.policy".to_string(), "compact".to_string())]);
+        b.create_topic("c", 1, overrides).await.unwrap();
+        for _ in 0..10 {
+            assert_eq!(produce_elsewhere(&b, "c"), Some(codes::NONE));
+        }
+        let gate = data.hold(FaultOp::Read).expect("a memory data dir");
+        let compacting = {
+            let b = b.clone();
+            std::thread::spawn(move || b.enforce_retention(crate::clock::now_ms()))
+        };
+        assert!(gate.wait_reached(std::time::Duration::from_secs(10)), "the compaction never read");
+        let during = produce_elsewhere(&b, "c");
+        gate.open();
+        compacting.join().unwrap();
+        assert_eq!(during, Some(codes::NONE), "the produce waited for the compaction");
+        assert!(!gate.expired());
+        assert_eq!(b.topic("c").unwrap().partition(0).unwrap().offsets().1, 33);
+    }
+
+    /// Issue 11 item 1: a topic creation's file work (its catalog fsync) runs off the async
+    /// workers: on a single-threaded runtime, with the fsync held, the runtime goes on serving.
+    #[tokio::test]
+    async fn a_creation_fsync_does_not_stall_the_runtime() {
+        let data = Arc::new(DataDir::memory_modelled());
+        let b = over(data.clone());
+        let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
+        let creating = {
+            let b = b.clone();
+            tokio::spawn(async move { b.create_topic("slow", 2, BTreeMap::new()).await.map(|t| t.name.clone()) })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !gate.reached() {
+            assert!(std::time::Instant::now() < deadline, "the creation never synced");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // this thread is free while the fsync is held
+        assert!(!creating.is_finished());
+        assert!(b.topic("slow").is_none(), "visible before its catalog record is durable");
+        gate.open();
+        assert_eq!(creating.await.unwrap().unwrap(), "slow");
+        assert!(!gate.expired(), "the runtime's only thread was held by the fsync");
+    }
+
     /// Issue 11 item 9, across a crash: one that strikes after a creation's partition files
     /// exist but before its catalog record does leaves orphan files, which the next start
     /// removes; the data dir is as before the request.

@@ -114,30 +114,108 @@ pub struct BatchLog {
     next: i64,
     unflushed: i64,
     /// Sealed segments whose sync, index file and recovery point are owed ([`FlushWork`]).
-    sealed_unflushed: Vec<(i64, Arc<dyn StorageFile>, BatchMeta, u64)>,
-    /// The log has a recovery point file (see [`BatchLog::roll`]).
-    has_point: bool,
+    owed: Arc<Owed>,
+}
+
+/// A sealed segment whose sync, index file and recovery point are owed.
+#[derive(Debug, Clone)]
+struct Sealed {
+    base: i64,
+    file: Arc<dyn StorageFile>,
+    meta: BatchMeta,
+    size: u64,
+    /// The base of the segment after it.
+    next_base: i64,
+}
+
+/// The sealed segments a log owes work for, shared between the log (under its partition's
+/// lock) and the [`FlushWork`] that does the work (outside it).
+#[derive(Debug, Default)]
+struct Owed {
+    sealed: std::sync::Mutex<Vec<Sealed>>,
+    /// One flush at a time, so that the recovery point only ever moves past segments that
+    /// were synced: two rolls in a row must not race each other's syncs.
+    running: std::sync::Mutex<()>,
+}
+
+impl Owed {
+    fn sealed(&self) -> std::sync::MutexGuard<'_, Vec<Sealed>> {
+        self.sealed.lock().expect("owed segments lock")
+    }
 }
 
 /// File work a roll left owed, done outside the partition's lock: sync the sealed segments,
-/// write their index files, sync the directory, move the recovery point past them.
+/// write their index files, sync the directory, move the recovery point past them. Work that
+/// fails stays owed, and the next flush of the log tries it again.
 #[derive(Debug)]
 pub struct FlushWork {
     storage: Arc<dyn Storage>,
-    sealed: Vec<(i64, Arc<dyn StorageFile>, BatchMeta, u64)>,
-    /// The base of the segment after the last sealed one.
-    active_base: i64,
+    owed: Arc<Owed>,
 }
 
 impl FlushWork {
     /// Does the work. Blocking I/O: run it on a blocking thread.
     pub fn run(self) -> io::Result<()> {
-        for (base, file, meta, size) in &self.sealed {
-            file.sync()?;
-            write_index(&*self.storage, *base, meta, *size)?;
+        let _one = self.owed.running.lock().expect("flush lock");
+        let todo: Vec<Sealed> = self.owed.sealed().clone();
+        for s in &todo {
+            s.file.sync()?;
+            write_index(&*self.storage, s.base, &s.meta, s.size)?;
         }
         self.storage.sync_dir()?;
-        segments::write_recovery_point(&*self.storage, self.active_base)
+        if let Some(last) = todo.last() {
+            segments::write_recovery_point(&*self.storage, last.next_base)?;
+        }
+        self.owed.sealed().retain(|s| !todo.iter().any(|t| t.base == s.base));
+        Ok(())
+    }
+}
+
+/// A sync planned under the partition's lock ([`BatchLog::sync_plan`]), run outside it.
+#[derive(Debug)]
+pub struct SyncPlan {
+    files: Vec<Arc<dyn StorageFile>>,
+    batches: i64,
+}
+
+impl SyncPlan {
+    /// Syncs the files, in order. Blocking I/O. Returns the batches now durable.
+    pub fn run(self) -> io::Result<i64> {
+        for f in &self.files {
+            f.sync()?;
+        }
+        Ok(self.batches)
+    }
+}
+
+/// Segments retention took out of a log (under the partition's lock, no I/O), whose files go
+/// outside it ([`Removal::run`]).
+#[derive(Debug, Default)]
+#[must_use = "the removed segments' files are still on disk until the removal runs"]
+pub struct Removal {
+    storage: Option<Arc<dyn Storage>>,
+    files: Vec<String>,
+    /// The new log start offset, written before any file goes.
+    start: Option<i64>,
+}
+
+impl Removal {
+    /// How many segments went.
+    pub fn segments(&self) -> usize {
+        self.files.len() / 2
+    }
+
+    /// Writes the new log start offset, removes the files, syncs the directory. Blocking I/O.
+    /// (A crash midway leaves segments below the start offset, which the next open drops.)
+    pub fn run(self) -> io::Result<()> {
+        let Some(storage) = self.storage else { return Ok(()) };
+        if let Some(start) = self.start {
+            segments::write_number(&*storage, LOG_START_FILE, start)?;
+        }
+        for name in &self.files {
+            storage.remove(name)?;
+        }
+        storage.sync_dir()
     }
 }
 
@@ -361,7 +439,11 @@ impl BatchLog {
         let err = |e: io::Error| LogError::Io { what: format!("partition {name}"), source: e };
         let names = Segments::<BatchMeta>::recover_names(name, &storage)?;
         let logged_start = segments::read_number(&*storage, LOG_START_FILE).map_err(err)?;
-        let recovery_point = segments::recovery_point(&*storage, &names).map_err(err)?;
+        // Without a recovery point file (a new log, whose first flush has not run yet), a
+        // sealed segment was synced if it has its index file (the flush writes the index after
+        // the sync): those are trusted, the others walked leniently.
+        let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
+        let recovery_point = if has_point { segments::recovery_point(&*storage, &names).map_err(err)? } else { i64::MAX };
         let mut segs = Segments::new(name, storage.clone());
         let mut next = 0i64;
         for (i, seg_id) in names.iter().enumerate() {
@@ -378,8 +460,8 @@ impl BatchLog {
                 });
             }
             let last = i + 1 == names.len();
-            let lenient = base >= recovery_point;
-            let indexed = if lenient { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
+            let indexed = if base >= recovery_point || last { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
+            let lenient = base >= recovery_point || last || indexed.is_none() && !has_point;
             let (segment, cut) = match indexed {
                 Some(s) => (s, false),
                 None => {
@@ -405,9 +487,7 @@ impl BatchLog {
             last.sealed = false;
         }
         let start = logged_start.unwrap_or_else(|| names.first().map_or(0, |n| n.base));
-        let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
         let mut log = BatchLog {
-            has_point,
             name: name.to_string(),
             storage,
             config,
@@ -415,8 +495,12 @@ impl BatchLog {
             start,
             next,
             unflushed: 0,
-            sealed_unflushed: Vec::new(),
+            owed: Arc::default(),
         };
+        // a removal that wrote the new start offset but crashed before its files went
+        if log.segs.map.first_key_value().is_some_and(|(_, s)| s.sealed && s.meta.last_offset < start) {
+            log.drop_segments_below(start).map_err(err)?;
+        }
         if log.segs.map.is_empty() {
             log.segs.start_segment(0, BatchMeta::empty(0)).map_err(err)?;
             log.storage.sync_dir().map_err(err)?;
@@ -433,13 +517,8 @@ impl BatchLog {
             return Ok(());
         }
         let (meta, size) = (seg.meta.clone(), seg.size);
-        if !self.has_point {
-            // once in a log's life: the point must precede the segment left unsynced
-            segments::write_recovery_point(&*self.storage, base)?;
-            self.has_point = true;
-        }
         let file = self.segs.seal_active();
-        self.sealed_unflushed.push((base, file, meta, size));
+        self.owed.sealed().push(Sealed { base, file, meta, size, next_base: self.next });
         self.unflushed = 0;
         self.segs.start_segment(self.next, BatchMeta::empty(self.next))
     }
@@ -478,22 +557,37 @@ impl BatchLog {
     /// The file work rolls left owed (to run outside the partition's lock), if any.
     pub fn take_flush_work(&mut self) -> Option<FlushWork> {
         let dir = self.segs.take_dir_dirty();
-        if self.sealed_unflushed.is_empty() && !dir {
+        if self.owed.sealed().is_empty() && !dir {
             return None;
         }
-        Some(FlushWork { storage: self.storage.clone(), sealed: std::mem::take(&mut self.sealed_unflushed), active_base: *self.segs.active().0 })
+        Some(FlushWork { storage: self.storage.clone(), owed: self.owed.clone() })
     }
 
     /// Syncs the active segment (and, first, any sealed segment a roll left unsynced).
     pub fn sync(&mut self) -> io::Result<()> {
-        for (_, f, _, _) in &self.sealed_unflushed {
+        let sealed: Vec<Arc<dyn StorageFile>> = self.owed.sealed().iter().map(|s| s.file.clone()).collect();
+        for f in &sealed {
             f.sync()?;
         }
-        if self.unflushed > 0 || !self.sealed_unflushed.is_empty() {
+        if self.unflushed > 0 || !sealed.is_empty() {
             self.segs.active().1.file.sync()?;
             self.unflushed = 0;
         }
         Ok(())
+    }
+
+    /// A sync of what is appended so far, to run outside the partition's lock (`flush.ms`):
+    /// the sealed segments a roll left unsynced, then the active one. Once it ran,
+    /// [`BatchLog::synced`] with its count.
+    pub fn sync_plan(&self) -> SyncPlan {
+        let mut files: Vec<Arc<dyn StorageFile>> = self.owed.sealed().iter().map(|s| s.file.clone()).collect();
+        files.push(self.segs.active().1.file.clone());
+        SyncPlan { files, batches: self.unflushed }
+    }
+
+    /// A [`SyncPlan`] of `batches` batches ran: they no longer count as unsynced.
+    pub fn synced(&mut self, batches: i64) {
+        self.unflushed = (self.unflushed - batches).max(0);
     }
 
     /// Batches appended since the last sync.
@@ -577,14 +671,15 @@ impl BatchLog {
         if let Some(seg) = self.segs.map.remove(&base) {
             self.storage.remove(&seg.name)?;
         }
-        self.sealed_unflushed.retain(|(b, ..)| *b != base);
+        self.owed.sealed().retain(|s| s.base != base);
         self.storage.remove(&index_name(base))
     }
 
-    /// Applies retention: drops sealed segments older than `retention_ms`, and the oldest while
-    /// the log is larger than `retention_bytes` (-1 = no limit). Returns segments removed.
-    pub fn enforce_retention(&mut self, now: i64, retention_ms: i64, retention_bytes: i64) -> io::Result<usize> {
-        let mut removed = 0;
+    /// Applies retention: takes out sealed segments older than `retention_ms`, and the oldest
+    /// while the log is larger than `retention_bytes` (-1 = no limit), moving the log start
+    /// offset past them. No I/O: their files go when the returned [`Removal`] runs.
+    pub fn enforce_retention(&mut self, now: i64, retention_ms: i64, retention_bytes: i64) -> Removal {
+        let mut removal = Removal::default();
         loop {
             let total = self.size_bytes();
             let Some((&base, oldest)) = self.segs.map.first_key_value() else { break };
@@ -597,18 +692,21 @@ impl BatchLog {
                 break;
             }
             let next_start = oldest.meta.last_offset + 1;
-            self.remove_segment(base)?;
+            if let Some(seg) = self.segs.map.remove(&base) {
+                removal.files.push(seg.name);
+                removal.files.push(index_name(base));
+            }
+            self.owed.sealed().retain(|s| s.base != base);
             if next_start > self.start {
                 self.start = next_start;
-                segments::write_number(&*self.storage, LOG_START_FILE, next_start)?;
+                removal.start = Some(next_start);
             }
-            removed += 1;
         }
-        if removed > 0 {
-            self.storage.sync_dir()?;
-            tracing::info!(partition = self.name.as_str(), removed, start = self.start, "retention removed segments");
+        if !removal.files.is_empty() {
+            removal.storage = Some(self.storage.clone());
+            tracing::info!(partition = self.name.as_str(), removed = removal.segments(), start = self.start, "retention removed segments");
         }
-        Ok(removed)
+        removal
     }
 
     /// Seals the active segment (for compaction), if it holds anything.
@@ -641,7 +739,7 @@ impl BatchLog {
     pub fn swap_compacted(&mut self, done: &CompactedSegment) -> Vec<String> {
         let old = self.segs.swap_in(&done.c, done.size, done.meta.clone());
         let gone: Vec<i64> = old.iter().filter_map(|n| crate::log::SegmentName::parse(n)).map(|n| n.base).collect();
-        self.sealed_unflushed.retain(|(b, ..)| !gone.contains(b));
+        self.owed.sealed().retain(|s| !gone.contains(&s.base));
         old
     }
 
@@ -668,7 +766,7 @@ impl BatchLog {
 
     /// Removes every file of the log (topic deletion).
     pub fn destroy(&mut self) -> io::Result<()> {
-        self.sealed_unflushed.clear();
+        self.owed.sealed().clear();
         self.segs.destroy()
     }
 }
@@ -887,12 +985,16 @@ mod tests {
         // retention by size: the oldest segments go while the rest still holds the limit
         let mut log = reopened;
         let before = log.size_bytes();
-        let removed = log.enforce_retention(0, -1, 400).unwrap();
+        let removal = log.enforce_retention(0, -1, 400);
+        let removed = removal.segments();
+        removal.run().unwrap();
         assert!(removed > 0, "size {before}");
         assert!(log.size_bytes() < 400 + 500);
         assert!(log.start_offset() > 13);
         // retention by time: segments whose newest timestamp is old go (client_batch stamps ~1000 ms)
-        let removed = log.enforce_retention(1_000_000, 10_000, -1).unwrap();
+        let removal = log.enforce_retention(1_000_000, 10_000, -1);
+        let removed = removal.segments();
+        removal.run().unwrap();
         assert!(removed > 0);
         assert_eq!(log.segs.map.len(), 1, "only the active segment is left");
     }

@@ -128,6 +128,15 @@ impl DataDir {
         }
     }
 
+    /// Makes the next `op` on an in-memory data dir block until the gate opens, then succeed
+    /// (see [`MemoryStorage::hold`]); `None` for a data dir on disk.
+    pub fn hold(&self, op: super::storage::FaultOp) -> Option<super::storage::Gate> {
+        match self {
+            DataDir::Memory { root } => Some(root.faults.hold(op)),
+            DataDir::Disk { .. } => None,
+        }
+    }
+
     /// Disarms every fault of an in-memory data dir (the disk recovered).
     pub fn clear_faults(&self) {
         if let DataDir::Memory { root } = self {

@@ -168,8 +168,6 @@ struct Inner {
     sealed_unsynced: Vec<(i64, Arc<dyn StorageFile>)>,
     /// The last durable position: (active segment base, its size then, the offset after it).
     synced: (i64, u64, i64),
-    /// The log has a recovery point file (see the first roll).
-    has_point: bool,
     /// A sync failed: nothing is accepted until [`KeyedLog::discard_unsynced`].
     failed: Option<String>,
 }
@@ -256,7 +254,11 @@ impl KeyedLog {
         }
         let (&base, active) = segs.active();
         let synced = (base, active.size, next_offset);
-        let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
+        if !segments::has_recovery_point(&*storage).map_err(err)? {
+            // the point must precede any segment a roll leaves unsynced; written here, at open
+            // (a blocking context), so that no roll ever writes it on the append path
+            segments::write_recovery_point(&*storage, base).map_err(err)?;
+        }
         let (durable, _) = watch::channel(next_offset);
         Ok(Arc::new(KeyedLog {
             name: name.to_string(),
@@ -271,7 +273,6 @@ impl KeyedLog {
                 unsynced: false,
                 sealed_unsynced: Vec::new(),
                 synced,
-                has_point,
                 failed: None,
             }),
             durable,
@@ -346,11 +347,6 @@ impl KeyedLog {
         let (&base, active) = i.segs.active();
         if base == next || active.size == 0 {
             return Ok(());
-        }
-        if !i.has_point {
-            // once in a log's life: the point must precede the segment left unsynced
-            segments::write_recovery_point(&*self.storage, base)?;
-            i.has_point = true;
         }
         let sealed = i.segs.seal_active();
         i.sealed_unsynced.push((base, sealed));
@@ -741,6 +737,43 @@ mod tests {
         log.compact(100_000).unwrap();
         let (_, seen) = reopen(Arc::new(mem), config);
         assert!(seen.iter().all(|e| e.key != "k0"));
+    }
+
+    /// Issue 11 item 1: an append and its sync (what an OffsetCommit does) never wait for a
+    /// compaction's file work: with the compaction held at its swap rename (a slow disk),
+    /// an append is taken and made durable meanwhile.
+    #[test]
+    fn appends_and_syncs_go_on_while_a_compaction_works() {
+        let mem = MemoryStorage::new();
+        let config = KeyedConfig { segment_bytes: 300, delete_retention_ms: 0, min_compaction_bytes: 0 };
+        let (log, _) = reopen(Arc::new(mem.clone()), config.clone());
+        for round in 0..50 {
+            log.append(&[kv(&format!("k{}", round % 4), Some("v"))], round).unwrap();
+        }
+        log.sync_now().unwrap();
+        let gate = mem.hold_rename(".swap");
+        let compacting = {
+            let log = log.clone();
+            std::thread::spawn(move || log.compact(1_000))
+        };
+        assert!(gate.wait_reached(std::time::Duration::from_secs(10)), "the compaction never reached its swap");
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let r = log.append(&[kv("during", Some("compaction"))], 99).and_then(|o| log.sync_now().map(|()| o));
+                let _ = tx.send(r);
+            });
+        }
+        let during = rx.recv_timeout(std::time::Duration::from_secs(5));
+        gate.open();
+        let compacted = compacting.join().unwrap().unwrap();
+        assert!(during.is_ok(), "the append waited for the compaction's file work");
+        during.unwrap().unwrap();
+        assert!(!gate.expired());
+        assert!(compacted.segments_in > 1, "{compacted:?}");
+        let (_, seen) = reopen(Arc::new(mem.crash_image(Crash::DropUnsynced)), config);
+        assert!(seen.iter().any(|e| e.key == "during"), "the append made during the compaction is durable");
     }
 
     /// A crash at any point of compaction leaves either the old or the new state.

@@ -311,6 +311,8 @@ pub enum FaultOp {
     SyncDir,
     /// Creating a file.
     Create,
+    /// A file's `read_at`.
+    Read,
 }
 
 /// Faults armed on a memory storage, shared with its files.
@@ -320,29 +322,70 @@ struct Faults(Arc<Mutex<Vec<Fault>>>);
 #[derive(Debug, Clone)]
 struct Fault {
     op: FaultOp,
-    errno: i32,
+    /// The error it fails with; `None`: it only waits at its gate, then succeeds.
+    errno: Option<i32>,
     /// Fails once and disarms, or fails until cleared.
     once: bool,
     /// The failing operation first blocks until this gate opens.
     gate: Option<Gate>,
+    /// Only an operation on a name containing this (renames: the new name).
+    name: Option<String>,
 }
 
 /// Holds a faulty operation until [`Gate::open`] (tests that need a request to be in flight
-/// while its write is failing).
+/// while its file work is held or failing). An operation held for 10 s goes on by itself and
+/// the gate says so ([`Gate::expired`]): a test of "X does not wait behind Y" fails instead
+/// of hanging when X does.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+pub struct Gate(Arc<(Mutex<GateState>, std::sync::Condvar)>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: bool,
+    reached: bool,
+    expired: bool,
+}
 
 impl Gate {
-    /// Lets every operation held at this gate go on (and fail).
+    /// Lets every operation held at this gate go on.
     pub fn open(&self) {
-        *self.0.0.lock().expect("gate lock") = true;
+        self.0.0.lock().expect("gate lock").open = true;
         self.0.1.notify_all();
     }
 
+    /// Whether an operation has reached the gate.
+    pub fn reached(&self) -> bool {
+        self.0.0.lock().expect("gate lock").reached
+    }
+
+    /// Waits (blocking) until an operation reaches the gate; `false` after `within`.
+    pub fn wait_reached(&self, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while !self.reached() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Whether a held operation gave up waiting for [`Gate::open`].
+    pub fn expired(&self) -> bool {
+        self.0.0.lock().expect("gate lock").expired
+    }
+
     fn wait(&self) {
-        let mut open = self.0.0.lock().expect("gate lock");
-        while !*open {
-            open = self.0.1.wait(open).expect("gate lock");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut st = self.0.0.lock().expect("gate lock");
+        st.reached = true;
+        while !st.open {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                st.expired = true;
+                return;
+            }
+            st = self.0.1.wait_timeout(st, left).expect("gate lock").0;
         }
     }
 }
@@ -350,19 +393,28 @@ impl Gate {
 impl Faults {
     /// The error `op` fails with now, if a fault is armed for it.
     fn check(&self, op: FaultOp) -> io::Result<()> {
+        self.check_named(op, None)
+    }
+
+    /// The error `op` on `name` fails with now, if a fault is armed for it.
+    fn check_named(&self, op: FaultOp, name: Option<&str>) -> io::Result<()> {
         let f = {
             let mut all = self.0.lock().expect("faults lock");
-            let Some(i) = all.iter().position(|f| f.op == op) else { return Ok(()) };
+            let matches = |f: &Fault| f.op == op && f.name.as_deref().is_none_or(|want| name.is_some_and(|n| n.contains(want)));
+            let Some(i) = all.iter().position(matches) else { return Ok(()) };
             if all[i].once { all.remove(i) } else { all[i].clone() }
         };
         if let Some(gate) = &f.gate {
             gate.wait();
         }
-        Err(io::Error::from_raw_os_error(f.errno))
+        match f.errno {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
     }
 
-    fn arm(&self, op: FaultOp, errno: i32, once: bool, gate: Option<Gate>) {
-        self.0.lock().expect("faults lock").push(Fault { op, errno, once, gate });
+    fn arm(&self, op: FaultOp, errno: Option<i32>, once: bool, gate: Option<Gate>) {
+        self.0.lock().expect("faults lock").push(Fault { op, errno, once, gate, name: None });
     }
 }
 
@@ -371,6 +423,7 @@ impl StorageFile for MemFile {
         Ok(self.data.lock().expect("mem lock").bytes.len() as u64)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.faults.check(FaultOp::Read)?;
         let d = self.data.lock().expect("mem lock");
         let start = offset as usize;
         let end = start.checked_add(buf.len()).filter(|e| *e <= d.bytes.len());
@@ -456,14 +509,30 @@ impl MemoryStorage {
     /// Arms a fault: the next `op` (with `once`) or every `op` until [`Self::clear_faults`]
     /// fails with `errno` (e.g. `libc`'s ENOSPC 28 or EIO 5). Files of this storage share it.
     pub fn fail(&self, op: FaultOp, errno: i32, once: bool) {
-        self.faults.arm(op, errno, once, None);
+        self.faults.arm(op, Some(errno), once, None);
     }
 
     /// Like [`MemoryStorage::fail`] once, but the failing operation blocks until the returned
     /// gate opens.
     pub fn fail_held(&self, op: FaultOp, errno: i32) -> Gate {
         let gate = Gate::default();
-        self.faults.arm(op, errno, true, Some(gate.clone()));
+        self.faults.arm(op, Some(errno), true, Some(gate.clone()));
+        gate
+    }
+
+    /// Makes the next `op` block until the returned gate opens, then succeed (a slow disk:
+    /// tests that some work does not wait behind another's file I/O).
+    pub fn hold(&self, op: FaultOp) -> Gate {
+        let gate = Gate::default();
+        self.faults.arm(op, None, true, Some(gate.clone()));
+        gate
+    }
+
+    /// Like [`MemoryStorage::hold`], for the next rename to a name containing `to`.
+    pub fn hold_rename(&self, to: &str) -> Gate {
+        let gate = Gate::default();
+        let fault = Fault { op: FaultOp::Rename, errno: None, once: true, gate: Some(gate.clone()), name: Some(to.to_string()) };
+        self.faults.0.lock().expect("faults lock").push(fault);
         gate
     }
 
@@ -542,7 +611,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.faults.check(FaultOp::Rename)?;
+        self.faults.check_named(FaultOp::Rename, Some(to))?;
         let mut dir = self.dir.lock().expect("mem dir lock");
         let f = dir
             .live
