@@ -921,52 +921,211 @@ mod tests {
         assert_eq!(offsets_in(&again.read(99, 1 << 20, true).unwrap())[0], 99);
     }
 
-    /// Every cut of an unsynced tail recovers to a prefix of whole batches.
+    /// A storage twin for the crash tests: files in memory, or in a temporary directory on
+    /// disk. A crash is modelled the same way on both: a copy of the files as the OS has them
+    /// (a process crash), edited as a torn write, damage or an interrupted step leaves them.
+    enum Twin {
+        Mem(MemoryStorage),
+        Disk(tempfile::TempDir),
+    }
+
+    impl Twin {
+        fn both() -> Vec<Twin> {
+            vec![Twin::Mem(MemoryStorage::new()), Twin::Disk(tempfile::tempdir().unwrap())]
+        }
+
+        fn storage(&self) -> Arc<dyn Storage> {
+            match self {
+                Twin::Mem(m) => Arc::new(m.clone()),
+                Twin::Disk(d) => Arc::new(crate::log::storage::FileStorage::open(d.path()).unwrap()),
+            }
+        }
+
+        fn kind(&self) -> &'static str {
+            match self {
+                Twin::Mem(_) => "memory",
+                Twin::Disk(_) => "disk",
+            }
+        }
+
+        /// A copy of the files as they are now.
+        fn image(&self) -> Twin {
+            match self {
+                Twin::Mem(m) => Twin::Mem(m.crash_image(Crash::KeepAll)),
+                Twin::Disk(d) => {
+                    let copy = tempfile::tempdir().unwrap();
+                    for e in std::fs::read_dir(d.path()).unwrap() {
+                        let e = e.unwrap();
+                        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+                    }
+                    Twin::Disk(copy)
+                }
+            }
+        }
+
+        fn bytes(&self, name: &str) -> Vec<u8> {
+            match self {
+                Twin::Mem(m) => m.bytes(name).unwrap(),
+                Twin::Disk(d) => std::fs::read(d.path().join(name)).unwrap(),
+            }
+        }
+
+        fn set_bytes(&self, name: &str, bytes: Vec<u8>) {
+            match self {
+                Twin::Mem(m) => m.set_bytes(name, bytes),
+                Twin::Disk(d) => std::fs::write(d.path().join(name), bytes).unwrap(),
+            }
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v = self.storage().list().unwrap();
+            v.sort();
+            v
+        }
+
+        fn open(&self, segment_bytes: u64) -> Result<BatchLog, LogError> {
+            BatchLog::open("p", self.storage(), config(segment_bytes), |_| {})
+        }
+    }
+
+    /// Every cut of an unsynced tail recovers to a prefix of whole batches (both twins).
     #[test]
     fn torn_tails_recover_to_whole_batches() {
+        for twin in Twin::both() {
+            let mut log = twin.open(1 << 20).unwrap();
+            fill(&mut log, 3, 2);
+            log.sync().unwrap();
+            let synced = twin.bytes(&segments_file(0)).len();
+            fill(&mut log, 3, 2);
+            let all = twin.bytes(&segments_file(0));
+            for cut in 0..=all.len() - synced {
+                let image = twin.image();
+                image.set_bytes(&segments_file(0), all[..synced + cut].to_vec());
+                let mut seen = Vec::new();
+                let r = BatchLog::open("p", image.storage(), config(1 << 20), |h| seen.push(h.base_offset)).unwrap();
+                assert!(r.next_offset() >= 6, "{} cut {cut}: synced batches lost", twin.kind());
+                assert_eq!(seen, (0..seen.len() as i64).map(|i| i * 2).collect::<Vec<_>>());
+                assert_eq!(r.next_offset(), seen.len() as i64 * 2);
+            }
+        }
+    }
+
+    /// The same, with the memory twin's model of what a crash keeps: every byte count of the
+    /// unsynced tail.
+    #[test]
+    fn modelled_crashes_keep_the_synced_batches() {
         let mem = MemoryStorage::new();
         let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1 << 20), |_| {}).unwrap();
         fill(&mut log, 3, 2);
         log.sync().unwrap();
         fill(&mut log, 3, 2);
-        let tail = mem.unsynced(&segments_file(0));
-        for cut in 0..=tail {
-            let image = mem.crash_image(Crash::KeepUnsynced(cut));
-            let mut seen = Vec::new();
-            let r = BatchLog::open("p", Arc::new(image), config(1 << 20), |h| seen.push(h.base_offset)).unwrap();
-            assert!(r.next_offset() >= 6, "cut {cut}: synced batches lost");
-            assert_eq!(seen, (0..seen.len() as i64).map(|i| i * 2).collect::<Vec<_>>());
-            assert_eq!(r.next_offset(), seen.len() as i64 * 2);
+        for cut in 0..=mem.unsynced(&segments_file(0)) {
+            let r = BatchLog::open("p", Arc::new(mem.crash_image(Crash::KeepUnsynced(cut))), config(1 << 20), |_| {}).unwrap();
+            assert!(r.next_offset() >= 6, "cut {cut}");
         }
     }
 
     #[test]
     fn damage_before_the_tail_stops_start_up() {
-        let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1 << 20), |_| {}).unwrap();
-        fill(&mut log, 3, 2);
-        log.sync().unwrap();
-        let mut b = mem.bytes(&segments_file(0)).unwrap();
-        b[70] ^= 0x01; // inside the first batch's records
-        mem.set_bytes(&segments_file(0), b);
-        match BatchLog::open("p", Arc::new(mem), config(1 << 20), |_| {}) {
-            Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 0),
-            other => panic!("expected corruption, got {other:?}"),
+        for twin in Twin::both() {
+            let mut log = twin.open(1 << 20).unwrap();
+            fill(&mut log, 3, 2);
+            log.sync().unwrap();
+            let mut b = twin.bytes(&segments_file(0));
+            b[70] ^= 0x01; // inside the first batch's records
+            twin.set_bytes(&segments_file(0), b);
+            match twin.open(1 << 20) {
+                Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 0, "{}", twin.kind()),
+                other => panic!("{}: expected corruption, got {other:?}", twin.kind()),
+            }
         }
     }
 
     #[test]
     fn a_missing_segment_stops_start_up() {
-        let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(400), |_| {}).unwrap();
-        fill(&mut log, 12, 2);
-        log.sync().unwrap();
-        let logs: Vec<String> = mem.list().unwrap().into_iter().filter(|n| n.ends_with(".log")).collect();
-        assert!(logs.len() >= 3);
-        mem.remove(&logs[1]).unwrap();
-        match BatchLog::open("p", Arc::new(mem), config(400), |_| {}) {
-            Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
-            other => panic!("expected a missing-segment error, got {other:?}"),
+        for twin in Twin::both() {
+            let mut log = twin.open(400).unwrap();
+            fill(&mut log, 12, 2);
+            log.sync().unwrap();
+            let logs: Vec<String> = twin.names().into_iter().filter(|n| n.ends_with(".log")).collect();
+            assert!(logs.len() >= 3);
+            twin.storage().remove(&logs[1]).unwrap();
+            match twin.open(400) {
+                Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+                other => panic!("{}: expected a missing-segment error, got {other:?}", twin.kind()),
+            }
+        }
+    }
+
+    /// What a reader sees of a log: its next offset, and the newest offset of each key.
+    fn view(log: &BatchLog) -> (i64, std::collections::BTreeMap<Bytes, i64>) {
+        let mut keys = std::collections::BTreeMap::new();
+        let mut offset = log.start_offset();
+        while offset < log.next_offset() {
+            // a read returns batches of one segment
+            let chunk = log.read(offset, usize::MAX, true).unwrap();
+            assert!(!chunk.is_empty(), "nothing at offset {offset}");
+            let mut at = 0;
+            while at < chunk.len() {
+                let h = BatchHeader::parse(&chunk[at..]).unwrap();
+                for r in crate::batch::records::read_records(&chunk.slice(at..at + h.total_len())).unwrap() {
+                    keys.insert(r.key.unwrap(), r.offset);
+                }
+                offset = h.last_offset() + 1;
+                at += h.total_len();
+            }
+        }
+        (log.next_offset(), keys)
+    }
+
+    /// Compaction's crash points (both twins): a crash before the swap file exists (a
+    /// `.compact` left behind), after it (the old segments all there, or some already
+    /// removed), or after the end, recovers to the same log: the old segments or the new one,
+    /// never a mix, and nothing a reader could tell apart.
+    #[test]
+    fn compaction_crash_points_recover_to_the_old_or_the_new_log() {
+        for twin in Twin::both() {
+            let kind = twin.kind();
+            let mut log = twin.open(400).unwrap();
+            fill(&mut log, 12, 3);
+            log.seal_active().unwrap();
+            log.sync().unwrap();
+            if let Some(work) = log.take_flush_work() {
+                work.run().unwrap();
+            }
+            let want = view(&log);
+            let before = twin.image();
+            let old: Vec<String> = twin.names().into_iter().filter(|n| n.ends_with(".log")).collect();
+            log.compact(0, 0).unwrap();
+            assert_eq!(view(&log), want, "{kind}: compaction changed what a reader sees");
+            let compacted = twin.names().into_iter().find(|n| n.ends_with(".log") && n.contains('-')).expect("a compacted segment");
+            let stem = compacted.trim_end_matches(".log").to_string();
+            let new_bytes = twin.bytes(&compacted);
+            let reopened = |image: &Twin, what: &str| {
+                let log = image.open(400).unwrap_or_else(|e| panic!("{kind}, {what}: {e}"));
+                assert_eq!(view(&log), want, "{kind}, {what}");
+                let left = image.names();
+                assert!(!left.iter().any(|n| n.ends_with(".compact") || n.ends_with(".swap")), "{kind}, {what}: {left:?}");
+                left
+            };
+            // the new log after the end
+            reopened(&twin.image(), "after the end");
+            // before the swap: a half-written .compact
+            let image = before.image();
+            image.set_bytes(&format!("{stem}.compact"), new_bytes[..new_bytes.len() / 2].to_vec());
+            let left = reopened(&image, "a .compact left behind");
+            assert!(old.iter().all(|n| left.contains(n)), "{kind}: the old segments must stay");
+            // after the swap file was made, every old segment still there
+            let image = before.image();
+            image.set_bytes(&format!("{stem}.swap"), new_bytes.clone());
+            let left = reopened(&image, "a .swap with the old segments");
+            assert!(left.contains(&compacted), "{kind}: the swap was not finished: {left:?}");
+            // after the swap file was made and the first old segment removed
+            let image = before.image();
+            image.set_bytes(&format!("{stem}.swap"), new_bytes.clone());
+            image.storage().remove(&old[0]).unwrap();
+            let left = reopened(&image, "a .swap with an old segment gone");
+            assert!(left.contains(&compacted), "{kind}: {left:?}");
         }
     }
 
