@@ -1,0 +1,299 @@
+//! One coordinator shard: a pure state machine over the groups that hash to it.
+//!
+//! Every input is `(now_ms, request)` and every output is data: the records to append, the
+//! replies to send (to this request or to parked ones, once the records are durable), and the
+//! timers to set or cancel. No socket, file, clock or runtime is touched here, so a test can
+//! drive a whole rebalance with literal timestamps. The rules follow Kafka's classic group
+//! coordinator; `reference/kafka-group-coordinator.md` §2-3 (cited as §) gives them one by one.
+//!
+//! This file holds the shard itself: its groups, how records change them (replay, load), its
+//! timers and its reads. The rules are split by what they govern: `membership` (JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup and the timers of a member's session and of a rebalance)
+//! and `offsets` (OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, expiry). The inputs
+//! and answers are in `types`, re-exported here.
+
+mod membership;
+mod offsets;
+mod types;
+
+use bytes::Bytes;
+
+use super::group::{Group, GroupState, Member, Protocol};
+use super::record::{GroupValue, Record};
+use super::RequestId;
+
+pub use membership::NEW_MEMBER_JOIN_TIMEOUT_MS;
+pub use types::{
+    CommitInput, CommitPartition, FetchedOffset, GroupDescription, HeartbeatInput, IdSource, JoinInput, JoinMember, JoinResult,
+    LeaveInput, LeaveResult, Listed, OffsetDeleteResult, Output, Reply, ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
+};
+
+/// The shard.
+#[derive(Debug)]
+pub struct Shard {
+    pub config: ShardConfig,
+    groups: crate::FastMap<String, Group>,
+    ids: IdSource,
+    /// Replaying the log at start-up: GroupMetadata records rebuild their groups.
+    loading: bool,
+}
+
+/// Per-input scratch: the time and what is being produced.
+struct Cx {
+    now: i64,
+    out: Output,
+}
+
+impl Cx {
+    fn reply(&mut self, to: RequestId, r: Reply) {
+        self.out.replies.push((to, r));
+    }
+    fn set(&mut self, key: TimerKey, after_ms: i64) {
+        self.out.timers.push(TimerOp::Set(key, self.now.saturating_add(after_ms.max(0))));
+    }
+    fn cancel(&mut self, key: TimerKey) {
+        self.out.timers.push(TimerOp::Cancel(key));
+    }
+    fn emit(&mut self, record: Record) {
+        self.out.records.push(record);
+    }
+}
+
+fn heartbeat_key(g: &str, m: &str) -> TimerKey {
+    TimerKey::Heartbeat { group: g.to_string(), member: m.to_string() }
+}
+fn join_key(g: &str) -> TimerKey {
+    TimerKey::Join { group: g.to_string() }
+}
+
+impl Shard {
+    pub fn new(config: ShardConfig, ids: IdSource) -> Self {
+        Shard { config, groups: Default::default(), ids, loading: false }
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.get(id)
+    }
+
+    /// The group with this id, to change by hand (tests reach states such as Dead this way).
+    #[cfg(test)]
+    pub(crate) fn group_mut(&mut self, id: &str) -> Option<&mut Group> {
+        self.groups.get_mut(id)
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    fn new_member_id(&mut self, prefix: &str) -> String {
+        match &mut self.ids {
+            IdSource::Random => format!("{prefix}-{}", uuid::Uuid::new_v4()),
+            IdSource::Counter(n) => {
+                *n += 1;
+                format!("{prefix}-{n}")
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ records
+
+    /// Applies one record: the only way offsets and persisted group snapshots change. While
+    /// loading, a GroupMetadata record also rebuilds its group (Stable with the stored members,
+    /// or Empty). Live handlers have already brought the live group to the state their records
+    /// describe, as Kafka's classic-group writes do (they are not replayed live either).
+    /// Replays one record of the log while loading: [`Shard::apply`], taking the record by
+    /// value so that the common case, an offset, moves its strings instead of copying them.
+    pub fn replay(&mut self, now: i64, record: Record) {
+        match record {
+            Record::Offset { group, topic, partition, value: Some(v) } => {
+                let g = match self.groups.get_mut(&group) {
+                    Some(g) => g,
+                    None => self.groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now)),
+                };
+                g.offsets.insert((topic, partition), v);
+            }
+            other => self.apply(now, &other),
+        }
+    }
+
+    pub fn apply(&mut self, now: i64, record: &Record) {
+        match record {
+            Record::Offset { group, topic, partition, value } => match value {
+                Some(v) => {
+                    let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
+                    g.offsets.insert((topic.clone(), *partition), v.clone());
+                }
+                None => {
+                    if let Some(g) = self.groups.get_mut(group) {
+                        g.offsets.remove(&(topic.clone(), *partition));
+                    }
+                }
+            },
+            Record::Group { group, value: None } => {
+                self.groups.remove(group);
+            }
+            Record::Group { group, value: Some(v) } => {
+                if self.loading {
+                    let offsets = self.groups.remove(group).map(|g| g.offsets).unwrap_or_default();
+                    let mut g = load_group(group, v, now);
+                    g.offsets = offsets;
+                    self.groups.insert(group.clone(), g);
+                } else {
+                    let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
+                    g.persisted = Some(v.clone());
+                }
+            }
+            Record::Unknown { key_version } => {
+                tracing::warn!(key_version, "skipping a coordinator record of an unknown type");
+            }
+        }
+    }
+
+    /// Applies the records an input produced, in order, and hands back the output. Handlers
+    /// only collect records; this is where they take effect.
+    fn done(&mut self, cx: Cx) -> Output {
+        for r in &cx.out.records {
+            self.apply(cx.now, r);
+        }
+        cx.out
+    }
+
+    /// Starts replaying the log: records arriving before [`Shard::finish_load`] rebuild groups.
+    pub fn begin_load(&mut self) {
+        self.loading = true;
+    }
+
+    /// Ends the load (Kafka's `onLoaded`): every member gets a session timer from now, groups
+    /// larger than group.max.size rebalance, and the offset expiry sweep is scheduled.
+    pub fn finish_load(&mut self, now: i64) -> Output {
+        self.loading = false;
+        let mut cx = Cx { now, out: Output::default() };
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for id in ids {
+            let Some(mut g) = self.groups.remove(&id) else { continue };
+            for m in g.members.values() {
+                cx.set(heartbeat_key(&g.id, &m.id), m.session_timeout_ms as i64);
+            }
+            if g.members.len() > self.config.max_size && g.is(GroupState::Stable) {
+                self.prepare_rebalance(&mut cx, &mut g);
+            }
+            self.groups.insert(id, g);
+        }
+        cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
+        self.done(cx)
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    /// A timer fired.
+    pub fn on_timer(&mut self, now: i64, key: &TimerKey) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        if *key == TimerKey::OffsetExpiry {
+            self.expire_offsets(&mut cx);
+            cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
+            return self.done(cx);
+        }
+        let group = match key {
+            TimerKey::Heartbeat { group, .. } | TimerKey::Join { group } | TimerKey::Sync { group, .. } => group,
+            TimerKey::OffsetExpiry => unreachable!(),
+        };
+        let Some(mut g) = self.groups.remove(group) else { return self.done(cx) };
+        match key {
+            TimerKey::Heartbeat { member, .. } => self.on_heartbeat_timer(&mut cx, &mut g, member),
+            TimerKey::Join { .. } => self.on_join_timer(&mut cx, &mut g),
+            TimerKey::Sync { generation, .. } => self.on_sync_timer(&mut cx, &mut g, *generation),
+            TimerKey::OffsetExpiry => {}
+        }
+        self.groups.insert(g.id.clone(), g);
+        self.done(cx)
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// DescribeGroups of one group; `None` if unknown.
+    pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        let g = self.groups.get(group)?;
+        let stable = g.is(GroupState::Stable);
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_data: if stable { protocol.clone() } else { String::new() },
+            members: g
+                .members
+                .values()
+                .map(|m| {
+                    let meta = if stable { m.metadata(&protocol).cloned().unwrap_or_default() } else { Bytes::new() };
+                    (m.id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), meta, m.assignment.clone())
+                })
+                .collect(),
+        })
+    }
+
+    /// ListGroups.
+    pub fn list(&self) -> Vec<Listed> {
+        self.groups
+            .values()
+            .filter(|g| !g.is(GroupState::Dead))
+            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+            .collect()
+    }
+
+    /// Answers every parked JoinGroup and SyncGroup with `code` (shutdown, unload).
+    pub fn fail_parked(&mut self, code: i16) -> Vec<(RequestId, Reply)> {
+        let mut out = Vec::new();
+        for g in self.groups.values_mut() {
+            for m in g.members.values_mut() {
+                if let Some(w) = m.awaiting_join.take() {
+                    out.push((w.request, Reply::Join(JoinResult::error(code, &m.id))));
+                }
+                if let Some(w) = m.awaiting_sync.take() {
+                    out.push((w.request, Reply::Sync(SyncResult::error(code))));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Builds a group from its GroupMetadata snapshot at load (§3.7).
+fn load_group(id: &str, v: &GroupValue, now: i64) -> Group {
+    let mut g = Group::new(id, now);
+    g.generation = v.generation;
+    g.protocol_type = (!v.protocol_type.is_empty()).then(|| v.protocol_type.clone());
+    g.protocol_name = v.protocol.clone();
+    g.leader = v.leader.clone();
+    g.state_timestamp = (v.current_state_timestamp >= 0).then_some(v.current_state_timestamp);
+    for mv in &v.members {
+        let protocols = match &v.protocol {
+            Some(p) => vec![Protocol { name: p.clone(), metadata: mv.subscription.clone() }],
+            None => Vec::new(),
+        };
+        if let Some(i) = &mv.group_instance_id {
+            g.static_members.insert(i.clone(), mv.member_id.clone());
+        }
+        g.members.insert(
+            mv.member_id.clone(),
+            Member {
+                id: mv.member_id.clone(),
+                instance_id: mv.group_instance_id.clone(),
+                client_id: mv.client_id.clone(),
+                client_host: mv.client_host.clone(),
+                session_timeout_ms: mv.session_timeout_ms,
+                rebalance_timeout_ms: mv.rebalance_timeout_ms,
+                protocol_type: v.protocol_type.clone(),
+                protocols,
+                assignment: mv.assignment.clone(),
+                awaiting_join: None,
+                awaiting_sync: None,
+                is_new: false,
+            },
+        );
+    }
+    g.state = if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+    g.previous_state = g.state;
+    g.persisted = Some(v.clone());
+    g
+}

@@ -1,0 +1,239 @@
+//! Committed offsets (`reference/kafka-group-coordinator.md` §3): OffsetCommit, OffsetFetch,
+//! OffsetDelete, and the tombstones that remove offsets — DeleteGroups, a deleted topic, the
+//! periodic expiry sweep.
+
+use std::collections::HashSet;
+
+use crate::coordinator::group::{Group, GroupState};
+use crate::coordinator::record::{OffsetValue, Record};
+use crate::coordinator::RequestId;
+use super::{Cx, Shard, heartbeat_key};
+use super::types::*;
+use crate::error::codes;
+
+/// The time an offset's retention is counted from, for one group's expiry rule (§3.4).
+type OffsetClock = Box<dyn Fn(&OffsetValue) -> i64>;
+
+/// Length of a string as Java counts it (UTF-16 code units).
+fn java_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+impl Shard {
+    /// OffsetCommit.
+    pub fn commit(&mut self, now: i64, req: RequestId, c: CommitInput) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        let all = |code: i16| Reply::Commit(vec![code; c.partitions.len()]);
+        let check = match self.groups.get(&c.group_id) {
+            None if c.generation_id < 0 => Ok(()),
+            None if c.version >= 9 => Err(codes::GROUP_ID_NOT_FOUND),
+            None => Err(codes::ILLEGAL_GENERATION),
+            Some(g) => validate_commit(g, &c),
+        };
+        if let Err(code) = check {
+            cx.reply(req, all(code));
+            return self.done(cx);
+        }
+        if let Some(g) = self.groups.get(&c.group_id)
+            && matches!(g.state, GroupState::Stable | GroupState::PreparingRebalance)
+            && let Some(m) = g.members.get(&c.member_id)
+        {
+            // §2.11: commits keep a member's session alive.
+            cx.set(heartbeat_key(&g.id, &m.id), m.session_timeout_ms as i64);
+        }
+        let expire = (c.version <= 4 && c.retention_time_ms >= 0).then(|| now.saturating_add(c.retention_time_ms));
+        let mut errors = Vec::with_capacity(c.partitions.len());
+        for p in c.partitions {
+            let metadata = p.metadata.unwrap_or_default();
+            if java_len(&metadata) > self.config.offset_metadata_max_bytes {
+                errors.push(codes::OFFSET_METADATA_TOO_LARGE);
+                continue;
+            }
+            cx.emit(
+                Record::Offset {
+                    group: c.group_id.clone(),
+                    topic: p.topic,
+                    partition: p.partition,
+                    value: Some(OffsetValue {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                        expire_timestamp: expire,
+                    }),
+                },
+            );
+            errors.push(codes::NONE);
+        }
+        metrics::counter!("corral_offset_commits_total").increment(errors.iter().filter(|e| **e == 0).count() as u64);
+        cx.reply(req, Reply::Commit(errors));
+        self.done(cx)
+    }
+
+    /// OffsetFetch of one group: `None` = all committed partitions. Unknown groups answer -1
+    /// offsets (explicit partitions) or nothing (all), with no error (§3.2).
+    pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<(String, i32, FetchedOffset)> {
+        let g = self.groups.get(group).filter(|g| !g.is(GroupState::Dead));
+        match partitions {
+            Some(list) => list
+                .iter()
+                .map(|(t, p)| {
+                    let found = g
+                        .and_then(|g| g.offsets.get(&(t.clone(), *p)))
+                        .map(|o| (o.offset, o.leader_epoch, o.metadata.clone()))
+                        .unwrap_or((-1, -1, String::new()));
+                    (t.clone(), *p, found)
+                })
+                .collect(),
+            None => {
+                let mut v: Vec<(String, i32, FetchedOffset)> = g
+                    .map(|g| {
+                        g.offsets
+                            .iter()
+                            .map(|((t, p), o)| (t.clone(), *p, (o.offset, o.leader_epoch, o.metadata.clone())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                v
+            }
+        }
+    }
+
+    /// OffsetDelete (§3.3).
+    pub fn delete_offsets(&mut self, now: i64, req: RequestId, group: &str, partitions: Vec<(String, i32)>) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        let Some(g) = self.groups.get(group).filter(|g| !g.is(GroupState::Dead)) else {
+            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::GROUP_ID_NOT_FOUND, partitions: Vec::new() }));
+            return self.done(cx);
+        };
+        if !g.is(GroupState::Empty) && g.protocol_type.as_deref() != Some("consumer") {
+            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::NON_EMPTY_GROUP, partitions: Vec::new() }));
+            return self.done(cx);
+        }
+        let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut tombstones = Vec::new();
+        for (topic, partition) in partitions {
+            let is_subscribed = subscribed.as_ref().is_none_or(|s| s.contains(&topic));
+            if is_subscribed {
+                results.push((topic, partition, codes::GROUP_SUBSCRIBED_TO_TOPIC));
+            } else {
+                if g.offsets.contains_key(&(topic.clone(), partition)) {
+                    tombstones.push(Record::Offset { group: group.to_string(), topic: topic.clone(), partition, value: None });
+                }
+                results.push((topic, partition, codes::NONE));
+            }
+        }
+        for t in tombstones {
+            cx.emit(t);
+        }
+        cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::NONE, partitions: results }));
+        self.done(cx)
+    }
+
+    /// DeleteGroups, for one group (§2.12).
+    pub fn delete_group(&mut self, now: i64, req: RequestId, group: &str) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        let code = match self.groups.get(group) {
+            None => codes::GROUP_ID_NOT_FOUND,
+            Some(g) if g.is(GroupState::Dead) => codes::GROUP_ID_NOT_FOUND,
+            Some(g) if !g.is(GroupState::Empty) => codes::NON_EMPTY_GROUP,
+            Some(g) => {
+                let mut records: Vec<Record> = g
+                    .offsets
+                    .keys()
+                    .map(|(t, p)| Record::Offset { group: group.to_string(), topic: t.clone(), partition: *p, value: None })
+                    .collect();
+                records.push(Record::Group { group: group.to_string(), value: None });
+                for r in records {
+                    cx.emit(r);
+                }
+                codes::NONE
+            }
+        };
+        cx.reply(req, Reply::DeleteGroup(code));
+        self.done(cx)
+    }
+
+    /// Tombstones every offset of a deleted topic, in every group (checklist 104).
+    pub fn on_topic_deleted(&mut self, now: i64, topic: &str) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        let mut records = Vec::new();
+        for g in self.groups.values() {
+            for (t, p) in g.offsets.keys() {
+                if t == topic {
+                    records.push(Record::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: None });
+                }
+            }
+        }
+        for r in records {
+            cx.emit(r);
+        }
+        self.done(cx)
+    }
+
+    /// The offset expiry sweep (§3.4).
+    pub(super) fn expire_offsets(&mut self, cx: &mut Cx) {
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        for g in self.groups.values() {
+            // Which clock an offset's age runs on. A group without one (one that is rebalancing,
+            // or a non-consumer group with members) expires nothing, not even offsets with an
+            // explicit expire timestamp (Kafka's offsetExpirationCondition; checklist 103).
+            let base: Option<OffsetClock> = match (&g.protocol_type, g.state) {
+                (Some(_), GroupState::Empty) => {
+                    let since = g.state_timestamp;
+                    Some(Box::new(move |o: &OffsetValue| since.unwrap_or(o.commit_timestamp)))
+                }
+                (Some(t), GroupState::Stable) if t == "consumer" => Some(Box::new(|o: &OffsetValue| o.commit_timestamp)),
+                (None, _) => Some(Box::new(|o: &OffsetValue| o.commit_timestamp)),
+                _ => None,
+            };
+            let Some(base) = base else { continue };
+            let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
+            let mut expired = 0;
+            for ((t, p), o) in &g.offsets {
+                if subscribed.as_ref().is_none_or(|s| s.contains(t)) {
+                    continue;
+                }
+                let gone = match o.expire_timestamp {
+                    Some(e) => cx.now >= e,
+                    None => cx.now - base(o) >= retention,
+                };
+                if gone {
+                    expired += 1;
+                    records.push(Record::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: None });
+                }
+            }
+            if expired == g.offsets.len() && g.is(GroupState::Empty) && g.members.is_empty() {
+                records.push(Record::Group { group: g.id.clone(), value: None });
+            }
+        }
+        for r in records {
+            cx.emit(r);
+        }
+    }
+}
+
+/// §3.1 validation of a commit against an existing group.
+fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), i16> {
+    if g.is(GroupState::Dead) {
+        return Err(codes::COORDINATOR_NOT_AVAILABLE);
+    }
+    if c.generation_id < 0 && g.is(GroupState::Empty) {
+        return Ok(());
+    }
+    if c.generation_id >= 0 || !c.member_id.is_empty() || c.group_instance_id.is_some() {
+        g.validate_member(&c.member_id, c.group_instance_id.as_deref())?;
+        if c.generation_id != g.generation {
+            return Err(codes::ILLEGAL_GENERATION);
+        }
+    } else {
+        return Err(codes::UNKNOWN_MEMBER_ID);
+    }
+    if g.is(GroupState::CompletingRebalance) {
+        return Err(codes::REBALANCE_IN_PROGRESS);
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The shard's vocabulary: its settings, the inputs it takes, and what it hands back (answers,
+//! timers, and the records and replies of one step).
+
+use bytes::Bytes;
+
+use crate::coordinator::RequestId;
+use crate::coordinator::group::Protocol;
+use crate::coordinator::record::Record;
+
+/// The settings a shard acts on.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub initial_rebalance_delay_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub max_size: usize,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: i64,
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl ShardConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        ShardConfig {
+            initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: c.group_min_session_timeout_ms,
+            max_session_timeout_ms: c.group_max_session_timeout_ms,
+            max_size: c.group_max_size as usize,
+            offsets_retention_ms: c.offsets_retention_ms(),
+            offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
+            offset_metadata_max_bytes: c.offset_metadata_max_bytes as usize,
+        }
+    }
+}
+
+/// What a timer is for. Setting a key replaces its previous deadline; a cancelled or replaced
+/// timer never fires.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerKey {
+    /// A member's session (or a pending member's, or a new member's join timeout).
+    Heartbeat { group: String, member: String },
+    /// The end of a join phase: the initial delay, or the rebalance timeout.
+    Join { group: String },
+    /// Members that have not sent SyncGroup for this generation by then are removed.
+    Sync { group: String, generation: i32 },
+    /// The periodic offset expiry sweep of the shard.
+    OffsetExpiry,
+}
+
+/// A timer request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerOp {
+    Set(TimerKey, i64),
+    Cancel(TimerKey),
+}
+
+/// How member ids are made: random UUIDs in production, a counter in tests.
+#[derive(Debug, Clone)]
+pub enum IdSource {
+    Random,
+    Counter(u64),
+}
+
+/// A JoinGroup, as the shard sees it.
+#[derive(Debug, Clone)]
+pub struct JoinInput {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<Protocol>,
+    pub version: i16,
+}
+
+/// One member in the leader's JoinGroup answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+/// A JoinGroup answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    pub error: i16,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub skip_assignment: bool,
+    pub member_id: String,
+    pub members: Vec<JoinMember>,
+}
+
+impl JoinResult {
+    pub fn error(error: i16, member_id: &str) -> Self {
+        JoinResult {
+            error,
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            skip_assignment: false,
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// A SyncGroup, as the shard sees it.
+#[derive(Debug, Clone)]
+pub struct SyncInput {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// A SyncGroup answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResult {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    pub fn error(error: i16) -> Self {
+        SyncResult { error, protocol_type: None, protocol_name: None, assignment: Bytes::new() }
+    }
+}
+
+/// A Heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatInput {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+}
+
+/// A LeaveGroup (always in the batch form of v3+).
+#[derive(Debug, Clone)]
+pub struct LeaveInput {
+    pub group_id: String,
+    pub members: Vec<(String, Option<String>)>,
+}
+
+/// A LeaveGroup answer: a top-level error and one per member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveResult {
+    pub error: i16,
+    pub members: Vec<(String, Option<String>, i16)>,
+}
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// An OffsetCommit (after the API layer removed unknown topics and partitions).
+#[derive(Debug, Clone)]
+pub struct CommitInput {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// v2-4 `retention_time_ms`; -1 = the broker default.
+    pub retention_time_ms: i64,
+    pub version: i16,
+    pub partitions: Vec<CommitPartition>,
+}
+
+/// An OffsetDelete answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetDeleteResult {
+    pub error: i16,
+    pub partitions: Vec<(String, i32, i16)>,
+}
+
+/// An answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Join(JoinResult),
+    Sync(SyncResult),
+    Heartbeat(i16),
+    Leave(LeaveResult),
+    /// One error per partition, in request order.
+    Commit(Vec<i16>),
+    DeleteGroup(i16),
+    OffsetDelete(OffsetDeleteResult),
+}
+
+/// What handling one input produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Output {
+    pub records: Vec<Record>,
+    pub replies: Vec<(RequestId, Reply)>,
+    pub timers: Vec<TimerOp>,
+}
+
+/// A fetched offset: (offset, leader epoch, metadata).
+pub type FetchedOffset = (i64, i32, String);
+
+/// A DescribeGroups answer for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_data: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// A ListGroups entry: (group id, protocol type, state).
+pub type Listed = (String, String, &'static str);
