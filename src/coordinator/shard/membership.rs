@@ -9,16 +9,16 @@ use bytes::Bytes;
 use crate::coordinator::group::{Group, GroupState, Member, Waiter};
 use crate::coordinator::record::Record;
 use crate::coordinator::RequestId;
-use super::{Cx, Shard, heartbeat_key, join_key};
+use super::{Cx, Rules, Shard, heartbeat_key, join_key};
 use super::types::*;
 use crate::error::codes;
 
 /// Kafka's fixed timeout for a new member's parked JoinGroup (§2.5).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
 
-impl Shard {
-    // ------------------------------------------------------------------ JoinGroup (§2.5-2.8)
+// ------------------------------------------------------------------ JoinGroup (§2.5-2.8)
 
+impl Shard {
     /// JoinGroup.
     pub fn join(&mut self, now: i64, req: RequestId, j: JoinInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
@@ -29,33 +29,33 @@ impl Shard {
             cx.reply(req, Reply::Join(JoinResult::error(codes::INVALID_SESSION_TIMEOUT, &j.member_id)));
             return self.done(cx);
         }
-        let mut g = match self.groups.remove(&j.group_id) {
-            Some(g) => g,
-            None if j.member_id.is_empty() => {
-                let g = Group::new(&j.group_id, now);
-                // Checklist 106: a new group is made durable with an empty snapshot.
-                cx.emit(Record::Group { group: j.group_id.clone(), value: Some(g.snapshot(now, None)) });
-                g
-            }
-            None => {
-                cx.reply(req, Reply::Join(JoinResult::error(codes::UNKNOWN_MEMBER_ID, &j.member_id)));
-                return self.done(cx);
-            }
-        };
-        if !g.accepts_joining_member(&j.member_id, self.config.max_size) {
+        if !j.member_id.is_empty() && !self.groups.contains_key(&j.group_id) {
+            cx.reply(req, Reply::Join(JoinResult::error(codes::UNKNOWN_MEMBER_ID, &j.member_id)));
+            return self.done(cx);
+        }
+        let Shard { groups, config, ids, .. } = self;
+        let g = groups.entry(j.group_id.clone()).or_insert_with(|| {
+            let g = Group::new(&j.group_id, now);
+            // Checklist 106: a new group is made durable with an empty snapshot.
+            cx.emit(Record::Group { group: j.group_id.clone(), value: Some(g.snapshot(now, None)) });
+            g
+        });
+        let mut rules = Rules { config, ids };
+        if !g.accepts_joining_member(&j.member_id, rules.config.max_size) {
             if g.members.contains_key(&j.member_id) {
-                self.remove_member(&mut cx, &mut g, &j.member_id);
+                rules.remove_member(&mut cx, g, &j.member_id);
             }
             cx.reply(req, Reply::Join(JoinResult::error(codes::GROUP_MAX_SIZE_REACHED, "")));
         } else if j.member_id.is_empty() {
-            self.join_new_member(&mut cx, &mut g, waiter, j);
+            rules.join_new_member(&mut cx, g, waiter, j);
         } else {
-            self.join_existing_member(&mut cx, &mut g, waiter, j);
+            rules.join_existing_member(&mut cx, g, waiter, j);
         }
-        self.groups.insert(g.id.clone(), g);
         self.done(cx)
     }
+}
 
+impl Rules<'_> {
     fn join_new_member(&mut self, cx: &mut Cx, g: &mut Group, waiter: Waiter, j: JoinInput) {
         let req = waiter.request;
         if g.is(GroupState::Dead) {
@@ -349,42 +349,36 @@ impl Shard {
         }
         cx.set(TimerKey::Sync { group: g.id.clone(), generation: g.generation }, g.rebalance_timeout_ms());
     }
+}
 
-    // ------------------------------------------------------------------ SyncGroup (§2.9)
+// ------------------------------------------------------------------ SyncGroup (§2.9)
 
+impl Shard {
     /// SyncGroup.
     pub fn sync(&mut self, now: i64, req: RequestId, s: SyncInput, version: i16) -> Output {
         let mut cx = Cx { now, out: Output::default() };
-        let Some(mut g) = self.groups.remove(&s.group_id) else {
+        let Some((mut rules, g)) = self.split(&s.group_id) else {
             cx.reply(req, Reply::Sync(SyncResult::error(codes::UNKNOWN_MEMBER_ID)));
             return self.done(cx);
         };
-        let outcome = self.sync_in(&mut cx, &mut g, req, &s, version);
-        if let Err(code) = outcome {
+        if let Err(code) = rules.sync_in(&mut cx, g, req, &s, version) {
             cx.reply(req, Reply::Sync(SyncResult::error(code)));
         }
-        self.groups.insert(g.id.clone(), g);
         self.done(cx)
     }
+}
 
+impl Rules<'_> {
     fn sync_in(&mut self, cx: &mut Cx, g: &mut Group, req: RequestId, s: &SyncInput, version: i16) -> Result<(), i16> {
         match g.state {
-            GroupState::Dead => return Err(codes::COORDINATOR_NOT_AVAILABLE),
-            GroupState::Empty => return Err(codes::UNKNOWN_MEMBER_ID),
-            _ => {}
-        }
-        g.validate_member(&s.member_id, s.group_instance_id.as_deref())?;
-        if s.generation_id != g.generation {
-            return Err(codes::ILLEGAL_GENERATION);
-        }
-        if s.protocol_type.as_ref().is_some_and(|t| Some(t) != g.protocol_type.as_ref())
-            || s.protocol_name.as_ref().is_some_and(|n| Some(n) != g.protocol_name.as_ref())
-        {
-            return Err(codes::INCONSISTENT_GROUP_PROTOCOL);
-        }
-        match g.state {
-            GroupState::PreparingRebalance => Err(codes::REBALANCE_IN_PROGRESS),
+            GroupState::Dead => Err(codes::COORDINATOR_NOT_AVAILABLE),
+            GroupState::Empty => Err(codes::UNKNOWN_MEMBER_ID),
+            GroupState::PreparingRebalance => {
+                check_sync(g, s)?;
+                Err(codes::REBALANCE_IN_PROGRESS)
+            }
             GroupState::CompletingRebalance => {
+                check_sync(g, s)?;
                 g.pending_sync.remove(&s.member_id);
                 if g.pending_sync.is_empty() {
                     cx.cancel(TimerKey::Sync { group: g.id.clone(), generation: g.generation });
@@ -396,6 +390,7 @@ impl Shard {
                 Ok(())
             }
             GroupState::Stable => {
+                check_sync(g, s)?;
                 g.pending_sync.remove(&s.member_id);
                 if g.pending_sync.is_empty() {
                     cx.cancel(TimerKey::Sync { group: g.id.clone(), generation: g.generation });
@@ -404,7 +399,6 @@ impl Shard {
                 cx.reply(req, Reply::Sync(sync_answer(g, assignment)));
                 Ok(())
             }
-            GroupState::Empty | GroupState::Dead => unreachable!("handled above"),
         }
     }
 
@@ -456,9 +450,11 @@ impl Shard {
         }
         self.prepare_rebalance(cx, g);
     }
+}
 
-    // ------------------------------------------------------------------ Heartbeat (§2.11)
+// ------------------------------------------------------------------ Heartbeat (§2.11)
 
+impl Shard {
     /// Heartbeat.
     pub fn heartbeat(&mut self, now: i64, req: RequestId, h: HeartbeatInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
@@ -484,7 +480,9 @@ impl Shard {
         cx.reply(req, Reply::Heartbeat(code));
         self.done(cx)
     }
+}
 
+impl Rules<'_> {
     /// A member's session timer fired (§2.11).
     pub(super) fn on_heartbeat_timer(&mut self, cx: &mut Cx, g: &mut Group, member: &str) {
         if g.pending_members.remove(member) {
@@ -537,19 +535,20 @@ impl Shard {
             _ => {}
         }
     }
+}
 
-    // ------------------------------------------------------------------ LeaveGroup (§2.12)
+// ------------------------------------------------------------------ LeaveGroup (§2.12)
 
+impl Shard {
     /// LeaveGroup, in its batch form.
     pub fn leave(&mut self, now: i64, req: RequestId, l: LeaveInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
-        let Some(mut g) = self.groups.remove(&l.group_id) else {
+        let Some((mut rules, g)) = self.split(&l.group_id) else {
             let members = l.members.into_iter().map(|(m, i)| (m, i, codes::UNKNOWN_MEMBER_ID)).collect();
             cx.reply(req, Reply::Leave(LeaveResult { error: codes::NONE, members }));
             return self.done(cx);
         };
         if g.is(GroupState::Dead) {
-            self.groups.insert(g.id.clone(), g);
             cx.reply(req, Reply::Leave(LeaveResult { error: codes::COORDINATOR_NOT_AVAILABLE, members: Vec::new() }));
             return self.done(cx);
         }
@@ -559,7 +558,7 @@ impl Shard {
             let code = if member_id.is_empty() {
                 match instance.as_ref().and_then(|i| g.static_members.get(i)).cloned() {
                     Some(id) => {
-                        self.remove_member(&mut cx, &mut g, &id);
+                        rules.remove_member(&mut cx, g, &id);
                         removed = true;
                         codes::NONE
                     }
@@ -573,7 +572,7 @@ impl Shard {
                 match g.validate_member(&member_id, instance.as_deref()) {
                     Err(code) => code,
                     Ok(()) => {
-                        self.remove_member(&mut cx, &mut g, &member_id);
+                        rules.remove_member(&mut cx, g, &member_id);
                         removed = true;
                         codes::NONE
                     }
@@ -583,13 +582,12 @@ impl Shard {
         }
         if removed {
             match g.state {
-                GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(&mut cx, &mut g),
+                GroupState::Stable | GroupState::CompletingRebalance => rules.prepare_rebalance(&mut cx, g),
                 // Kafka's maybeCompleteJoinPhase: an initial rebalance still waits out its delay.
-                GroupState::PreparingRebalance => self.maybe_complete_join(&mut cx, &mut g),
+                GroupState::PreparingRebalance => rules.maybe_complete_join(&mut cx, g),
                 _ => {}
             }
         }
-        self.groups.insert(g.id.clone(), g);
         cx.reply(req, Reply::Leave(LeaveResult { error: codes::NONE, members: results }));
         self.done(cx)
     }
@@ -621,6 +619,22 @@ fn join_answer(g: &Group, member_id: &str, with_members: bool) -> JoinResult {
     }
 }
 
+/// A SyncGroup's checks against a group in a rebalance or Stable, in Kafka's order: the member,
+/// its generation, then the protocol type and name if it gave them.
+fn check_sync(g: &Group, s: &SyncInput) -> Result<(), i16> {
+    g.validate_member(&s.member_id, s.group_instance_id.as_deref())?;
+    if s.generation_id != g.generation {
+        return Err(codes::ILLEGAL_GENERATION);
+    }
+    if s.protocol_type.as_ref().is_some_and(|t| Some(t) != g.protocol_type.as_ref())
+        || s.protocol_name.as_ref().is_some_and(|n| Some(n) != g.protocol_name.as_ref())
+    {
+        return Err(codes::INCONSISTENT_GROUP_PROTOCOL);
+    }
+    Ok(())
+}
+
+/// A SyncGroup answer for the current generation, carrying the member's assignment.
 fn sync_answer(g: &Group, assignment: Bytes) -> SyncResult {
     SyncResult {
         error: codes::NONE,

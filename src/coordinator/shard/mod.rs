@@ -38,6 +38,27 @@ pub struct Shard {
     loading: bool,
 }
 
+/// What the membership rules act with besides the group they act on: the settings, and where
+/// member ids come from. Split from the shard's groups so that a rule gets its group borrowed
+/// in place (`groups.get_mut`), never taken out of the map: no path can lose a group by
+/// forgetting to put it back.
+struct Rules<'a> {
+    config: &'a ShardConfig,
+    ids: &'a mut IdSource,
+}
+
+impl Rules<'_> {
+    fn new_member_id(&mut self, prefix: &str) -> String {
+        match self.ids {
+            IdSource::Random => format!("{prefix}-{}", uuid::Uuid::new_v4()),
+            IdSource::Counter(n) => {
+                *n += 1;
+                format!("{prefix}-{n}")
+            }
+        }
+    }
+}
+
 /// Per-input scratch: the time and what is being produced.
 struct Cx {
     now: i64,
@@ -87,14 +108,10 @@ impl Shard {
         self.groups.values()
     }
 
-    fn new_member_id(&mut self, prefix: &str) -> String {
-        match &mut self.ids {
-            IdSource::Random => format!("{prefix}-{}", uuid::Uuid::new_v4()),
-            IdSource::Counter(n) => {
-                *n += 1;
-                format!("{prefix}-{n}")
-            }
-        }
+    /// The group `id`, borrowed in place, and the rules to act on it with.
+    fn split(&mut self, id: &str) -> Option<(Rules<'_>, &mut Group)> {
+        let Shard { groups, config, ids, .. } = self;
+        Some((Rules { config, ids }, groups.get_mut(id)?))
     }
 
     // ------------------------------------------------------------------ records
@@ -170,16 +187,15 @@ impl Shard {
     pub fn finish_load(&mut self, now: i64) -> Output {
         self.loading = false;
         let mut cx = Cx { now, out: Output::default() };
-        let ids: Vec<String> = self.groups.keys().cloned().collect();
-        for id in ids {
-            let Some(mut g) = self.groups.remove(&id) else { continue };
+        let Shard { groups, config, ids, .. } = self;
+        let mut rules = Rules { config, ids };
+        for g in groups.values_mut() {
             for m in g.members.values() {
                 cx.set(heartbeat_key(&g.id, &m.id), m.session_timeout_ms as i64);
             }
-            if g.members.len() > self.config.max_size && g.is(GroupState::Stable) {
-                self.prepare_rebalance(&mut cx, &mut g);
+            if g.members.len() > rules.config.max_size && g.is(GroupState::Stable) {
+                rules.prepare_rebalance(&mut cx, g);
             }
-            self.groups.insert(id, g);
         }
         cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
         self.done(cx)
@@ -190,23 +206,28 @@ impl Shard {
     /// A timer fired.
     pub fn on_timer(&mut self, now: i64, key: &TimerKey) -> Output {
         let mut cx = Cx { now, out: Output::default() };
-        if *key == TimerKey::OffsetExpiry {
-            self.expire_offsets(&mut cx);
-            cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
-            return self.done(cx);
-        }
-        let group = match key {
-            TimerKey::Heartbeat { group, .. } | TimerKey::Join { group } | TimerKey::Sync { group, .. } => group,
-            TimerKey::OffsetExpiry => unreachable!(),
-        };
-        let Some(mut g) = self.groups.remove(group) else { return self.done(cx) };
+        // A group's timer outliving its group does nothing.
         match key {
-            TimerKey::Heartbeat { member, .. } => self.on_heartbeat_timer(&mut cx, &mut g, member),
-            TimerKey::Join { .. } => self.on_join_timer(&mut cx, &mut g),
-            TimerKey::Sync { generation, .. } => self.on_sync_timer(&mut cx, &mut g, *generation),
-            TimerKey::OffsetExpiry => {}
+            TimerKey::OffsetExpiry => {
+                self.expire_offsets(&mut cx);
+                cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
+            }
+            TimerKey::Heartbeat { group, member } => {
+                if let Some((mut rules, g)) = self.split(group) {
+                    rules.on_heartbeat_timer(&mut cx, g, member);
+                }
+            }
+            TimerKey::Join { group } => {
+                if let Some((mut rules, g)) = self.split(group) {
+                    rules.on_join_timer(&mut cx, g);
+                }
+            }
+            TimerKey::Sync { group, generation } => {
+                if let Some((mut rules, g)) = self.split(group) {
+                    rules.on_sync_timer(&mut cx, g, *generation);
+                }
+            }
         }
-        self.groups.insert(g.id.clone(), g);
         self.done(cx)
     }
 
