@@ -23,7 +23,8 @@ use tracing::Instrument;
 
 use super::group::Protocol;
 use super::shard::{
-    CommitInput, CommitPartition, FetchedOffset, HeartbeatInput, JoinInput, JoinResult, LeaveInput, SyncInput, SyncResult,
+    CommitInput, CommitPartition, FetchedOffset, FetchedPartition, HeartbeatInput, JoinInput, JoinResult, LeaveInput, LeaveResult,
+    OffsetDeleteResult, PartitionError, SyncInput, SyncResult,
 };
 use super::answer::{Committed, GroupDeleted, Heartbeated};
 use super::{Coordinator, ShardStatus};
@@ -240,16 +241,21 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
     let input = LeaveInput { group_id: req.group_id.to_string(), members };
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::debug_span!("leave_group", group = %input.group_id, members = input.members.len());
-    let result = match c.coordinator.call::<super::shard::LeaveResult>(shard, move |sh, now, id| sh.leave(now, id, input)).instrument(span).await {
+    let result = match c.coordinator.call::<LeaveResult>(shard, move |sh, now, id| sh.leave(now, id, input)).instrument(span).await {
         Ok(r) => r,
-        Err(status) => super::shard::LeaveResult { error: status_error(status), members: Vec::new() },
+        Err(status) => LeaveResult { error: status_error(status), members: Vec::new() },
     };
     if version >= 3 {
         LeaveGroupResponse::default().with_error_code(result.error).with_members(
             result
                 .members
                 .into_iter()
-                .map(|(m, i, e)| MemberResponse::default().with_member_id(s(m)).with_group_instance_id(i.map(s)).with_error_code(e))
+                .map(|m| {
+                    MemberResponse::default()
+                        .with_member_id(s(m.member_id))
+                        .with_group_instance_id(m.group_instance_id.map(s))
+                        .with_error_code(m.error)
+                })
                 .collect(),
         )
     } else {
@@ -257,7 +263,7 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
         let code = if result.error != codes::NONE {
             result.error
         } else {
-            result.members.iter().map(|(_, _, e)| *e).find(|e| *e != codes::NONE).unwrap_or(codes::NONE)
+            result.members.iter().map(|m| m.error).find(|e| *e != codes::NONE).unwrap_or(codes::NONE)
         };
         LeaveGroupResponse::default().with_error_code(code)
     }
@@ -336,7 +342,7 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
 
 /// One group's offsets, read after everything appended so far is durable; `Err` is a
 /// group-level error.
-async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<(String, i32, FetchedOffset)>, i16> {
+async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<FetchedPartition>, i16> {
     let shard = c.coordinator.shard_of(group);
     let (rows, position) = c
         .coordinator
@@ -348,12 +354,12 @@ async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i3
 }
 
 /// Groups rows by topic, keeping first-seen topic order.
-fn by_topic(rows: Vec<(String, i32, FetchedOffset)>) -> Vec<(String, Vec<(i32, FetchedOffset)>)> {
+fn by_topic(rows: Vec<FetchedPartition>) -> Vec<(String, Vec<(i32, FetchedOffset)>)> {
     let mut out: Vec<(String, Vec<(i32, FetchedOffset)>)> = Vec::new();
-    for (t, p, o) in rows {
-        match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, v)) => v.push((p, o)),
-            None => out.push((t, vec![(p, o)])),
+    for FetchedPartition { topic, partition, committed } in rows {
+        match out.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, v)) => v.push((partition, committed)),
+            None => out.push((topic, vec![(partition, committed)])),
         }
     }
     out
@@ -375,12 +381,12 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
                         .map(|(t, ps)| {
                             OffsetFetchResponseTopics::default().with_name(TopicName(s(t))).with_partitions(
                                 ps.into_iter()
-                                    .map(|(p, (off, epoch, meta))| {
+                                    .map(|(p, o)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
-                                            .with_committed_offset(off)
-                                            .with_committed_leader_epoch(epoch)
-                                            .with_metadata(Some(s(meta)))
+                                            .with_committed_offset(o.offset)
+                                            .with_committed_leader_epoch(o.leader_epoch)
+                                            .with_metadata(Some(s(o.metadata)))
                                     })
                                     .collect(),
                             )
@@ -399,7 +405,11 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
         Ok(rows) => (rows, codes::NONE),
         Err(code) => {
             // Before v2 a group-level error goes into every requested partition.
-            let rows = explicit.unwrap_or_default().into_iter().map(|(t, p)| (t, p, (-1, -1, String::new()))).collect();
+            let rows = explicit
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, partition)| FetchedPartition { topic, partition, committed: FetchedOffset::absent() })
+                .collect();
             (rows, code)
         }
     };
@@ -410,14 +420,14 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
             .map(|(t, ps)| {
                 OffsetFetchResponseTopic::default().with_name(TopicName(s(t))).with_partitions(
                     ps.into_iter()
-                        .map(|(p, (off, epoch, meta))| {
+                        .map(|(p, o)| {
                             let mut e = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_committed_offset(off)
-                                .with_metadata(Some(s(meta)))
+                                .with_committed_offset(o.offset)
+                                .with_metadata(Some(s(o.metadata)))
                                 .with_error_code(part_error);
                             if version >= 5 {
-                                e.committed_leader_epoch = epoch;
+                                e.committed_leader_epoch = o.leader_epoch;
                             }
                             e
                         })
@@ -443,16 +453,16 @@ pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> List
     for i in 0..c.coordinator.partitions() {
         match c.coordinator.read(i, |sh| sh.list()) {
             Ok(list) => {
-                for (id, protocol_type, state) in list {
-                    if !states.is_empty() && !states.iter().any(|f| *f == state.to_lowercase()) {
+                for g in list {
+                    if !states.is_empty() && !states.iter().any(|f| *f == g.state.to_lowercase()) {
                         continue;
                     }
                     if !types.is_empty() && !types.iter().any(|f| f == "classic") {
                         continue;
                     }
-                    let mut e = ListedGroup::default().with_group_id(GroupId(s(id))).with_protocol_type(s(protocol_type));
+                    let mut e = ListedGroup::default().with_group_id(GroupId(s(g.group_id))).with_protocol_type(s(g.protocol_type));
                     if version >= 4 {
-                        e.group_state = s(state);
+                        e.group_state = s(g.state);
                     }
                     if version >= 5 {
                         e.group_type = s("classic");
@@ -501,17 +511,17 @@ pub fn describe_groups(c: &Caller<'_>, version: i16, req: DescribeGroupsRequest)
                     d.members = desc
                         .members
                         .into_iter()
-                        .map(|(id, instance, client_id, host, meta, assignment)| {
-                            let mut m = DescribedGroupMember::default()
-                                .with_member_id(s(id))
-                                .with_client_id(s(client_id))
-                                .with_client_host(s(host))
-                                .with_member_metadata(meta)
-                                .with_member_assignment(assignment);
+                        .map(|m| {
+                            let mut e = DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment);
                             if version >= 4 {
-                                m.group_instance_id = instance.map(s);
+                                e.group_instance_id = m.group_instance_id.map(s);
                             }
-                            m
+                            e
                         })
                         .collect();
                 }
@@ -555,15 +565,19 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
             if c.plane.has_partition(&t.name, p.partition_index).await {
                 known.push((t.name.to_string(), p.partition_index));
             } else {
-                unknown.push((t.name.to_string(), p.partition_index, codes::UNKNOWN_TOPIC_OR_PARTITION));
+                unknown.push(PartitionError {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    error: codes::UNKNOWN_TOPIC_OR_PARTITION,
+                });
             }
         }
     }
     let group = req.group_id.to_string();
     let shard = c.coordinator.shard_of(&group);
-    let result = match c.coordinator.call::<super::shard::OffsetDeleteResult>(shard, move |sh, now, id| sh.delete_offsets(now, id, &group, known)).await {
+    let result = match c.coordinator.call::<OffsetDeleteResult>(shard, move |sh, now, id| sh.delete_offsets(now, id, &group, known)).await {
         Ok(r) => r,
-        Err(status) => super::shard::OffsetDeleteResult { error: status_error(status), partitions: Vec::new() },
+        Err(status) => OffsetDeleteResult { error: status_error(status), partitions: Vec::new() },
     };
     if result.error != codes::NONE {
         return OffsetDeleteResponse::default().with_error_code(result.error);
@@ -571,11 +585,11 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
     let mut rows = result.partitions;
     rows.extend(unknown);
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    for (t, p, e) in rows {
-        let part = OffsetDeleteResponsePartition::default().with_partition_index(p).with_error_code(e);
-        match topics.iter_mut().find(|x| x.name.as_str() == t) {
+    for PartitionError { topic, partition, error } in rows {
+        let part = OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error);
+        match topics.iter_mut().find(|x| x.name.as_str() == topic) {
             Some(x) => x.partitions.push(part),
-            None => topics.push(OffsetDeleteResponseTopic::default().with_name(TopicName(s(t))).with_partitions(vec![part])),
+            None => topics.push(OffsetDeleteResponseTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![part])),
         }
     }
     OffsetDeleteResponse::default().with_topics(topics)

@@ -113,7 +113,7 @@ fn item_01_group_placement_is_kafkas() {
 fn item_11_empty_group_id_may_commit() {
     let mut kit = Kit::new();
     assert_eq!(kit.commit(commit("", "", -1, &[("t", 0, 5)])), vec![codes::NONE]);
-    assert_eq!(kit.shard.fetch_offsets("", Some(&[("t".into(), 0)])), vec![("t".into(), 0, (5, -1, String::new()))]);
+    assert_eq!(kit.shard.fetch_offsets("", Some(&[("t".into(), 0)])), vec![fetched("t", 0, 5, -1, "")]);
 }
 
 /// 12. G: SessionTimeoutMs 5999 or 1800001. W: JoinGroup. T: INVALID_SESSION_TIMEOUT, MemberId echoed.
@@ -426,7 +426,7 @@ fn item_29_initial_join_waits_even_when_a_member_leaves() {
     let (b, rb) = kit.join_new(join("g", ""));
     kit.advance(1_000);
     let left = kit.leave("g", &[(&b, None)]);
-    assert_eq!(left.members, vec![(b.clone(), None, codes::NONE)]);
+    assert_eq!(left.members, vec![left_as(&b, None, codes::NONE)]);
     assert_eq!(answered(&mut kit, rb).error, codes::UNKNOWN_MEMBER_ID);
     assert!(kit.joined(ra).is_none(), "not completed early");
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
@@ -613,7 +613,7 @@ fn item_38_everyone_leaves_during_the_join_phase() {
     let before = kit.records.len();
     let left = kit.leave("g", &[(&ids[0], None), (&ids[1], None)]);
     assert_eq!(left.error, codes::NONE);
-    assert!(left.members.iter().all(|(_, _, e)| *e == codes::NONE));
+    assert!(left.members.iter().all(|m| m.error == codes::NONE));
     assert_eq!(answered(&mut kit, rl).error, codes::UNKNOWN_MEMBER_ID);
     let g = kit.group("g");
     assert!(g.is(GroupState::Empty));
@@ -1091,7 +1091,7 @@ fn item_70_leave_unknown_group() {
         r,
         LeaveResult {
             error: codes::NONE,
-            members: vec![("a".into(), None, codes::UNKNOWN_MEMBER_ID), (String::new(), Some("i".into()), codes::UNKNOWN_MEMBER_ID)],
+            members: vec![left_as("a", None, codes::UNKNOWN_MEMBER_ID), left_as("", Some("i"), codes::UNKNOWN_MEMBER_ID)],
         }
     );
 }
@@ -1112,7 +1112,7 @@ fn item_72_leave_rebalances() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 2);
     let r = kit.leave("g", &[(&ids[1], None)]);
-    assert_eq!(r, LeaveResult { error: codes::NONE, members: vec![(ids[1].clone(), None, codes::NONE)] });
+    assert_eq!(r, LeaveResult { error: codes::NONE, members: vec![left_as(&ids[1], None, codes::NONE)] });
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
     assert_eq!(kit.has_timer(&hb_key("g", &ids[1])), None);
@@ -1144,7 +1144,7 @@ fn item_74_admin_removes_static_members() {
         r,
         LeaveResult {
             error: codes::NONE,
-            members: vec![(String::new(), Some("i-b".into()), codes::NONE), (String::new(), Some("i-c".into()), codes::NONE)],
+            members: vec![left_as("", Some("i-b"), codes::NONE), left_as("", Some("i-c"), codes::NONE)],
         }
     );
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
@@ -1158,7 +1158,7 @@ fn item_75_static_leave_validation() {
     let mut kit = Kit::new();
     let ids = kit.stable_members(vec![static_join("g", "i-a"), static_join("g", "i-b")]);
     let r = kit.leave("g", &[(&ids[0], Some("i-b")), ("", Some("i-x")), (&ids[1], Some("i-x"))]);
-    let codes_: Vec<i16> = r.members.iter().map(|m| m.2).collect();
+    let codes_: Vec<i16> = r.members.iter().map(|m| m.error).collect();
     assert_eq!(codes_, vec![codes::FENCED_INSTANCE_ID, codes::UNKNOWN_MEMBER_ID, codes::UNKNOWN_MEMBER_ID]);
     assert_eq!(kit.group("g").members.len(), 2);
     assert!(kit.group("g").is(GroupState::Stable));
@@ -1172,7 +1172,7 @@ fn item_76_pending_member_leaves() {
     let r = kit.join(join("g", ""));
     let pending = answered(&mut kit, r).member_id;
     let r = kit.leave("g", &[(&pending, None)]);
-    assert_eq!(r.members, vec![(pending.clone(), None, codes::NONE)]);
+    assert_eq!(r.members, vec![left_as(&pending, None, codes::NONE)]);
     assert!(kit.group("g").pending_members.is_empty());
     assert_eq!(kit.has_timer(&hb_key("g", &pending)), None);
 }
@@ -1316,7 +1316,7 @@ fn item_84_static_join_validation() {
 fn item_85_simple_group_commit() {
     let mut kit = Kit::new();
     assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1), ("t", 1, 2)])), vec![codes::NONE; 2]);
-    assert_eq!(kit.shard.list(), vec![("g".to_string(), String::new(), "Empty")]);
+    assert_eq!(kit.shard.list(), vec![GroupListing { group_id: "g".into(), protocol_type: String::new(), state: "Empty" }]);
     assert!(group_records(&kit.records).is_empty(), "no GroupMetadata record for a simple group");
     assert_eq!(kit.records.len(), 2);
 }
@@ -1410,7 +1410,7 @@ fn item_93_oversized_metadata_fails_its_partition_only() {
     assert_eq!(kit.records.len(), 1);
     assert!(matches!(&kit.records[0], Record::Offset { partition: 2, value: Some(v), .. } if v.metadata == "é".repeat(4096)));
     let fetched = kit.shard.fetch_offsets("g", None);
-    assert_eq!(fetched.iter().map(|(_, p, _)| *p).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(fetched.iter().map(|f| f.partition).collect::<Vec<_>>(), vec![2]);
 }
 
 /// 95. G: v2 commit with RetentionTimeMs 3600000. W: commit. T: record value v1 with expireTimestamp = now+1h; expires at that time regardless of group state.
@@ -1447,7 +1447,7 @@ fn item_96_fetch_committed_and_uncommitted() {
     c.partitions[0].metadata = Some("md".into());
     kit.commit(c);
     let got = kit.shard.fetch_offsets("g", Some(&[("t".into(), 0), ("t".into(), 1)]));
-    assert_eq!(got, vec![("t".into(), 0, (5, 3, "md".into())), ("t".into(), 1, (-1, -1, String::new()))]);
+    assert_eq!(got, vec![fetched("t", 0, 5, 3, "md"), fetched("t", 1, -1, -1, "")]);
 }
 
 /// 97. G: unknown group. W: OffsetFetch explicit partitions / all. T: all −1 with NONE / empty list.
@@ -1456,7 +1456,7 @@ fn item_96_fetch_committed_and_uncommitted() {
 #[test]
 fn item_97_fetch_unknown_group() {
     let mut kit = Kit::new();
-    let none = vec![("t".to_string(), 0, (-1, -1, String::new()))];
+    let none = vec![fetched("t", 0, -1, -1, "")];
     assert_eq!(kit.shard.fetch_offsets("nope", Some(&[("t".into(), 0)])), none);
     assert!(kit.shard.fetch_offsets("nope", None).is_empty());
     kit.commit(commit("dead", "", -1, &[("t", 0, 4)]));
@@ -1483,10 +1483,10 @@ fn item_100_offset_delete_rules() {
         OffsetDeleteResult {
             error: codes::NONE,
             partitions: vec![
-                ("a".into(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-                ("a".into(), 1, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-                ("b".into(), 0, codes::NONE),
-                ("b".into(), 1, codes::NONE),
+                partition_error("a", 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
+                partition_error("a", 1, codes::GROUP_SUBSCRIBED_TO_TOPIC),
+                partition_error("b", 0, codes::NONE),
+                partition_error("b", 1, codes::NONE),
             ],
         }
     );
@@ -1615,7 +1615,7 @@ fn item_104_deleted_topic_offsets_are_tombstoned() {
         .collect();
     written.sort();
     assert_eq!(written, vec![("g1".into(), "gone".into(), 0), ("g1".into(), "gone".into(), 1), ("g2".into(), "gone".into(), 0)]);
-    assert_eq!(kit.shard.fetch_offsets("g1", None), vec![("kept".into(), 0, (1, -1, String::new()))]);
+    assert_eq!(kit.shard.fetch_offsets("g1", None), vec![fetched("kept", 0, 1, -1, "")]);
     assert!(kit.shard.fetch_offsets("g2", None).is_empty());
 }
 
@@ -1743,11 +1743,12 @@ fn item_112_describe_stable() {
     let ids = kit.stable("g", 2);
     let d = kit.shard.describe("g").expect("known");
     assert_eq!((d.state, d.protocol_type.as_str(), d.protocol_data.as_str()), ("Stable", "consumer", "range"));
-    let members: BTreeMap<String, (Bytes, Bytes)> = d.members.iter().map(|m| (m.0.clone(), (m.4.clone(), m.5.clone()))).collect();
+    let members: BTreeMap<String, (Bytes, Bytes)> =
+        d.members.iter().map(|m| (m.member_id.clone(), (m.metadata.clone(), m.assignment.clone()))).collect();
     for id in &ids {
         assert_eq!(members[id], (Bytes::from_static(b"m"), Bytes::from(format!("a-{id}"))));
     }
-    assert!(d.members.iter().all(|m| m.2 == "client" && m.3 == "/127.0.0.1"));
+    assert!(d.members.iter().all(|m| m.client_id == "client" && m.client_host == "/127.0.0.1"));
 }
 
 /// 113. G: PreparingRebalance group. W: DescribeGroups. T: ProtocolData "", members without metadata.
@@ -1759,7 +1760,7 @@ fn item_113_describe_rebalancing() {
     kit.join(join("g", &leader));
     let d = kit.shard.describe("g").expect("known");
     assert_eq!((d.state, d.protocol_data.as_str(), d.members.len()), ("PreparingRebalance", "", 2));
-    assert!(d.members.iter().all(|m| m.4.is_empty()));
+    assert!(d.members.iter().all(|m| m.metadata.is_empty()));
 }
 
 /// 114. G: unknown group. W: DescribeGroups v5. T: ErrorCode 0, GroupState "Dead", empty members.
@@ -1861,7 +1862,7 @@ fn replay_offsets_committed_then_some_deleted() {
     kit.leave("consumers", &[(&ids[0], None)]);
     kit.delete_offsets("consumers", &[("y", 0)]);
     kit.topic_deleted("x");
-    assert_eq!(kit.shard.fetch_offsets("simple", None), vec![("a".into(), 0, (5, -1, String::new()))]);
+    assert_eq!(kit.shard.fetch_offsets("simple", None), vec![fetched("a", 0, 5, -1, "")]);
     assert!(kit.shard.fetch_offsets("consumers", None).is_empty());
     assert_replay_matches(&kit);
 }

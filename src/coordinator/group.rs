@@ -83,6 +83,17 @@ impl Member {
     }
 }
 
+/// Where the initial rebalance delay of a group stands (Kafka's `InitialDelayedJoin`): each
+/// step waits `delay_ms`; a member joining during a step earns another, until the group's
+/// rebalance timeout is used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitialDelay {
+    /// How much longer the delay may still be extended, in ms.
+    pub remaining_ms: i64,
+    /// The step now scheduled, in ms.
+    pub delay_ms: i64,
+}
+
 /// A committed offset as the group holds it.
 pub type OffsetEntry = OffsetValue;
 
@@ -107,8 +118,8 @@ pub struct Group {
     pub pending_sync: HashSet<String>,
     /// A member joined during the initial (delayed) rebalance, so the delay extends.
     pub new_member_added: bool,
-    /// Remaining time of the initial rebalance delay, and the delay step now scheduled.
-    pub initial_delay: Option<(i64, i64)>,
+    /// The initial (delayed) rebalance of a group that was Empty, while it runs.
+    pub initial_delay: Option<InitialDelay>,
     /// When the current rebalance began, for the rebalance-duration metric.
     pub rebalance_started: Option<i64>,
     pub offsets: crate::FastMap<(String, i32), OffsetEntry>,

@@ -620,8 +620,8 @@ impl Coordinator {
     pub fn group_counts(&self) -> HashMap<&'static str, usize> {
         let mut counts = HashMap::new();
         for i in 0..self.shards.len() {
-            for (_, _, state) in self.lock(i).shard.list() {
-                *counts.entry(state).or_default() += 1;
+            for g in self.lock(i).shard.list() {
+                *counts.entry(g.state).or_default() += 1;
             }
         }
         counts

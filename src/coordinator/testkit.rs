@@ -85,6 +85,21 @@ pub(crate) fn subscription(topics: &[&str]) -> Bytes {
     Bytes::from(b)
 }
 
+/// One member's entry in a LeaveGroup answer.
+pub(crate) fn left_as(member: &str, instance: Option<&str>, error: i16) -> MemberError {
+    MemberError { member_id: member.into(), group_instance_id: instance.map(Into::into), error }
+}
+
+/// One partition's entry in an OffsetDelete answer.
+pub(crate) fn partition_error(topic: &str, partition: i32, error: i16) -> PartitionError {
+    PartitionError { topic: topic.into(), partition, error }
+}
+
+/// One partition's entry in an OffsetFetch answer.
+pub(crate) fn fetched(topic: &str, partition: i32, offset: i64, leader_epoch: i32, metadata: &str) -> FetchedPartition {
+    FetchedPartition { topic: topic.into(), partition, committed: FetchedOffset { offset, leader_epoch, metadata: metadata.into() } }
+}
+
 pub(crate) fn heartbeat(group: &str, member: &str, generation: i32) -> HeartbeatInput {
     HeartbeatInput { group_id: group.into(), member_id: member.into(), group_instance_id: None, generation_id: generation }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::coordinator::group::{Group, GroupState, Member, Waiter};
+use crate::coordinator::group::{Group, GroupState, InitialDelay, Member, Waiter};
 use crate::coordinator::record::Record;
 use crate::coordinator::RequestId;
 use super::{Cx, Rules, Shard, heartbeat_key, join_key};
@@ -248,7 +248,7 @@ impl Rules<'_> {
         if g.is(GroupState::Empty) {
             let delay = self.config.initial_rebalance_delay_ms;
             let remaining = (g.rebalance_timeout_ms() - delay).max(0);
-            g.initial_delay = Some((remaining, delay));
+            g.initial_delay = Some(InitialDelay { remaining_ms: remaining, delay_ms: delay });
             g.new_member_added = false;
             cx.set(join_key(&g.id), delay);
         } else {
@@ -274,14 +274,14 @@ impl Rules<'_> {
         if !g.is(GroupState::PreparingRebalance) {
             return;
         }
-        if let Some((remaining, delay)) = g.initial_delay
+        if let Some(InitialDelay { remaining_ms, delay_ms }) = g.initial_delay
             && g.new_member_added
-            && remaining != 0
+            && remaining_ms != 0
         {
             // §2.7: a member joined during the initial delay: wait another step.
             g.new_member_added = false;
-            let next = self.config.initial_rebalance_delay_ms.min(remaining);
-            g.initial_delay = Some(((remaining - delay).max(0), next));
+            let next = self.config.initial_rebalance_delay_ms.min(remaining_ms);
+            g.initial_delay = Some(InitialDelay { remaining_ms: (remaining_ms - delay_ms).max(0), delay_ms: next });
             cx.set(join_key(&g.id), next);
             return;
         }
@@ -544,7 +544,11 @@ impl Shard {
     pub fn leave(&mut self, now: i64, req: RequestId, l: LeaveInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let Some((mut rules, g)) = self.split(&l.group_id) else {
-            let members = l.members.into_iter().map(|(m, i)| (m, i, codes::UNKNOWN_MEMBER_ID)).collect();
+            let members = l
+                .members
+                .into_iter()
+                .map(|(member_id, group_instance_id)| MemberError { member_id, group_instance_id, error: codes::UNKNOWN_MEMBER_ID })
+                .collect();
             cx.reply(req, Reply::Leave(LeaveResult { error: codes::NONE, members }));
             return self.done(cx);
         };
@@ -578,7 +582,7 @@ impl Shard {
                     }
                 }
             };
-            results.push((member_id, instance, code));
+            results.push(MemberError { member_id, group_instance_id: instance, error: code });
         }
         if removed {
             match g.state {

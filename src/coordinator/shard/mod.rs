@@ -24,8 +24,9 @@ use super::RequestId;
 
 pub use membership::NEW_MEMBER_JOIN_TIMEOUT_MS;
 pub use types::{
-    CommitInput, CommitPartition, FetchedOffset, GroupDescription, HeartbeatInput, IdSource, JoinInput, JoinMember, JoinResult,
-    LeaveInput, LeaveResult, Listed, OffsetDeleteResult, Output, Reply, ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
+    CommitInput, CommitPartition, DescribedMember, FetchedOffset, FetchedPartition, GroupDescription, GroupListing,
+    HeartbeatInput, IdSource, JoinInput, JoinMember, JoinResult, LeaveInput, LeaveResult, MemberError, OffsetDeleteResult,
+    Output, PartitionError, Reply, ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
 };
 
 /// The shard.
@@ -245,20 +246,28 @@ impl Shard {
             members: g
                 .members
                 .values()
-                .map(|m| {
-                    let meta = if stable { m.metadata(&protocol).cloned().unwrap_or_default() } else { Bytes::new() };
-                    (m.id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), meta, m.assignment.clone())
+                .map(|m| DescribedMember {
+                    member_id: m.id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable { m.metadata(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
+                    assignment: m.assignment.clone(),
                 })
                 .collect(),
         })
     }
 
     /// ListGroups.
-    pub fn list(&self) -> Vec<Listed> {
+    pub fn list(&self) -> Vec<GroupListing> {
         self.groups
             .values()
             .filter(|g| !g.is(GroupState::Dead))
-            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+            })
             .collect()
     }
 

@@ -72,29 +72,29 @@ impl Shard {
 
     /// OffsetFetch of one group: `None` = all committed partitions. Unknown groups answer -1
     /// offsets (explicit partitions) or nothing (all), with no error (§3.2).
-    pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<(String, i32, FetchedOffset)> {
+    pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<FetchedPartition> {
         let g = self.groups.get(group).filter(|g| !g.is(GroupState::Dead));
+        let committed =
+            |o: &OffsetValue| FetchedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: o.metadata.clone() };
         match partitions {
             Some(list) => list
                 .iter()
-                .map(|(t, p)| {
-                    let found = g
-                        .and_then(|g| g.offsets.get(&(t.clone(), *p)))
-                        .map(|o| (o.offset, o.leader_epoch, o.metadata.clone()))
-                        .unwrap_or((-1, -1, String::new()));
-                    (t.clone(), *p, found)
+                .map(|(t, p)| FetchedPartition {
+                    topic: t.clone(),
+                    partition: *p,
+                    committed: g.and_then(|g| g.offsets.get(&(t.clone(), *p))).map(committed).unwrap_or_else(FetchedOffset::absent),
                 })
                 .collect(),
             None => {
-                let mut v: Vec<(String, i32, FetchedOffset)> = g
+                let mut v: Vec<FetchedPartition> = g
                     .map(|g| {
                         g.offsets
                             .iter()
-                            .map(|((t, p), o)| (t.clone(), *p, (o.offset, o.leader_epoch, o.metadata.clone())))
+                            .map(|((t, p), o)| FetchedPartition { topic: t.clone(), partition: *p, committed: committed(o) })
                             .collect()
                     })
                     .unwrap_or_default();
-                v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                v.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 v
             }
         }
@@ -117,12 +117,12 @@ impl Shard {
         for (topic, partition) in partitions {
             let is_subscribed = subscribed.as_ref().is_none_or(|s| s.contains(&topic));
             if is_subscribed {
-                results.push((topic, partition, codes::GROUP_SUBSCRIBED_TO_TOPIC));
+                results.push(PartitionError { topic, partition, error: codes::GROUP_SUBSCRIBED_TO_TOPIC });
             } else {
                 if g.offsets.contains_key(&(topic.clone(), partition)) {
                     tombstones.push(Record::Offset { group: group.to_string(), topic: topic.clone(), partition, value: None });
                 }
-                results.push((topic, partition, codes::NONE));
+                results.push(PartitionError { topic, partition, error: codes::NONE });
             }
         }
         for t in tombstones {

@@ -159,7 +159,16 @@ pub struct LeaveInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveResult {
     pub error: i16,
-    pub members: Vec<(String, Option<String>, i16)>,
+    /// In request order.
+    pub members: Vec<MemberError>,
+}
+
+/// One member of a LeaveGroup answer: the ids it was named by, and its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberError {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub error: i16,
 }
 
 /// One partition of an OffsetCommit.
@@ -189,7 +198,16 @@ pub struct CommitInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetDeleteResult {
     pub error: i16,
-    pub partitions: Vec<(String, i32, i16)>,
+    /// In request order.
+    pub partitions: Vec<PartitionError>,
+}
+
+/// One partition of an OffsetDelete answer, and its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionError {
+    pub topic: String,
+    pub partition: i32,
+    pub error: i16,
 }
 
 /// An answer to a request.
@@ -213,8 +231,28 @@ pub struct Output {
     pub timers: Vec<TimerOp>,
 }
 
-/// A fetched offset: (offset, leader epoch, metadata).
-pub type FetchedOffset = (i64, i32, String);
+/// A committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+impl FetchedOffset {
+    /// What a partition without a committed offset reports: offset and epoch -1, metadata "".
+    pub fn absent() -> Self {
+        FetchedOffset { offset: -1, leader_epoch: -1, metadata: String::new() }
+    }
+}
+
+/// One partition of an OffsetFetch answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: FetchedOffset,
+}
 
 /// A DescribeGroups answer for one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,9 +260,26 @@ pub struct GroupDescription {
     pub state: &'static str,
     pub protocol_type: String,
     pub protocol_data: String,
-    /// (member id, instance id, client id, client host, metadata, assignment)
-    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+    pub members: Vec<DescribedMember>,
 }
 
-/// A ListGroups entry: (group id, protocol type, state).
-pub type Listed = (String, String, &'static str);
+/// One member of a DescribeGroups answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Its metadata for the group's protocol; empty unless the group is Stable.
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A ListGroups entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    /// "" for a group that only commits offsets (a simple group).
+    pub protocol_type: String,
+    pub state: &'static str,
+}
