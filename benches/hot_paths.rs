@@ -18,6 +18,7 @@ use corral::coordinator::shard::{
     TimerKey, TimerOp,
 };
 use corral::coordinator::group::Protocol;
+use corral::error::ErrorCode;
 use corral::log::keyed::{KeyedConfig, KeyedLog};
 use corral::log::storage::{FileStorage, Storage};
 
@@ -192,7 +193,7 @@ fn shard(c: &mut Criterion) {
             now += 1;
             req += 1;
             let out = shard.heartbeat(now, req, HeartbeatInput { group_id: "g".into(), member_id: member.clone(), group_instance_id: None, generation_id: generation });
-            assert!(matches!(out.replies[0].1, Reply::Heartbeat(0)));
+            assert!(matches!(out.replies[0].1, Reply::Heartbeat(ErrorCode::NONE)));
             out
         })
     });

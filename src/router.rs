@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, api as group_api};
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::plane::DataPlane;
 use crate::protocol::{Request, VersionTable};
 
@@ -63,7 +63,7 @@ fn api_versions(table: &VersionTable, version: i16, req: &ApiVersionsRequest) ->
         && !(valid_software_field(req.client_software_name.as_str())
             && valid_software_field(req.client_software_version.as_str()))
     {
-        return ApiVersionsResponse::default().with_error_code(codes::INVALID_REQUEST);
+        return ApiVersionsResponse::default().with_error_code(ErrorCode::INVALID_REQUEST.code());
     }
     ApiVersionsResponse::default().with_api_keys(table.api_version_entries())
 }
@@ -155,7 +155,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r).await),
         RequestKind::DeleteTopics(r) => {
             let resp = broker::handle_delete_topics(b, v, r).await;
-            for t in resp.responses.iter().filter(|t| t.error_code == codes::NONE) {
+            for t in resp.responses.iter().filter(|t| t.error_code == ErrorCode::NONE.code()) {
                 if let Some(name) = &t.name {
                     ctx.coordinator.on_topic_deleted(name.as_str()).await;
                 }
@@ -181,7 +181,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         }
         RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(
             DescribeAclsResponse::default()
-                .with_error_code(codes::SECURITY_DISABLED)
+                .with_error_code(ErrorCode::SECURITY_DISABLED.code())
                 .with_error_message(Some(StrBytes::from_static_str("No Authorizer is configured on the broker"))),
         ),
         _ => unreachable!("{key:?} is in the version table but has no handler"),

@@ -67,11 +67,11 @@ pub enum BatchError {
 
 impl BatchError {
     /// The Kafka error code for this problem.
-    pub fn code(&self) -> i16 {
+    pub fn code(&self) -> crate::error::ErrorCode {
         match self {
-            BatchError::Corrupt(_) => crate::error::codes::CORRUPT_MESSAGE,
-            BatchError::Invalid(_) => crate::error::codes::INVALID_RECORD,
-            BatchError::Timestamp(_) => crate::error::codes::INVALID_TIMESTAMP,
+            BatchError::Corrupt(_) => crate::error::ErrorCode::CORRUPT_MESSAGE,
+            BatchError::Invalid(_) => crate::error::ErrorCode::INVALID_RECORD,
+            BatchError::Timestamp(_) => crate::error::ErrorCode::INVALID_TIMESTAMP,
         }
     }
 }
@@ -354,9 +354,9 @@ pub(crate) mod tests {
         let mut b = client_batch(2, -1, -1);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert_eq!(validate_produce_records(&b).unwrap_err().code(), crate::error::codes::CORRUPT_MESSAGE);
+        assert_eq!(validate_produce_records(&b).unwrap_err().code(), crate::error::ErrorCode::CORRUPT_MESSAGE);
         let b = client_batch(2, -1, -1);
-        let invalid = |b: &[u8]| validate_produce_records(b).unwrap_err().code() == crate::error::codes::INVALID_RECORD;
+        let invalid = |b: &[u8]| validate_produce_records(b).unwrap_err().code() == crate::error::ErrorCode::INVALID_RECORD;
         assert!(invalid(&b[..b.len() - 1]), "truncated");
         let mut two = b.clone();
         two.extend_from_slice(&b);

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::topic_config::{DEFS, TopicConfig};
 use super::{Broker, TopicError};
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 fn topic_configs(broker: &Broker, config: &TopicConfig) -> Vec<CreatableTopicConfigs> {
     DEFS.iter()
@@ -39,13 +39,13 @@ fn topic_configs(broker: &Broker, config: &TopicConfig) -> Vec<CreatableTopicCon
 fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> Result<i32, TopicError> {
     if t.replication_factor != -1 {
         return Err(TopicError::new(
-            codes::INVALID_REQUEST,
+            ErrorCode::INVALID_REQUEST,
             "A manual partition assignment was specified, but replication factor was not set to -1.",
         ));
     }
     if t.num_partitions != -1 {
         return Err(TopicError::new(
-            codes::INVALID_REQUEST,
+            ErrorCode::INVALID_REQUEST,
             "A manual partition assignment was specified, but numPartitions was not set to -1.",
         ));
     }
@@ -53,12 +53,12 @@ fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topic
     for a in &t.assignments {
         let idx = a.partition_index;
         if idx < 0 || idx as usize >= seen.len() || seen[idx as usize] {
-            return Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, "Partitions should be a consecutive 0-based integer sequence"));
+            return Err(TopicError::new(ErrorCode::INVALID_REPLICA_ASSIGNMENT, "Partitions should be a consecutive 0-based integer sequence"));
         }
         seen[idx as usize] = true;
         if a.broker_ids.len() != 1 || a.broker_ids[0].0 != broker.node_id() {
             return Err(TopicError::new(
-                codes::INVALID_REPLICA_ASSIGNMENT,
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
                 format!("Replica assignment for partition {idx} must name exactly broker {}", broker.node_id()),
             ));
         }
@@ -78,7 +78,7 @@ pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: Creat
     let asked: i64 = req.topics.iter().map(|t| if t.assignments.is_empty() { i64::from(t.num_partitions.max(0)) } else { t.assignments.len() as i64 }).sum();
     let too_many = (asked > broker.config.max_partitions_per_request).then(|| {
         TopicError::new(
-            codes::POLICY_VIOLATION,
+            ErrorCode::POLICY_VIOLATION,
             format!("The request adds {asked} partitions, past max.partitions.per.request ({})", broker.config.max_partitions_per_request),
         )
     });
@@ -91,7 +91,7 @@ pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: Creat
             r.replication_factor = -1;
         }
         if duplicates.iter().any(|d| d == name) {
-            r.error_code = codes::INVALID_REQUEST;
+            r.error_code = ErrorCode::INVALID_REQUEST.code();
             r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));
             results.push(r);
             continue;
@@ -133,7 +133,7 @@ pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: Creat
                 }
             }
             Err(e) => {
-                r.error_code = e.code;
+                r.error_code = e.code.code();
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
         }
@@ -167,24 +167,24 @@ pub async fn handle_delete_topics(broker: &Arc<Broker>, version: i16, req: Delet
                 r.topic_id = id;
             }
             let outcome = if !broker.config.delete_topic_enable {
-                let code = if version >= 3 { codes::TOPIC_DELETION_DISABLED } else { codes::INVALID_REQUEST };
+                let code = if version >= 3 { ErrorCode::TOPIC_DELETION_DISABLED } else { ErrorCode::INVALID_REQUEST };
                 Err(TopicError::new(code, "Topic deletion is disabled."))
             } else {
                 match (&name, id.is_nil()) {
-                    (Some(_), false) => Err(TopicError::new(codes::INVALID_REQUEST, "You may not specify both topic name and topic id.")),
-                    (None, true) => Err(TopicError::new(codes::INVALID_REQUEST, "Neither topic name nor id were specified.")),
-                    (Some(n), true) if names[n.as_str()] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic name.")),
-                    (None, false) if ids[&id] > 1 => Err(TopicError::new(codes::INVALID_REQUEST, "Duplicate topic id.")),
+                    (Some(_), false) => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "You may not specify both topic name and topic id.")),
+                    (None, true) => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Neither topic name nor id were specified.")),
+                    (Some(n), true) if names[n.as_str()] > 1 => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Duplicate topic name.")),
+                    (None, false) if ids[&id] > 1 => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Duplicate topic id.")),
                     (Some(n), true) => broker.delete_topic(n).await,
                     (None, false) => match broker.topic_by_id(&id) {
                         Some(t) if names.contains_key(&t.name) => {
-                            Err(TopicError::new(codes::INVALID_REQUEST, "The same topic was named by both name and id."))
+                            Err(TopicError::new(ErrorCode::INVALID_REQUEST, "The same topic was named by both name and id."))
                         }
                         Some(t) => {
                             r.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
                             broker.delete_topic(&t.name).await
                         }
-                        None => Err(TopicError::new(codes::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
+                        None => Err(TopicError::new(ErrorCode::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")),
                     },
                 }
             };
@@ -195,7 +195,7 @@ pub async fn handle_delete_topics(broker: &Arc<Broker>, version: i16, req: Delet
                     }
                 }
                 Err(e) => {
-                    r.error_code = e.code;
+                    r.error_code = e.code.code();
                     if version >= 5 {
                         r.error_message = Some(StrBytes::from_string(e.message));
                     }
@@ -226,27 +226,27 @@ pub async fn handle_create_partitions(broker: &Arc<Broker>, _version: i16, req: 
         let r = 'one: {
             let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_message(None);
             if counts[t.name.as_str()] > 1 {
-                r.error_code = codes::INVALID_REQUEST;
+                r.error_code = ErrorCode::INVALID_REQUEST.code();
                 r.error_message = Some(StrBytes::from_static_str("Duplicate topic name."));
                 break 'one r;
             }
             let outcome = match broker.topic(&t.name) {
                 None => {
-                    r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                     break 'one r;
                 }
                 Some(topic) => {
                     let current = topic.partition_count();
                     match &t.assignments {
                         Some(a) if a.len() as i64 != t.count as i64 - current as i64 => Err(TopicError::new(
-                            codes::INVALID_REPLICA_ASSIGNMENT,
+                            ErrorCode::INVALID_REPLICA_ASSIGNMENT,
                             format!("Increasing the number of partitions by {} but {} assignments provided.", t.count - current, a.len()),
                         )),
                         Some(a) if a.iter().any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != broker.node_id()) => {
-                            Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, "Assignments may only name this broker, once."))
+                            Err(TopicError::new(ErrorCode::INVALID_REPLICA_ASSIGNMENT, "Assignments may only name this broker, once."))
                         }
                         _ if too_many => Err(TopicError::new(
-                            codes::POLICY_VIOLATION,
+                            ErrorCode::POLICY_VIOLATION,
                             format!("The request adds {asked} partitions, past max.partitions.per.request ({})", broker.config.max_partitions_per_request),
                         )),
                         _ => broker.create_partitions(&topic, t.count, req.validate_only).await,
@@ -254,7 +254,7 @@ pub async fn handle_create_partitions(broker: &Arc<Broker>, _version: i16, req: 
                 }
             };
             if let Err(e) = outcome {
-                r.error_code = e.code;
+                r.error_code = e.code.code();
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
             r
@@ -279,18 +279,18 @@ pub fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsR
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                         return r;
                     };
                     if !topic.as_ref().is_some_and(|t| t.config().delete) {
-                        r.error_code = codes::POLICY_VIOLATION;
+                        r.error_code = ErrorCode::POLICY_VIOLATION.code();
                         return r;
                     }
                     let mut state = partition.lock();
                     let hwm = state.log.next_offset();
                     let target = if p.offset == -1 { hwm } else { p.offset };
                     if target < 0 || target > hwm {
-                        r.error_code = codes::OFFSET_OUT_OF_RANGE;
+                        r.error_code = ErrorCode::OFFSET_OUT_OF_RANGE.code();
                         return r;
                     }
                     match state.log.delete_before(target) {
@@ -301,7 +301,7 @@ pub fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsR
                         }
                         Err(e) => {
                             tracing::error!(topic = %t.name.as_str(), partition = p.partition_index, "delete records failed: {e}");
-                            r.error_code = codes::KAFKA_STORAGE_ERROR;
+                            r.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
                         }
                     }
                     r

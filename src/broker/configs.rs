@@ -17,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::topic_config::{self, DEFS, Kind, broker_default, source};
 use super::{Broker, Topic};
 use crate::config::Config;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// DescribeConfigs resource types.
 const TOPIC: i8 = 2;
@@ -139,10 +139,10 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                         out.configs = describe_topic(broker, version, &t, &r.configuration_keys, req.include_synonyms, req.include_documentation)
                     }
                     None if super::validate_topic_name(r.resource_name.as_str()).is_err() => {
-                        out.error_code = codes::INVALID_TOPIC_EXCEPTION;
+                        out.error_code = ErrorCode::INVALID_TOPIC_EXCEPTION.code();
                         out.error_message = super::validate_topic_name(r.resource_name.as_str()).err().map(|e| StrBytes::from_string(e.message));
                     }
-                    None => out.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    None => out.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
                 },
                 // "" is the cluster-wide dynamic default: corral has none.
                 BROKER if r.resource_name.is_empty() => {}
@@ -166,7 +166,7 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                 }
                 BROKER_LOGGER => {}
                 BROKER => {
-                    out.error_code = codes::INVALID_REQUEST;
+                    out.error_code = ErrorCode::INVALID_REQUEST.code();
                     out.error_message = Some(StrBytes::from_string(if r.resource_name.parse::<i32>().is_err() {
                         format!("Broker id must be an integer, but it is: {}", r.resource_name.as_str())
                     } else {
@@ -178,7 +178,7 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                     }));
                 }
                 other => {
-                    out.error_code = codes::INVALID_REQUEST;
+                    out.error_code = ErrorCode::INVALID_REQUEST.code();
                     out.error_message = Some(StrBytes::from_string(format!("Unsupported resource type {other}")));
                 }
             }
@@ -189,9 +189,9 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
 }
 
 /// Applies new overrides to a topic after validating them all.
-async fn set_overrides(broker: &Arc<Broker>, topic: &Arc<Topic>, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<(), (i16, String)> {
+async fn set_overrides(broker: &Arc<Broker>, topic: &Arc<Topic>, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<(), (ErrorCode, String)> {
     for (k, v) in &overrides {
-        topic_config::validate(k, Some(v)).map_err(|m| (codes::INVALID_CONFIG, m))?;
+        topic_config::validate(k, Some(v)).map_err(|m| (ErrorCode::INVALID_CONFIG, m))?;
     }
     if !validate_only {
         broker.set_topic_config(topic, overrides).await.map_err(|e| (e.code, e.message))?;
@@ -199,8 +199,8 @@ async fn set_overrides(broker: &Arc<Broker>, topic: &Arc<Topic>, overrides: BTre
     Ok(())
 }
 
-fn refuse_broker_change() -> (i16, String) {
-    (codes::INVALID_REQUEST, "corral's broker settings are static: change the config file and restart".into())
+fn refuse_broker_change() -> (ErrorCode, String) {
+    (ErrorCode::INVALID_REQUEST, "corral's broker settings are static: change the config file and restart".into())
 }
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic settings.
@@ -209,17 +209,17 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
     for r in req.resources {
         {
             let outcome = match (r.resource_type, broker.topic(r.resource_name.as_str())) {
-                (TOPIC, None) => Err((codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
+                (TOPIC, None) => Err((ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
                 (TOPIC, Some(topic)) => {
                     let mut o = topic.config().overrides;
                     let mut result = Ok(());
                     for c in &r.configs {
                         let name = c.name.to_string();
                         let value = c.value.as_ref().map(|v| v.to_string());
-                        let list_op = |o: &BTreeMap<String, String>, add: bool| -> Result<String, (i16, String)> {
-                            let d = topic_config::def(&name).ok_or((codes::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
+                        let list_op = |o: &BTreeMap<String, String>, add: bool| -> Result<String, (ErrorCode, String)> {
+                            let d = topic_config::def(&name).ok_or((ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
                             if d.kind != Kind::List {
-                                return Err((codes::INVALID_CONFIG, format!("Config value append/subtract is not allowed for config key {name}")));
+                                return Err((ErrorCode::INVALID_CONFIG, format!("Config value append/subtract is not allowed for config key {name}")));
                             }
                             let current = o.get(&name).cloned().unwrap_or_else(|| broker_default(&broker.config, d).0);
                             let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -233,7 +233,7 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                             Ok(items.join(","))
                         };
                         let step = match c.config_operation {
-                            0 => value.clone().ok_or((codes::INVALID_REQUEST, format!("Null value not supported for: {name}"))).map(|v| {
+                            0 => value.clone().ok_or((ErrorCode::INVALID_REQUEST, format!("Null value not supported for: {name}"))).map(|v| {
                                 o.insert(name.clone(), v);
                             }),
                             1 => {
@@ -246,7 +246,7 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                             3 => list_op(&o, false).map(|v| {
                                 o.insert(name.clone(), v);
                             }),
-                            op => Err((codes::INVALID_REQUEST, format!("Unknown config operation {op}"))),
+                            op => Err((ErrorCode::INVALID_REQUEST, format!("Unknown config operation {op}"))),
                         };
                         if let Err(e) = step {
                             result = Err(e);
@@ -259,14 +259,14 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                     }
                 }
                 (BROKER, _) => Err(refuse_broker_change()),
-                (t, _) => Err((codes::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
+                (t, _) => Err((ErrorCode::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
             let mut resp = IncResult::default()
                 .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
-                resp.error_code = code;
+                resp.error_code = code.code();
                 resp.error_message = Some(StrBytes::from_string(msg));
             }
             responses.push(resp);
@@ -281,7 +281,7 @@ pub async fn handle_alter_configs(broker: &Arc<Broker>, _version: i16, req: Alte
     for r in req.resources {
         {
             let outcome = match (r.resource_type, broker.topic(r.resource_name.as_str())) {
-                (TOPIC, None) => Err((codes::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
+                (TOPIC, None) => Err((ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.".to_string())),
                 (TOPIC, Some(topic)) => {
                     let mut o = BTreeMap::new();
                     let mut bad = None;
@@ -290,7 +290,7 @@ pub async fn handle_alter_configs(broker: &Arc<Broker>, _version: i16, req: Alte
                             Some(v) => {
                                 o.insert(c.name.to_string(), v.to_string());
                             }
-                            None => bad = Some((codes::INVALID_REQUEST, format!("Null value not supported for: {}", c.name.as_str()))),
+                            None => bad = Some((ErrorCode::INVALID_REQUEST, format!("Null value not supported for: {}", c.name.as_str()))),
                         }
                     }
                     match bad {
@@ -299,14 +299,14 @@ pub async fn handle_alter_configs(broker: &Arc<Broker>, _version: i16, req: Alte
                     }
                 }
                 (BROKER, _) => Err(refuse_broker_change()),
-                (t, _) => Err((codes::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
+                (t, _) => Err((ErrorCode::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
             let mut resp = AlterResult::default()
                 .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
-                resp.error_code = code;
+                resp.error_code = code.code();
                 resp.error_message = Some(StrBytes::from_string(msg));
             }
             responses.push(resp);

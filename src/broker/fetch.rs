@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Broker;
 use super::partition::LEADER_EPOCH;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// Isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
@@ -37,7 +37,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
         // v13+ names topics by id (KIP-516).
         let by_id = version >= 13;
         let topic = if by_id { broker.topic_by_id(&ft.topic_id) } else { broker.topic(&ft.topic) };
-        let unknown = if by_id { codes::UNKNOWN_TOPIC_ID } else { codes::UNKNOWN_TOPIC_OR_PARTITION };
+        let unknown = if by_id { ErrorCode::UNKNOWN_TOPIC_ID } else { ErrorCode::UNKNOWN_TOPIC_OR_PARTITION };
         let mut partitions = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
             let mut pd = PartitionData::default()
@@ -51,28 +51,28 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
             }
             if topic.is_none() {
                 pd.records = None;
-                pd.error_code = unknown;
+                pd.error_code = unknown.code();
                 errored = true;
                 partitions.push(pd);
                 continue;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 pd.records = None;
-                pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                pd.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                 errored = true;
                 partitions.push(pd);
                 continue;
             };
             if version >= 9 && fp.current_leader_epoch > LEADER_EPOCH {
                 pd.records = None;
-                pd.error_code = codes::UNKNOWN_LEADER_EPOCH;
+                pd.error_code = ErrorCode::UNKNOWN_LEADER_EPOCH.code();
                 errored = true;
                 partitions.push(pd);
                 continue;
             }
             if version < 10 && topic.as_ref().is_some_and(|t| t.config().zstd) {
                 pd.records = None;
-                pd.error_code = codes::UNSUPPORTED_COMPRESSION_TYPE;
+                pd.error_code = ErrorCode::UNSUPPORTED_COMPRESSION_TYPE.code();
                 errored = true;
                 partitions.push(pd);
                 continue;
@@ -93,7 +93,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 // Kafka answers an error partition with -1 offsets and null records.
                 pd = PartitionData::default()
                     .with_partition_index(fp.partition)
-                    .with_error_code(codes::OFFSET_OUT_OF_RANGE)
+                    .with_error_code(ErrorCode::OFFSET_OUT_OF_RANGE.code())
                     .with_high_watermark(-1)
                     .with_last_stable_offset(-1)
                     .with_aborted_transactions(None)
@@ -116,7 +116,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                     }
                     Err(e) => {
                         tracing::error!(topic = %ft.topic.as_str(), partition = fp.partition, "read failed: {e}");
-                        pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                        pd.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
                         errored = true;
                     }
                 }
@@ -147,7 +147,7 @@ pub async fn handle_fetch(
 ) -> FetchResponse {
     if version >= 7 && req.session_id != 0 {
         // We never hand out session ids, so a client cannot hold a valid one.
-        return FetchResponse::default().with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND);
+        return FetchResponse::default().with_error_code(ErrorCode::FETCH_SESSION_ID_NOT_FOUND.code());
     }
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Topic, partition::LEADER_EPOCH};
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
@@ -40,8 +40,8 @@ fn topic_entry(broker: &Broker, version: i16, t: &Topic) -> MetadataResponseTopi
     e
 }
 
-fn error_entry(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
-    MetadataResponseTopic::default().with_name(name).with_error_code(code)
+fn error_entry(name: Option<TopicName>, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default().with_name(name).with_error_code(code.code())
 }
 
 /// One requested topic's entry (auto-creating it when allowed).
@@ -52,28 +52,28 @@ async fn metadata_entry(
     auto: bool,
 ) -> MetadataResponseTopic {
     if version < 12 && (w.name.is_none() || !w.topic_id.is_nil()) {
-        return error_entry(w.name.clone(), codes::INVALID_REQUEST);
+        return error_entry(w.name.clone(), ErrorCode::INVALID_REQUEST);
     }
     let name = match (&w.name, !w.topic_id.is_nil()) {
         (_, true) => match broker.topic_by_id(&w.topic_id) {
             Some(t) => return topic_entry(broker, version, &t),
             None => {
-                let mut e = error_entry(None, codes::UNKNOWN_TOPIC_ID);
+                let mut e = error_entry(None, ErrorCode::UNKNOWN_TOPIC_ID);
                 e.topic_id = w.topic_id;
                 return e;
             }
         },
         (Some(n), false) => n.clone(),
-        (None, false) => return error_entry(None, codes::INVALID_REQUEST),
+        (None, false) => return error_entry(None, ErrorCode::INVALID_REQUEST),
     };
     if let Some(t) = broker.topic(&name) {
         return topic_entry(broker, version, &t);
     }
     if super::validate_topic_name(&name).is_err() {
-        return error_entry(Some(name), codes::INVALID_TOPIC_EXCEPTION);
+        return error_entry(Some(name), ErrorCode::INVALID_TOPIC_EXCEPTION);
     }
     if !auto {
-        return error_entry(Some(name), codes::UNKNOWN_TOPIC_OR_PARTITION);
+        return error_entry(Some(name), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     }
     match broker.auto_create(&name).await {
         Ok(t) => topic_entry(broker, version, &t),
@@ -136,15 +136,15 @@ pub fn handle_describe_cluster(broker: &Broker, version: i16, req: DescribeClust
         let refused = match req.endpoint_type {
             1 => None,
             2 => Some((
-                codes::MISMATCHED_ENDPOINT_TYPE,
+                ErrorCode::MISMATCHED_ENDPOINT_TYPE,
                 "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
             )),
-            _ => Some((codes::UNSUPPORTED_ENDPOINT_TYPE, "Unsupported endpoint type")),
+            _ => Some((ErrorCode::UNSUPPORTED_ENDPOINT_TYPE, "Unsupported endpoint type")),
         };
         if let Some((code, message)) = refused {
             return DescribeClusterResponse::default()
                 .with_endpoint_type(req.endpoint_type)
-                .with_error_code(code)
+                .with_error_code(code.code())
                 .with_error_message(Some(StrBytes::from_static_str(message)));
         }
     }

@@ -38,7 +38,7 @@ use crate::log::datadir::DataDir;
 use crate::log::keyed::{KeyedConfig, KeyedLog};
 use catalog::{CatalogEntry, TopicRecord};
 use producer::ProducerTable;
-use crate::error::codes;
+use crate::error::ErrorCode;
 use partition::Partition;
 use topic_config::TopicConfig;
 
@@ -73,12 +73,12 @@ impl Topic {
 /// A refused topic operation: the Kafka error code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicError {
-    pub code: i16,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl TopicError {
-    fn new(code: i16, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         TopicError { code, message: message.into() }
     }
 }
@@ -145,7 +145,7 @@ fn partition_dir(id: &Uuid, index: i32) -> String {
 
 fn storage_error(what: &str, e: impl std::fmt::Display) -> TopicError {
     tracing::error!("{what}: {e}");
-    TopicError::new(codes::KAFKA_STORAGE_ERROR, format!("{what}: {e}"))
+    TopicError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("{what}: {e}"))
 }
 
 impl Broker {
@@ -250,7 +250,7 @@ impl Broker {
     fn reserve(&self, name: &str) -> Result<Reserved<'_>, TopicError> {
         let mut creating = self.creating.lock().expect("creating lock");
         if self.topics.contains_key(name) || !creating.insert(name.to_string()) {
-            return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+            return Err(TopicError::new(ErrorCode::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
         }
         Ok(Reserved { broker: self, name: name.to_string() })
     }
@@ -326,12 +326,12 @@ impl Broker {
     ) -> Result<(i32, BTreeMap<String, String>), TopicError> {
         validate_topic_name(name)?;
         if self.topics.contains_key(name) {
-            return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+            return Err(TopicError::new(ErrorCode::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
         }
         let canonical = name.replace('.', "_");
         if let Some(other) = self.topics.iter().find(|t| t.key().replace('.', "_") == canonical) {
             return Err(TopicError::new(
-                codes::INVALID_TOPIC_EXCEPTION,
+                ErrorCode::INVALID_TOPIC_EXCEPTION,
                 format!("Topic '{name}' collides with existing topic: {}", other.key()),
             ));
         }
@@ -340,32 +340,32 @@ impl Broker {
             p if p >= 1 => p,
             _ => {
                 return Err(TopicError::new(
-                    codes::INVALID_PARTITIONS,
+                    ErrorCode::INVALID_PARTITIONS,
                     "Number of partitions was set to an invalid non-positive value.",
                 ));
             }
         };
         if partitions > 100_000 {
-            return Err(TopicError::new(codes::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
+            return Err(TopicError::new(ErrorCode::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
         }
         match replication_factor {
             -1 | 1 => {}
             r if r < 1 => {
                 return Err(TopicError::new(
-                    codes::INVALID_REPLICATION_FACTOR,
+                    ErrorCode::INVALID_REPLICATION_FACTOR,
                     "Replication factor must be larger than 0, or -1 to use the default value.",
                 ));
             }
             r => {
                 return Err(TopicError::new(
-                    codes::INVALID_REPLICATION_FACTOR,
+                    ErrorCode::INVALID_REPLICATION_FACTOR,
                     format!("Unable to replicate the partition {r} time(s): The target replication factor of {r} cannot be reached because only 1 broker(s) are registered."),
                 ));
             }
         }
         let mut overrides = BTreeMap::new();
         for (k, v) in configs {
-            topic_config::validate(k, v.as_deref()).map_err(|m| TopicError::new(codes::INVALID_CONFIG, m))?;
+            topic_config::validate(k, v.as_deref()).map_err(|m| TopicError::new(ErrorCode::INVALID_CONFIG, m))?;
             overrides.insert(k.clone(), v.clone().unwrap_or_default());
         }
         Ok((partitions, overrides))
@@ -423,7 +423,7 @@ impl Broker {
         match self.create_topic(name, partitions, overrides).await {
             Ok(t) => Ok(t),
             // lost a race with another creator: theirs is as good, once it is there
-            Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => {
+            Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {
                 for _ in 0..200 {
                     if let Some(t) = self.topic(name) {
                         return Ok(t);
@@ -442,7 +442,7 @@ impl Broker {
         let total = self.partition_total();
         if total + more > self.config.max_partitions {
             return Err(TopicError::new(
-                codes::POLICY_VIOLATION,
+                ErrorCode::POLICY_VIOLATION,
                 format!("{more} more partitions would make {} in all, past max.partitions ({})", total + more, self.config.max_partitions),
             ));
         }
@@ -452,12 +452,12 @@ impl Broker {
     /// Deletes a topic: the catalog tombstone is durable before the answer; the files go after.
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<Arc<Topic>, TopicError> {
         if !self.topics.contains_key(name) {
-            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+            return Err(TopicError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
         }
         let (me, owned) = (self.clone(), name.to_string());
         blocking(move || me.write_catalog(catalog::topic_key(&owned), None)).await.map_err(|e| storage_error("writing the topic catalog", e))?;
         let (_, topic) = self.topics.remove(name).ok_or_else(|| {
-            TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+            TopicError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         })?;
         self.topic_ids.remove(&topic.id);
         let (me, t) = (self.clone(), topic.clone());
@@ -500,10 +500,10 @@ impl Broker {
             } else {
                 format!("The topic {} currently has {current} partition(s); {count} would not be an increase.", topic.name)
             };
-            return Err(TopicError::new(codes::INVALID_PARTITIONS, msg));
+            return Err(TopicError::new(ErrorCode::INVALID_PARTITIONS, msg));
         }
         if count > 100_000 {
-            return Err(TopicError::new(codes::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
+            return Err(TopicError::new(ErrorCode::INVALID_PARTITIONS, "corral serves at most 100000 partitions per topic."));
         }
         self.check_partition_caps((count - current) as i64)?;
         if validate_only {
@@ -514,7 +514,7 @@ impl Broker {
             let mut creating = self.creating.lock().expect("creating lock");
             let key = format!("partitions of {}", topic.name);
             if !creating.insert(key.clone()) {
-                return Err(TopicError::new(codes::REASSIGNMENT_IN_PROGRESS, "The topic's partitions are being changed."));
+                return Err(TopicError::new(ErrorCode::REASSIGNMENT_IN_PROGRESS, "The topic's partitions are being changed."));
             }
             Reserved { broker: self, name: key }
         };
@@ -548,7 +548,7 @@ impl Broker {
 
 /// Kafka's topic name rules.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |m: String| Err(TopicError::new(codes::INVALID_TOPIC_EXCEPTION, m));
+    let invalid = |m: String| Err(TopicError::new(ErrorCode::INVALID_TOPIC_EXCEPTION, m));
     if name.is_empty() {
         return invalid("Topic name is illegal, it can't be empty".into());
     }
@@ -583,7 +583,7 @@ mod tests {
     fn topic_names_follow_kafka() {
         assert!(validate_topic_name("a.b-c_D9").is_ok());
         for bad in ["", ".", "..", "a b", "ä", &"x".repeat(250)] {
-            assert_eq!(validate_topic_name(bad).unwrap_err().code, codes::INVALID_TOPIC_EXCEPTION, "{bad}");
+            assert_eq!(validate_topic_name(bad).unwrap_err().code, ErrorCode::INVALID_TOPIC_EXCEPTION, "{bad}");
         }
     }
 
@@ -594,18 +594,18 @@ mod tests {
         let (p, o) = b.validate_new_topic("a.b", -1, -1, &none).unwrap();
         assert_eq!(p, 1);
         b.create_topic("a.b", p, o).await.unwrap();
-        assert_eq!(b.validate_new_topic("a.b", 1, 1, &none).unwrap_err().code, codes::TOPIC_ALREADY_EXISTS);
-        assert_eq!(b.validate_new_topic("a_b", 1, 1, &none).unwrap_err().code, codes::INVALID_TOPIC_EXCEPTION);
-        assert_eq!(b.validate_new_topic("x", 0, 1, &none).unwrap_err().code, codes::INVALID_PARTITIONS);
-        assert_eq!(b.validate_new_topic("x", 1, 3, &none).unwrap_err().code, codes::INVALID_REPLICATION_FACTOR);
+        assert_eq!(b.validate_new_topic("a.b", 1, 1, &none).unwrap_err().code, ErrorCode::TOPIC_ALREADY_EXISTS);
+        assert_eq!(b.validate_new_topic("a_b", 1, 1, &none).unwrap_err().code, ErrorCode::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(b.validate_new_topic("x", 0, 1, &none).unwrap_err().code, ErrorCode::INVALID_PARTITIONS);
+        assert_eq!(b.validate_new_topic("x", 1, 3, &none).unwrap_err().code, ErrorCode::INVALID_REPLICATION_FACTOR);
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".to_string(), Some("soon".to_string()));
-        assert_eq!(b.validate_new_topic("x", 1, 1, &bad).unwrap_err().code, codes::INVALID_CONFIG);
+        assert_eq!(b.validate_new_topic("x", 1, 1, &bad).unwrap_err().code, ErrorCode::INVALID_CONFIG);
         let t = b.topic("a.b").unwrap();
         assert!(b.topic_by_id(&t.id).is_some());
         b.create_partitions(&t, 3, false).await.unwrap();
         assert_eq!(t.partition_count(), 3);
-        assert_eq!(b.create_partitions(&t, 2, false).await.unwrap_err().code, codes::INVALID_PARTITIONS);
+        assert_eq!(b.create_partitions(&t, 2, false).await.unwrap_err().code, ErrorCode::INVALID_PARTITIONS);
         b.delete_topic("a.b").await.unwrap();
         assert!(b.topic("a.b").is_none() && b.topic_by_id(&t.id).is_none());
     }
@@ -630,7 +630,7 @@ mod tests {
         // the 3rd partition of "doomed" cannot create its segment file
         data.fail(FaultOp::Create, 28, false);
         let e = b.create_topic("doomed", 5, BTreeMap::new()).await.unwrap_err();
-        assert_eq!(e.code, codes::KAFKA_STORAGE_ERROR);
+        assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR);
         assert!(b.topic("doomed").is_none());
         assert_eq!(files(&data), before, "partition files of the failed creation were left behind");
         // the catalog write itself fails (its fsync): no topic either
@@ -668,14 +668,14 @@ mod tests {
 
     /// Produces to `topic` on another thread: its error code, or `None` if it took more
     /// than 5 s (it waited behind something).
-    fn produce_elsewhere(b: &Arc<Broker>, topic: &str) -> Option<i16> {
+    fn produce_elsewhere(b: &Arc<Broker>, topic: &str) -> Option<ErrorCode> {
         let (b, req, (tx, rx)) = (b.clone(), produce_to(topic), std::sync::mpsc::channel());
         // in the test's runtime, as a produce runs on its workers
         let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             let _in = rt.enter();
             let r = handle_produce(&b, 8, req);
-            let _ = tx.send(r.responses[0].partition_responses[0].error_code);
+            let _ = tx.send(ErrorCode::from(r.responses[0].partition_responses[0].error_code));
         });
         rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
     }
@@ -689,7 +689,7 @@ mod tests {
         let data = Arc::new(DataDir::memory_modelled());
         let b = over(data.clone());
         b.create_topic("f", 1, BTreeMap::new()).await.unwrap();
-        assert_eq!(produce_elsewhere(&b, "f"), Some(codes::NONE));
+        assert_eq!(produce_elsewhere(&b, "f"), Some(ErrorCode::NONE));
         let gate = data.hold(FaultOp::Read).expect("a memory data dir");
         let req = FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
             .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str("f")))
@@ -705,9 +705,9 @@ mod tests {
         let during = produce_elsewhere(&b, "f");
         gate.open();
         let fetched = fetching.join().unwrap();
-        assert_eq!(during, Some(codes::NONE), "the produce waited for the fetch's read");
+        assert_eq!(during, Some(ErrorCode::NONE), "the produce waited for the fetch's read");
         assert!(!gate.expired());
-        assert_eq!(fetched.responses[0].partitions[0].error_code, codes::NONE);
+        assert_eq!(ErrorCode::from(fetched.responses[0].partitions[0].error_code), ErrorCode::NONE);
         assert!(fetched.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()));
     }
 
@@ -720,7 +720,7 @@ mod tests {
         b.create_topic("r", 1, BTreeMap::from([("segment.bytes".to_string(), "200".to_string())])).await.unwrap();
         let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
         for i in 0..8 {
-            assert_eq!(produce_elsewhere(&b, "r"), Some(codes::NONE), "produce {i} waited for a sync");
+            assert_eq!(produce_elsewhere(&b, "r"), Some(ErrorCode::NONE), "produce {i} waited for a sync");
         }
         assert!(gate.wait_reached(std::time::Duration::from_secs(10)), "no roll's sync ran");
         gate.open();
@@ -738,7 +738,7 @@ mod tests {
         let overrides = BTreeMap::from([("segment.bytes".to_string(), "200".to_string()), ("cleanup.policy".to_string(), "compact".to_string())]);
         b.create_topic("c", 1, overrides).await.unwrap();
         for _ in 0..10 {
-            assert_eq!(produce_elsewhere(&b, "c"), Some(codes::NONE));
+            assert_eq!(produce_elsewhere(&b, "c"), Some(ErrorCode::NONE));
         }
         let gate = data.hold(FaultOp::Read).expect("a memory data dir");
         let compacting = {
@@ -749,7 +749,7 @@ mod tests {
         let during = produce_elsewhere(&b, "c");
         gate.open();
         compacting.join().unwrap();
-        assert_eq!(during, Some(codes::NONE), "the produce waited for the compaction");
+        assert_eq!(during, Some(ErrorCode::NONE), "the produce waited for the compaction");
         assert!(!gate.expired());
         assert_eq!(b.topic("c").unwrap().partition(0).unwrap().offsets().1, 33);
     }
@@ -807,10 +807,10 @@ mod tests {
         let config = Config { max_partitions: 10, ..Config::default() };
         let b = Arc::new(Broker::open(Arc::new(config), HostPort { host: "h".into(), port: 1 }, "c".into(), data.clone()).unwrap());
         b.create_topic("a", 8, BTreeMap::new()).await.unwrap();
-        assert_eq!(b.check_partition_caps(3).unwrap_err().code, codes::POLICY_VIOLATION);
+        assert_eq!(b.check_partition_caps(3).unwrap_err().code, ErrorCode::POLICY_VIOLATION);
         assert!(b.check_partition_caps(2).is_ok());
         let t = b.topic("a").unwrap();
-        assert_eq!(b.create_partitions(&t, 11, false).await.unwrap_err().code, codes::POLICY_VIOLATION);
+        assert_eq!(b.create_partitions(&t, 11, false).await.unwrap_err().code, ErrorCode::POLICY_VIOLATION);
         assert_eq!(files(&data).len(), 8);
     }
 
@@ -830,14 +830,17 @@ mod tests {
                     .with_index(0)
                     .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1))))])])
         };
-        let code = |r: kafka_protocol::messages::ProduceResponse| (r.responses[0].partition_responses[0].error_code, r.responses[0].partition_responses[0].base_offset);
-        assert_eq!(code(handle_produce(&b, 8, produce())), (codes::NONE, 0));
+        let code = |r: kafka_protocol::messages::ProduceResponse| {
+            let p = &r.responses[0].partition_responses[0];
+            (ErrorCode::from(p.error_code), p.base_offset)
+        };
+        assert_eq!(code(handle_produce(&b, 8, produce())), (ErrorCode::NONE, 0));
         data.fail(FaultOp::Write, 28, true);
-        assert_eq!(code(handle_produce(&b, 8, produce())).0, codes::KAFKA_STORAGE_ERROR);
+        assert_eq!(code(handle_produce(&b, 8, produce())).0, ErrorCode::KAFKA_STORAGE_ERROR);
         let p = b.topic("p").unwrap().partition(0).unwrap();
         assert_eq!(p.offsets(), (0, 3), "the failed batch is not visible");
         assert_eq!(p.lock().log.read(0, 1 << 20, true).unwrap().len(), crate::batch::tests::client_batch(3, -1, -1).len());
-        assert_eq!(code(handle_produce(&b, 8, produce())), (codes::NONE, 3), "writes resume at the next offset");
+        assert_eq!(code(handle_produce(&b, 8, produce())), (ErrorCode::NONE, 3), "writes resume at the next offset");
         // a reopen finds the two good batches and nothing of the failed one
         drop(p);
         drop(b);

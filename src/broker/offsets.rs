@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 use super::partition::{LEADER_EPOCH, Partition};
 use crate::batch::records::read_records;
 use super::Broker;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// ListOffsets' special timestamps.
 pub const LATEST: i64 = -1;
@@ -19,7 +19,7 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
 
 /// The (offset, timestamp) ListOffsets answers for `ts` on one partition; (-1, -1) if none.
-pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), i16> {
+pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), ErrorCode> {
     let state = partition.lock();
     let (start, end) = (state.log.start_offset(), state.log.next_offset());
     match ts {
@@ -31,11 +31,11 @@ pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), i16> {
             let target = if ts == MAX_TIMESTAMP { i64::MAX } else { ts };
             let plan = state.log.timestamp_plan(target);
             drop(state);
-            let batch = plan.find().map_err(|_| codes::KAFKA_STORAGE_ERROR)?;
+            let batch = plan.find().map_err(|_| ErrorCode::KAFKA_STORAGE_ERROR)?;
             let Some(batch) = batch else {
                 return Ok((-1, -1));
             };
-            let records = read_records(&batch).map_err(|_| codes::CORRUPT_MESSAGE)?;
+            let records = read_records(&batch).map_err(|_| ErrorCode::CORRUPT_MESSAGE)?;
             let live = records.into_iter().filter(|r| r.offset >= start);
             let found = if ts == MAX_TIMESTAMP {
                 let mut best: Option<(i64, i64)> = None;
@@ -50,7 +50,7 @@ pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), i16> {
             };
             Ok(found.unwrap_or((-1, -1)))
         }
-        _ => Err(codes::UNSUPPORTED_VERSION),
+        _ => Err(ErrorCode::UNSUPPORTED_VERSION),
     }
 }
 
@@ -80,22 +80,22 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
                         r.leader_epoch = -1;
                     }
                     if seen[&(name.clone(), p.partition_index)] > 1 {
-                        r.error_code = codes::INVALID_REQUEST;
+                        r.error_code = ErrorCode::INVALID_REQUEST.code();
                         return r;
                     }
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                         return r;
                     };
                     if version >= 4 && p.current_leader_epoch > LEADER_EPOCH {
-                        r.error_code = codes::UNKNOWN_LEADER_EPOCH;
+                        r.error_code = ErrorCode::UNKNOWN_LEADER_EPOCH.code();
                         return r;
                     }
                     if (p.timestamp == MAX_TIMESTAMP && version < 7)
                         || (p.timestamp == EARLIEST_LOCAL && version < 8)
                         || (p.timestamp == LATEST_TIERED && version < 9)
                     {
-                        r.error_code = codes::UNSUPPORTED_VERSION;
+                        r.error_code = ErrorCode::UNSUPPORTED_VERSION.code();
                         return r;
                     }
                     match lookup(&partition, p.timestamp) {
@@ -106,7 +106,7 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
                                 r.leader_epoch = LEADER_EPOCH;
                             }
                         }
-                        Err(code) => r.error_code = code,
+                        Err(code) => r.error_code = code.code(),
                     }
                     r
                 })
@@ -138,11 +138,11 @@ pub fn handle_offset_for_leader_epoch(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
-                        r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                         return r;
                     };
                     if p.current_leader_epoch > LEADER_EPOCH {
-                        r.error_code = codes::UNKNOWN_LEADER_EPOCH;
+                        r.error_code = ErrorCode::UNKNOWN_LEADER_EPOCH.code();
                     } else if p.leader_epoch == LEADER_EPOCH {
                         r.leader_epoch = LEADER_EPOCH;
                         r.end_offset = partition.offsets().1;

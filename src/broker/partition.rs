@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::batch::{self, BatchHeader};
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::log::batches::BatchLog;
 
 /// The leader epoch every batch is stamped with: a single node never changes leader.
@@ -38,7 +38,7 @@ pub struct Appended {
 /// A refused append: the Kafka error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendError {
-    pub code: i16,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -91,7 +91,7 @@ impl Partition {
     pub fn append(&self, batch_bytes: &[u8], h: &BatchHeader, config: &TopicConfig, now_ms: i64) -> Result<Appended, AppendError> {
         if h.total_len() > config.max_message_bytes as usize {
             return Err(AppendError {
-                code: codes::MESSAGE_TOO_LARGE,
+                code: ErrorCode::MESSAGE_TOO_LARGE,
                 message: format!(
                     "The request included a message larger than the max message size the server will accept ({} > {})",
                     h.total_len(),
@@ -104,7 +104,7 @@ impl Partition {
                 || now_ms.saturating_sub(h.base_timestamp) > config.timestamp_before_max_ms)
         {
             return Err(AppendError {
-                code: codes::INVALID_TIMESTAMP,
+                code: ErrorCode::INVALID_TIMESTAMP,
                 message: "One or more records have been rejected due to invalid timestamp".into(),
             });
         }
@@ -132,7 +132,7 @@ impl Partition {
         let unflushed_before = state.log.unflushed();
         let rolled = state.log.append(&bytes, &stored).map_err(|e| {
             tracing::error!(partition = self.index, "append failed: {e}");
-            AppendError { code: codes::KAFKA_STORAGE_ERROR, message: format!("cannot append to the log: {e}") }
+            AppendError { code: ErrorCode::KAFKA_STORAGE_ERROR, message: format!("cannot append to the log: {e}") }
         })?;
         if state.log.unflushed() < unflushed_before || state.log.unflushed() == 0 {
             state.last_flush_ms = now_ms;

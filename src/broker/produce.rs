@@ -13,12 +13,12 @@ use kafka_protocol::protocol::StrBytes;
 use crate::batch::{BatchHeader, validate_produce_records};
 use super::Broker;
 use crate::clock::now_ms;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
-fn partition_error(version: i16, index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+fn partition_error(version: i16, index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
     let mut p = PartitionProduceResponse::default()
         .with_index(index)
-        .with_error_code(code)
+        .with_error_code(code.code())
         .with_base_offset(-1)
         .with_log_append_time_ms(-1);
     if version >= 5 {
@@ -33,7 +33,7 @@ fn partition_error(version: i16, index: i32, code: i16, message: Option<String>)
 /// Whether any partition of a Produce response carries an error (acks=0 then closes the
 /// connection, as Kafka does, since there is no response to carry it).
 pub fn has_error(resp: &ProduceResponse) -> bool {
-    resp.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != codes::NONE))
+    resp.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != ErrorCode::NONE.code()))
 }
 
 /// Produce. Returns the response even for acks=0; the connection does not send it then.
@@ -57,24 +57,24 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                 .partition_data
                 .into_iter()
                 .map(|pd| {
-                    let fail = |code: i16, msg: Option<String>| partition_error(version, pd.index, code, msg);
+                    let fail = |code: ErrorCode, msg: Option<String>| partition_error(version, pd.index, code, msg);
                     if !acks_ok {
-                        return fail(codes::INVALID_REQUIRED_ACKS, None);
+                        return fail(ErrorCode::INVALID_REQUIRED_ACKS, None);
                     }
                     if transactional {
                         return fail(
-                            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                            ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                             Some("corral does not support transactions".into()),
                         );
                     }
                     let Some(topic) = topic.as_ref() else {
-                        return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                        return fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
                     };
                     let Some(partition) = topic.partition(pd.index) else {
-                        return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                        return fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
                     };
                     let Some(records) = pd.records.as_ref() else {
-                        return fail(codes::INVALID_RECORD, Some("produce request without records".into()));
+                        return fail(ErrorCode::INVALID_RECORD, Some("produce request without records".into()));
                     };
                     let header = match validate_produce_records(records) {
                         Ok(h) => h,
@@ -85,7 +85,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                     };
                     if version < 7 && header.compression() == 4 {
                         // KIP-110: zstd needs Produce v7.
-                        return fail(codes::UNSUPPORTED_COMPRESSION_TYPE, None);
+                        return fail(ErrorCode::UNSUPPORTED_COMPRESSION_TYPE, None);
                     }
                     match partition.append(records, &header, &topic.config(), now) {
                         Ok(a) => {
@@ -115,25 +115,25 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
 /// producers without a transactional id (a producer id and epoch sent along are ignored).
 /// Transactional ids are refused with a fatal error until transactions exist.
 pub async fn handle_init_producer_id(broker: &std::sync::Arc<Broker>, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let fail = |code| {
+    let fail = |code: ErrorCode| {
         InitProducerIdResponse::default()
-            .with_error_code(code)
+            .with_error_code(code.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
     if version >= 3 && ((req.producer_id.0 == -1) != (req.producer_epoch == -1)) {
-        return fail(codes::INVALID_REQUEST);
+        return fail(ErrorCode::INVALID_REQUEST);
     }
     match req.transactional_id.as_ref() {
-        Some(t) if t.is_empty() => return fail(codes::INVALID_REQUEST),
+        Some(t) if t.is_empty() => return fail(ErrorCode::INVALID_REQUEST),
         Some(t) => {
             tracing::warn!(transactional_id = %t.as_str(), "InitProducerId with a transactional id: corral does not support transactions");
-            return fail(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+            return fail(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
         None => {}
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Err(e) => fail(if e.code == codes::KAFKA_STORAGE_ERROR { codes::UNKNOWN_SERVER_ERROR } else { e.code }),
+        Err(e) => fail(if e.code == ErrorCode::KAFKA_STORAGE_ERROR { ErrorCode::UNKNOWN_SERVER_ERROR } else { e.code }),
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// How many recent batches per producer are kept for duplicate detection.
 pub const BATCHES_KEPT: usize = 5;
@@ -40,7 +40,7 @@ pub enum Verdict {
     /// It was appended before: answer with these offsets and append nothing.
     Duplicate { base_offset: i64, timestamp: i64 },
     /// Refuse it with this error code.
-    Reject(i16),
+    Reject(ErrorCode),
 }
 
 /// Producer state of one partition.
@@ -60,19 +60,19 @@ impl ProducerTable {
             return Verdict::Append;
         }
         if h.base_sequence < 0 {
-            return Verdict::Reject(codes::INVALID_RECORD);
+            return Verdict::Reject(ErrorCode::INVALID_RECORD);
         }
         let Some(e) = self.entries.get(&h.producer_id) else {
             return Verdict::Append;
         };
         if h.producer_epoch < e.epoch {
-            return Verdict::Reject(codes::INVALID_PRODUCER_EPOCH);
+            return Verdict::Reject(ErrorCode::INVALID_PRODUCER_EPOCH);
         }
         if h.producer_epoch > e.epoch {
             return if h.base_sequence == 0 {
                 Verdict::Append
             } else {
-                Verdict::Reject(codes::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
             };
         }
         let last = h.last_sequence();
@@ -88,7 +88,7 @@ impl ProducerTable {
         }
         match e.recent.back() {
             Some(prev) if h.base_sequence != next_seq(prev.last_seq) => {
-                Verdict::Reject(codes::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
             }
             _ => Verdict::Append,
         }
@@ -160,13 +160,13 @@ mod tests {
         assert_eq!(t.check(&b), Verdict::Append);
         t.record(&b, 103, 6);
         // a gap
-        assert_eq!(t.check(&header(1, 0, 9, 1)), Verdict::Reject(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(t.check(&header(1, 0, 9, 1)), Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
         // an older epoch
         let mut t2 = t.clone();
         t2.record(&header(1, 2, 0, 1), 105, 7);
-        assert_eq!(t2.check(&header(1, 1, 0, 1)), Verdict::Reject(codes::INVALID_PRODUCER_EPOCH));
+        assert_eq!(t2.check(&header(1, 1, 0, 1)), Verdict::Reject(ErrorCode::INVALID_PRODUCER_EPOCH));
         // a newer epoch must start at 0
-        assert_eq!(t.check(&header(1, 1, 5, 1)), Verdict::Reject(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(t.check(&header(1, 1, 5, 1)), Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
         assert_eq!(t.check(&header(1, 1, 0, 1)), Verdict::Append);
         // an unknown producer may start anywhere; no producer id means no checks
         assert_eq!(t.check(&header(2, 0, 17, 1)), Verdict::Append);
@@ -184,7 +184,7 @@ mod tests {
         assert!(matches!(t.check(&header(1, 0, 5, 1)), Verdict::Duplicate { .. }));
         assert!(matches!(t.check(&header(1, 0, 1, 1)), Verdict::Duplicate { .. }));
         // the first batch fell out of the window: it is now simply out of order
-        assert_eq!(t.check(&header(1, 0, 0, 1)), Verdict::Reject(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(t.check(&header(1, 0, 0, 1)), Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
         t.forget_before(10);
         assert!(t.is_empty());
     }

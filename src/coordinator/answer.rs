@@ -10,18 +10,19 @@
 use tokio::sync::oneshot;
 
 use super::shard::{JoinResult, LeaveResult, OffsetDeleteResult, Reply, SyncResult};
+use crate::error::ErrorCode;
 
 /// A Heartbeat's answer: its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Heartbeated(pub i16);
+pub struct Heartbeated(pub ErrorCode);
 
 /// An OffsetCommit's answer: one error code per partition, in request order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed(pub Vec<i16>);
+pub struct Committed(pub Vec<ErrorCode>);
 
 /// A DeleteGroups answer for one group: its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupDeleted(pub i16);
+pub struct GroupDeleted(pub ErrorCode);
 
 /// A parked request's reply channel, by the kind of answer it waits for.
 #[derive(Debug)]
@@ -66,7 +67,7 @@ impl Waiting {
     /// # Panics
     ///
     /// If `reply` is not the kind of answer this request waits for.
-    pub fn send(self, reply: Reply, failure: Option<i16>) {
+    pub fn send(self, reply: Reply, failure: Option<ErrorCode>) {
         match (self, reply) {
             (Waiting::Join(tx), Reply::Join(r)) => {
                 // a failed write leaves the member unknown: no member id (checklist 83)
@@ -114,21 +115,22 @@ mod tests {
     #[test]
     fn answers_arrive_typed_and_failures_keep_their_shape() {
         let (tx, rx) = oneshot::channel();
-        Committed::waiting(tx).send(Reply::Commit(vec![0, 3]), Some(16));
-        assert_eq!(rx.blocking_recv().unwrap(), Committed(vec![16, 16]));
+        let not_coordinator = Some(ErrorCode::NOT_COORDINATOR);
+        Committed::waiting(tx).send(Reply::Commit(vec![ErrorCode::NONE, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION]), not_coordinator);
+        assert_eq!(rx.blocking_recv().unwrap(), Committed(vec![ErrorCode::NOT_COORDINATOR; 2]));
         let (tx, rx) = oneshot::channel();
-        JoinResult::waiting(tx).send(Reply::Join(JoinResult::error(0, "m-1")), Some(16));
+        JoinResult::waiting(tx).send(Reply::Join(JoinResult::error(ErrorCode::NONE, "m-1")), not_coordinator);
         let r = rx.blocking_recv().unwrap();
-        assert_eq!((r.error, r.member_id.as_str()), (16, ""));
+        assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::NOT_COORDINATOR, ""));
         let (tx, rx) = oneshot::channel();
-        Heartbeated::waiting(tx).send(Reply::Heartbeat(27), None);
-        assert_eq!(rx.blocking_recv().unwrap(), Heartbeated(27));
+        Heartbeated::waiting(tx).send(Reply::Heartbeat(ErrorCode::REBALANCE_IN_PROGRESS), None);
+        assert_eq!(rx.blocking_recv().unwrap(), Heartbeated(ErrorCode::REBALANCE_IN_PROGRESS));
     }
 
     #[test]
     #[should_panic(expected = "answered a request waiting as")]
     fn an_answer_of_the_wrong_kind_is_a_broken_invariant() {
         let (tx, _rx) = oneshot::channel();
-        Heartbeated::waiting(tx).send(Reply::DeleteGroup(0), None);
+        Heartbeated::waiting(tx).send(Reply::DeleteGroup(ErrorCode::NONE), None);
     }
 }

@@ -28,7 +28,7 @@ use super::shard::{
 };
 use super::answer::{Committed, GroupDeleted, Heartbeated};
 use super::{Coordinator, ShardStatus};
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::plane::DataPlane;
 
 /// Everything a group API needs: the coordinator, the data plane (which topics exist, our own
@@ -46,10 +46,10 @@ fn s(v: impl Into<String>) -> StrBytes {
 }
 
 /// The error a shard that is not serving gives (§2.4.5).
-fn status_error(status: ShardStatus) -> i16 {
+fn status_error(status: ShardStatus) -> ErrorCode {
     match status {
-        ShardStatus::Loading => codes::COORDINATOR_LOAD_IN_PROGRESS,
-        ShardStatus::Active | ShardStatus::Failed => codes::NOT_COORDINATOR,
+        ShardStatus::Loading => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+        ShardStatus::Active | ShardStatus::Failed => ErrorCode::NOT_COORDINATOR,
     }
 }
 
@@ -58,13 +58,13 @@ fn status_error(status: ShardStatus) -> i16 {
 /// FindCoordinator: every group is coordinated by us. Transactions and share groups are not
 /// supported and say so.
 pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let answer = |key_type: i8| -> (i16, Option<&'static str>) {
+    let answer = |key_type: i8| -> (ErrorCode, Option<&'static str>) {
         match key_type {
-            0 => (codes::NONE, None),
-            1 => (codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions")),
-            2 if version < 6 => (codes::INVALID_REQUEST, Some("share groups need FindCoordinator v6")),
-            2 => (codes::INVALID_REQUEST, Some("corral does not support share groups")),
-            _ => (codes::INVALID_REQUEST, Some("unknown coordinator key type")),
+            0 => (ErrorCode::NONE, None),
+            1 => (ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions")),
+            2 if version < 6 => (ErrorCode::INVALID_REQUEST, Some("share groups need FindCoordinator v6")),
+            2 => (ErrorCode::INVALID_REQUEST, Some("corral does not support share groups")),
+            _ => (ErrorCode::INVALID_REQUEST, Some("unknown coordinator key type")),
         }
     };
     let me = c.plane.me();
@@ -74,8 +74,8 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
             .into_iter()
             .map(|key| {
                 let (code, msg) = answer(req.key_type);
-                let e = CoordinatorEntry::default().with_key(key).with_error_code(code).with_error_message(msg.map(s));
-                if code == codes::NONE {
+                let e = CoordinatorEntry::default().with_key(key).with_error_code(code.code()).with_error_message(msg.map(s));
+                if code == ErrorCode::NONE {
                     e.with_node_id(BrokerId(me.id)).with_host(me.host.clone()).with_port(me.port)
                 } else {
                     e.with_node_id(BrokerId(-1)).with_host(StrBytes::default()).with_port(-1)
@@ -85,11 +85,11 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let (code, msg) = answer(if version >= 1 { req.key_type } else { 0 });
-    let mut r = FindCoordinatorResponse::default().with_error_code(code);
+    let mut r = FindCoordinatorResponse::default().with_error_code(code.code());
     if version >= 1 {
         r.error_message = msg.map(s);
     }
-    if code == codes::NONE {
+    if code == ErrorCode::NONE {
         r.node_id = BrokerId(me.id);
         r.host = me.host;
         r.port = me.port;
@@ -105,7 +105,7 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
 
 fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
     let mut resp = JoinGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(r.error.code())
         .with_generation_id(r.generation_id)
         .with_leader(s(r.leader))
         .with_member_id(s(r.member_id))
@@ -122,7 +122,7 @@ fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
                 .collect(),
         );
     // v7+: null protocol type/name on errors; before v7 the name is "" when unset.
-    let ok = r.error == codes::NONE;
+    let ok = r.error == ErrorCode::NONE;
     if version >= 7 {
         resp.protocol_type = if ok { r.protocol_type.map(s) } else { None };
         resp.protocol_name = if ok { r.protocol_name.filter(|n| !n.is_empty()).map(s) } else { None };
@@ -138,7 +138,7 @@ fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
 /// JoinGroup.
 pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> JoinGroupResponse {
     if req.group_id.is_empty() {
-        return join_response(version, JoinResult::error(codes::INVALID_GROUP_ID, ""));
+        return join_response(version, JoinResult::error(ErrorCode::INVALID_GROUP_ID, ""));
     }
     let input = JoinInput {
         group_id: req.group_id.to_string(),
@@ -165,8 +165,8 @@ pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> 
 // ---------------------------------------------------------------------- SyncGroup
 
 fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
-    let mut resp = SyncGroupResponse::default().with_error_code(r.error).with_assignment(r.assignment);
-    if version >= 5 && r.error == codes::NONE {
+    let mut resp = SyncGroupResponse::default().with_error_code(r.error.code()).with_assignment(r.assignment);
+    if version >= 5 && r.error == ErrorCode::NONE {
         resp.protocol_type = r.protocol_type.map(s);
         resp.protocol_name = r.protocol_name.map(s);
     } else {
@@ -179,11 +179,11 @@ fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
 /// SyncGroup.
 pub async fn sync_group(c: &Caller<'_>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
     if req.group_id.is_empty() {
-        return sync_response(version, SyncResult::error(codes::INVALID_GROUP_ID));
+        return sync_response(version, SyncResult::error(ErrorCode::INVALID_GROUP_ID));
     }
     // KIP-559: v5 must name the protocol type and name.
     if version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
-        return sync_response(version, SyncResult::error(codes::INCONSISTENT_GROUP_PROTOCOL));
+        return sync_response(version, SyncResult::error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL));
     }
     let input = SyncInput {
         group_id: req.group_id.to_string(),
@@ -208,7 +208,7 @@ pub async fn sync_group(c: &Caller<'_>, version: i16, req: SyncGroupRequest) -> 
 /// Heartbeat. A loading shard answers NONE, as Kafka does ("blindly respond").
 pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> HeartbeatResponse {
     if req.group_id.is_empty() {
-        return HeartbeatResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+        return HeartbeatResponse::default().with_error_code(ErrorCode::INVALID_GROUP_ID.code());
     }
     let input = HeartbeatInput {
         group_id: req.group_id.to_string(),
@@ -220,10 +220,10 @@ pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> 
     let span = tracing::trace_span!("heartbeat", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
     let code = match c.coordinator.call::<Heartbeated>(shard, move |sh, now, id| sh.heartbeat(now, id, input)).instrument(span).await {
         Ok(Heartbeated(code)) => code,
-        Err(ShardStatus::Loading) => codes::NONE,
+        Err(ShardStatus::Loading) => ErrorCode::NONE,
         Err(status) => status_error(status),
     };
-    HeartbeatResponse::default().with_error_code(code)
+    HeartbeatResponse::default().with_error_code(code.code())
 }
 
 // ---------------------------------------------------------------------- LeaveGroup
@@ -231,7 +231,7 @@ pub async fn heartbeat(c: &Caller<'_>, _version: i16, req: HeartbeatRequest) -> 
 /// LeaveGroup: v0-2 leave one member, v3+ a batch.
 pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
     if req.group_id.is_empty() {
-        return LeaveGroupResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+        return LeaveGroupResponse::default().with_error_code(ErrorCode::INVALID_GROUP_ID.code());
     }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members.into_iter().map(|m| (m.member_id.to_string(), m.group_instance_id.map(|i| i.to_string()))).collect()
@@ -246,7 +246,7 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
         Err(status) => LeaveResult { error: status_error(status), members: Vec::new() },
     };
     if version >= 3 {
-        LeaveGroupResponse::default().with_error_code(result.error).with_members(
+        LeaveGroupResponse::default().with_error_code(result.error.code()).with_members(
             result
                 .members
                 .into_iter()
@@ -254,18 +254,18 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
                     MemberResponse::default()
                         .with_member_id(s(m.member_id))
                         .with_group_instance_id(m.group_instance_id.map(s))
-                        .with_error_code(m.error)
+                        .with_error_code(m.error.code())
                 })
                 .collect(),
         )
     } else {
         // Before v3 there is one error: the top-level one, else the first member error.
-        let code = if result.error != codes::NONE {
+        let code = if result.error != ErrorCode::NONE {
             result.error
         } else {
-            result.members.iter().map(|m| m.error).find(|e| *e != codes::NONE).unwrap_or(codes::NONE)
+            result.members.iter().map(|m| m.error).find(|e| *e != ErrorCode::NONE).unwrap_or(ErrorCode::NONE)
         };
-        LeaveGroupResponse::default().with_error_code(code)
+        LeaveGroupResponse::default().with_error_code(code.code())
     }
 }
 
@@ -273,7 +273,7 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
 
 /// OffsetCommit: unknown topics and partitions are answered here; the rest go to the shard.
 pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let mut answer: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(req.topics.len());
+    let mut answer: Vec<(TopicName, Vec<(i32, ErrorCode)>)> = Vec::with_capacity(req.topics.len());
     let mut to_shard = Vec::new();
     // (topic index, partition index within topic) of each partition sent to the shard
     let mut slots = Vec::new();
@@ -295,9 +295,9 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                 });
                 slots.push((ti, pi));
-                parts.push((p.partition_index, codes::NONE));
+                parts.push((p.partition_index, ErrorCode::NONE));
             } else {
-                parts.push((p.partition_index, codes::UNKNOWN_TOPIC_OR_PARTITION));
+                parts.push((p.partition_index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
             }
         }
         answer.push((t.name.clone(), parts));
@@ -330,7 +330,7 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
                 OffsetCommitResponseTopic::default().with_name(name).with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, e)| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(e))
+                        .map(|(p, e)| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(e.code()))
                         .collect(),
                 )
             })
@@ -342,14 +342,14 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
 
 /// One group's offsets, read after everything appended so far is durable; `Err` is a
 /// group-level error.
-async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<FetchedPartition>, i16> {
+async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<FetchedPartition>, ErrorCode> {
     let shard = c.coordinator.shard_of(group);
     let (rows, position) = c
         .coordinator
         .read(shard, |sh| sh.fetch_offsets(group, wanted.as_deref()))
         .map(|rows| (rows, c.coordinator.log.appended(shard)))
         .map_err(status_error)?;
-    c.coordinator.log.wait_durable(shard, position).await.map_err(|_| codes::NOT_COORDINATOR)?;
+    c.coordinator.log.wait_durable(shard, position).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
     Ok(rows)
 }
 
@@ -393,7 +393,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
                         })
                         .collect(),
                 ),
-                Err(code) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(code),
+                Err(code) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(code.code()),
             };
             groups.push(entry);
         }
@@ -402,7 +402,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
     let wanted = wanted_of(req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
     let explicit = wanted.clone();
     let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted).await {
-        Ok(rows) => (rows, codes::NONE),
+        Ok(rows) => (rows, ErrorCode::NONE),
         Err(code) => {
             // Before v2 a group-level error goes into every requested partition.
             let rows = explicit
@@ -413,7 +413,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
             (rows, code)
         }
     };
-    let part_error = if version < 2 { error } else { codes::NONE };
+    let part_error = if version < 2 { error } else { ErrorCode::NONE };
     let mut resp = OffsetFetchResponse::default().with_topics(
         by_topic(rows)
             .into_iter()
@@ -425,7 +425,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
                                 .with_partition_index(p)
                                 .with_committed_offset(o.offset)
                                 .with_metadata(Some(s(o.metadata)))
-                                .with_error_code(part_error);
+                                .with_error_code(part_error.code());
                             if version >= 5 {
                                 e.committed_leader_epoch = o.leader_epoch;
                             }
@@ -437,7 +437,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
             .collect(),
     );
     if version >= 2 {
-        resp.error_code = error;
+        resp.error_code = error.code();
     }
     resp
 }
@@ -448,7 +448,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
 pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|f| f.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|f| f.to_lowercase()).collect();
-    let mut error = codes::NONE;
+    let mut error = ErrorCode::NONE;
     let mut groups = Vec::new();
     for i in 0..c.coordinator.partitions() {
         match c.coordinator.read(i, |sh| sh.list()) {
@@ -470,12 +470,12 @@ pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> List
                     groups.push(e);
                 }
             }
-            Err(ShardStatus::Loading) => error = codes::COORDINATOR_LOAD_IN_PROGRESS,
+            Err(ShardStatus::Loading) => error = ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
             Err(_) => {}
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    ListGroupsResponse::default().with_error_code(error).with_groups(groups)
+    ListGroupsResponse::default().with_error_code(error.code()).with_groups(groups)
 }
 
 /// The operations a group allows without an authorizer: READ, DELETE, DESCRIBE,
@@ -495,11 +495,11 @@ pub fn describe_groups(c: &Caller<'_>, version: i16, req: DescribeGroupsRequest)
             let shard = c.coordinator.shard_of(gid.as_str());
             match c.coordinator.read(shard, |sh| sh.describe(gid.as_str())) {
                 Err(status) => {
-                    d.error_code = status_error(status);
+                    d.error_code = status_error(status).code();
                     d.group_state = s("");
                 }
                 Ok(None) if version >= 6 => {
-                    d.error_code = codes::GROUP_ID_NOT_FOUND;
+                    d.error_code = ErrorCode::GROUP_ID_NOT_FOUND.code();
                     d.error_message = Some(s(format!("Group {} not found.", gid.as_str())));
                     d.group_state = s("Dead");
                 }
@@ -548,7 +548,7 @@ pub async fn delete_groups(c: &Caller<'_>, _version: i16, req: DeleteGroupsReque
             Ok(GroupDeleted(code)) => code,
             Err(status) => status_error(status),
         };
-        results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code));
+        results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code.code()));
     }
     DeleteGroupsResponse::default().with_results(results)
 }
@@ -556,7 +556,7 @@ pub async fn delete_groups(c: &Caller<'_>, _version: i16, req: DeleteGroupsReque
 /// OffsetDelete.
 pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     if req.group_id.is_empty() {
-        return OffsetDeleteResponse::default().with_error_code(codes::INVALID_GROUP_ID);
+        return OffsetDeleteResponse::default().with_error_code(ErrorCode::INVALID_GROUP_ID.code());
     }
     let mut known = Vec::new();
     let mut unknown = Vec::new();
@@ -568,7 +568,7 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
                 unknown.push(PartitionError {
                     topic: t.name.to_string(),
                     partition: p.partition_index,
-                    error: codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    error: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 });
             }
         }
@@ -579,14 +579,14 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
         Ok(r) => r,
         Err(status) => OffsetDeleteResult { error: status_error(status), partitions: Vec::new() },
     };
-    if result.error != codes::NONE {
-        return OffsetDeleteResponse::default().with_error_code(result.error);
+    if result.error != ErrorCode::NONE {
+        return OffsetDeleteResponse::default().with_error_code(result.error.code());
     }
     let mut rows = result.partitions;
     rows.extend(unknown);
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
     for PartitionError { topic, partition, error } in rows {
-        let part = OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error);
+        let part = OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error.code());
         match topics.iter_mut().find(|x| x.name.as_str() == topic) {
             Some(x) => x.partitions.push(part),
             None => topics.push(OffsetDeleteResponseTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![part])),

@@ -30,7 +30,7 @@ use super::group::{Group, GroupState, Protocol};
 use super::record::{GroupValue, RawRecord, Record};
 use super::shard::*;
 use super::testkit::*;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// The Kit's clock at start.
 const T0: i64 = 1_000_000;
@@ -112,7 +112,7 @@ fn item_01_group_placement_is_kafkas() {
 #[test]
 fn item_11_empty_group_id_may_commit() {
     let mut kit = Kit::new();
-    assert_eq!(kit.commit(commit("", "", -1, &[("t", 0, 5)])), vec![codes::NONE]);
+    assert_eq!(kit.commit(commit("", "", -1, &[("t", 0, 5)])), vec![ErrorCode::NONE]);
     assert_eq!(kit.shard.fetch_offsets("", Some(&[("t".into(), 0)])), vec![fetched("t", 0, 5, -1, "")]);
 }
 
@@ -123,13 +123,13 @@ fn item_12_session_timeout_out_of_bounds() {
     for ms in [5_999, 1_800_001] {
         let r = kit.join(join_timed("g", "m", ms, 30_000));
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.member_id.as_str()), (codes::INVALID_SESSION_TIMEOUT, "m"));
+        assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::INVALID_SESSION_TIMEOUT, "m"));
     }
     assert!(kit.shard.group("g").is_none(), "checked before any group lookup");
     assert!(kit.records.is_empty());
     for ms in [6_000, 1_800_000] {
         let r = kit.join(join_timed("g", "", ms, 30_000));
-        assert_eq!(answered(&mut kit, r).error, codes::MEMBER_ID_REQUIRED);
+        assert_eq!(answered(&mut kit, r).error, ErrorCode::MEMBER_ID_REQUIRED);
     }
 }
 
@@ -140,7 +140,7 @@ fn item_13_known_member_id_creates_no_group() {
     for instance in [None, Some("i".to_string())] {
         let r = kit.join(JoinInput { group_instance_id: instance, ..join("g", "member-id") });
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.member_id.as_str()), (codes::UNKNOWN_MEMBER_ID, "member-id"));
+        assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::UNKNOWN_MEMBER_ID, "member-id"));
     }
     assert!(kit.shard.group("g").is_none());
     assert!(kit.records.is_empty());
@@ -152,7 +152,7 @@ fn item_14_empty_protocol_type_is_inconsistent() {
     let mut kit = Kit::new();
     let r = kit.join(JoinInput { protocol_type: String::new(), ..join("g", "") });
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::INCONSISTENT_GROUP_PROTOCOL, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::INCONSISTENT_GROUP_PROTOCOL, ""));
     assert!(kit.group("g").members.is_empty() && kit.group("g").pending_members.is_empty());
 }
 
@@ -161,7 +161,7 @@ fn item_14_empty_protocol_type_is_inconsistent() {
 fn item_15_no_protocols_is_inconsistent() {
     let mut kit = Kit::new();
     let r = kit.join(JoinInput { protocols: vec![], ..join("g", "") });
-    assert_eq!(answered(&mut kit, r).error, codes::INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
     assert!(kit.group("g").members.is_empty() && kit.group("g").pending_members.is_empty());
 }
 
@@ -172,11 +172,11 @@ fn item_16_other_protocol_type_is_inconsistent() {
     let ids = kit.stable("g", 1);
     let r = kit.join(JoinInput { protocol_type: "connect".into(), ..join("g", "") });
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::INCONSISTENT_GROUP_PROTOCOL, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::INCONSISTENT_GROUP_PROTOCOL, ""));
     // an existing member too, with its id echoed
     let r = kit.join(JoinInput { protocol_type: "connect".into(), ..join("g", &ids[0]) });
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::INCONSISTENT_GROUP_PROTOCOL, ids[0].as_str()));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::INCONSISTENT_GROUP_PROTOCOL, ids[0].as_str()));
     assert!(kit.group("g").is(GroupState::Stable));
 }
 
@@ -186,10 +186,10 @@ fn item_17_unsupported_protocol_is_inconsistent() {
     let mut kit = Kit::new();
     kit.stable("g", 2);
     let r = kit.join(JoinInput { protocols: protocols(&["roundrobin"]), ..join("g", "") });
-    assert_eq!(answered(&mut kit, r).error, codes::INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
     // offering it alongside one every member supports is fine
     let r = kit.join(JoinInput { protocols: protocols(&["roundrobin", "range"]), ..join("g", "") });
-    assert_eq!(answered(&mut kit, r).error, codes::MEMBER_ID_REQUIRED);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::MEMBER_ID_REQUIRED);
 }
 
 /// 18. G: group Dead. W: JoinGroup (unknown or known member). T: COORDINATOR_NOT_AVAILABLE.
@@ -200,10 +200,10 @@ fn item_18_dead_group_join() {
     kit.kill("g");
     let r = kit.join(join("g", ""));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::COORDINATOR_NOT_AVAILABLE, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::COORDINATOR_NOT_AVAILABLE, ""));
     let r = kit.join(join("g", &ids[0]));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::COORDINATOR_NOT_AVAILABLE, ids[0].as_str()));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::COORDINATOR_NOT_AVAILABLE, ids[0].as_str()));
 }
 
 /// 19. G: Stable group. W: JoinGroup with MemberId not in group. T: UNKNOWN_MEMBER_ID.
@@ -213,7 +213,7 @@ fn item_19_unknown_member_of_existing_group() {
     kit.stable("g", 2);
     let r = kit.join(join("g", "not-a-member"));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::UNKNOWN_MEMBER_ID, "not-a-member"));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::UNKNOWN_MEMBER_ID, "not-a-member"));
     assert!(kit.group("g").is(GroupState::Stable));
     assert_eq!(kit.group("g").generation, 2);
 }
@@ -226,7 +226,7 @@ fn item_20_old_member_of_empty_group() {
     kit.leave("g", &[(&ids[0], None)]);
     assert!(kit.group("g").is(GroupState::Empty));
     let r = kit.join(join("g", &ids[0]));
-    assert_eq!(answered(&mut kit, r).error, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::UNKNOWN_MEMBER_ID);
     assert!(kit.group("g").is(GroupState::Empty));
 }
 
@@ -238,7 +238,7 @@ fn item_21_member_id_required() {
     let mut kit = Kit::new();
     let r = kit.join(join("g", ""));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::MEMBER_ID_REQUIRED, "client-1"));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::MEMBER_ID_REQUIRED, "client-1"));
     let g = kit.group("g");
     assert!(g.members.is_empty());
     assert!(g.pending_members.contains("client-1"));
@@ -273,11 +273,11 @@ fn item_23_static_members_get_ids_at_once() {
     let mut kit = Kit::new();
     let r = kit.join(static_join("g", "i1"));
     let first = answered(&mut kit, r);
-    assert_eq!(first.error, codes::NONE);
+    assert_eq!(first.error, ErrorCode::NONE);
     assert!(first.member_id.starts_with("i1-"));
     let r = kit.join(static_join("g", "i1"));
     let second = answered(&mut kit, r);
-    assert_eq!(second.error, codes::NONE);
+    assert_eq!(second.error, ErrorCode::NONE);
     assert!(second.member_id.starts_with("i1-"));
     assert_ne!(first.member_id, second.member_id);
     assert_eq!(kit.group("g").static_members["i1"], second.member_id);
@@ -302,7 +302,7 @@ fn item_24_join_waits_for_pending_member() {
     let p = kit.join(join("g", &pending));
     let l = answered(&mut kit, leader);
     let p = answered(&mut kit, p);
-    assert_eq!((l.error, l.generation_id, p.error, p.generation_id), (codes::NONE, 2, codes::NONE, 2));
+    assert_eq!((l.error, l.generation_id, p.error, p.generation_id), (ErrorCode::NONE, 2, ErrorCode::NONE, 2));
     assert_eq!(sorted(l.members.iter().map(|m| m.member_id.clone()).collect()), sorted(vec![ids[0].clone(), pending]));
 }
 
@@ -319,7 +319,7 @@ fn item_25_pending_member_expires() {
     kit.advance(1);
     assert!(kit.group("g").pending_members.is_empty());
     let l = answered(&mut kit, leader);
-    assert_eq!((l.error, l.generation_id), (codes::NONE, 2));
+    assert_eq!((l.error, l.generation_id), (ErrorCode::NONE, 2));
     assert_eq!(l.members.iter().map(|m| m.member_id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
     assert!(!kit.group("g").members.contains_key(&pending));
 }
@@ -332,7 +332,7 @@ fn item_25_pending_member_expiry_completes_the_initial_join() {
     let mut kit = Kit::with(delayed());
     let (a, ra) = kit.join_new(join("g", "")); // t=0: the delay runs to 3000
     let r = kit.join(join_timed("g", "", 7_000, 30_000)); // pending until 7000
-    assert_eq!(answered(&mut kit, r).error, codes::MEMBER_ID_REQUIRED);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::MEMBER_ID_REQUIRED);
     kit.advance(2_000);
     let (_, rb) = kit.join_new(join("g", "")); // extends the delay to 6000
     kit.advance(3_000);
@@ -343,7 +343,7 @@ fn item_25_pending_member_expiry_completes_the_initial_join() {
     assert!(kit.group("g").pending_members.is_empty());
     for r in [ra, rb, rc] {
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.generation_id, r.leader.as_str()), (codes::NONE, 1, a.as_str()));
+        assert_eq!((r.error, r.generation_id, r.leader.as_str()), (ErrorCode::NONE, 1, a.as_str()));
     }
 }
 
@@ -355,9 +355,9 @@ fn item_26_full_group_rejects_new_members() {
     kit.stable("g", 2);
     let r = kit.join(join("g", ""));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::GROUP_MAX_SIZE_REACHED, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::GROUP_MAX_SIZE_REACHED, ""));
     let r = kit.join(static_join("g", "i"));
-    assert_eq!(answered(&mut kit, r).error, codes::GROUP_MAX_SIZE_REACHED);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::GROUP_MAX_SIZE_REACHED);
     assert_eq!(kit.group("g").members.len(), 2);
     assert!(kit.group("g").is(GroupState::Stable));
 }
@@ -378,11 +378,11 @@ fn item_27_full_rebalance_keeps_the_first_rejoiners() {
     // a member not yet awaiting: rejected and removed
     let late = kit.join(join("g", &ids[2]));
     let late = answered(&mut kit, late);
-    assert_eq!((late.error, late.member_id.as_str()), (codes::GROUP_MAX_SIZE_REACHED, ""));
+    assert_eq!((late.error, late.member_id.as_str()), (ErrorCode::GROUP_MAX_SIZE_REACHED, ""));
     assert_eq!(member_ids(kit.group("g")), sorted(vec![ids[0].clone(), ids[1].clone()]));
     kit.advance(30_000);
     let r = answered(&mut kit, again);
-    assert_eq!((r.error, r.generation_id), (codes::NONE, 3));
+    assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 3));
 }
 
 /// 28. G: loaded group larger than group.max.size. W: load completes. T: group forced into PreparingRebalance.
@@ -412,7 +412,7 @@ fn item_29_initial_join_waits_for_the_delay() {
     assert!(kit.joined(r).is_none());
     kit.advance(1);
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.generation_id, r.leader.as_str()), (codes::NONE, 1, id.as_str()));
+    assert_eq!((r.error, r.generation_id, r.leader.as_str()), (ErrorCode::NONE, 1, id.as_str()));
 }
 
 /// 29. (a member leaves) G: new group, members join at t=0 and t=1000. W: one leaves at t=2000. T: the initial join still waits for its delay (extended by the second member's join to 6000).
@@ -426,15 +426,15 @@ fn item_29_initial_join_waits_even_when_a_member_leaves() {
     let (b, rb) = kit.join_new(join("g", ""));
     kit.advance(1_000);
     let left = kit.leave("g", &[(&b, None)]);
-    assert_eq!(left.members, vec![left_as(&b, None, codes::NONE)]);
-    assert_eq!(answered(&mut kit, rb).error, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(left.members, vec![left_as(&b, None, ErrorCode::NONE)]);
+    assert_eq!(answered(&mut kit, rb).error, ErrorCode::UNKNOWN_MEMBER_ID);
     assert!(kit.joined(ra).is_none(), "not completed early");
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
     kit.advance(3_999);
     assert!(kit.joined(ra).is_none());
     kit.advance(1);
     let r = answered(&mut kit, ra);
-    assert_eq!((r.error, r.generation_id, r.members.len()), (codes::NONE, 1, 1));
+    assert_eq!((r.error, r.generation_id, r.members.len()), (ErrorCode::NONE, 1, 1));
     assert_eq!(r.leader, a);
 }
 
@@ -452,7 +452,7 @@ fn item_30_a_new_member_extends_the_initial_delay() {
     kit.advance(1); // t=6000
     for r in [r1, r2] {
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.generation_id), (codes::NONE, 1));
+        assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 1));
     }
 }
 
@@ -469,7 +469,7 @@ fn item_31_initial_delay_is_capped_by_the_rebalance_timeout() {
     kit.advance(1); // t=6000: no further extension although r3 just joined
     for r in [r1, r2, r3] {
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.generation_id), (codes::NONE, 1));
+        assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 1));
     }
     assert_eq!(kit.group("g").members.len(), 3);
 }
@@ -484,7 +484,7 @@ fn item_32_rebalance_completes_when_all_rejoined() {
     let f = kit.join(join("g", &ids[1]));
     for r in [l, f] {
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.generation_id), (codes::NONE, 3));
+        assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 3));
     }
     assert!(kit.group("g").is(GroupState::CompletingRebalance));
     assert_eq!(kit.has_timer(&TimerKey::Join { group: "g".into() }), None);
@@ -503,10 +503,10 @@ fn item_33_dynamic_member_that_does_not_rejoin_is_removed() {
     assert!(kit.group("g").members.contains_key(&ids[1]));
     kit.advance(1);
     let r = answered(&mut kit, l);
-    assert_eq!((r.error, r.generation_id), (codes::NONE, 3));
+    assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 3));
     assert_eq!(r.members.iter().map(|m| m.member_id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 /// 34. G: static follower does not rejoin. W: rebalance timeout. T: it stays a member (listed to the leader with old metadata), removed only at session timeout.
@@ -525,7 +525,7 @@ fn item_34_static_follower_that_does_not_rejoin_stays() {
     assert!(kit.joined(rl).is_none());
     kit.advance(1);
     let lead = answered(&mut kit, rl);
-    assert_eq!((lead.error, lead.generation_id, lead.leader.as_str()), (codes::NONE, 3, l.as_str()));
+    assert_eq!((lead.error, lead.generation_id, lead.leader.as_str()), (ErrorCode::NONE, 3, l.as_str()));
     let listed: BTreeMap<String, (Option<String>, Bytes)> =
         lead.members.iter().map(|m| (m.member_id.clone(), (m.group_instance_id.clone(), m.metadata.clone()))).collect();
     assert_eq!(listed.len(), 3);
@@ -599,7 +599,7 @@ fn item_37_new_member_join_times_out() {
     assert!(kit.joined(rn).is_none());
     kit.advance(1);
     let r = answered(&mut kit, rn);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::UNKNOWN_MEMBER_ID, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::UNKNOWN_MEMBER_ID, ""));
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
 }
@@ -612,9 +612,9 @@ fn item_38_everyone_leaves_during_the_join_phase() {
     let rl = kit.join(join("g", &ids[0]));
     let before = kit.records.len();
     let left = kit.leave("g", &[(&ids[0], None), (&ids[1], None)]);
-    assert_eq!(left.error, codes::NONE);
-    assert!(left.members.iter().all(|m| m.error == codes::NONE));
-    assert_eq!(answered(&mut kit, rl).error, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(left.error, ErrorCode::NONE);
+    assert!(left.members.iter().all(|m| m.error == ErrorCode::NONE));
+    assert_eq!(answered(&mut kit, rl).error, ErrorCode::UNKNOWN_MEMBER_ID);
     let g = kit.group("g");
     assert!(g.is(GroupState::Empty));
     assert_eq!((g.generation, g.protocol_name.clone(), g.leader.clone()), (3, None, None));
@@ -670,7 +670,7 @@ fn item_40_protocol_type_only_on_success() {
     assert_eq!((r.protocol_type.as_deref(), r.protocol_name.as_deref()), (Some("consumer"), Some("range")));
     let r = kit.join(JoinInput { version: 7, ..join("g", "nobody") });
     let r = answered(&mut kit, r);
-    assert_eq!(r.error, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(r.error, ErrorCode::UNKNOWN_MEMBER_ID);
     assert_eq!((r.protocol_type, r.protocol_name, r.generation_id), (None, None, -1));
 }
 
@@ -706,7 +706,7 @@ fn item_44_unchanged_follower_rejoin_does_not_rebalance() {
     let ids = kit.stable("g", 2);
     let r = kit.join(join("g", &ids[1]));
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.generation_id, r.leader.as_str(), r.member_id.as_str()), (codes::NONE, 2, ids[0].as_str(), ids[1].as_str()));
+    assert_eq!((r.error, r.generation_id, r.leader.as_str(), r.member_id.as_str()), (ErrorCode::NONE, 2, ids[0].as_str(), ids[1].as_str()));
     assert!(r.members.is_empty());
     assert!(kit.group("g").is(GroupState::Stable));
     assert_eq!(kit.has_timer(&TimerKey::Join { group: "g".into() }), None);
@@ -741,7 +741,7 @@ fn item_46_changed_metadata_rebalances() {
     // the same metadata again: the current generation at once
     let same = kit.join(join("completing", follower));
     let same = answered(&mut kit, same);
-    assert_eq!((same.error, same.generation_id), (codes::NONE, 2));
+    assert_eq!((same.error, same.generation_id), (ErrorCode::NONE, 2));
     assert!(kit.group("completing").is(GroupState::CompletingRebalance));
     let r = kit.join(changed("completing", follower));
     assert!(kit.joined(r).is_none());
@@ -762,7 +762,7 @@ fn item_47_rebalance_fails_parked_syncs() {
     let parked = kit.sync(sync("g", &ids[1], 3, &[]));
     assert!(kit.synced(parked).is_none());
     kit.join_new(join("g", "")); // a new member triggers a rebalance
-    assert_eq!(kit.synced(parked).map(|r| r.error), Some(codes::REBALANCE_IN_PROGRESS));
+    assert_eq!(kit.synced(parked).map(|r| r.error), Some(ErrorCode::REBALANCE_IN_PROGRESS));
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
     assert!(kit.group("g").members.values().all(|m| m.assignment.is_empty()));
 }
@@ -774,11 +774,11 @@ fn item_47_rebalance_fails_parked_syncs() {
 fn item_48_sync_to_unknown_or_empty_group() {
     let mut kit = Kit::new();
     let r = kit.sync(sync("nope", "m", 1, &[]));
-    assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::UNKNOWN_MEMBER_ID));
+    assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::UNKNOWN_MEMBER_ID));
     let ids = kit.stable("g", 1);
     kit.leave("g", &[(&ids[0], None)]);
     let r = kit.sync(sync("g", &ids[0], 2, &[]));
-    assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::UNKNOWN_MEMBER_ID));
+    assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::UNKNOWN_MEMBER_ID));
 }
 
 /// 49. G: group Stable. W: SyncGroup unknown member / wrong generation. T: UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION.
@@ -787,9 +787,9 @@ fn item_49_sync_validation() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 2);
     let r = kit.sync(sync("g", "nobody", 2, &[]));
-    assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::UNKNOWN_MEMBER_ID));
+    assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::UNKNOWN_MEMBER_ID));
     let r = kit.sync(sync("g", &ids[1], 1, &[]));
-    assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::ILLEGAL_GENERATION));
+    assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::ILLEGAL_GENERATION));
 }
 
 /// 50. G: v5. W: SyncGroup ProtocolType/Name differ from the group's. T: INCONSISTENT_GROUP_PROTOCOL; null values accepted by the coordinator.
@@ -803,16 +803,16 @@ fn item_50_sync_protocol_must_match() {
         ..sync("g", &ids[1], 2, &[])
     };
     for (t, n, want) in [
-        (Some("connect"), None, codes::INCONSISTENT_GROUP_PROTOCOL),
-        (None, Some("roundrobin"), codes::INCONSISTENT_GROUP_PROTOCOL),
-        (Some("consumer"), Some("roundrobin"), codes::INCONSISTENT_GROUP_PROTOCOL),
-        (None, None, codes::NONE),
-        (Some("consumer"), Some("range"), codes::NONE),
+        (Some("connect"), None, ErrorCode::INCONSISTENT_GROUP_PROTOCOL),
+        (None, Some("roundrobin"), ErrorCode::INCONSISTENT_GROUP_PROTOCOL),
+        (Some("consumer"), Some("roundrobin"), ErrorCode::INCONSISTENT_GROUP_PROTOCOL),
+        (None, None, ErrorCode::NONE),
+        (Some("consumer"), Some("range"), ErrorCode::NONE),
     ] {
         let r = kit.sync(with(t, n));
         let r = kit.synced(r).expect("answered");
         assert_eq!(r.error, want, "{t:?} {n:?}");
-        if want == codes::NONE {
+        if want == ErrorCode::NONE {
             assert_eq!((r.protocol_type.as_deref(), r.protocol_name.as_deref()), (Some("consumer"), Some("range")));
             assert_eq!(r.assignment, Bytes::from(format!("a-{}", ids[1])));
         }
@@ -826,7 +826,7 @@ fn item_52_sync_while_preparing() {
     let ids = kit.stable("g", 2);
     kit.join(join("g", &ids[0]));
     let r = kit.sync(sync("g", &ids[1], 2, &[]));
-    assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::REBALANCE_IN_PROGRESS));
+    assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::REBALANCE_IN_PROGRESS));
 }
 
 /// 53. G: CompletingRebalance. W: follower syncs first. T: parked until leader's assignment commits, then gets its own bytes.
@@ -838,8 +838,8 @@ fn item_53_follower_waits_for_the_leader() {
     let rf = kit.sync(sync("g", f, 2, &[]));
     assert!(kit.synced(rf).is_none());
     let rl = kit.sync(sync("g", l, 2, &[(l.as_str(), "for-l"), (f.as_str(), "for-f")]));
-    assert_eq!(kit.synced(rf).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from_static(b"for-f"))));
-    assert_eq!(kit.synced(rl).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from_static(b"for-l"))));
+    assert_eq!(kit.synced(rf).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from_static(b"for-f"))));
+    assert_eq!(kit.synced(rl).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from_static(b"for-l"))));
     assert!(kit.group("g").is(GroupState::Stable));
 }
 
@@ -859,9 +859,9 @@ fn item_54_leader_sync_persists_one_record() {
     let stored: BTreeMap<&str, &[u8]> = v.members.iter().map(|m| (m.member_id.as_str(), &m.assignment[..])).collect();
     let want: BTreeMap<&str, &[u8]> = [(ids[0].as_str(), &b"x"[..]), (ids[1].as_str(), &b"y"[..]), (ids[2].as_str(), &b""[..])].into();
     assert_eq!(stored, want);
-    assert_eq!(kit.synced(rl).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from_static(b"x"))));
-    assert_eq!(kit.synced(parked[0]).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from_static(b"y"))));
-    assert_eq!(kit.synced(parked[1]).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::new())));
+    assert_eq!(kit.synced(rl).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from_static(b"x"))));
+    assert_eq!(kit.synced(parked[0]).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from_static(b"y"))));
+    assert_eq!(kit.synced(parked[1]).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::new())));
     assert!(kit.group("g").is(GroupState::Stable));
 }
 
@@ -874,7 +874,7 @@ fn item_55_late_follower_gets_the_stored_assignment() {
     kit.sync(sync("g", l, 2, &[(l.as_str(), "x"), (f.as_str(), "y")]));
     assert!(kit.group("g").is(GroupState::Stable));
     let r = kit.sync(sync("g", f, 2, &[]));
-    assert_eq!(kit.synced(r).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from_static(b"y"))));
+    assert_eq!(kit.synced(r).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from_static(b"y"))));
     // and again: the same bytes
     let r = kit.sync(sync("g", f, 2, &[]));
     assert_eq!(kit.synced(r).map(|r| r.assignment), Some(Bytes::from_static(b"y")));
@@ -897,7 +897,7 @@ fn item_56_nobody_syncs() {
     assert_eq!(written.len(), 1);
     assert!(written[0].1.as_ref().is_some_and(|v| v.members.is_empty() && v.generation == 3));
     for (id, _) in &answers {
-        assert_eq!(kit.heartbeat(heartbeat("g", id, 2)), codes::UNKNOWN_MEMBER_ID);
+        assert_eq!(kit.heartbeat(heartbeat("g", id, 2)), ErrorCode::UNKNOWN_MEMBER_ID);
     }
 }
 
@@ -916,7 +916,7 @@ fn item_57_followers_that_never_sync_are_removed_in_stable() {
     kit.advance(1);
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), codes::REBALANCE_IN_PROGRESS);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), ErrorCode::REBALANCE_IN_PROGRESS);
 }
 
 /// 58. G: followers synced, leader did not. W: rebalance timeout. T: leader removed, rebalance; all synced ⇒ nobody removed.
@@ -931,7 +931,7 @@ fn item_58_leader_that_never_syncs_is_removed() {
     assert_eq!(kit.group("g").members.len(), 2);
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
     for r in parked {
-        assert_eq!(kit.synced(r).map(|r| r.error), Some(codes::REBALANCE_IN_PROGRESS));
+        assert_eq!(kit.synced(r).map(|r| r.error), Some(ErrorCode::REBALANCE_IN_PROGRESS));
     }
     // everyone synced: the pending-sync timer is gone and nobody is removed
     let ids = kit.stable("synced", 3);
@@ -954,7 +954,7 @@ fn item_59_silent_leader_fails_parked_followers() {
     assert!(kit.synced(rf).is_none());
     kit.advance(1);
     assert!(!kit.group("g").members.contains_key(&l));
-    assert_eq!(kit.synced(rf).map(|r| r.error), Some(codes::REBALANCE_IN_PROGRESS));
+    assert_eq!(kit.synced(rf).map(|r| r.error), Some(ErrorCode::REBALANCE_IN_PROGRESS));
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
 }
 
@@ -964,7 +964,7 @@ fn item_59_silent_leader_fails_parked_followers() {
 #[test]
 fn item_60_heartbeat_unknown_group() {
     let mut kit = Kit::new();
-    assert_eq!(kit.heartbeat(heartbeat("nope", "m", 1)), codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(kit.heartbeat(heartbeat("nope", "m", 1)), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 /// 61. G: Dead group. W: Heartbeat. T: COORDINATOR_NOT_AVAILABLE.
@@ -973,8 +973,8 @@ fn item_61_heartbeat_dead_group() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 1);
     kit.kill("g");
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 1)), codes::COORDINATOR_NOT_AVAILABLE);
-    assert_eq!(kit.heartbeat(heartbeat("g", "nobody", 7)), codes::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 1)), ErrorCode::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(kit.heartbeat(heartbeat("g", "nobody", 7)), ErrorCode::COORDINATOR_NOT_AVAILABLE);
 }
 
 /// 62. G: Empty group. W: Heartbeat. T: UNKNOWN_MEMBER_ID.
@@ -983,7 +983,7 @@ fn item_62_heartbeat_empty_group() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 1);
     kit.leave("g", &[(&ids[0], None)]);
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 /// 63. G: Stable. W: Heartbeat with wrong generation. T: ILLEGAL_GENERATION (even during PreparingRebalance if the generation is wrong).
@@ -991,10 +991,10 @@ fn item_62_heartbeat_empty_group() {
 fn item_63_heartbeat_wrong_generation() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 2);
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 1)), codes::ILLEGAL_GENERATION);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 1)), ErrorCode::ILLEGAL_GENERATION);
     kit.join(join("g", &ids[0]));
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 3)), codes::ILLEGAL_GENERATION);
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), codes::REBALANCE_IN_PROGRESS);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 3)), ErrorCode::ILLEGAL_GENERATION);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), ErrorCode::REBALANCE_IN_PROGRESS);
 }
 
 /// 64. G: PreparingRebalance, correct generation. W: Heartbeat. T: REBALANCE_IN_PROGRESS and session refreshed.
@@ -1004,7 +1004,7 @@ fn item_64_heartbeat_during_preparing_rebalance() {
     let ids = kit.stable("g", 2);
     kit.join(join("g", &ids[0]));
     kit.advance(7_000);
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), codes::REBALANCE_IN_PROGRESS);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[1], 2)), ErrorCode::REBALANCE_IN_PROGRESS);
     assert_eq!(kit.has_timer(&hb_key("g", &ids[1])), Some(T0 + 17_000));
 }
 
@@ -1014,7 +1014,7 @@ fn item_65_heartbeat_during_completing_rebalance() {
     let mut kit = Kit::new();
     let answers = kit.join_all(vec![join("g", ""); 2]);
     kit.advance(1_000);
-    assert_eq!(kit.heartbeat(heartbeat("g", &answers[1].0, 2)), codes::NONE);
+    assert_eq!(kit.heartbeat(heartbeat("g", &answers[1].0, 2)), ErrorCode::NONE);
     assert_eq!(kit.has_timer(&hb_key("g", &answers[1].0)), Some(T0 + 11_000));
 }
 
@@ -1033,7 +1033,7 @@ fn item_66_heartbeats_keep_the_session() {
     kit.advance(1);
     assert!(!kit.group("g").members.contains_key(&ids[1]));
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
-    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), codes::REBALANCE_IN_PROGRESS);
+    assert_eq!(kit.heartbeat(heartbeat("g", &ids[0], 2)), ErrorCode::REBALANCE_IN_PROGRESS);
 }
 
 /// 67. G: member parked in JoinGroup (not new). W: its session timeout passes during a long rebalance. T: not removed by the session timer.
@@ -1047,7 +1047,7 @@ fn item_67_parked_join_satisfies_the_session() {
     assert!(kit.joined(rl).is_none());
     kit.advance(5_000);
     let r = answered(&mut kit, rl);
-    assert_eq!((r.error, r.generation_id), (codes::NONE, 3));
+    assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 3));
 }
 
 /// 68. G: Stable, member only commits offsets. W: session timeout passes with commits but no heartbeats. T: member kept.
@@ -1057,7 +1057,7 @@ fn item_68_commits_keep_the_session() {
     let ids = kit.stable("g", 1);
     for k in 0..6 {
         kit.advance(5_000);
-        assert_eq!(kit.commit(commit("g", &ids[0], 1, &[("t", 0, k)])), vec![codes::NONE]);
+        assert_eq!(kit.commit(commit("g", &ids[0], 1, &[("t", 0, k)])), vec![ErrorCode::NONE]);
     }
     assert!(kit.group("g").members.contains_key(&ids[0]));
     assert_eq!(kit.has_timer(&hb_key("g", &ids[0])), Some(kit.now + 10_000));
@@ -1073,9 +1073,9 @@ fn item_69_stale_static_member_id_is_fenced() {
     let r = kit.join(static_join("g", "i-s"));
     let s2 = answered(&mut kit, r).member_id;
     let hb = |m: &str, i: &str| HeartbeatInput { group_instance_id: Some(i.into()), ..heartbeat("g", m, 2) };
-    assert_eq!(kit.heartbeat(hb(&ids[1], "i-s")), codes::FENCED_INSTANCE_ID);
-    assert_eq!(kit.heartbeat(hb(&s2, "i-s")), codes::NONE);
-    assert_eq!(kit.heartbeat(hb(&s2, "i-unknown")), codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(kit.heartbeat(hb(&ids[1], "i-s")), ErrorCode::FENCED_INSTANCE_ID);
+    assert_eq!(kit.heartbeat(hb(&s2, "i-s")), ErrorCode::NONE);
+    assert_eq!(kit.heartbeat(hb(&s2, "i-unknown")), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 // ============================================================================ H. LeaveGroup
@@ -1090,8 +1090,8 @@ fn item_70_leave_unknown_group() {
     assert_eq!(
         r,
         LeaveResult {
-            error: codes::NONE,
-            members: vec![left_as("a", None, codes::UNKNOWN_MEMBER_ID), left_as("", Some("i"), codes::UNKNOWN_MEMBER_ID)],
+            error: ErrorCode::NONE,
+            members: vec![left_as("a", None, ErrorCode::UNKNOWN_MEMBER_ID), left_as("", Some("i"), ErrorCode::UNKNOWN_MEMBER_ID)],
         }
     );
 }
@@ -1103,7 +1103,7 @@ fn item_71_leave_dead_group() {
     let ids = kit.stable("g", 1);
     kit.kill("g");
     let r = kit.leave("g", &[(&ids[0], None)]);
-    assert_eq!((r.error, r.members.len()), (codes::COORDINATOR_NOT_AVAILABLE, 0));
+    assert_eq!((r.error, r.members.len()), (ErrorCode::COORDINATOR_NOT_AVAILABLE, 0));
 }
 
 /// 72. G: Stable with 2 members. W: one leaves. T: NONE, group PreparingRebalance.
@@ -1112,7 +1112,7 @@ fn item_72_leave_rebalances() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 2);
     let r = kit.leave("g", &[(&ids[1], None)]);
-    assert_eq!(r, LeaveResult { error: codes::NONE, members: vec![left_as(&ids[1], None, codes::NONE)] });
+    assert_eq!(r, LeaveResult { error: ErrorCode::NONE, members: vec![left_as(&ids[1], None, ErrorCode::NONE)] });
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
     assert_eq!(kit.has_timer(&hb_key("g", &ids[1])), None);
@@ -1143,8 +1143,8 @@ fn item_74_admin_removes_static_members() {
     assert_eq!(
         r,
         LeaveResult {
-            error: codes::NONE,
-            members: vec![left_as("", Some("i-b"), codes::NONE), left_as("", Some("i-c"), codes::NONE)],
+            error: ErrorCode::NONE,
+            members: vec![left_as("", Some("i-b"), ErrorCode::NONE), left_as("", Some("i-c"), ErrorCode::NONE)],
         }
     );
     assert_eq!(member_ids(kit.group("g")), vec![ids[0].clone()]);
@@ -1158,8 +1158,8 @@ fn item_75_static_leave_validation() {
     let mut kit = Kit::new();
     let ids = kit.stable_members(vec![static_join("g", "i-a"), static_join("g", "i-b")]);
     let r = kit.leave("g", &[(&ids[0], Some("i-b")), ("", Some("i-x")), (&ids[1], Some("i-x"))]);
-    let codes_: Vec<i16> = r.members.iter().map(|m| m.error).collect();
-    assert_eq!(codes_, vec![codes::FENCED_INSTANCE_ID, codes::UNKNOWN_MEMBER_ID, codes::UNKNOWN_MEMBER_ID]);
+    let errors: Vec<ErrorCode> = r.members.iter().map(|m| m.error).collect();
+    assert_eq!(errors, vec![ErrorCode::FENCED_INSTANCE_ID, ErrorCode::UNKNOWN_MEMBER_ID, ErrorCode::UNKNOWN_MEMBER_ID]);
     assert_eq!(kit.group("g").members.len(), 2);
     assert!(kit.group("g").is(GroupState::Stable));
 }
@@ -1172,7 +1172,7 @@ fn item_76_pending_member_leaves() {
     let r = kit.join(join("g", ""));
     let pending = answered(&mut kit, r).member_id;
     let r = kit.leave("g", &[(&pending, None)]);
-    assert_eq!(r.members, vec![left_as(&pending, None, codes::NONE)]);
+    assert_eq!(r.members, vec![left_as(&pending, None, ErrorCode::NONE)]);
     assert!(kit.group("g").pending_members.is_empty());
     assert_eq!(kit.has_timer(&hb_key("g", &pending)), None);
 }
@@ -1185,7 +1185,7 @@ fn item_77_leave_answers_a_parked_join() {
     let r = kit.join(join("g", &ids[0]));
     kit.leave("g", &[(&ids[0], None)]);
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::UNKNOWN_MEMBER_ID, ""));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::UNKNOWN_MEMBER_ID, ""));
 }
 
 // ============================================================================ I. static membership
@@ -1201,7 +1201,7 @@ fn item_78_static_rejoin_in_stable_keeps_the_generation() {
     let r = answered(&mut kit, r);
     let s2 = r.member_id.clone();
     assert_ne!(s2, s1);
-    assert_eq!((r.error, r.generation_id, r.skip_assignment), (codes::NONE, 2, false));
+    assert_eq!((r.error, r.generation_id, r.skip_assignment), (ErrorCode::NONE, 2, false));
     assert_eq!(r.leader, s1, "the previous leader id, so it does not believe it must assign");
     assert!(r.members.is_empty());
     let g = kit.group("g");
@@ -1215,7 +1215,7 @@ fn item_78_static_rejoin_in_stable_keeps_the_generation() {
     assert_eq!(stored.get(&s2), Some(&Bytes::from(format!("a-{s1}"))));
     assert!(!stored.contains_key(&s1));
     let sy = kit.sync(SyncInput { group_instance_id: Some("i-s".into()), ..sync("g", &s2, 2, &[]) });
-    assert_eq!(kit.synced(sy).map(|r| (r.error, r.assignment)), Some((codes::NONE, Bytes::from(format!("a-{s1}")))));
+    assert_eq!(kit.synced(sy).map(|r| (r.error, r.assignment)), Some((ErrorCode::NONE, Bytes::from(format!("a-{s1}")))));
     assert_eq!(kit.has_timer(&hb_key("g", &s1)), None);
 }
 
@@ -1226,7 +1226,7 @@ fn item_79_static_leader_rejoin_v9_skips_assignment() {
     let ids = kit.stable_members(vec![static_join("g", "i-s"), static_join("g", "i-f")]);
     let r = kit.join(JoinInput { version: 9, ..static_join("g", "i-s") });
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.generation_id, r.skip_assignment), (codes::NONE, 2, true));
+    assert_eq!((r.error, r.generation_id, r.skip_assignment), (ErrorCode::NONE, 2, true));
     assert_eq!(r.leader, r.member_id);
     let listed = sorted(r.members.iter().map(|m| m.member_id.clone()).collect());
     assert_eq!(listed, sorted(vec![r.member_id.clone(), ids[1].clone()]));
@@ -1276,12 +1276,12 @@ fn item_82_replacement_fences_the_old_id() {
     assert!(kit.joined(old).is_none());
     let new = kit.join(static_join("g", "i-s"));
     let fenced = answered(&mut kit, old);
-    assert_eq!((fenced.error, fenced.member_id.as_str()), (codes::FENCED_INSTANCE_ID, ids[1].as_str()));
+    assert_eq!((fenced.error, fenced.member_id.as_str()), (ErrorCode::FENCED_INSTANCE_ID, ids[1].as_str()));
     assert!(kit.joined(new).is_none(), "the replacement waits in the join phase");
     let rf = kit.join(rejoin(&kit, "g", &ids[2]));
     for r in [rl, new, rf] {
         let r = answered(&mut kit, r);
-        assert_eq!((r.error, r.generation_id), (codes::NONE, 3));
+        assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, 3));
     }
     assert!(!kit.group("g").members.contains_key(&ids[1]));
 
@@ -1292,7 +1292,7 @@ fn item_82_replacement_fences_the_old_id() {
     let parked = kit.sync(SyncInput { group_instance_id: Some("i-s".into()), ..sync("g", &s1, 2, &[]) });
     assert!(kit.synced(parked).is_none());
     kit.join(static_join("g", "i-s"));
-    assert_eq!(kit.synced(parked).map(|r| r.error), Some(codes::FENCED_INSTANCE_ID));
+    assert_eq!(kit.synced(parked).map(|r| r.error), Some(ErrorCode::FENCED_INSTANCE_ID));
     assert!(kit.group("g").is(GroupState::PreparingRebalance));
 }
 
@@ -1302,10 +1302,10 @@ fn item_84_static_join_validation() {
     let mut kit = Kit::new();
     let ids = kit.stable_members(vec![static_join("g", "i-l"), static_join("g", "i-s")]);
     let r = kit.join(JoinInput { group_instance_id: Some("i-x".into()), ..join("g", &ids[1]) });
-    assert_eq!(answered(&mut kit, r).error, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::UNKNOWN_MEMBER_ID);
     let r = kit.join(JoinInput { group_instance_id: Some("i-l".into()), ..join("g", &ids[1]) });
     let r = answered(&mut kit, r);
-    assert_eq!((r.error, r.member_id.as_str()), (codes::FENCED_INSTANCE_ID, ids[1].as_str()));
+    assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::FENCED_INSTANCE_ID, ids[1].as_str()));
     assert!(kit.group("g").is(GroupState::Stable));
 }
 
@@ -1315,7 +1315,7 @@ fn item_84_static_join_validation() {
 #[test]
 fn item_85_simple_group_commit() {
     let mut kit = Kit::new();
-    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1), ("t", 1, 2)])), vec![codes::NONE; 2]);
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1), ("t", 1, 2)])), vec![ErrorCode::NONE; 2]);
     assert_eq!(kit.shard.list(), vec![GroupListing { group_id: "g".into(), protocol_type: String::new(), state: "Empty" }]);
     assert!(group_records(&kit.records).is_empty(), "no GroupMetadata record for a simple group");
     assert_eq!(kit.records.len(), 2);
@@ -1326,8 +1326,8 @@ fn item_85_simple_group_commit() {
 fn item_86_commit_to_unknown_group_with_a_generation() {
     let mut kit = Kit::new();
     let c = commit("g", "m", 10, &[("t", 0, 1), ("t", 1, 2)]);
-    assert_eq!(kit.commit(CommitInput { version: 8, ..c.clone() }), vec![codes::ILLEGAL_GENERATION; 2]);
-    assert_eq!(kit.commit(CommitInput { version: 9, ..c }), vec![codes::GROUP_ID_NOT_FOUND; 2]);
+    assert_eq!(kit.commit(CommitInput { version: 8, ..c.clone() }), vec![ErrorCode::ILLEGAL_GENERATION; 2]);
+    assert_eq!(kit.commit(CommitInput { version: 9, ..c }), vec![ErrorCode::GROUP_ID_NOT_FOUND; 2]);
     assert!(kit.shard.group("g").is_none());
     assert!(kit.records.is_empty());
 }
@@ -1338,8 +1338,8 @@ fn item_87_commit_to_dead_group() {
     let mut kit = Kit::new();
     let ids = kit.stable("g", 1);
     kit.kill("g");
-    assert_eq!(kit.commit(commit("g", &ids[0], 1, &[("t", 0, 1)])), vec![codes::COORDINATOR_NOT_AVAILABLE]);
-    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1)])), vec![codes::COORDINATOR_NOT_AVAILABLE]);
+    assert_eq!(kit.commit(commit("g", &ids[0], 1, &[("t", 0, 1)])), vec![ErrorCode::COORDINATOR_NOT_AVAILABLE]);
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1)])), vec![ErrorCode::COORDINATOR_NOT_AVAILABLE]);
 }
 
 /// 88. G: Empty group. W: commit gen −1 with arbitrary MemberId/instance id. T: NONE (no member validation).
@@ -1349,7 +1349,7 @@ fn item_88_admin_commit_to_empty_group() {
     let ids = kit.stable("g", 1);
     kit.leave("g", &[(&ids[0], None)]);
     let c = CommitInput { group_instance_id: Some("whatever".into()), ..commit("g", "anyone", -1, &[("t", 0, 1)]) };
-    assert_eq!(kit.commit(c), vec![codes::NONE]);
+    assert_eq!(kit.commit(c), vec![ErrorCode::NONE]);
 }
 
 /// 89. G: non-empty group. W: commit gen −1, MemberId "". T: UNKNOWN_MEMBER_ID.
@@ -1357,7 +1357,7 @@ fn item_88_admin_commit_to_empty_group() {
 fn item_89_admin_commit_to_live_group() {
     let mut kit = Kit::new();
     kit.stable("g", 1);
-    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1)])), vec![codes::UNKNOWN_MEMBER_ID]);
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1)])), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
 }
 
 /// 90. G: Stable gen 1. W: commit from unknown member / gen 2 / fenced instance. T: UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / FENCED_INSTANCE_ID.
@@ -1367,11 +1367,11 @@ fn item_90_member_commit_validation() {
     let ids = kit.stable_members(vec![static_join("g", "i-l")]);
     let with = |m: &str, i: Option<&str>, generation| CommitInput { group_instance_id: i.map(String::from), ..commit("g", m, generation, &[("t", 0, 1)]) };
     assert_eq!(kit.group("g").generation, 1);
-    assert_eq!(kit.commit(with("nobody", None, 1)), vec![codes::UNKNOWN_MEMBER_ID]);
-    assert_eq!(kit.commit(with(&ids[0], Some("i-l"), 2)), vec![codes::ILLEGAL_GENERATION]);
-    assert_eq!(kit.commit(with("old-id", Some("i-l"), 1)), vec![codes::FENCED_INSTANCE_ID]);
-    assert_eq!(kit.commit(with(&ids[0], Some("i-x"), 1)), vec![codes::UNKNOWN_MEMBER_ID]);
-    assert_eq!(kit.commit(with(&ids[0], Some("i-l"), 1)), vec![codes::NONE]);
+    assert_eq!(kit.commit(with("nobody", None, 1)), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
+    assert_eq!(kit.commit(with(&ids[0], Some("i-l"), 2)), vec![ErrorCode::ILLEGAL_GENERATION]);
+    assert_eq!(kit.commit(with("old-id", Some("i-l"), 1)), vec![ErrorCode::FENCED_INSTANCE_ID]);
+    assert_eq!(kit.commit(with(&ids[0], Some("i-x"), 1)), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
+    assert_eq!(kit.commit(with(&ids[0], Some("i-l"), 1)), vec![ErrorCode::NONE]);
 }
 
 /// 91. G: CompletingRebalance gen 1. W: commit gen 1 from a member. T: REBALANCE_IN_PROGRESS.
@@ -1383,7 +1383,7 @@ fn item_91_commit_while_completing() {
     let r = kit.join(join("g", &id));
     assert_eq!(answered(&mut kit, r).generation_id, 1);
     assert!(kit.group("g").is(GroupState::CompletingRebalance));
-    assert_eq!(kit.commit(commit("g", &id, 1, &[("t", 0, 1)])), vec![codes::REBALANCE_IN_PROGRESS]);
+    assert_eq!(kit.commit(commit("g", &id, 1, &[("t", 0, 1)])), vec![ErrorCode::REBALANCE_IN_PROGRESS]);
 }
 
 /// 92. G: PreparingRebalance (old gen g). W: commit gen g from a member. T: NONE.
@@ -1393,7 +1393,7 @@ fn item_92_commit_while_preparing() {
     let ids = kit.stable("g", 2);
     kit.join(join("g", &ids[0]));
     kit.advance(4_000);
-    assert_eq!(kit.commit(commit("g", &ids[1], 2, &[("t", 0, 1)])), vec![codes::NONE]);
+    assert_eq!(kit.commit(commit("g", &ids[1], 2, &[("t", 0, 1)])), vec![ErrorCode::NONE]);
     assert_eq!(kit.has_timer(&hb_key("g", &ids[1])), Some(T0 + 14_000), "and it refreshes the session");
 }
 
@@ -1406,7 +1406,7 @@ fn item_93_oversized_metadata_fails_its_partition_only() {
     c.partitions[0].metadata = Some("x".repeat(4097));
     c.partitions[1].metadata = Some("😀".repeat(2049));
     c.partitions[2].metadata = Some("é".repeat(4096));
-    assert_eq!(kit.commit(c), vec![codes::OFFSET_METADATA_TOO_LARGE, codes::OFFSET_METADATA_TOO_LARGE, codes::NONE]);
+    assert_eq!(kit.commit(c), vec![ErrorCode::OFFSET_METADATA_TOO_LARGE, ErrorCode::OFFSET_METADATA_TOO_LARGE, ErrorCode::NONE]);
     assert_eq!(kit.records.len(), 1);
     assert!(matches!(&kit.records[0], Record::Offset { partition: 2, value: Some(v), .. } if v.metadata == "é".repeat(4096)));
     let fetched = kit.shard.fetch_offsets("g", None);
@@ -1421,8 +1421,8 @@ fn item_95_explicit_retention() {
     kit.leave("g", &[(&ids[0], None)]); // Empty since now: its own clock would keep offsets 7 days
     let c = CommitInput { version: 2, retention_time_ms: 3_600_000, ..commit("g", "", -1, &[("t", 0, 1)]) };
     let before = kit.records.len();
-    assert_eq!(kit.commit(c), vec![codes::NONE]);
-    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 1, 1)])), vec![codes::NONE]);
+    assert_eq!(kit.commit(c), vec![ErrorCode::NONE]);
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 1, 1)])), vec![ErrorCode::NONE]);
     let raw = kit.records[before].encode();
     assert_eq!(&raw.value.as_ref().expect("value")[..2], &[0, 1], "value version 1");
     let Record::Offset { value: Some(v), .. } = &kit.records[before] else { panic!() };
@@ -1471,7 +1471,7 @@ fn item_100_offset_delete_rules() {
     let mut kit = Kit::new();
     kit.stable_members(vec![JoinInput { protocol_type: "connect".into(), ..join("connect", "") }]);
     let r = kit.delete_offsets("connect", &[("a", 0)]);
-    assert_eq!((r.error, r.partitions.len()), (codes::NON_EMPTY_GROUP, 0));
+    assert_eq!((r.error, r.partitions.len()), (ErrorCode::NON_EMPTY_GROUP, 0));
 
     let sub = vec![Protocol { name: "range".into(), metadata: subscription(&["a"]) }];
     let ids = kit.stable_members(vec![JoinInput { protocols: sub, ..join("g", "") }]);
@@ -1481,12 +1481,12 @@ fn item_100_offset_delete_rules() {
     assert_eq!(
         r,
         OffsetDeleteResult {
-            error: codes::NONE,
+            error: ErrorCode::NONE,
             partitions: vec![
-                partition_error("a", 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-                partition_error("a", 1, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-                partition_error("b", 0, codes::NONE),
-                partition_error("b", 1, codes::NONE),
+                partition_error("a", 0, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC),
+                partition_error("a", 1, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC),
+                partition_error("b", 0, ErrorCode::NONE),
+                partition_error("b", 1, ErrorCode::NONE),
             ],
         }
     );
@@ -1494,7 +1494,7 @@ fn item_100_offset_delete_rules() {
     assert_eq!(kit.records_since(before), &[Record::Offset { group: "g".into(), topic: "b".into(), partition: 0, value: None }]);
 
     let r = kit.delete_offsets("nope", &[("a", 0)]);
-    assert_eq!(r.error, codes::GROUP_ID_NOT_FOUND);
+    assert_eq!(r.error, ErrorCode::GROUP_ID_NOT_FOUND);
 }
 
 /// 101. G: groups Stable / Empty-with-offsets / unknown. W: DeleteGroups. T: NON_EMPTY_GROUP / NONE (offset tombstones + group tombstone) / GROUP_ID_NOT_FOUND.
@@ -1502,12 +1502,12 @@ fn item_100_offset_delete_rules() {
 fn item_101_delete_groups() {
     let mut kit = Kit::new();
     kit.stable("stable", 1);
-    assert_eq!(kit.delete_group("stable"), codes::NON_EMPTY_GROUP);
+    assert_eq!(kit.delete_group("stable"), ErrorCode::NON_EMPTY_GROUP);
     let ids = kit.stable("empty", 1);
     kit.commit(commit("empty", &ids[0], 1, &[("t", 0, 1), ("t", 1, 1)]));
     kit.leave("empty", &[(&ids[0], None)]);
     let before = kit.records.len();
-    assert_eq!(kit.delete_group("empty"), codes::NONE);
+    assert_eq!(kit.delete_group("empty"), ErrorCode::NONE);
     let mut written = kit.records_since(before).to_vec();
     assert_eq!(written.pop(), Some(Record::Group { group: "empty".into(), value: None }), "the group tombstone comes last");
     written.sort_by_key(|r| match r {
@@ -1522,8 +1522,8 @@ fn item_101_delete_groups() {
         ]
     );
     assert!(kit.shard.group("empty").is_none());
-    assert_eq!(kit.delete_group("empty"), codes::GROUP_ID_NOT_FOUND);
-    assert_eq!(kit.delete_group("nope"), codes::GROUP_ID_NOT_FOUND);
+    assert_eq!(kit.delete_group("empty"), ErrorCode::GROUP_ID_NOT_FOUND);
+    assert_eq!(kit.delete_group("nope"), ErrorCode::GROUP_ID_NOT_FOUND);
 }
 
 /// 102. G: Empty classic group that became Empty at T0 with offsets committed at T0−10d. W: expiry sweep at T0+7d−1ms / T0+7d. T: kept / tombstoned and, with no offsets left, group tombstoned.
@@ -1560,13 +1560,13 @@ fn item_103_only_unsubscribed_offsets_of_stable_groups_expire() {
     let template = JoinInput { protocols: sub, ..join_timed("g", "", 1_800_000, 30_000) };
     let ids = kit.stable_members(vec![template.clone(), template.clone()]);
     let mut c = commit("g", &ids[0], 2, &[("A", 0, 1), ("B", 0, 1), ("C", 0, 1)]);
-    assert_eq!(kit.commit(c.clone()), vec![codes::NONE; 3]);
+    assert_eq!(kit.commit(c.clone()), vec![ErrorCode::NONE; 3]);
     // C with an explicit 1 h retention (OffsetCommit v2)
     c.version = 2;
     c.retention_time_ms = 3_600_000;
     c.partitions.truncate(0);
     c.partitions.push(CommitPartition { topic: "C".into(), partition: 0, offset: 2, leader_epoch: -1, metadata: None });
-    assert_eq!(kit.commit(c), vec![codes::NONE]);
+    assert_eq!(kit.commit(c), vec![ErrorCode::NONE]);
     kit.advance_heartbeating(8 * DAY, 600_000, "g", &[&ids[0], &ids[1]]);
 
     // rebalancing: nothing expires, not even C's explicit expiry
@@ -1644,7 +1644,7 @@ fn item_105_offset_commit_record_bytes() {
 fn item_106_a_new_group_is_written_empty() {
     let mut kit = Kit::new();
     let r = kit.join(join("g", ""));
-    assert_eq!(answered(&mut kit, r).error, codes::MEMBER_ID_REQUIRED);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::MEMBER_ID_REQUIRED);
     assert_eq!(
         kit.records,
         vec![Record::Group {
@@ -1680,7 +1680,7 @@ fn item_107_loaded_members_get_sessions_from_load_time() {
         assert_eq!(loaded.has_timer(&hb_key("g", id)), Some(load_at + 10_000));
     }
     loaded.advance(5_000);
-    assert_eq!(loaded.heartbeat(heartbeat("g", &ids[1], 2)), codes::NONE);
+    assert_eq!(loaded.heartbeat(heartbeat("g", &ids[1], 2)), ErrorCode::NONE);
     loaded.advance(4_999);
     assert_eq!(loaded.group("g").members.len(), 2);
     loaded.advance(1);
@@ -1723,13 +1723,13 @@ fn item_110_unload_answers_parked_requests() {
     let join_parked = kit.join(join("preparing", &ids[0]));
     let answers = kit.join_all(vec![join("completing", ""); 2]);
     let sync_parked = kit.sync(sync("completing", &answers[1].0, 2, &[]));
-    let mut replies = kit.shard.fail_parked(codes::NOT_COORDINATOR);
+    let mut replies = kit.shard.fail_parked(ErrorCode::NOT_COORDINATOR);
     replies.sort_by_key(|(id, _)| *id);
     assert_eq!(
         replies,
         vec![
-            (join_parked, Reply::Join(JoinResult::error(codes::NOT_COORDINATOR, &ids[0]))),
-            (sync_parked, Reply::Sync(SyncResult::error(codes::NOT_COORDINATOR))),
+            (join_parked, Reply::Join(JoinResult::error(ErrorCode::NOT_COORDINATOR, &ids[0]))),
+            (sync_parked, Reply::Sync(SyncResult::error(ErrorCode::NOT_COORDINATOR))),
         ]
     );
 }
@@ -1842,9 +1842,9 @@ fn replay_static_member_replacement() {
     let ids = kit.stable_members(vec![static_join("g", "i-l"), static_join("g", "i-f"), join("g", "")]);
     // the leader and a follower are replaced without a rebalance
     let r = kit.join(static_join("g", "i-l"));
-    assert_eq!(answered(&mut kit, r).error, codes::NONE);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::NONE);
     let r = kit.join(JoinInput { version: 9, ..static_join("g", "i-f") });
-    assert_eq!(answered(&mut kit, r).error, codes::NONE);
+    assert_eq!(answered(&mut kit, r).error, ErrorCode::NONE);
     assert!(kit.group("g").is(GroupState::Stable));
     assert!(!kit.group("g").members.contains_key(&ids[0]));
     assert_replay_matches(&kit);
@@ -1873,9 +1873,9 @@ fn replay_deleted_group() {
     let ids = kit.stable("deleted", 1);
     kit.commit(commit("deleted", &ids[0], 1, &[("t", 0, 1)]));
     kit.leave("deleted", &[(&ids[0], None)]);
-    assert_eq!(kit.delete_group("deleted"), codes::NONE);
+    assert_eq!(kit.delete_group("deleted"), ErrorCode::NONE);
     kit.commit(commit("simple", "", -1, &[("t", 0, 1)]));
-    assert_eq!(kit.delete_group("simple"), codes::NONE);
+    assert_eq!(kit.delete_group("simple"), ErrorCode::NONE);
     kit.stable("alive", 2);
     assert_replay_matches(&kit);
     let replayed = kit.replayed();
@@ -1895,7 +1895,7 @@ fn replay_through_the_log_before_and_after_compaction() {
     kit.delete_offsets("simple", &[("a", 1)]);
     let gone = kit.stable("gone", 1);
     kit.leave("gone", &[(&gone[0], None)]);
-    assert_eq!(kit.delete_group("gone"), codes::NONE);
+    assert_eq!(kit.delete_group("gone"), ErrorCode::NONE);
     let left = kit.stable("left", 2);
     kit.commit(commit("left", &left[0], 2, &[("t", 0, 7)]));
     kit.leave("left", &[(&left[0], None), (&left[1], None)]);

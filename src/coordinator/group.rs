@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::record::{GroupValue, OffsetValue};
 use super::RequestId;
+use crate::error::ErrorCode;
 
 /// Kafka's classic group states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,17 +225,16 @@ impl Group {
 
     /// Kafka's `validateMember`: an instance id must map to this member id, else FENCED or
     /// UNKNOWN; then the member id must exist.
-    pub fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
-        use crate::error::codes;
+    pub fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ErrorCode> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
-                None => return Err(codes::UNKNOWN_MEMBER_ID),
-                Some(m) if m != member_id => return Err(codes::FENCED_INSTANCE_ID),
+                None => return Err(ErrorCode::UNKNOWN_MEMBER_ID),
+                Some(m) if m != member_id => return Err(ErrorCode::FENCED_INSTANCE_ID),
                 Some(_) => {}
             }
         }
         if !self.members.contains_key(member_id) {
-            return Err(codes::UNKNOWN_MEMBER_ID);
+            return Err(ErrorCode::UNKNOWN_MEMBER_ID);
         }
         Ok(())
     }

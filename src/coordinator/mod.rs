@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::codes;
+use crate::error::ErrorCode;
 use log::OffsetsStore;
 use answer::{Answer, Waiting};
 use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
@@ -474,7 +474,7 @@ impl Coordinator {
 
     async fn deliver(&self, d: Deliveries) {
         // Kafka maps a storage failure (KAFKA_STORAGE_ERROR) to NOT_COORDINATOR for the group apis
-        let failure = Some(codes::NOT_COORDINATOR);
+        let failure = Some(ErrorCode::NOT_COORDINATOR);
         if d.failed {
             for (waiting, reply) in d.sends {
                 waiting.send(reply, failure);
@@ -512,10 +512,10 @@ impl Coordinator {
             st.status = ShardStatus::Loading;
             st.incarnation += 1;
             st.timers = Timers::default();
-            for (id, reply) in st.shard.fail_parked(codes::NOT_COORDINATOR) {
+            for (id, reply) in st.shard.fail_parked(ErrorCode::NOT_COORDINATOR) {
                 if let Some(waiting) = st.parked.remove(&id) {
                     // in the failure's shape: a parked join learns no member id (checklist 106)
-                    waiting.send(reply, Some(codes::NOT_COORDINATOR));
+                    waiting.send(reply, Some(ErrorCode::NOT_COORDINATOR));
                 }
             }
             // anything else still parked learns of it as a closed channel (NOT_COORDINATOR)
@@ -607,7 +607,7 @@ impl Coordinator {
     pub fn fail_parked(&self) {
         for i in 0..self.shards.len() {
             let mut st = self.lock(i);
-            let replies = st.shard.fail_parked(codes::NOT_COORDINATOR);
+            let replies = st.shard.fail_parked(ErrorCode::NOT_COORDINATOR);
             for (id, reply) in replies {
                 if let Some(waiting) = st.parked.remove(&id) {
                     waiting.send(reply, None);
@@ -720,19 +720,19 @@ mod tests {
     }
 
     /// A simple-group commit of `offset` for t-0 (OffsetCommit v8); its partition's error.
-    async fn commit(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str, offset: i64) -> i16 {
+    async fn commit(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str, offset: i64) -> ErrorCode {
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.into())))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("t")))
                 .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(offset)])]);
-        api::offset_commit(&caller(c, plane), 8, req).await.topics[0].partitions[0].error_code
+        ErrorCode::from(api::offset_commit(&caller(c, plane), 8, req).await.topics[0].partitions[0].error_code)
     }
 
     /// t-0's committed offset for `group` (OffsetFetch v8, require_stable): Ok(offset) or the
     /// group-level error.
-    async fn fetched(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str) -> Result<i64, i16> {
+    async fn fetched(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str) -> Result<i64, ErrorCode> {
         let req = OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
             .with_group_id(GroupId(StrBytes::from_string(group.into())))
             .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
@@ -740,18 +740,19 @@ mod tests {
                 .with_partition_indexes(vec![0])]))]);
         let r = api::offset_fetch(&caller(c, plane), 8, req).await;
         let g = &r.groups[0];
-        if g.error_code != codes::NONE {
-            return Err(g.error_code);
+        let code = ErrorCode::from(g.error_code);
+        if code != ErrorCode::NONE {
+            return Err(code);
         }
         Ok(g.topics[0].partitions[0].committed_offset)
     }
 
     /// Retries `f` while the shard reloads (COORDINATOR_LOAD_IN_PROGRESS), up to 5 s.
-    async fn once_loaded<T>(mut f: impl AsyncFnMut() -> Result<T, i16>) -> Result<T, i16> {
+    async fn once_loaded<T>(mut f: impl AsyncFnMut() -> Result<T, ErrorCode>) -> Result<T, ErrorCode> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             match f().await {
-                Err(codes::COORDINATOR_LOAD_IN_PROGRESS) if std::time::Instant::now() < deadline => {
+                Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
                 other => return other,
@@ -769,22 +770,22 @@ mod tests {
         use crate::log::storage::FaultOp;
         let (c, data, plane) = faulty().await;
         let g = "faulty-group";
-        assert_eq!(commit(&c, &plane, g, 5).await, codes::NONE);
+        assert_eq!(commit(&c, &plane, g, 5).await, ErrorCode::NONE);
         data.fail(FaultOp::Write, 28, true);
-        assert_eq!(commit(&c, &plane, g, 9).await, codes::NOT_COORDINATOR, "a failed append");
+        assert_eq!(commit(&c, &plane, g, 9).await, ErrorCode::NOT_COORDINATOR, "a failed append");
         assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(5), "the failed commit is not visible");
-        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 11).await { codes::NONE => Ok(()), e => Err(e) }).await, Ok(()), "writes resume");
+        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 11).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await, Ok(()), "writes resume");
         data.fail(FaultOp::Sync, 5, true);
-        assert_eq!(commit(&c, &plane, g, 13).await, codes::NOT_COORDINATOR, "a failed fsync");
+        assert_eq!(commit(&c, &plane, g, 13).await, ErrorCode::NOT_COORDINATOR, "a failed fsync");
         assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(11));
         // a disk that keeps failing: refused every time, reads answer from what is durable
         data.fail(FaultOp::Write, 28, false);
         for offset in [15, 17] {
-            let e = once_loaded(async || match commit(&c, &plane, g, offset).await { codes::NONE => Ok(()), e => Err(e) }).await;
-            assert_eq!(e, Err(codes::NOT_COORDINATOR));
+            let e = once_loaded(async || match commit(&c, &plane, g, offset).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await;
+            assert_eq!(e, Err(ErrorCode::NOT_COORDINATOR));
         }
         data.clear_faults();
-        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 19).await { codes::NONE => Ok(()), e => Err(e) }).await, Ok(()));
+        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 19).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await, Ok(()));
         // a restart over the same data sees exactly what was acknowledged
         c.shutdown.cancel();
         let restarted = over(&data);
@@ -798,7 +799,7 @@ mod tests {
         use crate::log::storage::FaultOp;
         let (c, data, plane) = faulty().await;
         let g = "fetching-group";
-        assert_eq!(commit(&c, &plane, g, 3).await, codes::NONE);
+        assert_eq!(commit(&c, &plane, g, 3).await, ErrorCode::NONE);
         // the commit's fsync is held until the fetch reads and waits behind it, then fails
         let gate = data.fail_held(FaultOp::Sync, 5).expect("a memory data dir");
         let shard = c.shard_of(g);
@@ -812,8 +813,8 @@ mod tests {
             gate.open();
             f.await
         });
-        assert_eq!(committed, codes::NOT_COORDINATOR);
-        assert_eq!(fetch, Err(codes::NOT_COORDINATOR));
+        assert_eq!(committed, ErrorCode::NOT_COORDINATOR);
+        assert_eq!(fetch, Err(ErrorCode::NOT_COORDINATOR));
         assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(3));
     }
 
@@ -840,7 +841,7 @@ mod tests {
         let cl = caller(&c, &plane);
         let g = "static-group";
         let j = api::join_group(&cl, 5, static_join(g, "i1")).await;
-        assert_eq!(j.error_code, codes::NONE);
+        assert_eq!(ErrorCode::from(j.error_code), ErrorCode::NONE);
         let m1 = j.member_id.clone();
         let s = api::sync_group(
             &cl,
@@ -857,10 +858,10 @@ mod tests {
                     .with_assignment(bytes::Bytes::from_static(b"a"))]),
         )
         .await;
-        assert_eq!(s.error_code, codes::NONE);
+        assert_eq!(ErrorCode::from(s.error_code), ErrorCode::NONE);
         data.fail(FaultOp::Write, 28, true);
         let replacement = api::join_group(&cl, 5, static_join(g, "i1")).await;
-        assert_eq!((replacement.error_code, replacement.member_id.as_str()), (codes::NOT_COORDINATOR, ""));
+        assert_eq!((ErrorCode::from(replacement.error_code), replacement.member_id.as_str()), (ErrorCode::NOT_COORDINATOR, ""));
         let hb = |member: StrBytes| {
             HeartbeatRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str(g)))
@@ -875,13 +876,13 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the shard did not reload");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(api::heartbeat(&cl, 4, hb(m1.clone())).await.error_code, codes::NONE, "the old member is restored");
+        assert_eq!(ErrorCode::from(api::heartbeat(&cl, 4, hb(m1.clone())).await.error_code), ErrorCode::NONE, "the old member is restored");
         let d = api::describe_groups(&cl, 5, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(g))]));
         assert_eq!(d.groups[0].members.iter().map(|m| m.member_id.clone()).collect::<Vec<_>>(), vec![m1]);
         // 106: a brand-new group's first record fails
         data.fail(FaultOp::Write, 28, true);
         let fresh = api::join_group(&cl, 5, static_join("brand-new", "i9")).await;
-        assert_eq!((fresh.error_code, fresh.member_id.as_str()), (codes::NOT_COORDINATOR, ""));
+        assert_eq!((ErrorCode::from(fresh.error_code), fresh.member_id.as_str()), (ErrorCode::NOT_COORDINATOR, ""));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !c.loaded() {
             assert!(std::time::Instant::now() < deadline, "the shard did not reload");
@@ -903,27 +904,27 @@ mod tests {
         let caller = api::Caller { coordinator: &c, plane: &plane, client_id: "x", client_host: "/127.0.0.1".into() };
         let gid = GroupId(StrBytes::from_static_str(g));
         let j = api::join_group(&caller, 5, JoinGroupRequest::default().with_group_id(gid.clone()).with_session_timeout_ms(10_000)).await;
-        assert_eq!(j.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(j.error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let h = api::heartbeat(&caller, 3, HeartbeatRequest::default().with_group_id(gid.clone())).await;
-        assert_eq!(h.error_code, codes::NONE);
+        assert_eq!(ErrorCode::from(h.error_code), ErrorCode::NONE);
         let topic = || offset_fetch_request::OffsetFetchRequestTopic::default()
             .with_name(TopicName(StrBytes::from_static_str("t")))
             .with_partition_indexes(vec![0, 1]);
         let f1 = api::offset_fetch(&caller, 1, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
-        assert!(f1.topics[0].partitions.iter().all(|p| p.error_code == codes::COORDINATOR_LOAD_IN_PROGRESS && p.committed_offset == -1));
+        assert!(f1.topics[0].partitions.iter().all(|p| ErrorCode::from(p.error_code) == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS && p.committed_offset == -1));
         let f3 = api::offset_fetch(&caller, 3, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
-        assert_eq!(f3.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(f3.error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let commit = OffsetCommitRequest::default().with_group_id(gid.clone()).with_generation_id_or_member_epoch(-1).with_topics(vec![
             offset_commit_request::OffsetCommitRequestTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("t")))
                 .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()]),
         ]);
         let oc = api::offset_commit(&caller, 8, commit).await;
-        assert_eq!(oc.topics[0].partitions[0].error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(oc.topics[0].partitions[0].error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let d = api::describe_groups(&caller, 5, DescribeGroupsRequest::default().with_groups(vec![gid.clone()]));
-        assert_eq!(d.groups[0].error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(d.groups[0].error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let l = api::list_groups(&caller, 4, ListGroupsRequest::default());
-        assert_eq!(l.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(l.error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         // other shards keep serving
         let other = GroupId(StrBytes::from_static_str("a-different-group"));
         assert_ne!(c.shard_of("a-different-group"), c.shard_of(g));
@@ -933,7 +934,7 @@ mod tests {
             .with_protocol_type(StrBytes::from_static_str("consumer"))
             .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))]))
             .await;
-        assert_eq!(j.error_code, codes::NONE);
+        assert_eq!(ErrorCode::from(j.error_code), ErrorCode::NONE);
     }
 
     /// Checklist 1: Java String.hashCode over UTF-16 units, wrapping, Kafka's abs, modulo.

@@ -15,6 +15,7 @@ use super::group::{Group, GroupState};
 use super::record::Record;
 use super::shard::{IdSource, Shard};
 use super::testkit::*;
+use crate::error::ErrorCode;
 
 /// One step of a random run.
 #[derive(Debug, Clone)]
@@ -144,7 +145,7 @@ fn run(steps: Vec<Step>) -> Result<Reached, TestCaseError> {
                     // still parked: an answer may have come meanwhile
                     if let Some(r) = kit.joined(req) {
                         cl.pending_join = None;
-                        if r.error == 0 {
+                        if r.error == ErrorCode::NONE {
                             cl.member = Some(r.member_id);
                         }
                     }
@@ -157,8 +158,8 @@ fn run(steps: Vec<Step>) -> Result<Reached, TestCaseError> {
                 }
                 let req = kit.join(j);
                 match kit.joined(req) {
-                    Some(r) if r.error == 0 => cl.member = Some(r.member_id),
-                    Some(r) if r.error == crate::error::codes::MEMBER_ID_REQUIRED => cl.member = Some(r.member_id),
+                    Some(r) if r.error == ErrorCode::NONE => cl.member = Some(r.member_id),
+                    Some(r) if r.error == ErrorCode::MEMBER_ID_REQUIRED => cl.member = Some(r.member_id),
                     Some(_) => cl.member = None,
                     None => cl.pending_join = Some(req),
                 }
@@ -199,7 +200,7 @@ fn run(steps: Vec<Step>) -> Result<Reached, TestCaseError> {
                     None => (String::new(), -1),
                 };
                 let errors = kit.commit(commit(groups[g], &member, generation, &[("t", partition, offset)]));
-                if !member.is_empty() && errors == [0] {
+                if !member.is_empty() && errors == [ErrorCode::NONE] {
                     reached.member_commits += 1;
                 }
             }
@@ -207,7 +208,7 @@ fn run(steps: Vec<Step>) -> Result<Reached, TestCaseError> {
                 kit.delete_offsets(groups[g], &[("t", partition)]);
             }
             Step::DeleteGroup { g } => {
-                if kit.delete_group(groups[g]) == 0 {
+                if kit.delete_group(groups[g]) == ErrorCode::NONE {
                     clients[g] = vec![Client::default(); 4];
                 }
             }

@@ -9,7 +9,7 @@ use super::RequestId;
 use super::group::{Group, GroupState, Protocol};
 use super::record::{RawRecord, Record};
 use super::shard::*;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 pub(crate) struct Kit {
     pub shard: Shard,
@@ -86,12 +86,12 @@ pub(crate) fn subscription(topics: &[&str]) -> Bytes {
 }
 
 /// One member's entry in a LeaveGroup answer.
-pub(crate) fn left_as(member: &str, instance: Option<&str>, error: i16) -> MemberError {
+pub(crate) fn left_as(member: &str, instance: Option<&str>, error: ErrorCode) -> MemberError {
     MemberError { member_id: member.into(), group_instance_id: instance.map(Into::into), error }
 }
 
 /// One partition's entry in an OffsetDelete answer.
-pub(crate) fn partition_error(topic: &str, partition: i32, error: i16) -> PartitionError {
+pub(crate) fn partition_error(topic: &str, partition: i32, error: ErrorCode) -> PartitionError {
     PartitionError { topic: topic.into(), partition, error }
 }
 
@@ -181,7 +181,7 @@ impl Kit {
         id
     }
 
-    pub(crate) fn heartbeat(&mut self, h: HeartbeatInput) -> i16 {
+    pub(crate) fn heartbeat(&mut self, h: HeartbeatInput) -> ErrorCode {
         let id = self.id();
         let out = self.shard.heartbeat(self.now, id, h);
         self.take(out);
@@ -205,7 +205,7 @@ impl Kit {
         }
     }
 
-    pub(crate) fn commit(&mut self, c: CommitInput) -> Vec<i16> {
+    pub(crate) fn commit(&mut self, c: CommitInput) -> Vec<ErrorCode> {
         let id = self.id();
         let out = self.shard.commit(self.now, id, c);
         self.take(out);
@@ -215,7 +215,7 @@ impl Kit {
         }
     }
 
-    pub(crate) fn delete_group(&mut self, group: &str) -> i16 {
+    pub(crate) fn delete_group(&mut self, group: &str) -> ErrorCode {
         let id = self.id();
         let out = self.shard.delete_group(self.now, id, group);
         self.take(out);
@@ -379,7 +379,7 @@ impl Kit {
         if j.group_instance_id.is_none() && j.version >= 4 {
             let first = self.join(j.clone());
             let r = self.joined(first).expect("MEMBER_ID_REQUIRED comes at once");
-            assert_eq!(r.error, codes::MEMBER_ID_REQUIRED);
+            assert_eq!(r.error, ErrorCode::MEMBER_ID_REQUIRED);
             let id = self.join(JoinInput { member_id: r.member_id.clone(), ..j });
             return (r.member_id, id);
         }
@@ -399,7 +399,7 @@ impl Kit {
             members.push(self.join_new(j.clone()));
         }
         let first = self.joined(members[0].1).expect("a lone first member is answered at once");
-        assert_eq!(first.error, codes::NONE);
+        assert_eq!(first.error, ErrorCode::NONE);
         if members.len() == 1 {
             return vec![(members[0].0.clone(), first)];
         }
@@ -412,7 +412,7 @@ impl Kit {
             })
             .collect();
         for (id, r) in &answers {
-            assert_eq!((id.as_str(), r.error), (id.as_str(), codes::NONE));
+            assert_eq!((id.as_str(), r.error), (id.as_str(), ErrorCode::NONE));
         }
         assert!(self.group(&group).is(GroupState::CompletingRebalance));
         answers
@@ -436,7 +436,7 @@ impl Kit {
         }
         for (id, req) in ids.iter().zip(reqs) {
             let r = self.synced(req).unwrap_or_else(|| panic!("{id} sync not answered"));
-            assert_eq!(r.error, codes::NONE);
+            assert_eq!(r.error, ErrorCode::NONE);
             assert_eq!(r.assignment, Bytes::from(format!("a-{id}")));
         }
         assert!(self.group(&group).is(GroupState::Stable));

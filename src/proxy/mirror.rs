@@ -30,7 +30,7 @@ use super::Proxy;
 use super::upstream::kafka_retriable;
 use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::{RawRecord, Record};
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::log::LogError;
 
 /// What to tell the upstream about one group.
@@ -211,7 +211,7 @@ enum Failure {
     Unsupported(String),
 }
 
-fn from_code(what: &str, code: i16) -> Failure {
+fn from_code(what: &str, code: ErrorCode) -> Failure {
     let m = format!("{what} answered with error {code}");
     if kafka_retriable(code) { Failure::Retry(m) } else { Failure::Give(m) }
 }
@@ -226,8 +226,9 @@ async fn coordinator(proxy: &Proxy, cache: &mut HashMap<String, i32>, group: &st
         .await
         .map_err(|e| if e.is_retriable() { Failure::Retry(e.to_string()) } else { Failure::Give(e.to_string()) })?;
     let _ = version;
-    if resp.error_code != codes::NONE {
-        return Err(from_code("FindCoordinator", resp.error_code));
+    let code = ErrorCode::from(resp.error_code);
+    if code != ErrorCode::NONE {
+        return Err(from_code("FindCoordinator", code));
     }
     cache.insert(group.to_string(), resp.node_id.0);
     Ok(resp.node_id.0)
@@ -250,8 +251,8 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
     };
     if c.delete_first {
         let (resp, _) = proxy.call(node, 2, |_| DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))])).await.map_err(up)?;
-        match resp.results.first().map(|r| r.error_code) {
-            Some(codes::NONE) | Some(codes::GROUP_ID_NOT_FOUND) | None => {}
+        match resp.results.first().map(|r| ErrorCode::from(r.error_code)) {
+            Some(ErrorCode::NONE) | Some(ErrorCode::GROUP_ID_NOT_FOUND) | None => {}
             Some(code) => return Err(from_code("DeleteGroups", code)),
         }
     }
@@ -295,7 +296,7 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
             })
             .await
             .map_err(up)?;
-        let worst = resp.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| p.error_code).find(|e| *e != codes::NONE);
+        let worst = resp.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| ErrorCode::from(p.error_code)).find(|e| *e != ErrorCode::NONE);
         if let Some(code) = worst {
             return Err(from_code("OffsetCommit", code));
         }
@@ -316,8 +317,9 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
             })
             .await
             .map_err(up)?;
-        if resp.error_code != codes::NONE && resp.error_code != codes::GROUP_ID_NOT_FOUND {
-            return Err(from_code("OffsetDelete", resp.error_code));
+        let code = ErrorCode::from(resp.error_code);
+        if code != ErrorCode::NONE && code != ErrorCode::GROUP_ID_NOT_FOUND {
+            return Err(from_code("OffsetDelete", code));
         }
     }
     Ok(())

@@ -45,7 +45,7 @@ use crate::config::{Config, HostPort, OffsetsStoreKind};
 use crate::coordinator::Coordinator;
 use crate::coordinator::log::OffsetsStore;
 use crate::coordinator::shard::ShardConfig;
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::log::datadir::{DataDir, Meta};
 use crate::plane::{DataPlane, NodeAddr};
 use crate::protocol::{SUPPORTED, VersionTable, guard};
@@ -128,7 +128,7 @@ pub fn version_table(upstream: &ApiRanges) -> VersionTable {
 /// AddOffsetsToTxn in proxy mode: refused with a non-retriable error (see [`NO_TXN_OFFSETS`]).
 pub fn refuse_add_offsets_to_txn(req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     tracing::warn!(transactional_id = %req.transactional_id.as_str(), group = %req.group_id.as_str(), "{NO_TXN_OFFSETS}");
-    AddOffsetsToTxnResponse::default().with_error_code(codes::INVALID_REQUEST)
+    AddOffsetsToTxnResponse::default().with_error_code(ErrorCode::INVALID_REQUEST.code())
 }
 
 /// TxnOffsetCommit in proxy mode: every partition refused (see [`NO_TXN_OFFSETS`]).
@@ -141,7 +141,7 @@ pub fn refuse_txn_offset_commit(req: TxnOffsetCommitRequest) -> TxnOffsetCommitR
                 TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(
                     t.partitions
                         .into_iter()
-                        .map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(codes::INVALID_REQUEST))
+                        .map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(ErrorCode::INVALID_REQUEST.code()))
                         .collect(),
                 )
             })

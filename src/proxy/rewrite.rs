@@ -116,7 +116,7 @@ fn unknown_node(id: &mut BrokerId, host: &mut StrBytes, port: &mut i32, error: &
     *id = BrokerId(-1);
     *host = StrBytes::default();
     *port = -1;
-    *error = crate::error::codes::COORDINATOR_NOT_AVAILABLE;
+    *error = crate::error::ErrorCode::COORDINATOR_NOT_AVAILABLE.code();
 }
 
 /// The KIP-951 endpoints of a Produce or Fetch response: each node's corral address. An

@@ -44,7 +44,7 @@ use crate::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batc
 use crate::batch::records::read_records;
 use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::RawRecord;
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::log::LogError;
 
 /// The most bytes of records one produce request carries.
@@ -102,7 +102,7 @@ impl UpstreamStore {
     /// gets a producer id for writing to it.
     pub async fn open(proxy: Arc<Proxy>, topic: &str, partitions: i32) -> Result<Arc<UpstreamStore>, UpstreamError> {
         let mut meta = proxy.refresh(Some(&[topic])).await?;
-        let exists = meta.topics.iter().any(|t| t.error_code == codes::NONE && t.name.as_ref().is_some_and(|n| n.as_str() == topic));
+        let exists = meta.topics.iter().any(|t| ErrorCode::from(t.error_code) == ErrorCode::NONE && t.name.as_ref().is_some_and(|n| n.as_str() == topic));
         if !exists {
             create_topic(&proxy, topic, partitions).await?;
             meta = wait_for_topic(&proxy, topic).await?;
@@ -111,7 +111,7 @@ impl UpstreamStore {
             .topics
             .iter()
             .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-            .ok_or(UpstreamError::Kafka { node: -1, what: "Metadata for the offsets topic", code: codes::UNKNOWN_TOPIC_OR_PARTITION })?;
+            .ok_or(UpstreamError::Kafka { node: -1, what: "Metadata for the offsets topic", code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION })?;
         let count = t.partitions.len();
         if count as i32 != partitions {
             tracing::info!(topic, partitions = count, "the offsets topic exists with its own partition count: corral uses it as the number of shards");
@@ -254,8 +254,9 @@ impl UpstreamStore {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| Attempt::Retry("an empty ListOffsets response".into()))?;
-        if p.error_code != codes::NONE {
-            return Err(Attempt::kafka("ListOffsets", p.error_code));
+        let code = ErrorCode::from(p.error_code);
+        if code != ErrorCode::NONE {
+            return Err(Attempt::kafka("ListOffsets", code));
         }
         Ok(p.offset)
     }
@@ -277,16 +278,18 @@ impl UpstreamStore {
             })
             .await
             .map_err(Attempt::from)?;
-        if resp.error_code != codes::NONE {
-            return Err(Attempt::kafka("Fetch", resp.error_code));
+        let code = ErrorCode::from(resp.error_code);
+        if code != ErrorCode::NONE {
+            return Err(Attempt::kafka("Fetch", code));
         }
         let p = resp
             .responses
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| Attempt::Retry("an empty Fetch response".into()))?;
-        if p.error_code != codes::NONE {
-            return Err(Attempt::kafka("Fetch", p.error_code));
+        let code = ErrorCode::from(p.error_code);
+        if code != ErrorCode::NONE {
+            return Err(Attempt::kafka("Fetch", code));
         }
         Ok(p.records.clone().unwrap_or_default())
     }
@@ -361,16 +364,16 @@ impl UpstreamStore {
                     .responses
                     .first()
                     .and_then(|t| t.partition_responses.first())
-                    .map_or(codes::UNKNOWN_SERVER_ERROR, |p| p.error_code),
+                    .map_or(ErrorCode::UNKNOWN_SERVER_ERROR, |p| ErrorCode::from(p.error_code)),
                 Err(e) if e.is_retriable() => {
                     tracing::debug!(partition = shard, "offsets store produce: {e}; retrying");
-                    codes::REQUEST_TIMED_OUT
+                    ErrorCode::REQUEST_TIMED_OUT
                 }
                 Err(e) => return Err(e.to_string()),
             };
             match code {
-                codes::NONE | codes::DUPLICATE_SEQUENCE_NUMBER => return Ok(()),
-                c if kafka_retriable(c) || c == codes::UNKNOWN_SERVER_ERROR => {
+                ErrorCode::NONE | ErrorCode::DUPLICATE_SEQUENCE_NUMBER => return Ok(()),
+                c if kafka_retriable(c) || c == ErrorCode::UNKNOWN_SERVER_ERROR => {
                     if shutdown.is_cancelled() && delay > Duration::from_secs(1) {
                         return Err("shutting down before the upstream acknowledged".into());
                     }
@@ -389,8 +392,9 @@ async fn init_producer(proxy: &Proxy) -> Result<ProducerStamp, UpstreamError> {
     let (init, _) = proxy
         .call_any(5, |_| InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1))
         .await?;
-    if init.error_code != codes::NONE {
-        return Err(UpstreamError::Kafka { node: -1, what: "InitProducerId", code: init.error_code });
+    let code = ErrorCode::from(init.error_code);
+    if code != ErrorCode::NONE {
+        return Err(UpstreamError::Kafka { node: -1, what: "InitProducerId", code });
     }
     Ok(ProducerStamp { producer_id: init.producer_id.0, producer_epoch: init.producer_epoch, base_sequence: 0 })
 }
@@ -402,10 +406,10 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn kafka(what: &str, code: i16) -> Attempt {
-        let name = if code == codes::OFFSET_OUT_OF_RANGE { "OFFSET_OUT_OF_RANGE".to_string() } else { code.to_string() };
-        let m = format!("{what} answered with error {name}");
-        if kafka_retriable(code) || code == codes::OFFSET_OUT_OF_RANGE { Attempt::Retry(m) } else { Attempt::Fatal(m) }
+    fn kafka(what: &str, code: ErrorCode) -> Attempt {
+        // prints the code's name, which `read` looks for (OFFSET_OUT_OF_RANGE)
+        let m = format!("{what} answered with error {code}");
+        if kafka_retriable(code) || code == ErrorCode::OFFSET_OUT_OF_RANGE { Attempt::Retry(m) } else { Attempt::Fatal(m) }
     }
 }
 
@@ -441,13 +445,13 @@ async fn create_topic(proxy: &Proxy, topic: &str, partitions: i32) -> Result<(),
                     .with_value(Some(StrBytes::from_static_str("compact")))])])
         })
         .await?;
-    match resp.topics.first().map(|t| t.error_code) {
-        Some(codes::NONE) | Some(codes::TOPIC_ALREADY_EXISTS) => {
+    match resp.topics.first().map(|t| ErrorCode::from(t.error_code)) {
+        Some(ErrorCode::NONE) | Some(ErrorCode::TOPIC_ALREADY_EXISTS) => {
             tracing::info!(topic, partitions, "created the offsets topic (cleanup.policy=compact)");
             Ok(())
         }
         Some(code) => Err(UpstreamError::Kafka { node: -1, what: "CreateTopics for the offsets topic", code }),
-        None => Err(UpstreamError::Kafka { node: -1, what: "CreateTopics for the offsets topic", code: codes::UNKNOWN_SERVER_ERROR }),
+        None => Err(UpstreamError::Kafka { node: -1, what: "CreateTopics for the offsets topic", code: ErrorCode::UNKNOWN_SERVER_ERROR }),
     }
 }
 
@@ -457,7 +461,7 @@ async fn wait_for_topic(proxy: &Proxy, topic: &str) -> Result<kafka_protocol::me
     for _ in 0..100 {
         let meta = proxy.refresh(Some(&[topic])).await?;
         let ready = meta.topics.iter().any(|t| {
-            t.error_code == codes::NONE
+            ErrorCode::from(t.error_code) == ErrorCode::NONE
                 && t.name.as_ref().is_some_and(|n| n.as_str() == topic)
                 && !t.partitions.is_empty()
                 && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
@@ -465,10 +469,10 @@ async fn wait_for_topic(proxy: &Proxy, topic: &str) -> Result<kafka_protocol::me
         if ready {
             return Ok(meta);
         }
-        last = meta.topics.first().map(|t| t.error_code);
+        last = meta.topics.first().map(|t| ErrorCode::from(t.error_code));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(UpstreamError::Kafka { node: -1, what: "Metadata for the new offsets topic", code: last.unwrap_or(codes::LEADER_NOT_AVAILABLE) })
+    Err(UpstreamError::Kafka { node: -1, what: "Metadata for the new offsets topic", code: last.unwrap_or(ErrorCode::LEADER_NOT_AVAILABLE) })
 }
 
 impl OffsetsStore for UpstreamStore {

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// Why a request to an upstream broker got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum UpstreamError {
     Unsupported { node: i32, what: String },
     /// The broker answered with a Kafka error code.
     #[error("upstream node {node} answered {what} with error {code}")]
-    Kafka { node: i32, what: &'static str, code: i16 },
+    Kafka { node: i32, what: &'static str, code: ErrorCode },
 }
 
 impl UpstreamError {
@@ -56,25 +56,25 @@ impl UpstreamError {
 }
 
 /// Kafka's retriable error codes, for the ones corral's own upstream requests meet.
-pub fn kafka_retriable(code: i16) -> bool {
+pub fn kafka_retriable(code: ErrorCode) -> bool {
     matches!(
         code,
-        codes::CORRUPT_MESSAGE
-            | codes::UNKNOWN_TOPIC_OR_PARTITION
-            | codes::LEADER_NOT_AVAILABLE
-            | codes::NOT_LEADER_OR_FOLLOWER
-            | codes::REQUEST_TIMED_OUT
-            | codes::COORDINATOR_LOAD_IN_PROGRESS
-            | codes::COORDINATOR_NOT_AVAILABLE
-            | codes::NOT_COORDINATOR
-            | 19 // NOT_ENOUGH_REPLICAS
-            | 20 // NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            | codes::NOT_CONTROLLER
-            | codes::KAFKA_STORAGE_ERROR
-            | codes::FENCED_LEADER_EPOCH
-            | codes::UNKNOWN_LEADER_EPOCH
-            | 13 // NETWORK_EXCEPTION
-            | 89 // THROTTLING_QUOTA_EXCEEDED
+        ErrorCode::CORRUPT_MESSAGE
+            | ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+            | ErrorCode::LEADER_NOT_AVAILABLE
+            | ErrorCode::NOT_LEADER_OR_FOLLOWER
+            | ErrorCode::REQUEST_TIMED_OUT
+            | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+            | ErrorCode::COORDINATOR_NOT_AVAILABLE
+            | ErrorCode::NOT_COORDINATOR
+            | ErrorCode::NOT_ENOUGH_REPLICAS
+            | ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            | ErrorCode::NOT_CONTROLLER
+            | ErrorCode::KAFKA_STORAGE_ERROR
+            | ErrorCode::FENCED_LEADER_EPOCH
+            | ErrorCode::UNKNOWN_LEADER_EPOCH
+            | ErrorCode::NETWORK_EXCEPTION
+            | ErrorCode::THROTTLING_QUOTA_EXCEEDED
     )
 }
 
@@ -206,16 +206,17 @@ impl UpstreamConn {
                 // A broker that does not know v3 answers UNSUPPORTED_VERSION, in a v0 body as
                 // Kafka does, or (librdkafka's mock cluster) in a body of its own making: only
                 // the leading error code is certain.
-                Err(_) if frame.len() >= 10 && i16::from_be_bytes([frame[8], frame[9]]) == codes::UNSUPPORTED_VERSION => {
-                    ApiVersionsResponse::default().with_error_code(codes::UNSUPPORTED_VERSION)
+                Err(_) if frame.len() >= 10 && ErrorCode::from(i16::from_be_bytes([frame[8], frame[9]])) == ErrorCode::UNSUPPORTED_VERSION => {
+                    ApiVersionsResponse::default().with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
                 }
                 Err(reason) => return Err(UpstreamError::BadResponse { node, reason }),
             };
-            if resp.error_code == codes::UNSUPPORTED_VERSION {
+            if ErrorCode::from(resp.error_code) == ErrorCode::UNSUPPORTED_VERSION {
                 resp = conn.call(0, &ApiVersionsRequest::default()).await?;
             }
-            if resp.error_code != codes::NONE {
-                return Err(UpstreamError::Kafka { node, what: "ApiVersions", code: resp.error_code });
+            let code = ErrorCode::from(resp.error_code);
+            if code != ErrorCode::NONE {
+                return Err(UpstreamError::Kafka { node, what: "ApiVersions", code });
             }
             Ok(resp)
         };

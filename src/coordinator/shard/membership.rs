@@ -11,7 +11,7 @@ use crate::coordinator::record::Record;
 use crate::coordinator::RequestId;
 use super::{Cx, Rules, Shard, heartbeat_key, join_key};
 use super::types::*;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// Kafka's fixed timeout for a new member's parked JoinGroup (§2.5).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
@@ -26,11 +26,11 @@ impl Shard {
         if j.session_timeout_ms < self.config.min_session_timeout_ms
             || j.session_timeout_ms > self.config.max_session_timeout_ms
         {
-            cx.reply(req, Reply::Join(JoinResult::error(codes::INVALID_SESSION_TIMEOUT, &j.member_id)));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::INVALID_SESSION_TIMEOUT, &j.member_id)));
             return self.done(cx);
         }
         if !j.member_id.is_empty() && !self.groups.contains_key(&j.group_id) {
-            cx.reply(req, Reply::Join(JoinResult::error(codes::UNKNOWN_MEMBER_ID, &j.member_id)));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::UNKNOWN_MEMBER_ID, &j.member_id)));
             return self.done(cx);
         }
         let Shard { groups, config, ids, .. } = self;
@@ -45,7 +45,7 @@ impl Shard {
             if g.members.contains_key(&j.member_id) {
                 rules.remove_member(&mut cx, g, &j.member_id);
             }
-            cx.reply(req, Reply::Join(JoinResult::error(codes::GROUP_MAX_SIZE_REACHED, "")));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::GROUP_MAX_SIZE_REACHED, "")));
         } else if j.member_id.is_empty() {
             rules.join_new_member(&mut cx, g, waiter, j);
         } else {
@@ -59,11 +59,11 @@ impl Rules<'_> {
     fn join_new_member(&mut self, cx: &mut Cx, g: &mut Group, waiter: Waiter, j: JoinInput) {
         let req = waiter.request;
         if g.is(GroupState::Dead) {
-            cx.reply(req, Reply::Join(JoinResult::error(codes::COORDINATOR_NOT_AVAILABLE, "")));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::COORDINATOR_NOT_AVAILABLE, "")));
             return;
         }
         if !g.supports_protocols(&j.protocol_type, &j.protocols) {
-            cx.reply(req, Reply::Join(JoinResult::error(codes::INCONSISTENT_GROUP_PROTOCOL, "")));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL, "")));
             return;
         }
         let prefix = j.group_instance_id.clone().unwrap_or_else(|| j.client_id.clone());
@@ -77,7 +77,7 @@ impl Rules<'_> {
             // §2.5: the two-step join; the id is remembered until it rejoins or its session ends.
             g.pending_members.insert(new_id.clone());
             cx.set(heartbeat_key(&g.id, &new_id), j.session_timeout_ms as i64);
-            cx.reply(req, Reply::Join(JoinResult::error(codes::MEMBER_ID_REQUIRED, &new_id)));
+            cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::MEMBER_ID_REQUIRED, &new_id)));
         } else {
             self.add_member(cx, g, new_id, waiter, j);
         }
@@ -87,10 +87,10 @@ impl Rules<'_> {
         let req = waiter.request;
         let fail = |cx: &mut Cx, code| cx.reply(req, Reply::Join(JoinResult::error(code, &j.member_id)));
         if g.is(GroupState::Dead) {
-            return fail(cx, codes::COORDINATOR_NOT_AVAILABLE);
+            return fail(cx, ErrorCode::COORDINATOR_NOT_AVAILABLE);
         }
         if !g.supports_protocols(&j.protocol_type, &j.protocols) {
-            return fail(cx, codes::INCONSISTENT_GROUP_PROTOCOL);
+            return fail(cx, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
         }
         if g.pending_members.contains(&j.member_id) {
             let id = j.member_id.clone();
@@ -118,7 +118,7 @@ impl Rules<'_> {
                     cx.reply(req, Reply::Join(join_answer(g, &j.member_id, false)));
                 }
             }
-            GroupState::Empty | GroupState::Dead => fail(cx, codes::UNKNOWN_MEMBER_ID),
+            GroupState::Empty | GroupState::Dead => fail(cx, ErrorCode::UNKNOWN_MEMBER_ID),
         }
     }
 
@@ -167,7 +167,7 @@ impl Rules<'_> {
         let m = g.members.get_mut(&j.member_id).expect("validated member");
         if let Some(old) = m.awaiting_join.replace(waiter) {
             // A second JoinGroup from the same member: the first one is superseded.
-            cx.reply(old.request, Reply::Join(JoinResult::error(codes::REBALANCE_IN_PROGRESS, &m.id)));
+            cx.reply(old.request, Reply::Join(JoinResult::error(ErrorCode::REBALANCE_IN_PROGRESS, &m.id)));
         }
         m.protocols = j.protocols;
         m.rebalance_timeout_ms = j.rebalance_timeout_ms;
@@ -186,10 +186,10 @@ impl Rules<'_> {
         let selected_before = g.protocol_name.clone();
         let mut m = g.members.remove(old_id).expect("static member maps to a member");
         if let Some(w) = m.awaiting_join.take() {
-            cx.reply(w.request, Reply::Join(JoinResult::error(codes::FENCED_INSTANCE_ID, old_id)));
+            cx.reply(w.request, Reply::Join(JoinResult::error(ErrorCode::FENCED_INSTANCE_ID, old_id)));
         }
         if let Some(w) = m.awaiting_sync.take() {
-            cx.reply(w.request, Reply::Sync(SyncResult::error(codes::FENCED_INSTANCE_ID)));
+            cx.reply(w.request, Reply::Sync(SyncResult::error(ErrorCode::FENCED_INSTANCE_ID)));
         }
         cx.cancel(heartbeat_key(&g.id, old_id));
         let was_pending_sync = g.pending_sync.remove(old_id);
@@ -239,7 +239,7 @@ impl Rules<'_> {
             for m in g.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(w) = m.awaiting_sync.take() {
-                    cx.reply(w.request, Reply::Sync(SyncResult::error(codes::REBALANCE_IN_PROGRESS)));
+                    cx.reply(w.request, Reply::Sync(SyncResult::error(ErrorCode::REBALANCE_IN_PROGRESS)));
                 }
             }
         }
@@ -358,7 +358,7 @@ impl Shard {
     pub fn sync(&mut self, now: i64, req: RequestId, s: SyncInput, version: i16) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let Some((mut rules, g)) = self.split(&s.group_id) else {
-            cx.reply(req, Reply::Sync(SyncResult::error(codes::UNKNOWN_MEMBER_ID)));
+            cx.reply(req, Reply::Sync(SyncResult::error(ErrorCode::UNKNOWN_MEMBER_ID)));
             return self.done(cx);
         };
         if let Err(code) = rules.sync_in(&mut cx, g, req, &s, version) {
@@ -369,13 +369,13 @@ impl Shard {
 }
 
 impl Rules<'_> {
-    fn sync_in(&mut self, cx: &mut Cx, g: &mut Group, req: RequestId, s: &SyncInput, version: i16) -> Result<(), i16> {
+    fn sync_in(&mut self, cx: &mut Cx, g: &mut Group, req: RequestId, s: &SyncInput, version: i16) -> Result<(), ErrorCode> {
         match g.state {
-            GroupState::Dead => Err(codes::COORDINATOR_NOT_AVAILABLE),
-            GroupState::Empty => Err(codes::UNKNOWN_MEMBER_ID),
+            GroupState::Dead => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+            GroupState::Empty => Err(ErrorCode::UNKNOWN_MEMBER_ID),
             GroupState::PreparingRebalance => {
                 check_sync(g, s)?;
-                Err(codes::REBALANCE_IN_PROGRESS)
+                Err(ErrorCode::REBALANCE_IN_PROGRESS)
             }
             GroupState::CompletingRebalance => {
                 check_sync(g, s)?;
@@ -459,20 +459,20 @@ impl Shard {
     pub fn heartbeat(&mut self, now: i64, req: RequestId, h: HeartbeatInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let code = match self.groups.get(&h.group_id) {
-            None => codes::UNKNOWN_MEMBER_ID,
-            Some(g) if g.is(GroupState::Dead) => codes::COORDINATOR_NOT_AVAILABLE,
+            None => ErrorCode::UNKNOWN_MEMBER_ID,
+            Some(g) if g.is(GroupState::Dead) => ErrorCode::COORDINATOR_NOT_AVAILABLE,
             Some(g) => match g.validate_member(&h.member_id, h.group_instance_id.as_deref()) {
                 Err(code) => code,
-                Ok(()) if h.generation_id != g.generation => codes::ILLEGAL_GENERATION,
+                Ok(()) if h.generation_id != g.generation => ErrorCode::ILLEGAL_GENERATION,
                 Ok(()) => match g.state {
-                    GroupState::Empty | GroupState::Dead => codes::UNKNOWN_MEMBER_ID,
+                    GroupState::Empty | GroupState::Dead => ErrorCode::UNKNOWN_MEMBER_ID,
                     GroupState::PreparingRebalance => {
                         cx.set(heartbeat_key(&g.id, &h.member_id), g.members[&h.member_id].session_timeout_ms as i64);
-                        codes::REBALANCE_IN_PROGRESS
+                        ErrorCode::REBALANCE_IN_PROGRESS
                     }
                     GroupState::CompletingRebalance | GroupState::Stable => {
                         cx.set(heartbeat_key(&g.id, &h.member_id), g.members[&h.member_id].session_timeout_ms as i64);
-                        codes::NONE
+                        ErrorCode::NONE
                     }
                 },
             },
@@ -514,10 +514,10 @@ impl Rules<'_> {
         }
         cx.cancel(heartbeat_key(&g.id, id));
         if let Some(w) = m.awaiting_join.take() {
-            cx.reply(w.request, Reply::Join(JoinResult::error(codes::UNKNOWN_MEMBER_ID, "")));
+            cx.reply(w.request, Reply::Join(JoinResult::error(ErrorCode::UNKNOWN_MEMBER_ID, "")));
         }
         if let Some(w) = m.awaiting_sync.take() {
-            cx.reply(w.request, Reply::Sync(SyncResult::error(codes::UNKNOWN_MEMBER_ID)));
+            cx.reply(w.request, Reply::Sync(SyncResult::error(ErrorCode::UNKNOWN_MEMBER_ID)));
         }
         g.pending_sync.remove(id);
         if g.leader.as_deref() == Some(id) {
@@ -547,13 +547,13 @@ impl Shard {
             let members = l
                 .members
                 .into_iter()
-                .map(|(member_id, group_instance_id)| MemberError { member_id, group_instance_id, error: codes::UNKNOWN_MEMBER_ID })
+                .map(|(member_id, group_instance_id)| MemberError { member_id, group_instance_id, error: ErrorCode::UNKNOWN_MEMBER_ID })
                 .collect();
-            cx.reply(req, Reply::Leave(LeaveResult { error: codes::NONE, members }));
+            cx.reply(req, Reply::Leave(LeaveResult { error: ErrorCode::NONE, members }));
             return self.done(cx);
         };
         if g.is(GroupState::Dead) {
-            cx.reply(req, Reply::Leave(LeaveResult { error: codes::COORDINATOR_NOT_AVAILABLE, members: Vec::new() }));
+            cx.reply(req, Reply::Leave(LeaveResult { error: ErrorCode::COORDINATOR_NOT_AVAILABLE, members: Vec::new() }));
             return self.done(cx);
         }
         let mut results = Vec::with_capacity(l.members.len());
@@ -564,21 +564,21 @@ impl Shard {
                     Some(id) => {
                         rules.remove_member(&mut cx, g, &id);
                         removed = true;
-                        codes::NONE
+                        ErrorCode::NONE
                     }
-                    None => codes::UNKNOWN_MEMBER_ID,
+                    None => ErrorCode::UNKNOWN_MEMBER_ID,
                 }
             } else if g.pending_members.remove(&member_id) {
                 cx.cancel(heartbeat_key(&g.id, &member_id));
                 removed = true;
-                codes::NONE
+                ErrorCode::NONE
             } else {
                 match g.validate_member(&member_id, instance.as_deref()) {
                     Err(code) => code,
                     Ok(()) => {
                         rules.remove_member(&mut cx, g, &member_id);
                         removed = true;
-                        codes::NONE
+                        ErrorCode::NONE
                     }
                 }
             };
@@ -592,7 +592,7 @@ impl Shard {
                 _ => {}
             }
         }
-        cx.reply(req, Reply::Leave(LeaveResult { error: codes::NONE, members: results }));
+        cx.reply(req, Reply::Leave(LeaveResult { error: ErrorCode::NONE, members: results }));
         self.done(cx)
     }
 }
@@ -601,7 +601,7 @@ impl Shard {
 fn join_answer(g: &Group, member_id: &str, with_members: bool) -> JoinResult {
     let protocol = g.protocol_name.clone();
     JoinResult {
-        error: codes::NONE,
+        error: ErrorCode::NONE,
         generation_id: g.generation,
         protocol_type: g.protocol_type.clone(),
         protocol_name: protocol.clone(),
@@ -625,15 +625,15 @@ fn join_answer(g: &Group, member_id: &str, with_members: bool) -> JoinResult {
 
 /// A SyncGroup's checks against a group in a rebalance or Stable, in Kafka's order: the member,
 /// its generation, then the protocol type and name if it gave them.
-fn check_sync(g: &Group, s: &SyncInput) -> Result<(), i16> {
+fn check_sync(g: &Group, s: &SyncInput) -> Result<(), ErrorCode> {
     g.validate_member(&s.member_id, s.group_instance_id.as_deref())?;
     if s.generation_id != g.generation {
-        return Err(codes::ILLEGAL_GENERATION);
+        return Err(ErrorCode::ILLEGAL_GENERATION);
     }
     if s.protocol_type.as_ref().is_some_and(|t| Some(t) != g.protocol_type.as_ref())
         || s.protocol_name.as_ref().is_some_and(|n| Some(n) != g.protocol_name.as_ref())
     {
-        return Err(codes::INCONSISTENT_GROUP_PROTOCOL);
+        return Err(ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
     }
     Ok(())
 }
@@ -641,7 +641,7 @@ fn check_sync(g: &Group, s: &SyncInput) -> Result<(), i16> {
 /// A SyncGroup answer for the current generation, carrying the member's assignment.
 fn sync_answer(g: &Group, assignment: Bytes) -> SyncResult {
     SyncResult {
-        error: codes::NONE,
+        error: ErrorCode::NONE,
         protocol_type: g.protocol_type.clone(),
         protocol_name: g.protocol_name.clone(),
         assignment,

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use super::group::{Group, GroupState, Member, Protocol};
 use super::record::{GroupValue, Record};
 use super::RequestId;
+use crate::error::ErrorCode;
 
 pub use membership::NEW_MEMBER_JOIN_TIMEOUT_MS;
 pub use types::{
@@ -272,7 +273,7 @@ impl Shard {
     }
 
     /// Answers every parked JoinGroup and SyncGroup with `code` (shutdown, unload).
-    pub fn fail_parked(&mut self, code: i16) -> Vec<(RequestId, Reply)> {
+    pub fn fail_parked(&mut self, code: ErrorCode) -> Vec<(RequestId, Reply)> {
         let mut out = Vec::new();
         for g in self.groups.values_mut() {
             for m in g.members.values_mut() {

@@ -9,7 +9,7 @@ use crate::coordinator::record::{OffsetValue, Record};
 use crate::coordinator::RequestId;
 use super::{Cx, Shard, heartbeat_key};
 use super::types::*;
-use crate::error::codes;
+use crate::error::ErrorCode;
 
 /// The time an offset's retention is counted from, for one group's expiry rule (§3.4).
 type OffsetClock = Box<dyn Fn(&OffsetValue) -> i64>;
@@ -23,11 +23,11 @@ impl Shard {
     /// OffsetCommit.
     pub fn commit(&mut self, now: i64, req: RequestId, c: CommitInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
-        let all = |code: i16| Reply::Commit(vec![code; c.partitions.len()]);
+        let all = |code: ErrorCode| Reply::Commit(vec![code; c.partitions.len()]);
         let check = match self.groups.get(&c.group_id) {
             None if c.generation_id < 0 => Ok(()),
-            None if c.version >= 9 => Err(codes::GROUP_ID_NOT_FOUND),
-            None => Err(codes::ILLEGAL_GENERATION),
+            None if c.version >= 9 => Err(ErrorCode::GROUP_ID_NOT_FOUND),
+            None => Err(ErrorCode::ILLEGAL_GENERATION),
             Some(g) => validate_commit(g, &c),
         };
         if let Err(code) = check {
@@ -46,7 +46,7 @@ impl Shard {
         for p in c.partitions {
             let metadata = p.metadata.unwrap_or_default();
             if java_len(&metadata) > self.config.offset_metadata_max_bytes {
-                errors.push(codes::OFFSET_METADATA_TOO_LARGE);
+                errors.push(ErrorCode::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
             cx.emit(
@@ -63,9 +63,9 @@ impl Shard {
                     }),
                 },
             );
-            errors.push(codes::NONE);
+            errors.push(ErrorCode::NONE);
         }
-        metrics::counter!("corral_offset_commits_total").increment(errors.iter().filter(|e| **e == 0).count() as u64);
+        metrics::counter!("corral_offset_commits_total").increment(errors.iter().filter(|e| **e == ErrorCode::NONE).count() as u64);
         cx.reply(req, Reply::Commit(errors));
         self.done(cx)
     }
@@ -104,11 +104,11 @@ impl Shard {
     pub fn delete_offsets(&mut self, now: i64, req: RequestId, group: &str, partitions: Vec<(String, i32)>) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let Some(g) = self.groups.get(group).filter(|g| !g.is(GroupState::Dead)) else {
-            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::GROUP_ID_NOT_FOUND, partitions: Vec::new() }));
+            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: ErrorCode::GROUP_ID_NOT_FOUND, partitions: Vec::new() }));
             return self.done(cx);
         };
         if !g.is(GroupState::Empty) && g.protocol_type.as_deref() != Some("consumer") {
-            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::NON_EMPTY_GROUP, partitions: Vec::new() }));
+            cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: ErrorCode::NON_EMPTY_GROUP, partitions: Vec::new() }));
             return self.done(cx);
         }
         let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
@@ -117,18 +117,18 @@ impl Shard {
         for (topic, partition) in partitions {
             let is_subscribed = subscribed.as_ref().is_none_or(|s| s.contains(&topic));
             if is_subscribed {
-                results.push(PartitionError { topic, partition, error: codes::GROUP_SUBSCRIBED_TO_TOPIC });
+                results.push(PartitionError { topic, partition, error: ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC });
             } else {
                 if g.offsets.contains_key(&(topic.clone(), partition)) {
                     tombstones.push(Record::Offset { group: group.to_string(), topic: topic.clone(), partition, value: None });
                 }
-                results.push(PartitionError { topic, partition, error: codes::NONE });
+                results.push(PartitionError { topic, partition, error: ErrorCode::NONE });
             }
         }
         for t in tombstones {
             cx.emit(t);
         }
-        cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: codes::NONE, partitions: results }));
+        cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: ErrorCode::NONE, partitions: results }));
         self.done(cx)
     }
 
@@ -136,9 +136,9 @@ impl Shard {
     pub fn delete_group(&mut self, now: i64, req: RequestId, group: &str) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let code = match self.groups.get(group) {
-            None => codes::GROUP_ID_NOT_FOUND,
-            Some(g) if g.is(GroupState::Dead) => codes::GROUP_ID_NOT_FOUND,
-            Some(g) if !g.is(GroupState::Empty) => codes::NON_EMPTY_GROUP,
+            None => ErrorCode::GROUP_ID_NOT_FOUND,
+            Some(g) if g.is(GroupState::Dead) => ErrorCode::GROUP_ID_NOT_FOUND,
+            Some(g) if !g.is(GroupState::Empty) => ErrorCode::NON_EMPTY_GROUP,
             Some(g) => {
                 let mut records: Vec<Record> = g
                     .offsets
@@ -149,7 +149,7 @@ impl Shard {
                 for r in records {
                     cx.emit(r);
                 }
-                codes::NONE
+                ErrorCode::NONE
             }
         };
         cx.reply(req, Reply::DeleteGroup(code));
@@ -217,9 +217,9 @@ impl Shard {
 }
 
 /// §3.1 validation of a commit against an existing group.
-fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), i16> {
+fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), ErrorCode> {
     if g.is(GroupState::Dead) {
-        return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
     }
     if c.generation_id < 0 && g.is(GroupState::Empty) {
         return Ok(());
@@ -227,13 +227,13 @@ fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), i16> {
     if c.generation_id >= 0 || !c.member_id.is_empty() || c.group_instance_id.is_some() {
         g.validate_member(&c.member_id, c.group_instance_id.as_deref())?;
         if c.generation_id != g.generation {
-            return Err(codes::ILLEGAL_GENERATION);
+            return Err(ErrorCode::ILLEGAL_GENERATION);
         }
     } else {
-        return Err(codes::UNKNOWN_MEMBER_ID);
+        return Err(ErrorCode::UNKNOWN_MEMBER_ID);
     }
     if g.is(GroupState::CompletingRebalance) {
-        return Err(codes::REBALANCE_IN_PROGRESS);
+        return Err(ErrorCode::REBALANCE_IN_PROGRESS);
     }
     Ok(())
 }

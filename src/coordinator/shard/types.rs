@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::coordinator::RequestId;
 use crate::coordinator::group::Protocol;
 use crate::coordinator::record::Record;
+use crate::error::ErrorCode;
 
 /// The settings a shard acts on.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ pub struct JoinMember {
 /// A JoinGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResult {
-    pub error: i16,
+    pub error: ErrorCode,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -98,7 +99,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    pub fn error(error: i16, member_id: &str) -> Self {
+    pub fn error(error: ErrorCode, member_id: &str) -> Self {
         JoinResult {
             error,
             generation_id: -1,
@@ -127,14 +128,14 @@ pub struct SyncInput {
 /// A SyncGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResult {
-    pub error: i16,
+    pub error: ErrorCode,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResult {
-    pub fn error(error: i16) -> Self {
+    pub fn error(error: ErrorCode) -> Self {
         SyncResult { error, protocol_type: None, protocol_name: None, assignment: Bytes::new() }
     }
 }
@@ -158,7 +159,7 @@ pub struct LeaveInput {
 /// A LeaveGroup answer: a top-level error and one per member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveResult {
-    pub error: i16,
+    pub error: ErrorCode,
     /// In request order.
     pub members: Vec<MemberError>,
 }
@@ -168,7 +169,7 @@ pub struct LeaveResult {
 pub struct MemberError {
     pub member_id: String,
     pub group_instance_id: Option<String>,
-    pub error: i16,
+    pub error: ErrorCode,
 }
 
 /// One partition of an OffsetCommit.
@@ -197,7 +198,7 @@ pub struct CommitInput {
 /// An OffsetDelete answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetDeleteResult {
-    pub error: i16,
+    pub error: ErrorCode,
     /// In request order.
     pub partitions: Vec<PartitionError>,
 }
@@ -207,7 +208,7 @@ pub struct OffsetDeleteResult {
 pub struct PartitionError {
     pub topic: String,
     pub partition: i32,
-    pub error: i16,
+    pub error: ErrorCode,
 }
 
 /// An answer to a request.
@@ -215,11 +216,11 @@ pub struct PartitionError {
 pub enum Reply {
     Join(JoinResult),
     Sync(SyncResult),
-    Heartbeat(i16),
+    Heartbeat(ErrorCode),
     Leave(LeaveResult),
     /// One error per partition, in request order.
-    Commit(Vec<i16>),
-    DeleteGroup(i16),
+    Commit(Vec<ErrorCode>),
+    DeleteGroup(ErrorCode),
     OffsetDelete(OffsetDeleteResult),
 }
 
