@@ -65,8 +65,8 @@ macro_rules! error_codes {
             }
         }
 
-        /// The codes of [`ErrorCode`] as bare `i16`s, for code that fills kafka-protocol structs
-        /// and has not moved to [`ErrorCode`] yet. New code uses [`ErrorCode`].
+        /// The codes of [`ErrorCode`](crate::error::ErrorCode) as bare `i16`s, for code that fills
+        /// kafka-protocol structs and has not moved to `ErrorCode` yet. New code uses `ErrorCode`.
         pub mod codes {
             $(pub const $name: i16 = $code;)*
         }

@@ -30,11 +30,13 @@ pub use types::{
     Output, PartitionError, Reply, ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
 };
 
-/// The shard.
+/// The shard: the groups that hash to it, with their offsets.
 #[derive(Debug)]
 pub struct Shard {
     pub config: ShardConfig,
+    /// Every group of the shard by id, simple groups (offsets only) included.
     groups: crate::FastMap<String, Group>,
+    /// Where new member ids come from.
     ids: IdSource,
     /// Replaying the log at start-up: GroupMetadata records rebuild their groups.
     loading: bool,
@@ -50,6 +52,8 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
+    /// A new member id: `prefix` (the instance id, else the client id), a dash, and a UUID (or
+    /// the next number of a test's counter).
     fn new_member_id(&mut self, prefix: &str) -> String {
         match self.ids {
             IdSource::Random => format!("{prefix}-{}", uuid::Uuid::new_v4()),
@@ -90,6 +94,8 @@ fn join_key(g: &str) -> TimerKey {
 }
 
 impl Shard {
+    /// An empty shard; [`Shard::begin_load`] and [`Shard::finish_load`] around a replay of its
+    /// log make it the shard the log describes.
     pub fn new(config: ShardConfig, ids: IdSource) -> Self {
         Shard { config, groups: Default::default(), ids, loading: false }
     }
@@ -118,10 +124,6 @@ impl Shard {
 
     // ------------------------------------------------------------------ records
 
-    /// Applies one record: the only way offsets and persisted group snapshots change. While
-    /// loading, a GroupMetadata record also rebuilds its group (Stable with the stored members,
-    /// or Empty). Live handlers have already brought the live group to the state their records
-    /// describe, as Kafka's classic-group writes do (they are not replayed live either).
     /// Replays one record of the log while loading: [`Shard::apply`], taking the record by
     /// value so that the common case, an offset, moves its strings instead of copying them.
     pub fn replay(&mut self, now: i64, record: Record) {
@@ -137,6 +139,10 @@ impl Shard {
         }
     }
 
+    /// Applies one record: the only way offsets and persisted group snapshots change. While
+    /// loading, a GroupMetadata record also rebuilds its group (Stable with the stored members,
+    /// or Empty). Live handlers have already brought the live group to the state their records
+    /// describe, as Kafka's classic-group writes do (they are not replayed live either).
     pub fn apply(&mut self, now: i64, record: &Record) {
         match record {
             Record::Offset { group, topic, partition, value } => match value {
