@@ -110,8 +110,11 @@ pub struct Config {
     pub ephemeral: bool,
     /// `node.id`: our broker id in Metadata, FindCoordinator and DescribeCluster.
     pub node_id: i32,
-    /// `max.connections`: connections beyond this wait in the kernel's backlog.
-    pub max_connections: usize,
+    /// `max.connections`: connections beyond this wait in the kernel's backlog. Unset: what the
+    /// open-file limit leaves after the data dir's share ([`Config::connection_limit`]).
+    pub max_connections: Option<usize>,
+    /// `socket.listen.backlog.size`: connections the kernel queues before corral accepts them.
+    pub socket_listen_backlog_size: u32,
     /// `socket.request.max.bytes`: a request frame above this closes the connection.
     pub socket_request_max_bytes: usize,
     /// `num.partitions`: partitions of an auto-created topic, and of CreateTopics with -1.
@@ -206,7 +209,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./corral-data"),
             ephemeral: false,
             node_id: 1,
-            max_connections: 65_536,
+            max_connections: None,
+            socket_listen_backlog_size: 1024,
             socket_request_max_bytes: 104_857_600,
             num_partitions: 1,
             max_partitions: 200_000,
@@ -249,6 +253,21 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How many connections are served at once: `max.connections` if set; otherwise what the
+    /// open-file limit leaves once the data dir has its half (`log/datadir.rs`) and a reserve
+    /// for listeners and the like, so that a flood of connections cannot take the
+    /// descriptors the logs need (at most 65,536). In proxy mode a connection can hold an
+    /// upstream link too, so each counts twice.
+    pub fn connection_limit(&self) -> usize {
+        if let Some(n) = self.max_connections {
+            return n;
+        }
+        let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+        let spare = usize::try_from((soft - soft / 2).saturating_sub(64)).unwrap_or(usize::MAX);
+        let per_connection = if self.mode == Mode::Proxy { 2 } else { 1 };
+        (spare / per_connection).clamp(16, 65_536)
+    }
+
     /// Reads a TOML config file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -292,7 +311,8 @@ impl Config {
             "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v.string()?),
             "ephemeral" => self.ephemeral = v.bool()?,
             "node.id" | "broker.id" => self.node_id = v.int_in(0, i32::MAX as i64)? as i32,
-            "max.connections" => self.max_connections = v.int_in(1, i32::MAX as i64)? as usize,
+            "max.connections" => self.max_connections = Some(v.int_in(1, i32::MAX as i64)? as usize),
+            "socket.listen.backlog.size" => self.socket_listen_backlog_size = v.int_in(1, 65_535)? as u32,
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = v.int_in(1, i32::MAX as i64)? as usize
             }

@@ -36,7 +36,7 @@ where
     let mut inbuf = BytesMut::with_capacity(INITIAL_READ_BUFFER);
     let mut outbuf = BytesMut::new();
     let mut pipeline = match &ctx.plane {
-        DataPlane::Proxy(p) => Some(Pipeline::new(p.clone(), conn.listener)),
+        DataPlane::Proxy(p) => Some(Pipeline::new(p.clone(), conn.listener, conn.peer)),
         DataPlane::Broker(_) => None,
     };
     // One shutdown future for the connection's life: made afresh for every read, it would
@@ -155,8 +155,28 @@ where
             }
         };
         let (api_key, version, correlation_id) = (req.api_key, req.version, req.header.correlation_id);
+        let client = tracing::enabled!(tracing::Level::DEBUG).then(|| req.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
         let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
-        let body = match router::route(&ctx, &conn, req).instrument(span).await {
+        let reply = router::route(&ctx, &conn, req).instrument(span).await;
+        if let Some(client) = client {
+            // RUST_LOG=corral=debug: one line per request corral answers
+            let error = match &reply {
+                Reply::Send(body) => protocol::summary::error_of(body),
+                Reply::Nothing | Reply::Close(_) => crate::error::ErrorCode::NONE,
+            };
+            tracing::debug!(
+                api = ?api_key,
+                v = version,
+                corr = correlation_id,
+                client = client.as_str(),
+                peer = %conn.peer,
+                us = started.elapsed().as_micros() as u64,
+                error = %error,
+                answered = matches!(reply, Reply::Send(_)),
+                "request"
+            );
+        }
+        let body = match reply {
             Reply::Send(body) => *body,
             Reply::Nothing => continue,
             Reply::Close(why) => {

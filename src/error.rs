@@ -49,8 +49,7 @@ impl fmt::Debug for ErrorCode {
     }
 }
 
-/// Defines the known codes once: as [`ErrorCode`] constants with their names, and as the bare
-/// `i16`s of [`codes`].
+/// Defines the known codes once: as [`ErrorCode`] constants with their names.
 macro_rules! error_codes {
     ($($name:ident = $code:literal,)*) => {
         impl ErrorCode {
@@ -65,11 +64,6 @@ macro_rules! error_codes {
             }
         }
 
-        /// The codes of [`ErrorCode`](crate::error::ErrorCode) as bare `i16`s, for code that fills
-        /// kafka-protocol structs and has not moved to `ErrorCode` yet. New code uses `ErrorCode`.
-        pub mod codes {
-            $(pub const $name: i16 = $code;)*
-        }
     };
 }
 
@@ -158,7 +152,7 @@ mod tests {
         assert_eq!(ErrorCode::NOT_COORDINATOR.to_string(), "NOT_COORDINATOR (16)");
         assert_eq!(format!("{:?}", ErrorCode::UNKNOWN_SERVER_ERROR), "UNKNOWN_SERVER_ERROR (-1)");
         assert_eq!(ErrorCode::from(9999).to_string(), "error code 9999");
-        assert_eq!(ErrorCode::from(codes::REBALANCE_IN_PROGRESS), ErrorCode::REBALANCE_IN_PROGRESS);
+        assert_eq!(ErrorCode::from(27), ErrorCode::REBALANCE_IN_PROGRESS);
         assert_eq!(i16::from(ErrorCode::NONE), 0);
     }
 }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use corral::config::{Config, HostPort, Mode};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// A Kafka-compatible broker and group coordinator in one binary, for development and tests.
 ///
@@ -132,10 +134,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    // RUST_LOG: a level, or `target=level` directives (`corral=debug,info`); `info` without it
+    // (or when it does not parse). A target filter, not tracing's EnvFilter: its span and field
+    // filters would bring a regex engine into every start-up for a feature no one here uses.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).init();
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -148,7 +154,7 @@ fn main() -> ExitCode {
     }
     // As the JVM does for Kafka: as many open files as the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!("open file limit: {n}"),
+        Ok(n) => tracing::info!("open file limit: {n}; serving at most {} connections at once", config.connection_limit()),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -165,7 +171,7 @@ fn main() -> ExitCode {
             eprintln!("corral: cannot serve metrics on {addr}: {e}");
             return ExitCode::FAILURE;
         }
-        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        let listener = match corral::server::bind(&config.listen, config.socket_listen_backlog_size).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("corral: cannot listen on {}: {e}", config.listen);

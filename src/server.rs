@@ -134,7 +134,7 @@ impl Server {
             coordinator.load_all()?;
         }
         let ctx = Context {
-            conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+            conn_limit: Arc::new(Semaphore::new(config.connection_limit())),
             config,
             plane: DataPlane::Broker(broker),
             coordinator,
@@ -235,6 +235,7 @@ pub(crate) async fn accept_until(listener: TcpListener, ctx: Context, which: Lis
         }
     };
     tokio::pin!(stop);
+    let mut failures = AcceptFailures::default();
     loop {
         let permit = tokio::select! {
             biased;
@@ -249,6 +250,7 @@ pub(crate) async fn accept_until(listener: TcpListener, ctx: Context, which: Lis
         };
         match accepted {
             Ok((stream, peer)) => {
+                failures.recovered();
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
                 metrics::gauge!("corral_connections").increment(1.0);
@@ -259,8 +261,9 @@ pub(crate) async fn accept_until(listener: TcpListener, ctx: Context, which: Lis
                 });
             }
             Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                tracing::warn!("accept failed: {e}");
+                // Out of file descriptors and the like: wait a little rather than spin, and
+                // say so once, not twenty times a second.
+                failures.note(&e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -282,6 +285,59 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     match config.mode {
         Mode::Broker => Server::open(listener, config)?.run(shutdown).await,
         Mode::Proxy => Server::open_proxy(listener, config).await?.run(shutdown).await,
+    }
+}
+
+/// Listens on `addr` (HOST:PORT, the first address it resolves to that binds) with a
+/// backlog of `backlog` connections (`socket.listen.backlog.size`).
+pub async fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} resolves to no address"))))
+}
+
+/// Failed accepts, logged once when they start, then at most every ten seconds with a count,
+/// and once more when accepting works again.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// Failures since the last line, and when that line was written.
+    since_logged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, e: &std::io::Error) {
+        self.since_logged += 1;
+        metrics::counter!("corral_accept_failures_total").increment(1);
+        match self.logged_at {
+            Some(at) if at.elapsed() < Self::EVERY => {}
+            Some(_) => {
+                tracing::warn!("accept still failing: {e} ({} times in the last {} s)", self.since_logged, Self::EVERY.as_secs());
+                self.since_logged = 0;
+                self.logged_at = Some(std::time::Instant::now());
+            }
+            None => {
+                tracing::warn!("accept failed: {e}; retrying every 50 ms");
+                self.since_logged = 0;
+                self.logged_at = Some(std::time::Instant::now());
+            }
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.logged_at.take().is_some() {
+            tracing::info!("accepting connections again");
+            self.since_logged = 0;
+        }
     }
 }
 

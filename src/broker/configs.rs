@@ -43,7 +43,7 @@ fn broker_entries(broker: &Broker) -> Vec<(&'static str, Kind, String)> {
         ("delete.topic.enable", Kind::Boolean, c.delete_topic_enable.to_string()),
         ("message.max.bytes", Kind::Int, c.message_max_bytes.to_string()),
         ("socket.request.max.bytes", Kind::Int, c.socket_request_max_bytes.to_string()),
-        ("max.connections", Kind::Int, c.max_connections.to_string()),
+        ("max.connections", Kind::Int, c.connection_limit().to_string()),
         ("log.retention.ms", Kind::Long, c.log_retention_ms.to_string()),
         ("log.retention.bytes", Kind::Long, c.log_retention_bytes.to_string()),
         ("log.segment.bytes", Kind::Int, c.log_segment_bytes.to_string()),

@@ -130,10 +130,19 @@ impl Partition {
         }
         let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
         let unflushed_before = state.log.unflushed();
-        let rolled = state.log.append(&bytes, &stored).map_err(|e| {
-            tracing::error!(partition = self.index, "append failed: {e}");
-            AppendError { code: ErrorCode::KAFKA_STORAGE_ERROR, message: format!("cannot append to the log: {e}") }
-        })?;
+        let rolled = match state.log.append(&bytes, &stored) {
+            Ok(rolled) => rolled,
+            Err(e) => {
+                tracing::error!(partition = self.index, "append failed: {e}");
+                // a roll before the failed write still owes its segment's sync and index
+                let work = state.log.take_flush_work();
+                drop(state);
+                if let Some(work) = work {
+                    flush_in_background(work);
+                }
+                return Err(AppendError { code: ErrorCode::KAFKA_STORAGE_ERROR, message: format!("cannot append to the log: {e}") });
+            }
+        };
         if state.log.unflushed() < unflushed_before || state.log.unflushed() == 0 {
             state.last_flush_ms = now_ms;
         }

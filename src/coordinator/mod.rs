@@ -321,8 +321,9 @@ impl Coordinator {
         // As many loaders as cores, each taking the next shard: more would only add threads
         // and read buffers, not speed.
         let pending: Vec<usize> = (0..self.shards.len()).filter(|i| self.lock(*i).status == ShardStatus::Loading).collect();
+        // none with nothing to load (an in-memory data dir): no threads started for nothing
+        let workers = if pending.is_empty() { 0 } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(pending.len()) };
         let queue = Arc::new(Mutex::new(pending.into_iter()));
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(self.shards.len());
         for _ in 0..workers {
             let me = self.clone();
             let (loaded, queue) = (loaded.clone(), queue.clone());
@@ -547,7 +548,7 @@ impl Coordinator {
                     _ = me.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         });
     }

@@ -471,7 +471,11 @@ impl BatchLog {
                         each(&h);
                     })?;
                     if !last && !r.cut {
-                        write_index(&*storage, base, &meta, r.size).map_err(err)?;
+                        // derived data: without it (a full disk, say) the next open walks the
+                        // segment again; it must not keep the log from opening
+                        if let Err(e) = write_index(&*storage, base, &meta, r.size) {
+                            tracing::warn!(partition = name, segment = seg_name.as_str(), "cannot write the segment's index file: {e}");
+                        }
                     }
                     (Segment { name: seg_name, file: r.file, size: r.size, sealed: !last && !r.cut, meta }, r.cut)
                 }

@@ -293,6 +293,9 @@ impl<M> Segments<M> {
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let seg = self.active_mut();
         if let Err(e) = seg.file.append(bytes) {
+            if super::storage::changed_nothing(&e) {
+                return Err(e);
+            }
             if let Err(cut) = seg.file.truncate(seg.size) {
                 return Err(io::Error::new(e.kind(), format!("{e}; cutting the partial write back failed too: {cut}")));
             }

@@ -183,7 +183,10 @@ impl DiskFile {
             return Ok(f.clone());
         }
         let path = self.path.lock().expect("path lock").clone();
-        let f = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
+        let f = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) => return Err(io::Error::new(e.kind(), NotReopened { path, source: e })),
+        };
         *slot = Some(f.clone());
         drop(slot);
         if let Some(me) = self.me.upgrade() {
@@ -191,6 +194,28 @@ impl DiskFile {
         }
         Ok(f)
     }
+}
+
+/// A file whose descriptor the cache had closed could not be opened again (e.g. the process
+/// is out of descriptors): the operation did nothing.
+#[derive(Debug)]
+struct NotReopened {
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for NotReopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reopening {}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for NotReopened {}
+
+/// Whether an error says the operation never started (its file could not be reopened), so it
+/// changed nothing.
+pub(crate) fn changed_nothing(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotReopened>())
 }
 
 impl StorageFile for DiskFile {
@@ -287,9 +312,84 @@ impl Storage for FileStorage {
 
 // ---------------------------------------------------------------------------- memory
 
+/// A memory file's bytes, in chunks of fixed capacity: an append never moves what is already
+/// there (one growing `Vec` would copy the whole file into fresh pages at every doubling,
+/// which was most of the cost of a large produce on `--ephemeral`).
+#[derive(Debug, Default, Clone)]
+struct Chunked {
+    chunks: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl Chunked {
+    /// Bytes per chunk.
+    const CHUNK: usize = 1 << 20;
+
+    fn from_vec(v: Vec<u8>) -> Self {
+        let mut c = Chunked::default();
+        c.extend_from_slice(&v);
+        c
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn extend_from_slice(&mut self, mut data: &[u8]) {
+        self.len += data.len();
+        while !data.is_empty() {
+            match self.chunks.last_mut() {
+                Some(last) if last.len() < Self::CHUNK => {
+                    let n = (Self::CHUNK - last.len()).min(data.len());
+                    last.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                }
+                _ => self.chunks.push(Vec::with_capacity(Self::CHUNK)),
+            }
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let keep_chunks = len.div_ceil(Self::CHUNK);
+        self.chunks.truncate(keep_chunks);
+        if let Some(last) = self.chunks.last_mut() {
+            last.truncate(len - (keep_chunks - 1) * Self::CHUNK);
+        }
+        self.len = len;
+    }
+
+    /// Copies `buf.len()` bytes from `offset`; `false` if that runs past the end.
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset.checked_add(buf.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        let mut at = offset;
+        let mut done = 0;
+        while done < buf.len() {
+            let chunk = &self.chunks[at / Self::CHUNK];
+            let from = at % Self::CHUNK;
+            let n = (chunk.len() - from).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&chunk[from..from + n]);
+            done += n;
+            at += n;
+        }
+        true
+    }
+
+    /// The first `len` bytes.
+    fn prefix(&self, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len.min(self.len)];
+        self.read_at(0, &mut v);
+        v
+    }
+}
+
 #[derive(Debug, Default)]
 struct MemData {
-    bytes: Vec<u8>,
+    bytes: Chunked,
     /// Length known durable (as of the last sync).
     synced: usize,
 }
@@ -425,14 +525,10 @@ impl StorageFile for MemFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.faults.check(FaultOp::Read)?;
         let d = self.data.lock().expect("mem lock");
-        let start = offset as usize;
-        let end = start.checked_add(buf.len()).filter(|e| *e <= d.bytes.len());
-        match end {
-            Some(end) => {
-                buf.copy_from_slice(&d.bytes[start..end]);
-                Ok(())
-            }
-            None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of a memory file")),
+        if usize::try_from(offset).is_ok_and(|start| d.bytes.read_at(start, buf)) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of a memory file"))
         }
     }
     fn append(&self, data: &[u8]) -> io::Result<()> {
@@ -553,7 +649,7 @@ impl MemoryStorage {
                 Crash::KeepUnsynced(n) => (d.synced + n).min(d.bytes.len()),
                 Crash::KeepAll => d.bytes.len(),
             };
-            let bytes = d.bytes[..keep].to_vec();
+            let bytes = Chunked::from_vec(d.bytes.prefix(keep));
             let synced = bytes.len();
             live.insert(name.clone(), Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }), faults: Faults::default() }));
         }
@@ -567,14 +663,17 @@ impl MemoryStorage {
     /// Bytes of a file, for tests that damage files on purpose.
     pub fn bytes(&self, name: &str) -> Option<Vec<u8>> {
         let dir = self.dir.lock().expect("mem dir lock");
-        dir.live.get(name).map(|f| f.data.lock().expect("mem lock").bytes.clone())
+        dir.live.get(name).map(|f| {
+            let d = f.data.lock().expect("mem lock");
+            d.bytes.prefix(d.bytes.len())
+        })
     }
 
     /// Replaces a file's bytes (durably), for tests that damage files on purpose.
     pub fn set_bytes(&self, name: &str, bytes: Vec<u8>) {
         let mut dir = self.dir.lock().expect("mem dir lock");
         let synced = bytes.len();
-        let f = Arc::new(MemFile { data: Mutex::new(MemData { bytes, synced }), faults: self.faults.clone() });
+        let f = Arc::new(MemFile { data: Mutex::new(MemData { bytes: Chunked::from_vec(bytes), synced }), faults: self.faults.clone() });
         dir.live.insert(name.to_string(), f.clone());
         dir.durable.insert(name.to_string(), f);
     }
@@ -634,6 +733,30 @@ impl Storage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_bytes_read_truncate_and_copy_across_chunks() {
+        let mut c = Chunked::default();
+        let data: Vec<u8> = (0..(Chunked::CHUNK * 5 / 2)).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(300_000) {
+            c.extend_from_slice(piece);
+        }
+        assert_eq!((c.len(), c.chunks.len()), (data.len(), 3));
+        let mut buf = vec![0u8; 100];
+        let at = Chunked::CHUNK - 40;
+        assert!(c.read_at(at, &mut buf));
+        assert_eq!(buf, data[at..at + 100]);
+        assert!(!c.read_at(data.len() - 50, &mut buf), "past the end");
+        c.truncate(Chunked::CHUNK + 7);
+        assert_eq!((c.len(), c.chunks.len()), (Chunked::CHUNK + 7, 2));
+        c.extend_from_slice(b"tail");
+        assert_eq!(c.prefix(c.len())[..Chunked::CHUNK + 7], data[..Chunked::CHUNK + 7]);
+        assert_eq!(&c.prefix(c.len())[Chunked::CHUNK + 7..], b"tail");
+        c.truncate(Chunked::CHUNK);
+        assert_eq!((c.len(), c.chunks.len()), (Chunked::CHUNK, 1));
+        c.truncate(0);
+        assert_eq!((c.len(), c.chunks.len()), (0, 0));
+    }
 
     fn exercise(s: &dyn Storage) {
         let f = s.open("a", true).unwrap();

@@ -7,6 +7,7 @@
 //! header at its version (always v0 for ApiVersions) and the body at the request's version.
 
 pub mod guard;
+pub mod summary;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::error::codes;
+use crate::error::ErrorCode;
 use crate::frame::HeaderPeek;
 
 /// Every api key corral serves, with the versions it serves. This table is the single source
@@ -268,7 +269,7 @@ pub fn encode_response(
 /// a newer version retries with one we serve.
 pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32, table: &VersionTable) {
     let body = ApiVersionsResponse::default()
-        .with_error_code(codes::UNSUPPORTED_VERSION)
+        .with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
         .with_api_keys(
             table.api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect(),
         );
@@ -306,7 +307,7 @@ mod tests {
         let _ = bytes::Buf::get_i32(&mut b);
         assert_eq!(bytes::Buf::get_i32(&mut b), 42);
         let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();
-        assert_eq!(r.error_code, codes::UNSUPPORTED_VERSION);
+        assert_eq!(ErrorCode::from(r.error_code), ErrorCode::UNSUPPORTED_VERSION);
         assert_eq!(r.api_keys.len(), 1);
         assert_eq!(r.api_keys[0].api_key, 18);
     }

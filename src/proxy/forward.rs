@@ -42,6 +42,8 @@ struct Pending {
     api_key: ApiKey,
     version: i16,
     started: Instant,
+    /// The request's client id, kept only while debug logging is on (for its line).
+    client: Option<String>,
     link: Arc<UpstreamConn>,
     rx: oneshot::Receiver<Result<ResponseFrame, UpstreamError>>,
 }
@@ -50,6 +52,7 @@ struct Pending {
 pub struct Pipeline {
     proxy: Arc<Proxy>,
     listener: Listener,
+    peer: std::net::SocketAddr,
     /// The upstream connections this client connection uses, one per node (usually one).
     links: Vec<Arc<UpstreamConn>>,
     pending: VecDeque<Pending>,
@@ -60,8 +63,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(proxy: Arc<Proxy>, listener: Listener) -> Self {
-        Pipeline { proxy, listener, links: Vec::new(), pending: VecDeque::new(), pending_node: None, default_node: None }
+    pub fn new(proxy: Arc<Proxy>, listener: Listener, peer: std::net::SocketAddr) -> Self {
+        Pipeline { proxy, listener, peer, links: Vec::new(), pending: VecDeque::new(), pending_node: None, default_node: None }
     }
 
     /// Whether another forwarded request may be taken.
@@ -120,6 +123,8 @@ impl Pipeline {
                 api_key: checked.api_key,
                 version: checked.version,
                 started,
+                client: tracing::enabled!(tracing::Level::DEBUG)
+                    .then(|| checked.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default()),
                 link,
                 rx,
             });
@@ -140,7 +145,7 @@ impl Pipeline {
             Ok(Err(e)) => return Err(Cow::Owned(e.to_string())),
             Err(_) => return Err(Cow::Borrowed("the upstream link went away")),
         };
-        let out = finish(&self.proxy, &p, frame).map_err(|reason| {
+        let (out, error) = finish(&self.proxy, &p, frame).map_err(|reason| {
             tracing::warn!(node = p.link.node, api = ?p.api_key, version = p.version, "bad upstream response: {reason}");
             metrics::counter!("corral_proxy_bad_upstream_responses_total").increment(1);
             p.link.poison(format!("bad {:?} v{} response: {reason}", p.api_key, p.version));
@@ -148,6 +153,21 @@ impl Pipeline {
         })?;
         metrics::histogram!("corral_request_seconds", "api" => crate::connection::api_name(p.api_key as i16))
             .record(p.started.elapsed().as_secs_f64());
+        if let Some(client) = &p.client {
+            // RUST_LOG=corral=debug: one line per forwarded request; its error code when corral
+            // decoded the response (it rewrites some), else `None`
+            tracing::debug!(
+                api = ?p.api_key,
+                v = p.version,
+                corr = p.client_correlation,
+                client = client.as_str(),
+                peer = %self.peer,
+                us = p.started.elapsed().as_micros() as u64,
+                error = ?error,
+                node = p.link.node,
+                "forwarded request"
+            );
+        }
         Ok(out)
     }
 }
@@ -187,7 +207,8 @@ pub fn produce_acks(version: i16, body: &[u8]) -> Option<i16> {
 
 /// Turns an upstream response frame into the client's: its correlation id restored, the
 /// body checked where a shape exists, addresses rewritten where it carries any.
-fn finish(proxy: &Proxy, p: &Pending, mut frame: ResponseFrame) -> Result<Bytes, String> {
+/// The response as the client is to receive it, and its error code if corral decoded it.
+fn finish(proxy: &Proxy, p: &Pending, mut frame: ResponseFrame) -> Result<(Bytes, Option<crate::error::ErrorCode>), String> {
     frame[4..8].copy_from_slice(&p.client_correlation.to_be_bytes());
     let (key, version) = (p.api_key, p.version);
     let header_version = key.response_header_version(version);
@@ -227,11 +248,11 @@ fn finish(proxy: &Proxy, p: &Pending, mut frame: ResponseFrame) -> Result<Bytes,
         _ => None,
     };
     match rewritten {
-        None => Ok(frame.freeze()),
+        None => Ok((frame.freeze(), None)),
         Some(body) => {
             let mut out = BytesMut::with_capacity(frame.len() + 64);
             crate::protocol::encode_response(&mut out, key, version, p.client_correlation, &body).map_err(|e| e.to_string())?;
-            Ok(out.freeze())
+            Ok((out.freeze(), Some(crate::protocol::summary::error_of(&body))))
         }
     }
 }

@@ -480,7 +480,7 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
     }
     let _ = proxy.coordinator.set(coordinator.clone());
     let ctx = Context {
-        conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+        conn_limit: Arc::new(Semaphore::new(config.connection_limit())),
         config,
         plane: DataPlane::Proxy(proxy),
         coordinator,

@@ -18,7 +18,11 @@ use Ty::{
 
 /// Every request the guard can walk: api key, name, versions (the whole range `kafka-protocol`
 /// decodes), first flexible version, body. Which of these versions corral serves in broker mode
-/// is `SUPPORTED` in `protocol/mod.rs`, a subset.
+/// is `SUPPORTED` in `protocol/mod.rs`, a subset. The apis marked "forwarded only" are not
+/// served at all in broker mode (it refuses them at the version check, as it advertises no
+/// version of them); their shapes are walked only in proxy mode, before they are forwarded.
+/// Those marked "refused in both modes" corral neither serves nor forwards (SASL, the KIP-848
+/// group apis, transactional offset commits): a proxy refuses them too.
 pub(crate) const SHAPES: &[Shape] = &[
     api(0, "Produce", 3, 13, 9, PRODUCE),
     api(1, "Fetch", 4, 18, 12, FETCH),
@@ -33,28 +37,28 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(14, "SyncGroup", 0, 5, 4, SYNC_GROUP),
     api(15, "DescribeGroups", 0, 6, 5, DESCRIBE_GROUPS),
     api(16, "ListGroups", 0, 5, 3, LIST_GROUPS),
-    api(17, "SaslHandshake", 0, 1, NEVER, SASL_HANDSHAKE),
+    api(17, "SaslHandshake", 0, 1, NEVER, SASL_HANDSHAKE), // refused in both modes
     api(18, "ApiVersions", 0, 4, 3, API_VERSIONS),
     api(19, "CreateTopics", 2, 7, 5, CREATE_TOPICS),
     api(20, "DeleteTopics", 1, 6, 4, DELETE_TOPICS),
     api(21, "DeleteRecords", 0, 2, 2, DELETE_RECORDS),
     api(22, "InitProducerId", 0, 5, 2, INIT_PRODUCER_ID), // request stops at 5 (response: 6)
     api(23, "OffsetForLeaderEpoch", 2, 4, 4, OFFSET_FOR_LEADER_EPOCH),
-    api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN),
-    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN),
-    api(26, "EndTxn", 0, 5, 3, END_TXN),
-    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT),
+    api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN), // forwarded only
+    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN), // refused in both modes
+    api(26, "EndTxn", 0, 5, 3, END_TXN), // forwarded only
+    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT), // refused in both modes
     api(29, "DescribeAcls", 1, 3, 2, DESCRIBE_ACLS),
-    api(30, "CreateAcls", 1, 3, 2, CREATE_ACLS),
-    api(31, "DeleteAcls", 1, 3, 2, DELETE_ACLS),
+    api(30, "CreateAcls", 1, 3, 2, CREATE_ACLS), // forwarded only
+    api(31, "DeleteAcls", 1, 3, 2, DELETE_ACLS), // forwarded only
     api(32, "DescribeConfigs", 1, 4, 4, DESCRIBE_CONFIGS),
     api(33, "AlterConfigs", 0, 2, 2, ALTER_CONFIGS),
-    api(34, "AlterReplicaLogDirs", 1, 2, 2, ALTER_REPLICA_LOG_DIRS),
+    api(34, "AlterReplicaLogDirs", 1, 2, 2, ALTER_REPLICA_LOG_DIRS), // forwarded only
     api(35, "DescribeLogDirs", 1, 4, 2, DESCRIBE_LOG_DIRS),
-    api(36, "SaslAuthenticate", 0, 2, 2, SASL_AUTHENTICATE),
+    api(36, "SaslAuthenticate", 0, 2, 2, SASL_AUTHENTICATE), // refused in both modes
     api(37, "CreatePartitions", 0, 3, 2, CREATE_PARTITIONS),
     api(42, "DeleteGroups", 0, 2, 2, DELETE_GROUPS),
-    api(43, "ElectLeaders", 0, 2, 2, ELECT_LEADERS),
+    api(43, "ElectLeaders", 0, 2, 2, ELECT_LEADERS), // forwarded only
     api(
         44,
         "IncrementalAlterConfigs",
@@ -65,7 +69,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         45,
-        "AlterPartitionReassignments",
+        "AlterPartitionReassignments", // forwarded only
         0,
         1,
         0,
@@ -73,18 +77,18 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         46,
-        "ListPartitionReassignments",
+        "ListPartitionReassignments", // forwarded only
         0,
         0,
         0,
         LIST_PARTITION_REASSIGNMENTS,
     ),
     api(47, "OffsetDelete", 0, 0, NEVER, OFFSET_DELETE),
-    api(48, "DescribeClientQuotas", 0, 1, 1, DESCRIBE_CLIENT_QUOTAS),
-    api(49, "AlterClientQuotas", 0, 1, 1, ALTER_CLIENT_QUOTAS),
+    api(48, "DescribeClientQuotas", 0, 1, 1, DESCRIBE_CLIENT_QUOTAS), // forwarded only
+    api(49, "AlterClientQuotas", 0, 1, 1, ALTER_CLIENT_QUOTAS), // forwarded only
     api(
         50,
-        "DescribeUserScramCredentials",
+        "DescribeUserScramCredentials", // forwarded only
         0,
         0,
         0,
@@ -92,20 +96,20 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         51,
-        "AlterUserScramCredentials",
+        "AlterUserScramCredentials", // forwarded only
         0,
         0,
         0,
         ALTER_USER_SCRAM_CREDENTIALS,
     ),
-    api(57, "UpdateFeatures", 0, 2, 0, UPDATE_FEATURES),
+    api(57, "UpdateFeatures", 0, 2, 0, UPDATE_FEATURES), // forwarded only
     api(60, "DescribeCluster", 0, 2, 0, DESCRIBE_CLUSTER),
-    api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS),
-    api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS),
-    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS),
+    api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS), // forwarded only
+    api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS), // forwarded only
+    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS), // forwarded only
     api(
         68,
-        "ConsumerGroupHeartbeat",
+        "ConsumerGroupHeartbeat", // refused in both modes
         0,
         1,
         0,
@@ -113,7 +117,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         69,
-        "ConsumerGroupDescribe",
+        "ConsumerGroupDescribe", // refused in both modes
         0,
         1,
         0,
@@ -121,17 +125,17 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         71,
-        "GetTelemetrySubscriptions",
+        "GetTelemetrySubscriptions", // forwarded only
         0,
         0,
         0,
         GET_TELEMETRY_SUBSCRIPTIONS,
     ),
-    api(72, "PushTelemetry", 0, 0, 0, PUSH_TELEMETRY),
-    api(74, "ListConfigResources", 0, 1, 0, LIST_CONFIG_RESOURCES),
+    api(72, "PushTelemetry", 0, 0, 0, PUSH_TELEMETRY), // forwarded only
+    api(74, "ListConfigResources", 0, 1, 0, LIST_CONFIG_RESOURCES), // forwarded only
     api(
         75,
-        "DescribeTopicPartitions",
+        "DescribeTopicPartitions", // forwarded only
         0,
         0,
         0,
