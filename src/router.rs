@@ -165,7 +165,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r).await)
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(broker::handle_delete_records(b, v, r)),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(broker::handle_delete_records(b, v, r).await),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(broker::handle_describe_cluster(b, v, r))
         }

@@ -264,52 +264,55 @@ pub async fn handle_create_partitions(broker: &Arc<Broker>, _version: i16, req: 
     CreatePartitionsResponse::default().with_results(results)
 }
 
-/// DeleteRecords: moves log start offsets up (-1 means the high watermark).
-pub fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = broker.topic(&t.name);
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let mut r = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
-                        return r;
-                    };
-                    if !topic.as_ref().is_some_and(|t| t.config().delete) {
-                        r.error_code = ErrorCode::POLICY_VIOLATION.code();
-                        return r;
-                    }
-                    let mut state = partition.lock();
-                    let hwm = state.log.next_offset();
-                    let target = if p.offset == -1 { hwm } else { p.offset };
-                    if target < 0 || target > hwm {
-                        r.error_code = ErrorCode::OFFSET_OUT_OF_RANGE.code();
-                        return r;
-                    }
-                    match state.log.delete_before(target) {
-                        Ok(()) => {
-                            let start = state.log.start_offset();
-                            state.producers.forget_before(start);
-                            r.low_watermark = start;
-                        }
-                        Err(e) => {
-                            tracing::error!(topic = %t.name.as_str(), partition = p.partition_index, "delete records failed: {e}");
-                            r.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
-                        }
-                    }
-                    r
-                })
-                .collect();
-            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+/// DeleteRecords: moves log start offsets up (-1 means the high watermark). Each new start is
+/// taken under its partition's lock and written to disk outside it (on a blocking thread);
+/// the answer waits until it is durable.
+pub async fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(&t.name);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let mut r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
+                partitions.push(r);
+                continue;
+            };
+            if !topic.as_ref().is_some_and(|t| t.config().delete) {
+                r.error_code = ErrorCode::POLICY_VIOLATION.code();
+                partitions.push(r);
+                continue;
+            }
+            let (removal, start) = {
+                let mut state = partition.lock();
+                let hwm = state.log.next_offset();
+                let target = if p.offset == -1 { hwm } else { p.offset };
+                if target < 0 || target > hwm {
+                    r.error_code = ErrorCode::OFFSET_OUT_OF_RANGE.code();
+                    partitions.push(r);
+                    continue;
+                }
+                let removal = state.log.delete_before(target);
+                let start = state.log.start_offset();
+                state.producers.forget_before(start);
+                (removal, start)
+            };
+            match tokio::task::spawn_blocking(move || removal.run()).await {
+                Ok(Ok(())) => r.low_watermark = start,
+                Ok(Err(e)) => {
+                    tracing::error!(topic = %t.name.as_str(), partition = p.partition_index, "delete records failed: {e}");
+                    r.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
+                }
+                Err(e) => {
+                    tracing::error!(topic = %t.name.as_str(), partition = p.partition_index, "delete records panicked: {e}");
+                    r.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
+                }
+            }
+            partitions.push(r);
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions));
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }
 

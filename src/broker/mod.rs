@@ -754,6 +754,42 @@ mod tests {
         assert_eq!(b.topic("c").unwrap().partition(0).unwrap().offsets().1, 33);
     }
 
+    /// Issue 11 item 1: DeleteRecords writes the new log start offset outside the partition's
+    /// lock: with that fsync held, a produce to the partition is answered, and the DeleteRecords
+    /// answer waits until the start is durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_delete_records_does_not_hold_up_produce() {
+        use kafka_protocol::messages::DeleteRecordsRequest;
+        use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+        let data = Arc::new(DataDir::memory_modelled());
+        let b = over(data.clone());
+        b.create_topic("d", 1, BTreeMap::new()).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(produce_elsewhere(&b, "d"), Some(ErrorCode::NONE));
+        }
+        let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
+        let req = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(kafka_protocol::messages::TopicName(StrBytes::from_static_str("d")))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(4)])]);
+        let deleting = {
+            let b = b.clone();
+            tokio::spawn(async move { admin::handle_delete_records(&b, 2, req).await })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !gate.reached() {
+            assert!(std::time::Instant::now() < deadline, "DeleteRecords never synced");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let during = produce_elsewhere(&b, "d");
+        assert!(!deleting.is_finished(), "answered before the new start was durable");
+        gate.open();
+        let r = deleting.await.unwrap();
+        assert_eq!(during, Some(ErrorCode::NONE), "the produce waited for the DeleteRecords fsync");
+        assert!(!gate.expired());
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (0, 4));
+    }
+
     /// Issue 11 item 1: a topic creation's file work (its catalog fsync) runs off the async
     /// workers: on a single-threaded runtime, with the fsync held, the runtime goes on serving.
     #[tokio::test]

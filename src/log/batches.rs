@@ -115,6 +115,9 @@ pub struct BatchLog {
     unflushed: i64,
     /// Sealed segments whose sync, index file and recovery point are owed ([`FlushWork`]).
     owed: Arc<Owed>,
+    /// The log start offset last written to its file (writes happen outside the partition's
+    /// lock, one at a time, never moving it back).
+    start_written: Arc<std::sync::Mutex<i64>>,
 }
 
 /// A sealed segment whose sync, index file and recovery point are owed.
@@ -197,6 +200,7 @@ pub struct Removal {
     files: Vec<String>,
     /// The new log start offset, written before any file goes.
     start: Option<i64>,
+    start_written: Option<Arc<std::sync::Mutex<i64>>>,
 }
 
 impl Removal {
@@ -209,8 +213,13 @@ impl Removal {
     /// (A crash midway leaves segments below the start offset, which the next open drops.)
     pub fn run(self) -> io::Result<()> {
         let Some(storage) = self.storage else { return Ok(()) };
-        if let Some(start) = self.start {
-            segments::write_number(&*storage, LOG_START_FILE, start)?;
+        if let (Some(start), Some(written)) = (self.start, &self.start_written) {
+            let mut written = written.lock().expect("log start lock");
+            // a later move may have been written first: the file never goes back
+            if start > *written {
+                segments::write_number(&*storage, LOG_START_FILE, start)?;
+                *written = start;
+            }
         }
         for name in &self.files {
             storage.remove(name)?;
@@ -500,6 +509,7 @@ impl BatchLog {
             next,
             unflushed: 0,
             owed: Arc::default(),
+            start_written: Arc::new(std::sync::Mutex::new(start)),
         };
         // a removal that wrote the new start offset but crashed before its files went
         if log.segs.map.first_key_value().is_some_and(|(_, s)| s.sealed && s.meta.last_offset < start) {
@@ -651,15 +661,30 @@ impl BatchLog {
         self.timestamp_plan(ts).find()
     }
 
-    /// Moves the log start offset up to `offset` (durably) and removes segments wholly below it.
-    pub fn delete_before(&mut self, offset: i64) -> io::Result<()> {
+    /// Moves the log start offset up to `offset` (DeleteRecords) and takes the segments wholly
+    /// below it out of the log. No I/O: the new start is written durably, and the files
+    /// removed, when the returned [`Removal`] runs (outside the partition's lock); the reply
+    /// waits for that.
+    pub fn delete_before(&mut self, offset: i64) -> Removal {
         let offset = offset.min(self.next);
+        let mut removal = Removal::default();
         if offset <= self.start {
-            return Ok(());
+            return removal;
         }
-        segments::write_number(&*self.storage, LOG_START_FILE, offset)?;
         self.start = offset;
-        self.drop_segments_below(offset)
+        removal.start = Some(offset);
+        let doomed: Vec<i64> =
+            self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if let Some(seg) = self.segs.map.remove(&base) {
+                removal.files.push(seg.name);
+                removal.files.push(index_name(base));
+            }
+            self.owed.sealed().retain(|s| s.base != base);
+        }
+        removal.storage = Some(self.storage.clone());
+        removal.start_written = Some(self.start_written.clone());
+        removal
     }
 
     fn drop_segments_below(&mut self, offset: i64) -> io::Result<()> {
@@ -708,6 +733,7 @@ impl BatchLog {
         }
         if !removal.files.is_empty() {
             removal.storage = Some(self.storage.clone());
+            removal.start_written = Some(self.start_written.clone());
             tracing::info!(partition = self.name.as_str(), removed = removal.segments(), start = self.start, "retention removed segments");
         }
         removal
@@ -1139,7 +1165,7 @@ mod tests {
         let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_| {}).unwrap();
         fill(&mut log, 20, 2);
         let segments = log.segs.map.len();
-        log.delete_before(13).unwrap();
+        log.delete_before(13).run().unwrap();
         assert_eq!(log.start_offset(), 13);
         assert!(log.segs.map.len() < segments);
         assert_eq!(offsets_in(&log.read(13, 1 << 20, true).unwrap())[0], 12, "the batch holding 13");
