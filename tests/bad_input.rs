@@ -5,6 +5,7 @@ mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{Connections, RawClient, TestServer};
+use corral_testkit::records::{Rec, record_batch};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -14,7 +15,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -57,27 +57,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 }
 
 fn batch(n: i32) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // the crate's encoder batches records whose offset - sequence agree
-            sequence: i - 1,
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    buf.freeze()
+    record_batch((0..n).map(|i| Rec { key: None, value: Some(Bytes::from(format!("v{i}"))), timestamp: 1 }), -1, 0)
 }
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {

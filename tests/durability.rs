@@ -2,13 +2,13 @@
 //! real librdkafka; and what damaged or foreign data dirs do at start-up.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use corral_testkit::ServerProcess;
+use corral_testkit::process::run_to_exit;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -17,7 +17,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
-use tokio::sync::{oneshot, watch};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -25,138 +24,53 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// line. A restart listens on the address the previous run reported.
 const ANY_PORT: &str = "127.0.0.1:0";
 
-/// A corral process on a data dir. Killed if dropped (a failed test leaves no process behind).
-struct Corral {
-    child: Child,
-    /// The address corral reported it is listening on.
-    addr: SocketAddr,
-    /// Everything corral has written to stderr so far.
-    stderr: watch::Receiver<String>,
+/// Starts the binary on `dir`, listening on `listen` ([`ANY_PORT`], or the address of an
+/// earlier run on the same dir), and waits (off the runtime's workers) for its start line,
+/// `corral VERSION MODE listening on ADDR, ...`. Its stderr is kept; it is killed if dropped
+/// (a failed test leaves no process behind).
+async fn start(dir: &Path, listen: &str) -> ServerProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.args(["--listen", listen, "--data-dir"]).arg(dir).env("RUST_LOG", "info");
+    tokio::task::spawn_blocking(move || ServerProcess::spawn_logged(&mut cmd, TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no start line naming the address: {e}"))
 }
 
-/// Reads `pipe` line by line on a thread of its own into a growing text, until it closes.
-fn collect(pipe: impl Read + Send + 'static) -> watch::Receiver<String> {
-    let (sink, text) = watch::channel(String::new());
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.send_modify(|s| {
-                s.push_str(&line);
-                s.push('\n');
-            });
-        }
-    });
-    text
+/// Waits until corral has written `needle` to stderr; its stderr so far if it has not within
+/// [`TIMEOUT`], or closed stderr (exited) first.
+async fn logged(corral: &ServerProcess, needle: &'static str) -> Result<(), String> {
+    let stderr = corral.stderr();
+    tokio::task::spawn_blocking(move || stderr.wait_for_line(needle, TIMEOUT)).await.unwrap()
 }
 
-/// Waits for `child` to exit, up to `limit`, looking every 10 ms; `None` if it is still running.
-async fn exited(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// SIGKILL, and waits until the process is gone.
+async fn kill9(mut corral: ServerProcess) {
+    tokio::task::spawn_blocking(move || corral.kill()).await.unwrap().expect("a SIGKILLed corral exits");
 }
 
-impl Corral {
-    /// Starts the binary on `dir`, listening on `listen` ([`ANY_PORT`], or the address of an
-    /// earlier run on the same dir), and waits for its start line,
-    /// `corral VERSION MODE listening on ADDR, ...`.
-    async fn start(dir: &Path, listen: &str) -> Corral {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args(["--listen", listen, "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = collect(child.stderr.take().unwrap());
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (first_tx, first_rx) = oneshot::channel();
-        std::thread::spawn(move || {
-            let mut first = String::new();
-            let _ = out.read_line(&mut first);
-            let _ = first_tx.send(first);
-            // Keep reading, so that corral never writes into a closed pipe.
-            let _ = std::io::copy(&mut out, &mut std::io::sink());
-        });
-        let mut corral = Corral { child, addr: SocketAddr::from(([0, 0, 0, 0], 0)), stderr };
-        let first = tokio::time::timeout(TIMEOUT, first_rx).await;
-        let addr = first
-            .as_ref()
-            .ok()
-            .and_then(|line| line.as_ref().ok())
-            .and_then(|line| line.split_once(" listening on "))
-            .and_then(|(_, rest)| rest.split(',').next())
-            .and_then(|a| a.trim().parse::<SocketAddr>().ok());
-        let Some(addr) = addr else {
-            panic!("no start line naming the address: {first:?}; stderr: {}", corral.stderr.borrow().as_str());
-        };
-        corral.addr = addr;
-        corral
-    }
-
-    fn bootstrap(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Waits until corral has written `needle` to stderr; its stderr so far if it has not
-    /// within [`TIMEOUT`], or closed stderr (exited) first.
-    async fn logged(&mut self, needle: &str) -> Result<(), String> {
-        let found = matches!(tokio::time::timeout(TIMEOUT, self.stderr.wait_for(|s| s.contains(needle))).await, Ok(Ok(_)));
-        if found { Ok(()) } else { Err(self.stderr.borrow().clone()) }
-    }
-
-    /// SIGKILL, and waits until the process is gone.
-    async fn kill9(mut self) {
-        self.child.kill().unwrap();
-        exited(&mut self.child, TIMEOUT).await.expect("a SIGKILLed corral exits");
-    }
-
-    /// SIGTERM; returns how long the exit took and the exit status.
-    async fn stop(mut self) -> (Duration, ExitStatus) {
+/// SIGTERM; returns how long the exit took and the exit status.
+async fn stop(mut corral: ServerProcess) -> (Duration, ExitStatus) {
+    tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid}: {sent}");
-        let status = exited(&mut self.child, TIMEOUT).await.expect("corral exits on SIGTERM");
+        let status = corral.terminate_within(TIMEOUT).unwrap().expect("corral exits on SIGTERM");
         (started.elapsed(), status)
-    }
-}
-
-impl Drop for Corral {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
+    .await
+    .unwrap()
 }
 
 /// Runs the binary on a data dir expecting it to stop with an error within 15 s; returns its
 /// stderr.
 async fn refused(dir: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["--listen", ANY_PORT, "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = collect(child.stderr.take().unwrap());
-    let Some(status) = exited(&mut child, Duration::from_secs(15)).await else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("corral kept running on a damaged data dir {}: {}", dir.display(), stderr.borrow().as_str());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.args(["--listen", ANY_PORT, "--data-dir"]).arg(dir).stdout(Stdio::null());
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_exit(&mut cmd, Duration::from_secs(15))).await.unwrap().unwrap();
+    let Some(status) = status else {
+        panic!("corral kept running on a damaged data dir {}: {stderr}", dir.display());
     };
     assert!(!status.success(), "corral exited 0 on a damaged data dir");
-    // All of it: the pipe closes once the process is gone, and the reader stops.
-    let closed = async { while stderr.changed().await.is_ok() {} };
-    tokio::time::timeout(TIMEOUT, closed).await.expect("corral's stderr closes when it exits");
-    stderr.borrow().clone()
+    stderr
 }
 
 fn admin(b: &str) -> AdminClient<DefaultClientContext> {
@@ -229,8 +143,8 @@ fn commit(b: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
     let dir = tempfile::tempdir().unwrap();
-    let corral = Corral::start(dir.path(), ANY_PORT).await;
-    let b = corral.bootstrap();
+    let corral = start(dir.path(), ANY_PORT).await;
+    let b = corral.addr().to_string();
     let r = admin(&b)
         .create_topics(&[NewTopic::new("kept", 3, TopicReplication::Fixed(1)).set("retention.ms", "123456789")], &AdminOptions::new())
         .await
@@ -248,13 +162,13 @@ async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
     })
     .await
     .unwrap();
-    let (took, status) = corral.stop().await;
+    let (took, status) = stop(corral).await;
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
     eprintln!("graceful stop took {took:?}");
 
-    let corral = Corral::start(dir.path(), &b).await;
-    let b = corral.bootstrap();
+    let corral = start(dir.path(), &b).await;
+    let b = corral.addr().to_string();
     let bc = b.clone();
     let (md, marks, got, offsets) = tokio::task::spawn_blocking(move || {
         let c = consumer(&bc, "x");
@@ -280,15 +194,15 @@ async fn a_graceful_restart_keeps_topics_messages_offsets_and_configs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_message_or_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let corral = Corral::start(dir.path(), ANY_PORT).await;
-    let b = corral.bootstrap();
+    let corral = start(dir.path(), ANY_PORT).await;
+    let b = corral.addr().to_string();
     admin(&b).create_topics(&[NewTopic::new("k9", 2, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     let acked = produce(&b, "k9", 500, "1").await;
     let bc = b.clone();
     tokio::task::spawn_blocking(move || commit(&bc, "g9", "k9", &[(0, 100), (1, 200)])).await.unwrap();
-    corral.kill9().await;
-    let corral = Corral::start(dir.path(), &b).await;
-    let b = corral.bootstrap();
+    kill9(corral).await;
+    let corral = start(dir.path(), &b).await;
+    let b = corral.addr().to_string();
     let bc = b.clone();
     let (got, offsets) = tokio::task::spawn_blocking(move || (read_all(&bc, "k9", 2, 500), committed(&bc, "g9", "k9", 2)))
         .await
@@ -363,8 +277,8 @@ fn poll_heartbeats(members: &[Member], from: &[(usize, i64)], more: i64, what: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_group_survives_a_restart_without_rebalancing() {
     let dir = tempfile::tempdir().unwrap();
-    let corral = Corral::start(dir.path(), ANY_PORT).await;
-    let b = corral.bootstrap();
+    let corral = start(dir.path(), ANY_PORT).await;
+    let b = corral.addr().to_string();
     admin(&b).create_topics(&[NewTopic::new("st", 4, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     let bc = b.clone();
     // The members poll on a blocking thread, each step of the test in one closure.
@@ -396,8 +310,8 @@ async fn a_stable_group_survives_a_restart_without_rebalancing() {
     })
     .await
     .unwrap();
-    corral.kill9().await;
-    let corral = Corral::start(dir.path(), &b).await;
+    kill9(corral).await;
+    let corral = start(dir.path(), &b).await;
     let members = tokio::task::spawn_blocking(move || {
         // The restarted corral answers heartbeats as the group's coordinator (one more than
         // CONTENT_HEARTBEATS: the last statistics before the kill may have missed one sent to
@@ -439,8 +353,8 @@ fn find(dir: &Path, suffix: &str, under: &str) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let corral = Corral::start(dir.path(), ANY_PORT).await;
-    let b = corral.bootstrap();
+    let corral = start(dir.path(), ANY_PORT).await;
+    let b = corral.addr().to_string();
     admin(&b).create_topics(&[NewTopic::new("dmg", 1, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     for _ in 0..5 {
         // separate rounds: separate batches, so a torn tail leaves the earlier ones
@@ -454,18 +368,18 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     })
     .await
     .unwrap();
-    let (_, status) = corral.stop().await;
+    let (_, status) = stop(corral).await;
     assert!(status.success(), "exit status {status:?}");
     let segment = find(dir.path(), ".log", "partitions").pop().expect("a partition segment");
     let pristine = std::fs::read(&segment).unwrap();
 
     // A torn tail (the last bytes cut) is cut off with a warning; the server starts.
     std::fs::write(&segment, &pristine[..pristine.len() - 5]).unwrap();
-    let mut corral = Corral::start(dir.path(), ANY_PORT).await;
-    if let Err(stderr) = corral.logged("torn tail").await {
+    let corral = start(dir.path(), ANY_PORT).await;
+    if let Err(stderr) = logged(&corral, "torn tail").await {
         panic!("no torn-tail warning: {stderr}");
     }
-    let (_, status) = corral.stop().await;
+    let (_, status) = stop(corral).await;
     assert!(status.success(), "exit status {status:?}");
 
     // A flipped byte before the tail stops start-up, naming the file and the offset.
@@ -499,8 +413,8 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     assert!(err.contains("/proc/corral-cannot-write-here"), "{err}");
 
     // And the repaired dir starts again with everything in place.
-    let corral = Corral::start(dir.path(), ANY_PORT).await;
-    let bc = corral.bootstrap();
+    let corral = start(dir.path(), ANY_PORT).await;
+    let bc = corral.addr().to_string();
     let offsets = tokio::task::spawn_blocking(move || committed(&bc, "gd", "dmg", 1)).await.unwrap();
     assert_eq!(offsets, vec![Offset::Offset(10)]);
     drop(corral);

@@ -222,13 +222,13 @@ async fn a_server_fed_broken_frames_keeps_serving() {
         let mut framed = BytesMut::with_capacity(body.len() + 4);
         framed.put_i32(body.len() as i32);
         framed.extend_from_slice(&body);
-        if conn.stream.try_write(&framed).is_err() || i % 20 == 0 {
+        if conn.stream().try_write(&framed).is_err() || i % 20 == 0 {
             conn = RawClient::connect(server.addr).await;
-            let _ = conn.stream.try_write(&framed);
+            let _ = conn.stream().try_write(&framed);
         }
         // drain whatever comes back without waiting on it
         let mut sink = [0u8; 4096];
-        let _ = conn.stream.try_read(&mut sink);
+        let _ = conn.stream().try_read(&mut sink);
     }
     let mut good = RawClient::connect(server.addr).await;
     let r = tokio::time::timeout(Duration::from_secs(5), good.send(2, &ApiVersionsRequest::default()))

@@ -11,13 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{RawClient, TestServer};
+use corral_testkit::s;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 const MEMBER_ID_REQUIRED: i16 = 79;
 const UNKNOWN_MEMBER_ID: i16 = 25;

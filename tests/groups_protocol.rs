@@ -5,12 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{RawClient, TestServer};
+use corral_testkit::s;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 fn join(group: &str, member: &str) -> JoinGroupRequest {
     JoinGroupRequest::default()

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{RawClient, TestProxy, TestServer};
+use corral_testkit::records::{Rec, record_batch};
+use corral_testkit::{ServerProcess, s};
 use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -36,10 +38,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 fn name(v: &str) -> TopicName {
     TopicName(s(v))
@@ -248,25 +246,7 @@ async fn no_response_a_client_receives_carries_an_upstream_address() {
 }
 
 fn one_record_batch() -> Bytes {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from_static(b"hello")),
-        headers: Default::default(),
-    };
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, &[r], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    b.freeze()
+    record_batch([Rec { key: None, value: Some(Bytes::from_static(b"hello")), timestamp: 1_700_000_000_000 }], -1, 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,29 +738,16 @@ async fn a_fresh_group_gets_its_assignment_at_once_through_the_proxy() {
 // The proxy binary, killed and restarted without a data dir
 // ------------------------------------------------------------------------------------------
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_proxy(upstream: &str, port: u16, cwd: &std::path::Path) -> Child {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["proxy", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")])
+fn spawn_proxy(upstream: &str, port: u16, cwd: &std::path::Path) -> ServerProcess {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.args(["proxy", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(cwd)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        .stderr(std::process::Stdio::null());
+    let proxy = ServerProcess::spawn(&mut cmd).unwrap();
+    let line = proxy.first_line();
     assert!(line.contains("proxy listening on"), "{line}");
     assert!(line.contains("offsets store upstream topic __corral_offsets"), "{line}");
-    Child(child)
+    proxy
 }
 
 /// Consumes up to `want` messages of "resume" in g-resume, committing the `commit_after`-th.

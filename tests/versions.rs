@@ -4,9 +4,11 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{RawClient, TestServer};
 use corral::protocol::SUPPORTED;
+use corral_testkit::records::{Rec, consumer_subscription, record_batch};
+use corral_testkit::s;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
@@ -22,37 +24,21 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 fn topic(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
 fn batch() -> Bytes {
-    let records: Vec<Record> = (0..3)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i,
+    record_batch(
+        (0..3).map(|i| Rec {
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    buf.freeze()
+            timestamp: 1_700_000_000_000 + i,
+        }),
+        -1,
+        0,
+    )
 }
 
 async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
@@ -333,7 +319,7 @@ fn join_request(group: &str, member: &str) -> JoinGroupRequest {
         .with_protocol_type(s("consumer"))
         .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
             .with_name(s("range"))
-            .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 2, b'v', b't', 0xff, 0xff, 0xff, 0xff]))])
+            .with_metadata(consumer_subscription(&["vt"]))])
 }
 
 fn sync_request(group: &str, member: &str, generation: i32, v: i16) -> SyncGroupRequest {

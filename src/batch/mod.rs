@@ -290,10 +290,7 @@ pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64, stamp: ProducerSta
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use corral_testkit::records::{Rec, record_batch};
 
     #[test]
     fn encoded_batches_pass_produce_validation_and_read_back() {
@@ -310,34 +307,15 @@ pub(crate) mod tests {
         assert!(encode_batch(&[], 0, stamp).is_none());
     }
 
-    /// Encodes `n` records with the kafka-protocol crate, as a client would.
+    /// Encodes `n` records with the kafka-protocol crate, as a client would (testkit's
+    /// builder, shared with the integration tests and the load generator).
     pub(crate) fn client_batch(n: i32, producer_id: i64, base_sequence: i32) -> Vec<u8> {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch: if producer_id >= 0 { 0 } else { -1 },
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // the crate's encoder batches records whose offset - sequence agree
-                sequence: if producer_id >= 0 { base_sequence + i } else { i - 1 },
-                timestamp: 1_000 + i as i64,
-                key: Some(bytes::Bytes::from(format!("k{i}"))),
-                value: Some(bytes::Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions { version: 2, compression: Compression::None },
-        )
-        .unwrap();
-        buf.to_vec()
+        let records = (0..n).map(|i| Rec {
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: Some(bytes::Bytes::from(format!("v{i}"))),
+            timestamp: 1_000 + i as i64,
+        });
+        record_batch(records, producer_id, base_sequence).to_vec()
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! flight at a time as a client sends them.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
@@ -97,6 +98,16 @@ impl Client {
         R: Request + Encodable + HeaderVersion,
         R::Response: Decodable + HeaderVersion,
     {
+        self.call_leaving(version, req).await.map(|(response, _)| response)
+    }
+
+    /// As [`Client::call`], with the number of bytes the response frame held after the body
+    /// (which a server that encodes exactly never leaves).
+    pub async fn call_leaving<R>(&mut self, version: i16, req: &R) -> io::Result<(R::Response, usize)>
+    where
+        R: Request + Encodable + HeaderVersion,
+        R::Response: Decodable + HeaderVersion,
+    {
         let frame = self.frame(version, req);
         let mut resp = self.round_trip(&frame).await?;
         let header = ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).map_err(io::Error::other)?;
@@ -106,6 +117,23 @@ impl Client {
                 format!("{:?} v{version}: correlation id {} answered {}", R::KEY, self.correlation, header.correlation_id),
             ));
         }
-        R::Response::decode(&mut resp, version).map_err(io::Error::other)
+        let response = R::Response::decode(&mut resp, version)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{:?} v{version} response does not decode: {e}", R::KEY)))?;
+        Ok((response, resp.remaining()))
+    }
+
+    /// Whether the server closes the connection (or it fails) within `limit`: false once bytes
+    /// arrive instead (they are kept for [`Client::read_frame`]), or time runs out.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    /// The connection, for what this client does not do itself (its addresses; a
+    /// non-blocking write or read that bypasses the client's buffer).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 }

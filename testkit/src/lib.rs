@@ -5,7 +5,8 @@
 //!   client side, responses decoded at the request's version.
 //! - [`records`]: record batches as a client encodes them, and a consumer's subscription.
 //! - [`process`]: a server binary started on port 0, its address read from the first line it
-//!   prints (never a port picked beforehand and hoped to be free).
+//!   prints (never a port picked beforehand and hoped to be free); its stderr kept when asked;
+//!   stopped with SIGTERM or SIGKILL; or one expected to refuse to start.
 
 pub mod client;
 pub mod process;

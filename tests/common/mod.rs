@@ -1,21 +1,55 @@
 //! Test support: an in-process corral on 127.0.0.1:0, and a raw Kafka client that speaks
-//! through the kafka-protocol crate's client encoders.
+//! through the kafka-protocol crate's client encoders (corral-testkit's, shared with the load
+//! generator).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use corral::Config;
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use corral_testkit::Client;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use tokio::net::{TcpListener, TcpStream};
+
+/// A corral run in this process on a listener bound to 127.0.0.1:0, until stopped or dropped.
+struct InProcess {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), corral::server::ServerError>>>,
+}
+
+impl InProcess {
+    async fn start(config: Config) -> InProcess {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(corral::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        InProcess { addr, stop: Some(tx), handle: Some(handle) }
+    }
+
+    /// Stops it and waits until it has stopped; its result.
+    async fn stop(mut self) -> Result<(), corral::server::ServerError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.handle.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
 
 /// A corral serving on an ephemeral port until dropped (or [`TestServer::stop`]).
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), corral::server::ServerError>>>,
+    running: InProcess,
 }
 
 impl TestServer {
@@ -23,13 +57,8 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config { ephemeral: true, ..Config::default() };
         tweak(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(corral::run(listener, config, async move {
-            let _ = rx.await;
-        }));
-        TestServer { addr, stop: Some(tx), handle: Some(handle) }
+        let running = InProcess::start(config).await;
+        TestServer { addr: running.addr, running }
     }
 
     pub async fn start() -> TestServer {
@@ -41,21 +70,8 @@ impl TestServer {
     }
 
     /// Stops the server and waits until it has stopped.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) {
+        self.running.stop().await.unwrap();
     }
 }
 
@@ -63,8 +79,7 @@ impl Drop for TestServer {
 /// Its node listeners take free ports too (the listen port is 0).
 pub struct TestProxy {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), corral::server::ServerError>>>,
+    running: InProcess,
 }
 
 impl TestProxy {
@@ -79,13 +94,8 @@ impl TestProxy {
             ..Config::default()
         };
         tweak(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(corral::run(listener, config, async move {
-            let _ = rx.await;
-        }));
-        TestProxy { addr, stop: Some(tx), handle: Some(handle) }
+        let running = InProcess::start(config).await;
+        TestProxy { addr: running.addr, running }
     }
 
     pub async fn start(upstream: &str) -> TestProxy {
@@ -97,19 +107,8 @@ impl TestProxy {
     }
 
     /// Stops the proxy and waits until it has stopped; its result.
-    pub async fn stop(mut self) -> Result<(), corral::server::ServerError> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.handle.take().unwrap().await.unwrap()
-    }
-}
-
-impl Drop for TestProxy {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) -> Result<(), corral::server::ServerError> {
+        self.running.stop().await
     }
 }
 
@@ -154,34 +153,21 @@ impl Connections {
     }
 }
 
-/// A raw connection: requests are encoded by the crate's client side, as a client would.
+/// A raw connection: testkit's client (requests encoded by the kafka-protocol crate's client
+/// side, as a client would), stricter about responses: every one must answer its request's
+/// correlation id and end where its body ends. Any failure panics.
 pub struct RawClient {
-    pub stream: TcpStream,
-    correlation: i32,
+    client: Client,
 }
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        RawClient { stream, correlation: 0 }
+        RawClient { client: Client::connect(addr, "corral-test").await.unwrap() }
     }
 
-    /// Encodes a request frame (size prefix included).
+    /// Encodes a request frame (size prefix included) under the next correlation id.
     pub fn frame<R: Request + Encodable + HeaderVersion>(&mut self, version: i16, req: &R) -> Bytes {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("corral-test")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, R::header_version(version)).unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut out = BytesMut::with_capacity(body.len() + 4);
-        out.put_i32(body.len() as i32);
-        out.extend_from_slice(&body);
-        out.freeze()
+        self.client.frame(version, req)
     }
 
     /// Sends a request and decodes its response at the same version.
@@ -190,37 +176,28 @@ impl RawClient {
         R: Request + Encodable + HeaderVersion,
         R::Response: Decodable + HeaderVersion,
     {
-        let frame = self.frame(version, req);
-        self.stream.write_all(&frame).await.unwrap();
-        let mut resp = self.read_frame().await.expect("a response frame");
-        let header = ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation, "correlation id");
-        let body = R::Response::decode(&mut resp, version)
-            .unwrap_or_else(|e| panic!("{:?} v{version} response does not decode: {e}", R::KEY));
-        assert!(!resp.has_remaining(), "{:?} v{version}: {} bytes left after the response", R::KEY, resp.remaining());
+        let (body, left) = self.client.call_leaving(version, req).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left, 0, "{:?} v{version}: {left} bytes left after the response", R::KEY);
         body
     }
 
     /// Writes raw bytes.
     pub async fn write_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
+        self.client.send(bytes).await.unwrap();
     }
 
     /// Reads one response frame (without its size); `None` if the server closed the connection.
     pub async fn read_frame(&mut self) -> Option<Bytes> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).await.ok()?;
-        let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut buf).await.ok()?;
-        Some(Bytes::from(buf))
+        self.client.read_frame().await.ok()
     }
 
     /// Whether the server closes the connection within a second.
     pub async fn closed_by_server(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(1), self.stream.read(&mut b)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
+        self.client.closed_within(std::time::Duration::from_secs(1)).await
+    }
+
+    /// The connection itself.
+    pub fn stream(&self) -> &TcpStream {
+        self.client.stream()
     }
 }
