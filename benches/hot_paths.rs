@@ -13,11 +13,11 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, Request, StrBytes};
 
-use corral::coordinator::shard::{
-    CommitInput, CommitPartition, HeartbeatInput, IdSource, JoinInput, JoinResult, Output, Reply, Shard, ShardConfig, SyncInput,
-    TimerKey, TimerOp,
-};
 use corral::coordinator::group::Protocol;
+use corral::coordinator::shard::{
+    CommitInput, CommitPartition, HeartbeatInput, IdSource, JoinInput, JoinResult, Output, Reply, Shard, ShardConfig, SyncInput, TimerKey,
+    TimerOp,
+};
 use corral::error::ErrorCode;
 use corral::log::keyed::{KeyedConfig, KeyedLog};
 use corral::log::storage::{FileStorage, Storage};
@@ -42,16 +42,29 @@ fn frame<R: Request + Encodable + HeaderVersion>(version: i16, req: &R) -> Bytes
 
 fn protocol(c: &mut Criterion) {
     let table = corral::protocol::VersionTable::broker();
-    let hb = frame(4, &HeartbeatRequest::default().with_group_id(GroupId(s("group-1"))).with_member_id(s("member-1")).with_generation_id(3));
+    let hb =
+        frame(4, &HeartbeatRequest::default().with_group_id(GroupId(s("group-1"))).with_member_id(s("member-1")).with_generation_id(3));
     let commit = frame(
         8,
-        &OffsetCommitRequest::default().with_group_id(GroupId(s("group-1"))).with_generation_id_or_member_epoch(3).with_member_id(s("member-1")).with_topics(
-            vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("orders"))).with_partitions(
-                (0..4).map(|p| offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(p).with_committed_offset(1000)).collect(),
-            )],
-        ),
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("group-1")))
+            .with_generation_id_or_member_epoch(3)
+            .with_member_id(s("member-1"))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("orders"))).with_partitions(
+                    (0..4)
+                        .map(|p| {
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(1000)
+                        })
+                        .collect(),
+                ),
+            ]),
     );
-    c.bench_function("decode Heartbeat v4", |b| b.iter(|| corral::protocol::decode_request(black_box(hb.clone()), &table).expect("decodes")));
+    c.bench_function("decode Heartbeat v4", |b| {
+        b.iter(|| corral::protocol::decode_request(black_box(hb.clone()), &table).expect("decodes"))
+    });
     c.bench_function("decode OffsetCommit v8 (4 partitions)", |b| {
         b.iter(|| corral::protocol::decode_request(black_box(commit.clone()), &table).expect("decodes"))
     });
@@ -192,7 +205,11 @@ fn shard(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             req += 1;
-            let out = shard.heartbeat(now, req, HeartbeatInput { group_id: "g".into(), member_id: member.clone(), group_instance_id: None, generation_id: generation });
+            let out = shard.heartbeat(
+                now,
+                req,
+                HeartbeatInput { group_id: "g".into(), member_id: member.clone(), group_instance_id: None, generation_id: generation },
+            );
             assert!(matches!(out.replies[0].1, Reply::Heartbeat(ErrorCode::NONE)));
             out
         })

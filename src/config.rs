@@ -13,10 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -38,35 +35,22 @@ impl HostPort {
             Some(i) => {
                 let scheme = &s[..i];
                 if !scheme.eq_ignore_ascii_case("PLAINTEXT") {
-                    return Err(format!(
-                        "listener scheme `{scheme}` is not supported (only PLAINTEXT)"
-                    ));
+                    return Err(format!("listener scheme `{scheme}` is not supported (only PLAINTEXT)"));
                 }
                 &s[i + 3..]
             }
             None => s,
         };
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("`{port}` is not a port number"))?;
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
+        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        Ok(HostPort {
-            host: host.to_string(),
-            port,
-        })
+        Ok(HostPort { host: host.to_string(), port })
     }
 }
 
 impl std::fmt::Display for HostPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        if self.host.contains(':') { write!(f, "[{}]:{}", self.host, self.port) } else { write!(f, "{}:{}", self.host, self.port) }
     }
 }
 
@@ -270,16 +254,10 @@ impl Config {
 
     /// Reads a TOML config file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Config::default();
         config.apply_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_path_buf(), message },
             other => other,
         })?;
         Ok(config)
@@ -287,10 +265,8 @@ impl Config {
 
     /// Applies the keys of a TOML document over the current values.
     pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
+        let table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
         let mut flat = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (key, value) in flat {
@@ -305,24 +281,18 @@ impl Config {
         self.explicit.insert(key.to_string());
         match key {
             "listeners" | "listen" => self.listen = HostPort::parse(&v.string()?).map_err(|m| v.err(m))?.to_string(),
-            "advertised.listeners" | "advertised" => {
-                self.advertised = Some(HostPort::parse(&v.string()?).map_err(|m| v.err(m))?)
-            }
+            "advertised.listeners" | "advertised" => self.advertised = Some(HostPort::parse(&v.string()?).map_err(|m| v.err(m))?),
             "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v.string()?),
             "ephemeral" => self.ephemeral = v.bool()?,
             "node.id" | "broker.id" => self.node_id = v.int_in(0, i32::MAX as i64)? as i32,
             "max.connections" => self.max_connections = Some(v.int_in(1, i32::MAX as i64)? as usize),
             "socket.listen.backlog.size" => self.socket_listen_backlog_size = v.int_in(1, 65_535)? as u32,
-            "socket.request.max.bytes" => {
-                self.socket_request_max_bytes = v.int_in(1, i32::MAX as i64)? as usize
-            }
+            "socket.request.max.bytes" => self.socket_request_max_bytes = v.int_in(1, i32::MAX as i64)? as usize,
             "num.partitions" => self.num_partitions = v.int_in(1, 1_000_000)? as i32,
             "max.partitions" => self.max_partitions = v.int_in(1, i64::from(i32::MAX))?,
             "max.partitions.per.request" => self.max_partitions_per_request = v.int_in(1, i64::from(i32::MAX))?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = v.bool()?,
-            "default.replication.factor" => {
-                self.default_replication_factor = v.int_in(1, i16::MAX as i64)? as i16
-            }
+            "default.replication.factor" => self.default_replication_factor = v.int_in(1, i16::MAX as i64)? as i16,
             "delete.topic.enable" => self.delete_topic_enable = v.bool()?,
             "message.max.bytes" => self.message_max_bytes = v.int_in(0, i32::MAX as i64)? as i32,
             "log.retention.ms" => self.log_retention_ms = v.int_in(-1, i64::MAX)?,
@@ -344,39 +314,19 @@ impl Config {
             }
             "log.flush.interval.messages" => self.log_flush_interval_messages = v.int_in(1, i64::MAX)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = Some(v.int_in(0, i64::MAX)?),
-            "log.retention.check.interval.ms" => {
-                self.log_retention_check_interval_ms = v.int_in(1, i64::MAX)?
-            }
-            "log.cleaner.delete.retention.ms" => {
-                self.log_cleaner_delete_retention_ms = v.int_in(0, i64::MAX)?
-            }
-            "group.initial.rebalance.delay.ms" => {
-                self.group_initial_rebalance_delay_ms = v.int_in(0, i32::MAX as i64)?
-            }
-            "group.min.session.timeout.ms" => {
-                self.group_min_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32
-            }
-            "group.max.session.timeout.ms" => {
-                self.group_max_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32
-            }
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = v.int_in(1, i64::MAX)?,
+            "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms = v.int_in(0, i64::MAX)?,
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = v.int_in(0, i32::MAX as i64)?,
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32,
             "group.max.size" => self.group_max_size = v.int_in(1, i32::MAX as i64)? as i32,
-            "offsets.topic.num.partitions" => {
-                self.offsets_topic_num_partitions = v.int_in(1, 10_000)? as i32
-            }
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int_in(1, 10_000)? as i32,
             "offsets.retention.minutes" => self.offsets_retention_minutes = v.int_in(1, i64::MAX / 60_000)?,
-            "offsets.retention.check.interval.ms" => {
-                self.offsets_retention_check_interval_ms = v.int_in(1, i64::MAX)?
-            }
-            "offset.metadata.max.bytes" => {
-                self.offset_metadata_max_bytes = v.int_in(0, i32::MAX as i64)? as i32
-            }
+            "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = v.int_in(1, i64::MAX)?,
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = v.int_in(0, i32::MAX as i64)? as i32,
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = v.int_in(1024, i32::MAX as i64)?,
-            "metrics.listen" => {
-                self.metrics_listen = Some(v.string()?.parse().map_err(|_| v.err("not HOST:PORT".into()))?)
-            }
-            "upstream.bootstrap.servers" | "upstream" => {
-                self.upstream = parse_upstream(&v.string()?).map_err(|m| v.err(m))?
-            }
+            "metrics.listen" => self.metrics_listen = Some(v.string()?.parse().map_err(|_| v.err("not HOST:PORT".into()))?),
+            "upstream.bootstrap.servers" | "upstream" => self.upstream = parse_upstream(&v.string()?).map_err(|m| v.err(m))?,
             "offsets.store" => self.offsets_store = parse_offsets_store(&v.string()?).map_err(|m| v.err(m))?,
             "offsets.store.topic" => {
                 let t = v.string()?;
@@ -386,15 +336,12 @@ impl Config {
             "mirror.offsets" => self.mirror_offsets = v.bool()?,
             "proxy.node.ports" => self.proxy_node_ports = parse_node_ports(&v.string()?).map_err(|m| v.err(m))?,
             k if k.starts_with("proxy.node.ports.") => {
-                let id = k["proxy.node.ports.".len()..]
-                    .parse::<i32>()
-                    .map_err(|_| v.err("the key's last part must be a node id".into()))?;
+                let id =
+                    k["proxy.node.ports.".len()..].parse::<i32>().map_err(|_| v.err("the key's last part must be a node id".into()))?;
                 self.proxy_node_ports.insert(id, v.int_in(1, u16::MAX as i64)? as u16);
             }
             "upstream.connect.timeout.ms" => self.upstream_connect_timeout_ms = v.int_in(1, 3_600_000)? as u64,
-            "upstream.response.max.bytes" => {
-                self.upstream_response_max_bytes = v.int_in(1024, i32::MAX as i64)? as usize
-            }
+            "upstream.response.max.bytes" => self.upstream_response_max_bytes = v.int_in(1024, i32::MAX as i64)? as usize,
             "upstream.metadata.max.age.ms" => self.upstream_metadata_max_age_ms = v.int_in(100, i32::MAX as i64)? as u64,
             // Accepted for compatibility with Kafka config files; meaningless on one node.
             "offsets.topic.replication.factor"
@@ -430,11 +377,7 @@ impl Config {
     /// The node id of corral's own (coordinator) node in proxy mode: `node.id` when set,
     /// else [`PROXY_NODE_ID`].
     pub fn proxy_node_id(&self) -> i32 {
-        if self.explicit.contains("node.id") || self.explicit.contains("broker.id") {
-            self.node_id
-        } else {
-            PROXY_NODE_ID
-        }
+        if self.explicit.contains("node.id") || self.explicit.contains("broker.id") { self.node_id } else { PROXY_NODE_ID }
     }
 
     /// `offsets.retention.minutes` in milliseconds.
@@ -481,11 +424,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, toml::V
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 flatten(&key, v, out);
             }
         }
@@ -503,10 +442,7 @@ struct Value<'a> {
 
 impl Value<'_> {
     fn err(&self, message: String) -> ConfigError {
-        ConfigError::Value {
-            key: self.key.to_string(),
-            message,
-        }
+        ConfigError::Value { key: self.key.to_string(), message }
     }
 
     fn string(&self) -> Result<String, ConfigError> {
@@ -529,10 +465,7 @@ impl Value<'_> {
     fn int_in(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
         let n = match self.value {
             toml::Value::Integer(i) => *i,
-            toml::Value::String(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| self.err(format!("`{s}` is not an integer")))?,
+            toml::Value::String(s) => s.trim().parse().map_err(|_| self.err(format!("`{s}` is not an integer")))?,
             _ => return Err(self.err("expected an integer".into())),
         };
         if n < min || n > max {
@@ -549,8 +482,7 @@ mod tests {
     #[test]
     fn dotted_keys_work_quoted_and_nested() {
         let mut c = Config::default();
-        c.apply_toml("\"num.partitions\" = 3\nauto.create.topics.enable = false\n[group]\ninitial.rebalance.delay.ms = 3000\n")
-            .unwrap();
+        c.apply_toml("\"num.partitions\" = 3\nauto.create.topics.enable = false\n[group]\ninitial.rebalance.delay.ms = 3000\n").unwrap();
         assert_eq!(c.num_partitions, 3);
         assert!(!c.auto_create_topics_enable);
         assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
@@ -568,10 +500,7 @@ mod tests {
 
     #[test]
     fn listener_forms() {
-        assert_eq!(
-            HostPort::parse("PLAINTEXT://localhost:9093").unwrap(),
-            HostPort { host: "localhost".into(), port: 9093 }
-        );
+        assert_eq!(HostPort::parse("PLAINTEXT://localhost:9093").unwrap(), HostPort { host: "localhost".into(), port: 9093 });
         assert_eq!(HostPort::parse("[::1]:9092").unwrap().to_string(), "[::1]:9092");
         assert!(HostPort::parse("SSL://a:1").is_err());
         assert!(HostPort::parse("nohost").is_err());

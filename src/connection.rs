@@ -155,7 +155,8 @@ where
             }
         };
         let (api_key, version, correlation_id) = (req.api_key, req.version, req.header.correlation_id);
-        let client = tracing::enabled!(tracing::Level::DEBUG).then(|| req.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
+        let client =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| req.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
         let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
         let reply = router::route(&ctx, &conn, req).instrument(span).await;
         if let Some(client) = client {

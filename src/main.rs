@@ -93,7 +93,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
             config.mirror_offsets = m;
         }
         if config.upstream.is_empty() {
-            return Err("proxy mode needs --upstream HOST:PORT (or CORRAL_UPSTREAM, or upstream.bootstrap.servers in the config file)".into());
+            return Err(
+                "proxy mode needs --upstream HOST:PORT (or CORRAL_UPSTREAM, or upstream.bootstrap.servers in the config file)".into()
+            );
         }
     }
     config.validate().map_err(|e| e.to_string())?;

@@ -60,8 +60,7 @@ fn valid_software_field(s: &str) -> bool {
 
 fn api_versions(table: &VersionTable, version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
     if version >= 3
-        && !(valid_software_field(req.client_software_name.as_str())
-            && valid_software_field(req.client_software_version.as_str()))
+        && !(valid_software_field(req.client_software_name.as_str()) && valid_software_field(req.client_software_version.as_str()))
     {
         return ApiVersionsResponse::default().with_error_code(ErrorCode::INVALID_REQUEST.code());
     }
@@ -138,19 +137,13 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
             let acks = r.acks;
             let resp = broker::handle_produce(b, v, r);
             if acks == 0 {
-                return if broker::produce_has_error(&resp) {
-                    Reply::Close("an acks=0 produce failed".into())
-                } else {
-                    Reply::Nothing
-                };
+                return if broker::produce_has_error(&resp) { Reply::Close("an acks=0 produce failed".into()) } else { Reply::Nothing };
             }
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(broker::handle_fetch(b, v, r, &ctx.shutdown).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker::handle_list_offsets(b, v, r)),
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(broker::handle_offset_for_leader_epoch(b, v, r))
-        }
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(broker::handle_offset_for_leader_epoch(b, v, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r).await),
         RequestKind::DeleteTopics(r) => {
@@ -162,23 +155,15 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
             }
             ResponseKind::DeleteTopics(resp)
         }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r).await)
-        }
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(broker::handle_create_partitions(b, v, r).await),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(broker::handle_delete_records(b, v, r).await),
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(broker::handle_describe_cluster(b, v, r))
-        }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(broker::handle_describe_configs(b, v, r))
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(broker::handle_describe_cluster(b, v, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(broker::handle_describe_configs(b, v, r)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(broker::handle_alter_configs(b, v, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(broker::handle_incremental_alter_configs(b, v, r).await)
         }
-        RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(broker::handle_describe_log_dirs(b, v, r))
-        }
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(broker::handle_describe_log_dirs(b, v, r)),
         RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(
             DescribeAclsResponse::default()
                 .with_error_code(ErrorCode::SECURITY_DISABLED.code())

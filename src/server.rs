@@ -117,11 +117,7 @@ impl Server {
     pub fn open(listener: TcpListener, config: Config) -> Result<Self, ServerError> {
         let bound = listener.local_addr()?;
         let advertised = advertised_for(&config, bound);
-        let fresh = Meta {
-            cluster_id: new_cluster_id(),
-            node_id: config.node_id,
-            offsets_partitions: config.offsets_topic_num_partitions,
-        };
+        let fresh = Meta { cluster_id: new_cluster_id(), node_id: config.node_id, offsets_partitions: config.offsets_topic_num_partitions };
         let (data, meta) = open_data_dir(&config, fresh)?;
         let config = Arc::new(config);
         let broker = Arc::new(Broker::open(config.clone(), advertised, meta.cluster_id.clone(), data.clone())?);
@@ -269,10 +265,7 @@ pub(crate) async fn accept_until(listener: TcpListener, ctx: Context, which: Lis
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(connections = tasks.len(), "connections still busy after the drain timeout: closing them");
         tasks.shutdown().await;

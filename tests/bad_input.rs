@@ -6,14 +6,13 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{Connections, RawClient, TestServer};
 use corral_testkit::records::{Rec, record_batch};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest,
-    TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName,
 };
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 fn name(s: &str) -> TopicName {
@@ -23,9 +22,14 @@ fn name(s: &str) -> TopicName {
 /// The server still answers ApiVersions on a fresh connection.
 async fn still_serving(server: &TestServer) {
     let mut c = RawClient::connect(server.addr).await;
-    let r = c.send(3, &ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("test"))
-        .with_client_software_version(StrBytes::from_static_str("1"))).await;
+    let r = c
+        .send(
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("test"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        )
+        .await;
     assert_eq!(r.error_code, 0);
     assert!(!r.api_keys.is_empty());
 }
@@ -62,18 +66,19 @@ fn batch(n: i32) -> Bytes {
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {
     ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-        TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(records)),
-        ]),
+        TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
     ])
 }
 
 async fn create_topic(c: &mut RawClient, topic: &str) {
     let r = c
-        .send(5, &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]))
+        .send(
+            5,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![CreatableTopic::default().with_name(name(topic)).with_num_partitions(1).with_replication_factor(1)]),
+        )
         .await;
     assert_eq!(r.topics[0].error_code, 0);
 }
@@ -204,12 +209,14 @@ async fn fetch_beyond_the_end_is_offset_out_of_range() {
     c.send(7, &produce("f", batch(2))).await;
     for (offset, expect) in [(2i64, 0i16), (3, 1), (-1, 1)] {
         let r = c
-            .send(11, &FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_max_bytes(1 << 20)
-                .with_topics(vec![FetchTopic::default().with_topic(name("f")).with_partitions(vec![
-                    FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
-                ])]))
+            .send(
+                11,
+                &FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+                    FetchTopic::default().with_topic(name("f")).with_partitions(vec![
+                        FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+                    ]),
+                ]),
+            )
             .await;
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, expect, "offset {offset}");
@@ -224,9 +231,12 @@ async fn produce_to_a_missing_topic_with_auto_creation_off() {
     let server = TestServer::start_with(|c| c.auto_create_topics_enable = false).await;
     let mut c = RawClient::connect(server.addr).await;
     let md = c
-        .send(9, &MetadataRequest::default()
-            .with_allow_auto_topic_creation(true)
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("nope")))])))
+        .send(
+            9,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("nope")))])),
+        )
         .await;
     assert_eq!(md.topics[0].error_code, 3);
     let r = c.send(7, &produce("nope", batch(1))).await;

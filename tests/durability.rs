@@ -78,12 +78,7 @@ fn admin(b: &str) -> AdminClient<DefaultClientContext> {
 }
 
 fn consumer(b: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", b)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap()
+    ClientConfig::new().set("bootstrap.servers", b).set("group.id", group).set("enable.auto.commit", "false").create().unwrap()
 }
 
 async fn produce(b: &str, topic: &str, n: usize, acks: &str) -> Vec<(i32, i64, String)> {
@@ -204,9 +199,7 @@ async fn kill_9_loses_no_acknowledged_message_or_commit() {
     let corral = start(dir.path(), &b).await;
     let b = corral.addr().to_string();
     let bc = b.clone();
-    let (got, offsets) = tokio::task::spawn_blocking(move || (read_all(&bc, "k9", 2, 500), committed(&bc, "g9", "k9", 2)))
-        .await
-        .unwrap();
+    let (got, offsets) = tokio::task::spawn_blocking(move || (read_all(&bc, "k9", 2, 500), committed(&bc, "g9", "k9", 2))).await.unwrap();
     for (p, o, v) in &acked {
         assert_eq!(got.get(&(*p, *o)), Some(v), "acknowledged message {p}/{o} lost");
     }
@@ -319,10 +312,7 @@ async fn a_stable_group_survives_a_restart_without_rebalancing() {
         poll_heartbeats(&members, &before, CONTENT_HEARTBEATS + 1, "heartbeats to the restarted corral");
         let events: Vec<Vec<String>> = members.iter().map(|(_, s)| s.lock().unwrap().events.clone()).collect();
         let after = marks(&members);
-        assert!(
-            after.iter().zip(&before).all(|(a, b)| a.0 == b.0),
-            "a rebalance happened across the restart: {events:?}"
-        );
+        assert!(after.iter().zip(&before).all(|(a, b)| a.0 == b.0), "a rebalance happened across the restart: {events:?}");
         assert!(members.iter().all(|(c, _)| c.assignment().unwrap().count() == 2));
         members
     })
@@ -387,7 +377,10 @@ async fn damaged_and_foreign_data_dirs_get_the_documented_outcome() {
     flipped[80] ^= 0x10;
     std::fs::write(&segment, &flipped).unwrap();
     let err = refused(dir.path()).await;
-    assert!(err.contains("corrupt") && err.contains(&*segment.file_name().unwrap().to_string_lossy()) && err.contains("at byte 0"), "{err}");
+    assert!(
+        err.contains("corrupt") && err.contains(&*segment.file_name().unwrap().to_string_lossy()) && err.contains("at byte 0"),
+        "{err}"
+    );
     std::fs::write(&segment, &pristine[..pristine.len() - 5]).unwrap();
 
     // A corrupt offsets log also stops the server, once its shard loads.

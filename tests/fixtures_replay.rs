@@ -18,11 +18,8 @@ struct Captured {
 }
 
 fn load(dir: &Path) -> Vec<Captured> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect();
     files.sort();
     files
         .into_iter()
@@ -77,13 +74,10 @@ async fn replay(dir: &Path) -> usize {
             std::collections::btree_map::Entry::Vacant(v) => v.insert(RawClient::connect(server.addr).await),
         };
         conn.write_raw(&c.frame).await;
-        let expect_reply =
-            !(key == ApiKey::Produce && produce_acks(&body, header_len, key.request_header_version(version) >= 2) == 0);
+        let expect_reply = !(key == ApiKey::Produce && produce_acks(&body, header_len, key.request_header_version(version) >= 2) == 0);
         if expect_reply {
-            let mut resp = conn
-                .read_frame()
-                .await
-                .unwrap_or_else(|| panic!("{}: no response to frame {} ({key:?} v{version})", dir.display(), i + 1));
+            let mut resp =
+                conn.read_frame().await.unwrap_or_else(|| panic!("{}: no response to frame {} ({key:?} v{version})", dir.display(), i + 1));
             let rh = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
             assert_eq!(rh.correlation_id, header.correlation_id, "{}: frame {}", dir.display(), i + 1);
             ResponseKind::decode(key, &mut resp, version)
@@ -102,11 +96,7 @@ async fn replay(dir: &Path) -> usize {
 #[tokio::test]
 async fn every_fixture_family_replays() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut families: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut families: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     families.sort();
     assert!(families.len() >= 2, "expected fixture families under {}", root.display());
     for dir in families {

@@ -30,11 +30,15 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
     }
     let t = || TopicName(StrBytes::from_static_str("topic"));
     match key {
-        ApiKey::Produce => enc(key, version, ProduceRequest::default().with_topic_data(vec![
-            produce_request::TopicProduceData::default().with_name(t()).with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0u8; 70]))),
+        ApiKey::Produce => enc(
+            key,
+            version,
+            ProduceRequest::default().with_topic_data(vec![
+                produce_request::TopicProduceData::default().with_name(t()).with_partition_data(vec![
+                    produce_request::PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0u8; 70]))),
+                ]),
             ]),
-        ])),
+        ),
         ApiKey::Fetch => {
             let mut ft = fetch_request::FetchTopic::default().with_partitions(vec![fetch_request::FetchPartition::default(); 2]);
             if version >= 13 {
@@ -44,85 +48,145 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
             }
             enc(key, version, FetchRequest::default().with_topics(vec![ft]))
         }
-        ApiKey::ListOffsets => enc(key, version, ListOffsetsRequest::default().with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
-        ])),
-        ApiKey::Metadata => enc(key, version, MetadataRequest::default().with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(t())),
-        ]))),
+        ApiKey::ListOffsets => enc(
+            key,
+            version,
+            ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
+            ]),
+        ),
+        ApiKey::Metadata => enc(
+            key,
+            version,
+            MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(t()))])),
+        ),
         ApiKey::ApiVersions => enc(key, version, ApiVersionsRequest::default()),
-        ApiKey::CreateTopics => enc(key, version, CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default().with_name(t()).with_configs(vec![Default::default()]),
-        ])),
-        ApiKey::DeleteTopics => enc(key, version, if version >= 6 {
-            DeleteTopicsRequest::default().with_topics(vec![Default::default()])
-        } else {
-            DeleteTopicsRequest::default().with_topic_names(vec![t()])
-        }),
-        ApiKey::DeleteRecords => enc(key, version, DeleteRecordsRequest::default().with_topics(vec![
-            delete_records_request::DeleteRecordsTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
-        ])),
+        ApiKey::CreateTopics => enc(
+            key,
+            version,
+            CreateTopicsRequest::default()
+                .with_topics(vec![create_topics_request::CreatableTopic::default().with_name(t()).with_configs(vec![Default::default()])]),
+        ),
+        ApiKey::DeleteTopics => enc(
+            key,
+            version,
+            if version >= 6 {
+                DeleteTopicsRequest::default().with_topics(vec![Default::default()])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![t()])
+            },
+        ),
+        ApiKey::DeleteRecords => enc(
+            key,
+            version,
+            DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
+            ]),
+        ),
         ApiKey::InitProducerId => enc(key, version, InitProducerIdRequest::default()),
-        ApiKey::OffsetForLeaderEpoch => enc(key, version, OffsetForLeaderEpochRequest::default().with_topics(vec![
-            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(t()).with_partitions(vec![Default::default()]),
-        ])),
+        ApiKey::OffsetForLeaderEpoch => enc(
+            key,
+            version,
+            OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(t()).with_partitions(vec![Default::default()]),
+            ]),
+        ),
         ApiKey::DescribeAcls => enc(key, version, DescribeAclsRequest::default().with_pattern_type_filter(1)),
         ApiKey::DescribeConfigs => enc(key, version, DescribeConfigsRequest::default().with_resources(vec![Default::default(); 2])),
-        ApiKey::AlterConfigs => enc(key, version, AlterConfigsRequest::default().with_resources(vec![
-            alter_configs_request::AlterConfigsResource::default().with_configs(vec![Default::default()]),
-        ])),
+        ApiKey::AlterConfigs => enc(
+            key,
+            version,
+            AlterConfigsRequest::default()
+                .with_resources(vec![alter_configs_request::AlterConfigsResource::default().with_configs(vec![Default::default()])]),
+        ),
         ApiKey::DescribeLogDirs => enc(key, version, DescribeLogDirsRequest::default()),
         ApiKey::CreatePartitions => enc(key, version, CreatePartitionsRequest::default().with_topics(vec![Default::default()])),
-        ApiKey::IncrementalAlterConfigs => enc(key, version, IncrementalAlterConfigsRequest::default().with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default().with_configs(vec![Default::default()]),
-        ])),
+        ApiKey::IncrementalAlterConfigs => enc(
+            key,
+            version,
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default().with_configs(vec![Default::default()]),
+            ]),
+        ),
         ApiKey::DescribeCluster => enc(key, version, DescribeClusterRequest::default()),
-        ApiKey::FindCoordinator => enc(key, version, if version >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g"); 2])
-        } else {
-            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
-        }),
-        ApiKey::JoinGroup => enc(key, version, JoinGroupRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str("range"))
-                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))])),
-        ApiKey::SyncGroup => enc(key, version, SyncGroupRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
-            .with_assignments(vec![Default::default(); 2])),
+        ApiKey::FindCoordinator => enc(
+            key,
+            version,
+            if version >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g"); 2])
+            } else {
+                FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+            },
+        ),
+        ApiKey::JoinGroup => enc(
+            key,
+            version,
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![
+                    join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(StrBytes::from_static_str("range"))
+                        .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't'])),
+                ]),
+        ),
+        ApiKey::SyncGroup => enc(
+            key,
+            version,
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_assignments(vec![Default::default(); 2]),
+        ),
         ApiKey::Heartbeat => enc(key, version, HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g")))),
-        ApiKey::LeaveGroup => enc(key, version, if version >= 3 {
-            LeaveGroupRequest::default().with_members(vec![Default::default(); 2])
-        } else {
-            LeaveGroupRequest::default()
-        }),
-        ApiKey::OffsetCommit => enc(key, version, OffsetCommitRequest::default().with_topics(vec![
-            offset_commit_request::OffsetCommitRequestTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
-        ])),
-        ApiKey::OffsetFetch => enc(key, version, if version >= 8 {
-            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
-                .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default().with_name(t()).with_partition_indexes(vec![0, 1])]))])
-        } else {
-            OffsetFetchRequest::default().with_topics(Some(vec![
-                offset_fetch_request::OffsetFetchRequestTopic::default().with_name(t()).with_partition_indexes(vec![0, 1]),
-            ]))
-        }),
+        ApiKey::LeaveGroup => enc(
+            key,
+            version,
+            if version >= 3 {
+                LeaveGroupRequest::default().with_members(vec![Default::default(); 2])
+            } else {
+                LeaveGroupRequest::default()
+            },
+        ),
+        ApiKey::OffsetCommit => enc(
+            key,
+            version,
+            OffsetCommitRequest::default().with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(t()).with_partitions(vec![Default::default(); 2]),
+            ]),
+        ),
+        ApiKey::OffsetFetch => enc(
+            key,
+            version,
+            if version >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_topics(Some(
+                    vec![offset_fetch_request::OffsetFetchRequestTopics::default().with_name(t()).with_partition_indexes(vec![0, 1])],
+                ))])
+            } else {
+                OffsetFetchRequest::default().with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default().with_name(t()).with_partition_indexes(vec![0, 1]),
+                ]))
+            },
+        ),
         ApiKey::ListGroups => enc(key, version, ListGroupsRequest::default()),
-        ApiKey::DescribeGroups => enc(key, version, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g")); 2])),
-        ApiKey::DeleteGroups => enc(key, version, DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))])),
-        ApiKey::OffsetDelete => enc(key, version, OffsetDeleteRequest::default().with_topics(vec![
-            offset_delete_request::OffsetDeleteRequestTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
-        ])),
+        ApiKey::DescribeGroups => {
+            enc(key, version, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g")); 2]))
+        }
+        ApiKey::DeleteGroups => {
+            enc(key, version, DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]))
+        }
+        ApiKey::OffsetDelete => enc(
+            key,
+            version,
+            OffsetDeleteRequest::default().with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
+            ]),
+        ),
         other => panic!("no fuzz seed for {other:?}: add one when adding it to the version table"),
     }
 }
 
 fn all_seeds() -> Vec<Bytes> {
-    SUPPORTED
-        .iter()
-        .flat_map(|(k, min, max)| (*min..=*max).map(move |v| seed(*k, v)))
-        .collect()
+    SUPPORTED.iter().flat_map(|(k, min, max)| (*min..=*max).map(move |v| seed(*k, v))).collect()
 }
 
 /// One way of breaking a frame.
@@ -140,17 +204,16 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         any::<usize>().prop_map(Mutation::Truncate),
         prop::collection::vec((any::<usize>(), 1u8..=255), 1..4).prop_map(Mutation::Flip),
-        (any::<usize>(), prop_oneof![
-            Just([0x7f, 0xff, 0xff, 0xff]),
-            Just([0xff, 0xff, 0xff, 0xfe]),
-            Just([0x00, 0x10, 0x00, 0x00]),
-            any::<[u8; 4]>(),
-        ]).prop_map(|(at, b)| Mutation::Lie(at, b)),
-        (any::<usize>(), prop_oneof![
-            Just([0xff, 0xff, 0xff, 0xff, 0x0f]),
-            Just([0x80, 0x80, 0x80, 0x80, 0x08]),
-            Just([0xff, 0xff, 0xff, 0xff, 0xff]),
-        ]).prop_map(|(at, b)| Mutation::VarintBomb(at, b)),
+        (
+            any::<usize>(),
+            prop_oneof![Just([0x7f, 0xff, 0xff, 0xff]), Just([0xff, 0xff, 0xff, 0xfe]), Just([0x00, 0x10, 0x00, 0x00]), any::<[u8; 4]>(),]
+        )
+            .prop_map(|(at, b)| Mutation::Lie(at, b)),
+        (
+            any::<usize>(),
+            prop_oneof![Just([0xff, 0xff, 0xff, 0xff, 0x0f]), Just([0x80, 0x80, 0x80, 0x80, 0x08]), Just([0xff, 0xff, 0xff, 0xff, 0xff]),]
+        )
+            .prop_map(|(at, b)| Mutation::VarintBomb(at, b)),
     ]
 }
 

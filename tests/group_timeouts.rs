@@ -26,16 +26,15 @@ fn join(group: &str, member: &str, session_ms: i32, rebalance_ms: i32) -> JoinGr
         .with_session_timeout_ms(session_ms)
         .with_rebalance_timeout_ms(rebalance_ms)
         .with_protocol_type(s("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m"))])
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m")),
+        ])
 }
 
 /// A timer's answer came at `ms`, give or take the timer wheel's millisecond (a deadline is
 /// kept in whole milliseconds and the wheel fires on the tick at or after it).
 fn within(elapsed: Duration, ms: u64) {
-    assert!(
-        elapsed >= Duration::from_millis(ms) && elapsed <= Duration::from_millis(ms + 2),
-        "answered after {elapsed:?}, not {ms} ms"
-    );
+    assert!(elapsed >= Duration::from_millis(ms) && elapsed <= Duration::from_millis(ms + 2), "answered after {elapsed:?}, not {ms} ms");
 }
 
 /// A member's connection and its member id (JoinGroup v5 hands one out first: MEMBER_ID_REQUIRED).
@@ -47,10 +46,7 @@ async fn member(server: &TestServer, group: &str, session_ms: i32, rebalance_ms:
 }
 
 /// Sends a JoinGroup in the background; the answer and the virtual instant it arrived.
-fn join_in_background(
-    mut c: RawClient,
-    req: JoinGroupRequest,
-) -> tokio::task::JoinHandle<(RawClient, JoinGroupResponse, Instant)> {
+fn join_in_background(mut c: RawClient, req: JoinGroupRequest) -> tokio::task::JoinHandle<(RawClient, JoinGroupResponse, Instant)> {
     tokio::spawn(async move {
         let r = c.send(5, &req).await;
         (c, r, Instant::now())

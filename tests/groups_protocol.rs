@@ -15,7 +15,9 @@ fn join(group: &str, member: &str) -> JoinGroupRequest {
         .with_session_timeout_ms(10_000)
         .with_rebalance_timeout_ms(10_000)
         .with_protocol_type(s("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m"))])
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m")),
+        ])
 }
 
 /// Item 3: FindCoordinator v4 with keys [a, b] answers each key on its own.
@@ -77,12 +79,15 @@ async fn item_51_sync_v5_needs_protocol_fields() {
     let first = c.send(5, &join("g", "")).await;
     let ok = c.send(5, &join("g", first.member_id.as_str())).await;
     let r = c
-        .send(5, &SyncGroupRequest::default()
-            .with_group_id(GroupId(s("g")))
-            .with_member_id(ok.member_id.clone())
-            .with_generation_id(ok.generation_id)
-            .with_protocol_type(None)
-            .with_protocol_name(Some(s("range"))))
+        .send(
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(ok.member_id.clone())
+                .with_generation_id(ok.generation_id)
+                .with_protocol_type(None)
+                .with_protocol_name(Some(s("range"))),
+        )
         .await;
     assert_eq!(r.error_code, 23);
 }
@@ -93,19 +98,25 @@ async fn item_51_sync_v5_needs_protocol_fields() {
 async fn item_94_unknown_topics_in_a_commit() {
     let server = TestServer::start().await;
     let mut c = RawClient::connect(server.addr).await;
-    let md = c.send(9, &MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("real")))),
-    ]))).await;
+    let md = c
+        .send(
+            9,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("real"))))])),
+        )
+        .await;
     assert_eq!(md.topics[0].error_code, 0);
     let part = |p: i32| offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(p).with_committed_offset(5);
     let r = c
-        .send(8, &OffsetCommitRequest::default()
-            .with_group_id(GroupId(s("g")))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![
-                offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("real"))).with_partitions(vec![part(0), part(7)]),
+        .send(
+            8,
+            &OffsetCommitRequest::default().with_group_id(GroupId(s("g"))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s("real")))
+                    .with_partitions(vec![part(0), part(7)]),
                 offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("ghost"))).with_partitions(vec![part(0)]),
-            ]))
+            ]),
+        )
         .await;
     let codes: Vec<Vec<i16>> = r.topics.iter().map(|t| t.partitions.iter().map(|p| p.error_code).collect()).collect();
     assert_eq!(codes, vec![vec![0, 3], vec![3]]);
@@ -122,15 +133,18 @@ async fn item_115_list_groups_filters() {
     let mut c = RawClient::connect(server.addr).await;
     let first = c.send(5, &join("stable-ish", "")).await;
     c.send(5, &join("stable-ish", first.member_id.as_str())).await;
-    c.send(9, &MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("t")))),
-    ]))).await;
-    let simple = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s("simple")))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("t"))).with_partitions(vec![
-            offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
-        ])]);
+    c.send(
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("t"))))])),
+    )
+    .await;
+    let simple =
+        OffsetCommitRequest::default().with_group_id(GroupId(s("simple"))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s("t"))).with_partitions(vec![
+                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
+            ]),
+        ]);
     assert_eq!(c.send(8, &simple).await.topics[0].partitions[0].error_code, 0);
     let list = |states: &[&str], types: &[&str]| {
         ListGroupsRequest::default()

@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use guard::{
-    Field, GuardError, MAX, NEVER, RESPONSE_SHAPES, SHAPES, Shape, Ty, check_request_body,
-    check_response_body, is_known, request_versions, response_versions, walk_body,
+    Field, GuardError, MAX, NEVER, RESPONSE_SHAPES, SHAPES, Shape, Ty, check_request_body, check_response_body, is_known, request_versions,
+    response_versions, walk_body,
 };
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
@@ -118,9 +118,7 @@ impl Kind {
 
 /// Every shape of both kinds.
 fn all_shapes() -> impl Iterator<Item = (Kind, &'static Shape)> {
-    KINDS
-        .into_iter()
-        .flat_map(|kind| kind.shapes().iter().map(move |s| (kind, s)))
+    KINDS.into_iter().flat_map(|kind| kind.shapes().iter().map(move |s| (kind, s)))
 }
 
 /// A message the crate decoded: a request or a response.
@@ -161,9 +159,7 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
 }
 
 /// Characters strings are built from: ASCII, and 2-, 3- and 4-byte UTF-8 sequences.
-const CHARS: &[char] = &[
-    'a', 'Z', '0', '-', '_', '.', ' ', 'é', 'ß', '日', '本', '😀',
-];
+const CHARS: &[char] = &['a', 'Z', '0', '-', '_', '.', ' ', 'é', 'ß', '日', '本', '😀'];
 
 struct Encoder<'r> {
     rng: &'r mut Rng,
@@ -210,11 +206,7 @@ impl Encoder<'_> {
     /// A count or length in `0..=max`; at least 1 for `non_default` values (an empty string,
     /// bytes or array may be a field's default).
     fn len(&mut self, max: u64, non_default: bool) -> usize {
-        if non_default {
-            1 + self.rng.below(max) as usize
-        } else {
-            self.rng.below(max + 1) as usize
-        }
+        if non_default { 1 + self.rng.below(max) as usize } else { self.rng.below(max + 1) as usize }
     }
 
     fn value(&mut self, out: &mut Vec<u8>, ty: &Ty, non_default: bool) {
@@ -279,8 +271,7 @@ impl Encoder<'_> {
         loop {
             self.rng.bytes(out, n);
             let value = &out[start..];
-            if !non_default || !(value.iter().all(|&b| b == 0) || value.iter().all(|&b| b == 0xff))
-            {
+            if !non_default || !(value.iter().all(|&b| b == 0) || value.iter().all(|&b| b == 0xff)) {
                 return;
             }
             out.truncate(start);
@@ -307,18 +298,11 @@ impl Encoder<'_> {
     /// then tried first. Now and then the extra tag is instead one that the shape knows at other
     /// versions only, which the crate must refuse ("not valid for version").
     fn tagged_fields(&mut self, out: &mut Vec<u8>, fields: &[Field]) {
-        let mut known: Vec<&Field> = fields
-            .iter()
-            .filter(|f| f.tag.is_some() && f.present_in(self.version))
-            .collect();
+        let mut known: Vec<&Field> = fields.iter().filter(|f| f.tag.is_some() && f.present_in(self.version)).collect();
         known.sort_by_key(|f| f.tag);
         known.retain(|_| self.rng.one_in(2));
         let unknown = self.rng.one_in(4).then(|| {
-            let first_free = fields
-                .iter()
-                .filter_map(|f| f.tag)
-                .max()
-                .map_or(0, |t| t + 1);
+            let first_free = fields.iter().filter_map(|f| f.tag).max().map_or(0, |t| t + 1);
             let gap = (0..first_free).find(|t| fields.iter().all(|f| f.tag != Some(*t)));
             let tag = match gap {
                 Some(gap) if self.rng.one_in(2) => gap,
@@ -330,18 +314,11 @@ impl Encoder<'_> {
             self.rng.bytes(&mut payload, n);
             (tag, payload)
         });
-        let foreign: Vec<u32> = fields
-            .iter()
-            .filter(|f| !f.present_in(self.version))
-            .filter_map(|f| f.tag)
-            .collect();
+        let foreign: Vec<u32> = fields.iter().filter(|f| !f.present_in(self.version)).filter_map(|f| f.tag).collect();
         let unknown = match unknown {
             Some((_, payload)) if !foreign.is_empty() && self.rng.one_in(3) => {
                 self.wrote_foreign_tag = true;
-                Some((
-                    foreign[self.rng.below(foreign.len() as u64) as usize],
-                    payload,
-                ))
+                Some((foreign[self.rng.below(foreign.len() as u64) as usize], payload))
             }
             Some((tag, payload)) => {
                 self.wrote_unknown_tag = true;
@@ -412,10 +389,7 @@ fn versions(shape: &Shape) -> impl Iterator<Item = i16> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 fn api_key(shape: &Shape) -> ApiKey {
@@ -423,12 +397,7 @@ fn api_key(shape: &Shape) -> ApiKey {
 }
 
 /// Decodes with the crate; Ok((message, bytes left over)).
-fn crate_decode(
-    kind: Kind,
-    key: ApiKey,
-    version: i16,
-    body: &[u8],
-) -> Result<(Decoded, usize), String> {
+fn crate_decode(kind: Kind, key: ApiKey, version: i16, body: &[u8]) -> Result<(Decoded, usize), String> {
     let mut bytes = Bytes::copy_from_slice(body);
     let msg = match kind {
         Kind::Request => RequestKind::decode(key, &mut bytes, version).map(Decoded::Request),
@@ -449,13 +418,7 @@ fn crate_decode(
 /// crate as "not valid for version". A body holding a null tagged value must be decoded, but
 /// need not re-encode the same (a null tagged value may be the field's default, left out).
 fn cross_check(kind: Kind, shape: &Shape, version: i16, seed: u64) -> Option<String> {
-    let Generated {
-        body,
-        unknown_tag,
-        foreign_tag,
-        null_tag,
-        ..
-    } = generate_noting_tags(shape, version, seed);
+    let Generated { body, unknown_tag, foreign_tag, null_tag, .. } = generate_noting_tags(shape, version, seed);
     let problem = match walk_body(shape, version, &body) {
         Err(e) => format!("guard rejects it: {e}"),
         Ok(n) if n != body.len() => format!("guard consumed {n} of {} bytes", body.len()),
@@ -480,17 +443,13 @@ fn cross_check(kind: Kind, shape: &Shape, version: i16, seed: u64) -> Option<Str
             },
         },
     };
-    Some(format!(
-        "{kind:?} {shape:?} v{version} seed {seed}: {problem}\n    body {}",
-        hex(&body)
-    ))
+    Some(format!("{kind:?} {shape:?} v{version} seed {seed}: {problem}\n    body {}", hex(&body)))
 }
 
 /// Whether any struct of the decoded message kept an unknown tagged field.
 fn has_unknown_tags(msg: &Decoded) -> bool {
     let text = msg.debug();
-    text.matches("unknown_tagged_fields: {").count()
-        != text.matches("unknown_tagged_fields: {}").count()
+    text.matches("unknown_tagged_fields: {").count() != text.matches("unknown_tagged_fields: {}").count()
 }
 
 /// (1)-(3) for every (api, version) pair and many seeds.
@@ -527,12 +486,7 @@ fn generated_bodies_pass_guard_and_round_trip_through_the_crate() {
          {unknown} with unknown tags, {foreign} with tags of other versions), {:?}",
         started.elapsed()
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// (4) Every truncation of a valid body is rejected, or is itself a valid (shorter) body that
@@ -552,10 +506,7 @@ fn truncated_bodies_are_rejected_or_valid() {
                         }
                         Err(_) => {}
                         Ok(n) => {
-                            assert!(
-                                n <= cut,
-                                "{kind:?} {shape:?} v{version} seed {seed}: consumed {n} > {cut}"
-                            );
+                            assert!(n <= cut, "{kind:?} {shape:?} v{version} seed {seed}: consumed {n} > {cut}");
                             match crate_decode(kind, key, version, prefix) {
                                 Ok((_, left)) => assert_eq!(
                                     cut - left,
@@ -579,73 +530,30 @@ fn truncated_bodies_are_rejected_or_valid() {
 fn hostile_lengths_are_rejected() {
     // Metadata v1: topics count i32::MAX, then a few bytes.
     let body = [0x7f, 0xff, 0xff, 0xff, 0, 1, b'a', 0];
-    assert_eq!(
-        check_request_body(3, 1, &body),
-        Err(GuardError::LengthExceedsFrame {
-            at: 0,
-            claimed: i32::MAX as u64,
-            remaining: 4
-        })
-    );
+    assert_eq!(check_request_body(3, 1, &body), Err(GuardError::LengthExceedsFrame { at: 0, claimed: i32::MAX as u64, remaining: 4 }));
     // Metadata v9 (flexible): compact count varint 0x8000_0000 = i32::MAX topics + 1.
     let body = [0x80, 0x80, 0x80, 0x80, 0x08, 0, 0, 0];
-    assert_eq!(
-        check_request_body(3, 9, &body),
-        Err(GuardError::LengthExceedsFrame {
-            at: 0,
-            claimed: i32::MAX as u64,
-            remaining: 3
-        })
-    );
+    assert_eq!(check_request_body(3, 9, &body), Err(GuardError::LengthExceedsFrame { at: 0, claimed: i32::MAX as u64, remaining: 3 }));
     // The largest compact count there is (u32::MAX - 1 elements).
     let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0];
-    assert!(matches!(
-        check_request_body(3, 12, &body),
-        Err(GuardError::LengthExceedsFrame {
-            claimed: 0xffff_fffe,
-            ..
-        })
-    ));
+    assert!(matches!(check_request_body(3, 12, &body), Err(GuardError::LengthExceedsFrame { claimed: 0xffff_fffe, .. })));
     // Two topics claimed, each needs at least 2 bytes (v1: nullable string length): 3 left.
     let body = [0, 0, 0, 2, 0, 0, 0];
-    assert!(matches!(
-        check_request_body(3, 1, &body),
-        Err(GuardError::LengthExceedsFrame {
-            at: 0,
-            claimed: 2,
-            remaining: 3
-        })
-    ));
+    assert!(matches!(check_request_body(3, 1, &body), Err(GuardError::LengthExceedsFrame { at: 0, claimed: 2, remaining: 3 })));
     // A varint longer than 5 bytes, and one that overflows 32 bits.
     let body = [0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0];
-    assert!(matches!(
-        check_request_body(3, 9, &body),
-        Err(GuardError::Malformed { at: 0, .. })
-    ));
+    assert!(matches!(check_request_body(3, 9, &body), Err(GuardError::Malformed { at: 0, .. })));
     let body = [0x80, 0x80, 0x80, 0x80, 0x10, 0, 0];
-    assert!(matches!(
-        check_request_body(3, 9, &body),
-        Err(GuardError::Malformed { at: 0, .. })
-    ));
+    assert!(matches!(check_request_body(3, 9, &body), Err(GuardError::Malformed { at: 0, .. })));
     // Negative counts: -2 is malformed anywhere; -1 is null, only for a nullable array.
-    assert!(matches!(
-        check_request_body(3, 1, &[0xff, 0xff, 0xff, 0xfe]),
-        Err(GuardError::Malformed { at: 0, .. })
-    ));
+    assert!(matches!(check_request_body(3, 1, &[0xff, 0xff, 0xff, 0xfe]), Err(GuardError::Malformed { at: 0, .. })));
     assert_eq!(check_request_body(3, 1, &[0xff, 0xff, 0xff, 0xff]), Ok(4));
     // DescribeGroups v0: groups is not nullable.
-    assert!(matches!(
-        check_request_body(15, 0, &[0xff, 0xff, 0xff, 0xff]),
-        Err(GuardError::Malformed { at: 0, .. })
-    ));
+    assert!(matches!(check_request_body(15, 0, &[0xff, 0xff, 0xff, 0xff]), Err(GuardError::Malformed { at: 0, .. })));
     // SaslHandshake v1: mechanism string claims 0x7fff bytes, 2 present.
     assert_eq!(
         check_request_body(17, 1, &[0x7f, 0xff, b'P', b'L']),
-        Err(GuardError::LengthExceedsFrame {
-            at: 0,
-            claimed: 0x7fff,
-            remaining: 2
-        })
+        Err(GuardError::LengthExceedsFrame { at: 0, claimed: 0x7fff, remaining: 2 })
     );
     // JoinGroup v0 protocol metadata (bytes) claiming i32::MAX.
     let mut body = Vec::new();
@@ -661,27 +569,13 @@ fn hostile_lengths_are_rejected() {
     let at = body.len();
     body.extend_from_slice(&i32::MAX.to_be_bytes());
     body.extend_from_slice(&[1, 2, 3]);
-    assert_eq!(
-        check_request_body(11, 0, &body),
-        Err(GuardError::LengthExceedsFrame {
-            at,
-            claimed: i32::MAX as u64,
-            remaining: 3
-        })
-    );
+    assert_eq!(check_request_body(11, 0, &body), Err(GuardError::LengthExceedsFrame { at, claimed: i32::MAX as u64, remaining: 3 }));
     // Tagged-field section claiming more entries than bytes (DescribeCluster v0 is flexible).
-    assert!(matches!(
-        check_request_body(60, 0, &[1, 0x80, 0x80, 0x80, 0x80, 0x01, 0]),
-        Err(GuardError::LengthExceedsFrame { at: 1, .. })
-    ));
+    assert!(matches!(check_request_body(60, 0, &[1, 0x80, 0x80, 0x80, 0x80, 0x01, 0]), Err(GuardError::LengthExceedsFrame { at: 1, .. })));
     // A tagged field whose size claims more than is left.
     assert!(matches!(
         check_request_body(60, 0, &[1, 1, 9, 0x7f, 0]),
-        Err(GuardError::LengthExceedsFrame {
-            at: 3,
-            claimed: 0x7f,
-            remaining: 1
-        })
+        Err(GuardError::LengthExceedsFrame { at: 3, claimed: 0x7f, remaining: 1 })
     ));
     // Fetch v12 with known tag 0 (cluster_id, a compact nullable string) whose content does
     // not fill its declared size exactly: the crate would decode the content and ignore the size.
@@ -690,33 +584,20 @@ fn hostile_lengths_are_rejected() {
     fetch.extend_from_slice(&[1, 1, 1]); // no topics, no forgotten topics, rack ""
     let tags_at = fetch.len();
     let with_tag = |tag: &[u8]| [&fetch[..], &[1, 0], tag].concat();
-    assert_eq!(
-        check_request_body(1, 12, &with_tag(&[4, 4, b'a', b'b', b'c'])),
-        Ok(tags_at + 7)
-    );
+    assert_eq!(check_request_body(1, 12, &with_tag(&[4, 4, b'a', b'b', b'c'])), Ok(tags_at + 7));
     assert_eq!(
         check_request_body(1, 12, &with_tag(&[2, 4, b'a', b'b', b'c'])),
-        Err(GuardError::LengthExceedsFrame {
-            at: tags_at + 3,
-            claimed: 3,
-            remaining: 1
-        })
+        Err(GuardError::LengthExceedsFrame { at: tags_at + 3, claimed: 3, remaining: 1 })
     );
     assert_eq!(
         check_request_body(1, 12, &with_tag(&[5, 4, b'a', b'b', b'c', 0])),
-        Err(GuardError::Malformed {
-            at: tags_at + 2,
-            what: "tagged field size does not match its content"
-        })
+        Err(GuardError::Malformed { at: tags_at + 2, what: "tagged field size does not match its content" })
     );
     // The same tag at v12 but with an unknown tag number is skipped by its size.
     let unknown = [&fetch[..], &[1, 7, 3, 0xff, 0xff, 0xff]].concat();
     assert_eq!(check_request_body(1, 12, &unknown), Ok(unknown.len()));
     // Truncated fixed-width field.
-    assert_eq!(
-        check_request_body(12, 0, &[0, 1, b'g', 0, 0]),
-        Err(GuardError::Truncated { at: 3 })
-    );
+    assert_eq!(check_request_body(12, 0, &[0, 1, b'g', 0, 0]), Err(GuardError::Truncated { at: 3 }));
 }
 
 #[test]
@@ -724,31 +605,19 @@ fn known_shapes_and_versions() {
     for kind in KINDS {
         let shapes = kind.shapes();
         let pairs: usize = shapes.iter().map(|s| versions(s).count()).sum();
-        println!(
-            "{kind:?}: {} apis, {pairs} (api, version) pairs",
-            shapes.len()
-        );
+        println!("{kind:?}: {} apis, {pairs} (api, version) pairs", shapes.len());
         let mut keys = std::collections::BTreeSet::new();
         for shape in shapes {
             assert!(keys.insert(shape.api_key), "{kind:?} {shape:?}: twice");
-            assert_eq!(
-                kind.versions(shape.api_key),
-                Some((shape.min_version, shape.max_version))
-            );
+            assert_eq!(kind.versions(shape.api_key), Some((shape.min_version, shape.max_version)));
             for version in versions(shape) {
-                assert_ne!(
-                    kind.check(shape.api_key, version, &[]),
-                    Err(GuardError::UnknownShape)
-                );
+                assert_ne!(kind.check(shape.api_key, version, &[]), Err(GuardError::UnknownShape));
                 if kind == Kind::Request {
                     assert!(is_known(shape.api_key, version));
                 }
             }
             for outside in [shape.min_version - 1, shape.max_version + 1] {
-                assert_eq!(
-                    kind.check(shape.api_key, outside, &[]),
-                    Err(GuardError::UnknownShape)
-                );
+                assert_eq!(kind.check(shape.api_key, outside, &[]), Err(GuardError::UnknownShape));
             }
             assert!(shape.body.iter().all(|f| f.min <= f.max), "{shape:?}");
             // Never wider than the api's versions as the crate knows them ...
@@ -762,15 +631,9 @@ fn known_shapes_and_versions() {
             // either side, the crate refuses the message whatever the body.
             for version in [shape.min_version, shape.max_version] {
                 let body = generate(shape, version, 0);
-                assert!(
-                    crate_decode(kind, key, version, &body).is_ok(),
-                    "{kind:?} {shape:?} v{version}"
-                );
+                assert!(crate_decode(kind, key, version, &body).is_ok(), "{kind:?} {shape:?} v{version}");
             }
-            for (inside, outside) in [
-                (shape.min_version, shape.min_version - 1),
-                (shape.max_version, shape.max_version + 1),
-            ] {
+            for (inside, outside) in [(shape.min_version, shape.min_version - 1), (shape.max_version, shape.max_version + 1)] {
                 let body = generate(shape, inside, 0);
                 match crate_decode(kind, key, outside, &body) {
                     Err(e) if e.contains("version not supported") => {}
@@ -792,10 +655,7 @@ fn known_shapes_and_versions() {
     // Everything broker mode serves, the guard walks.
     for (key, min, max) in corral::protocol::SUPPORTED {
         let walked = request_versions(*key as i16);
-        assert!(
-            walked.is_some_and(|(lo, hi)| lo <= *min && *max <= hi),
-            "{key:?} served at {min}..={max}, walked at {walked:?}"
-        );
+        assert!(walked.is_some_and(|(lo, hi)| lo <= *min && *max <= hi), "{key:?} served at {min}..={max}, walked at {walked:?}");
     }
 }
 
@@ -806,8 +666,7 @@ fn known_shapes_and_versions() {
 #[test]
 fn guard_errors_say_where_and_what() {
     let said = |api_key: i16, version: i16, body: &[u8]| -> String {
-        let err: Box<dyn std::error::Error> =
-            Box::new(check_request_body(api_key, version, body).expect_err("a rejected body"));
+        let err: Box<dyn std::error::Error> = Box::new(check_request_body(api_key, version, body).expect_err("a rejected body"));
         err.to_string()
     };
     // Metadata v1: a topics count of i32::MAX with four bytes after it.
@@ -827,29 +686,14 @@ fn guard_errors_say_where_and_what() {
     assert_eq!(join.len(), 30);
     join.extend_from_slice(&i32::MAX.to_be_bytes());
     join.extend_from_slice(&[1, 2, 3]);
-    assert_eq!(
-        said(11, 0, &join),
-        "length 2147483647 at offset 30 claims more than the 3 bytes left in the body"
-    );
+    assert_eq!(said(11, 0, &join), "length 2147483647 at offset 30 claims more than the 3 bytes left in the body");
     // Heartbeat v0: the group id "g" and then half a generation id.
-    assert_eq!(
-        said(12, 0, &[0, 1, b'g', 0, 0]),
-        "body ends inside a field at offset 3"
-    );
+    assert_eq!(said(12, 0, &[0, 1, b'g', 0, 0]), "body ends inside a field at offset 3");
     // DescribeGroups v0: a null groups array, which is not nullable.
-    assert_eq!(
-        said(15, 0, &[0xff, 0xff, 0xff, 0xff]),
-        "malformed body at offset 0: null in a field that is not nullable"
-    );
+    assert_eq!(said(15, 0, &[0xff, 0xff, 0xff, 0xff]), "malformed body at offset 0: null in a field that is not nullable");
     // Metadata v9 (flexible): a six-byte varint count.
-    assert_eq!(
-        said(3, 9, &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]),
-        "malformed body at offset 0: varint longer than 5 bytes"
-    );
-    assert_eq!(
-        said(1000, 0, &[]),
-        "no shape for this api key and version"
-    );
+    assert_eq!(said(3, 9, &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]), "malformed body at offset 0: varint longer than 5 bytes");
+    assert_eq!(said(1000, 0, &[]), "no shape for this api key and version");
 }
 
 /// A response body reports the tags of its own tagged-field section, and only those: Fetch
@@ -859,36 +703,23 @@ fn guard_errors_say_where_and_what() {
 fn response_walk_reports_top_level_tags() {
     use kafka_protocol::messages::BrokerId;
     use kafka_protocol::messages::fetch_response::{
-        EpochEndOffset, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
-        PartitionData,
+        EpochEndOffset, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
     };
     use kafka_protocol::protocol::StrBytes;
 
     let partition = PartitionData::default()
         .with_partition_index(3)
         .with_diverging_epoch(EpochEndOffset::default().with_epoch(4).with_end_offset(40))
-        .with_current_leader(
-            LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(2))
-                .with_leader_epoch(5),
-        )
+        .with_current_leader(LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5))
         .with_records(Some(Bytes::from_static(b"not really a batch")));
-    let without = FetchResponse::default().with_responses(vec![
-        FetchableTopicResponse::default()
-            .with_topic_id(uuid::Uuid::from_u128(7))
-            .with_partitions(vec![partition]),
-    ]);
+    let without = FetchResponse::default()
+        .with_responses(vec![FetchableTopicResponse::default().with_topic_id(uuid::Uuid::from_u128(7)).with_partitions(vec![partition])]);
     let with = without.clone().with_node_endpoints(vec![
-        NodeEndpoint::default()
-            .with_node_id(BrokerId(2))
-            .with_host(StrBytes::from_static_str("broker-2"))
-            .with_port(9092),
+        NodeEndpoint::default().with_node_id(BrokerId(2)).with_host(StrBytes::from_static_str("broker-2")).with_port(9092),
     ]);
     let encode = |r: &FetchResponse, version: i16| {
         let mut out = BytesMut::new();
-        ResponseKind::Fetch(r.clone())
-            .encode(&mut out, version)
-            .expect("encode");
+        ResponseKind::Fetch(r.clone()).encode(&mut out, version).expect("encode");
         out
     };
 
@@ -901,16 +732,12 @@ fn response_walk_reports_top_level_tags() {
     let body = encode(&without, 16);
     let walked = check_response_body(1, 16, &body).expect("walks");
     assert_eq!(walked.consumed, body.len());
-    assert!(
-        !walked.has_top_level_tag(0),
-        "a partition's tag 0 is not the body's"
-    );
+    assert!(!walked.has_top_level_tag(0), "a partition's tag 0 is not the body's");
     assert_eq!(walked.top_level_tags, 0);
 
     // An unknown top-level tag is reported too; one past 63 is not (and does no harm).
     let mut odd = without.clone();
-    odd.unknown_tagged_fields
-        .insert(5, Bytes::from_static(&[1, 2]));
+    odd.unknown_tagged_fields.insert(5, Bytes::from_static(&[1, 2]));
     odd.unknown_tagged_fields.insert(70, Bytes::new());
     let body = encode(&odd, 16);
     let walked = check_response_body(1, 16, &body).expect("walks");
@@ -919,10 +746,7 @@ fn response_walk_reports_top_level_tags() {
 
     // Non-flexible versions have no tagged fields at all.
     let body = encode(&without, 11);
-    assert_eq!(
-        check_response_body(1, 11, &body).map(|w| w.top_level_tags),
-        Ok(0)
-    );
+    assert_eq!(check_response_body(1, 11, &body).map(|w| w.top_level_tags), Ok(0));
 }
 
 /// Hand-built hostile response bodies: what an upstream broker (or something pretending to be
@@ -931,14 +755,7 @@ fn response_walk_reports_top_level_tags() {
 fn hostile_response_lengths_are_rejected() {
     // Metadata v1: brokers count i32::MAX.
     let body = [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
-    assert_eq!(
-        check_response_body(3, 1, &body),
-        Err(GuardError::LengthExceedsFrame {
-            at: 0,
-            claimed: i32::MAX as u64,
-            remaining: 4
-        })
-    );
+    assert_eq!(check_response_body(3, 1, &body), Err(GuardError::LengthExceedsFrame { at: 0, claimed: i32::MAX as u64, remaining: 4 }));
     // Fetch v12: one topic, one partition whose records claim (compact) 2^31 bytes.
     let mut fetch = Vec::new();
     fetch.extend_from_slice(&[0; 4 + 2 + 4]); // throttle, error, session
@@ -948,33 +765,17 @@ fn hostile_response_lengths_are_rejected() {
     fetch.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // preferred read replica
     let at = fetch.len();
     fetch.extend_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x08, 0, 0, 0]);
-    assert_eq!(
-        check_response_body(1, 12, &fetch),
-        Err(GuardError::LengthExceedsFrame {
-            at,
-            claimed: 0x8000_0000,
-            remaining: 3
-        })
-    );
+    assert_eq!(check_response_body(1, 12, &fetch), Err(GuardError::LengthExceedsFrame { at, claimed: 0x8000_0000, remaining: 3 }));
     // Produce v10: a partition's current_leader (tag 0) whose size claims more than is left.
     let mut produce = vec![2, 2, b't', 2]; // 1 topic "t", 1 partition
     produce.extend_from_slice(&[0; 4 + 2 + 8 + 8 + 8]); // index .. log start offset
     produce.extend_from_slice(&[1, 0]); // no record errors, null error message
     produce.extend_from_slice(&[1, 0, 0x7f, 0, 0, 0, 1]);
-    assert!(matches!(
-        check_response_body(0, 10, &produce),
-        Err(GuardError::LengthExceedsFrame { claimed: 0x7f, .. })
-    ));
+    assert!(matches!(check_response_body(0, 10, &produce), Err(GuardError::LengthExceedsFrame { claimed: 0x7f, .. })));
     // ApiVersions v3 with a tagged-field count no body could hold.
     let body = [0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert!(matches!(
-        check_response_body(18, 3, &body),
-        Err(GuardError::LengthExceedsFrame { at: 7, .. })
-    ));
-    assert_eq!(
-        check_response_body(18, 5, &[]),
-        Err(GuardError::UnknownShape)
-    );
+    assert!(matches!(check_response_body(18, 3, &body), Err(GuardError::LengthExceedsFrame { at: 7, .. })));
+    assert_eq!(check_response_body(18, 5, &[]), Err(GuardError::UnknownShape));
 }
 
 /// (6) Random bit flips and byte overwrites never panic the guard; whatever it accepts goes to
@@ -1022,26 +823,20 @@ fn mutated_bodies_never_get_past_the_guard_into_trouble() {
                     }
                     Err(e) => {
                         let root = e.rsplit(": ").next().unwrap_or(&e).to_string();
-                        let content =
-                            root.contains("utf-8") || root.contains("is not valid for version");
+                        let content = root.contains("utf-8") || root.contains("is not valid for version");
                         assert!(
                             content,
                             "{kind:?} {shape:?} v{version} seed {seed}: guard accepted, crate failed structurally: {e}\n    body {}",
                             hex(&body)
                         );
-                        let kind: String = root
-                            .chars()
-                            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-                            .collect();
+                        let kind: String = root.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
                         *crate_errors.entry(kind).or_default() += 1;
                     }
                 }
             }
         }
     }
-    println!(
-        "{total} mutated bodies, {accepted} accepted by the guard, {decoded} decoded by the crate"
-    );
+    println!("{total} mutated bodies, {accepted} accepted by the guard, {decoded} decoded by the crate");
     for (e, n) in &crate_errors {
         println!("  crate error after guard accepted ({n}x): {e}");
     }
@@ -1098,11 +893,7 @@ fn inner_struct(ty: &Ty) -> Option<&'static [Field]> {
 
 /// A copy of `fields` with `edit` applied to the struct at `path` (field indices, each leading
 /// into the struct that field's type holds).
-fn rebuild(
-    fields: &'static [Field],
-    path: &[usize],
-    edit: &dyn Fn(&mut Vec<Field>) -> bool,
-) -> Option<&'static [Field]> {
+fn rebuild(fields: &'static [Field], path: &[usize], edit: &dyn Fn(&mut Vec<Field>) -> bool) -> Option<&'static [Field]> {
     let mut copy = fields.to_vec();
     match path.split_first() {
         None => {
@@ -1169,26 +960,11 @@ fn apply(mistake: Mistake, fields: &mut Vec<Field>, i: usize) -> bool {
         }
         Mistake::Widen => widen(&f.ty).map(|ty| Field { ty, ..f }),
         Mistake::Nullable => nullable(&f.ty).map(|ty| Field { ty, ..f }),
-        Mistake::StartLater => (f.min < f.max).then(|| Field {
-            min: f.min + 1,
-            ..f
-        }),
-        Mistake::StartEarlier => (f.min > 0).then(|| Field {
-            min: f.min - 1,
-            ..f
-        }),
-        Mistake::EndEarlier => (f.max != MAX && f.max > f.min).then(|| Field {
-            max: f.max - 1,
-            ..f
-        }),
-        Mistake::EndLater => (f.max != MAX).then(|| Field {
-            max: f.max + 1,
-            ..f
-        }),
-        Mistake::RenumberTag => f.tag.map(|t| Field {
-            tag: Some(t + 1),
-            ..f
-        }),
+        Mistake::StartLater => (f.min < f.max).then(|| Field { min: f.min + 1, ..f }),
+        Mistake::StartEarlier => (f.min > 0).then(|| Field { min: f.min - 1, ..f }),
+        Mistake::EndEarlier => (f.max != MAX && f.max > f.min).then(|| Field { max: f.max - 1, ..f }),
+        Mistake::EndLater => (f.max != MAX).then(|| Field { max: f.max + 1, ..f }),
+        Mistake::RenumberTag => f.tag.map(|t| Field { tag: Some(t + 1), ..f }),
     };
     match changed {
         Some(broken) => {
@@ -1203,9 +979,7 @@ fn apply(mistake: Mistake, fields: &mut Vec<Field>, i: usize) -> bool {
 fn reachable(shape: &Shape, path: &[usize], version: i16) -> bool {
     let mut fields = shape.body;
     for &i in path {
-        if !fields[i].present_in(version)
-            || (fields[i].tag.is_some() && version < shape.flexible_from)
-        {
+        if !fields[i].present_in(version) || (fields[i].tag.is_some() && version < shape.flexible_from) {
             return false;
         }
         fields = inner_struct(&fields[i].ty).expect("path leads into a struct");
@@ -1214,27 +988,16 @@ fn reachable(shape: &Shape, path: &[usize], version: i16) -> bool {
 }
 
 fn fixed_width(ty: &Ty) -> bool {
-    matches!(
-        ty,
-        Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Int32 | Ty::Int64 | Ty::Float64 | Ty::Uuid
-    )
+    matches!(ty, Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Int32 | Ty::Int64 | Ty::Float64 | Ty::Uuid)
 }
 
 /// The versions of the shape in which `mistake` on field `i` of the struct at `path` changes
 /// the wire format. Swapping two fixed-width fields changes nothing the guard or a random
 /// generator can see (the same number of random bytes either way), so it touches no version.
-fn touched_versions(
-    shape: &Shape,
-    path: &[usize],
-    fields: &[Field],
-    i: usize,
-    mistake: Mistake,
-) -> Vec<i16> {
+fn touched_versions(shape: &Shape, path: &[usize], fields: &[Field], i: usize, mistake: Mistake) -> Vec<i16> {
     let f = &fields[i];
     let exists = |v: i16| {
-        (shape.min_version..=shape.max_version).contains(&v)
-            && reachable(shape, path, v)
-            && (f.tag.is_none() || v >= shape.flexible_from)
+        (shape.min_version..=shape.max_version).contains(&v) && reachable(shape, path, v) && (f.tag.is_none() || v >= shape.flexible_from)
     };
     let candidates: Vec<i16> = match mistake {
         Mistake::StartLater => vec![f.min],
@@ -1242,13 +1005,11 @@ fn touched_versions(
         Mistake::EndEarlier => vec![f.max],
         Mistake::EndLater => vec![f.max.saturating_add(1)],
         Mistake::SwapWithNext => {
-            let next = (i + 1..fields.len())
-                .find(|&j| fields[j].tag.is_none())
-                .map(|j| &fields[j]);
+            let next = (i + 1..fields.len()).find(|&j| fields[j].tag.is_none()).map(|j| &fields[j]);
             match next {
-                Some(g) if !(fixed_width(&f.ty) && fixed_width(&g.ty)) => versions(shape)
-                    .filter(|&v| f.present_in(v) && g.present_in(v))
-                    .collect(),
+                Some(g) if !(fixed_width(&f.ty) && fixed_width(&g.ty)) => {
+                    versions(shape).filter(|&v| f.present_in(v) && g.present_in(v)).collect()
+                }
                 _ => Vec::new(),
             }
         }
@@ -1259,9 +1020,7 @@ fn touched_versions(
 
 /// First seed/version at which the cross-check catches `shape`, over `versions`.
 fn caught(kind: Kind, shape: &Shape, versions: &[i16]) -> Option<String> {
-    versions.iter().find_map(|&v| {
-        (0..SEEDS_PER_BROKEN_SHAPE).find_map(|seed| cross_check(kind, shape, v, seed))
-    })
+    versions.iter().find_map(|&v| (0..SEEDS_PER_BROKEN_SHAPE).find_map(|seed| cross_check(kind, shape, v, seed)))
 }
 
 /// A deliberately broken shape: what was broken, the kind and shape, the versions it changes.
@@ -1293,34 +1052,19 @@ fn broken_shapes() -> Vec<Broken> {
                     };
                     let touched = touched_versions(shape, path, fields, i, mistake);
                     if !touched.is_empty() {
-                        let what = format!(
-                            "{kind:?} {shape:?}: {mistake:?} of {:?} at path {path:?}",
-                            fields[i]
-                        );
+                        let what = format!("{kind:?} {shape:?}: {mistake:?} of {:?} at path {path:?}", fields[i]);
                         out.push((what, kind, Shape { body, ..*shape }, touched));
                     }
                 }
             }
         }
         // The first flexible version one too early or too late.
-        let flexible_from = if shape.flexible_from == NEVER {
-            shape.max_version + 1
-        } else {
-            shape.flexible_from
-        };
+        let flexible_from = if shape.flexible_from == NEVER { shape.max_version + 1 } else { shape.flexible_from };
         for moved in [flexible_from - 1, flexible_from + 1] {
             let affected = flexible_from.min(moved);
             if (shape.min_version..=shape.max_version).contains(&affected) {
                 let what = format!("{kind:?} {shape:?}: flexible from {moved}");
-                out.push((
-                    what,
-                    kind,
-                    Shape {
-                        flexible_from: moved,
-                        ..*shape
-                    },
-                    vec![affected],
-                ));
+                out.push((what, kind, Shape { flexible_from: moved, ..*shape }, vec![affected]));
             }
         }
     }
@@ -1343,11 +1087,7 @@ fn broken_shapes_are_caught() {
         let from: usize = from.parse().expect("start index");
         for (idx, (_, kind, shape, versions)) in broken_shapes().iter().enumerate().skip(from) {
             println!("START {idx}");
-            let verdict = if caught(*kind, shape, versions).is_some() {
-                "CAUGHT"
-            } else {
-                "MISSED"
-            };
+            let verdict = if caught(*kind, shape, versions).is_some() { "CAUGHT" } else { "MISSED" };
             println!("{verdict} {idx}");
         }
         return;
@@ -1358,12 +1098,7 @@ fn broken_shapes_are_caught() {
     let mut from = 0;
     while from < all.len() {
         let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "broken_shapes_are_caught",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["broken_shapes_are_caught", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, from.to_string())
             .env("RUST_BACKTRACE", "0")
             .stderr(std::process::Stdio::null())
@@ -1408,10 +1143,5 @@ fn broken_shapes_are_caught() {
         missed.len(),
         started.elapsed()
     );
-    assert!(
-        missed.is_empty(),
-        "{} broken shapes not caught:\n{}",
-        missed.len(),
-        missed.join("\n")
-    );
+    assert!(missed.is_empty(), "{} broken shapes not caught:\n{}", missed.len(), missed.join("\n"));
 }

@@ -233,9 +233,14 @@ async fn no_response_a_client_receives_carries_an_upstream_address() {
         }
     }
     // produce and fetch responses (no leader change here: the endpoints test below makes one)
-    let frame = c.frame(9, &ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name("leak-check"))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))])]));
+    let frame = c.frame(
+        9,
+        &ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("leak-check"))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))]),
+        ]),
+    );
     c.write_raw(&frame).await;
     assert!(!leaks(&c.read_frame().await.unwrap()));
     eprintln!("{checked} responses checked");
@@ -268,9 +273,14 @@ async fn client_bad_input_gets_the_same_guard_as_in_broker_mode() {
     assert!(c.closed_by_server().await);
     // a forwarded Produce whose body runs short: closed before it reaches the upstream
     let mut c = RawClient::connect(proxy.addr).await;
-    let frame = c.frame(7, &ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name("t"))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))])]));
+    let frame = c.frame(
+        7,
+        &ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("t"))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))]),
+        ]),
+    );
     let mut cut = frame.to_vec();
     cut.truncate(cut.len() - 10);
     let n = (cut.len() - 4) as i32;
@@ -352,15 +362,25 @@ impl Fake {
 }
 
 fn fake_metadata(me: SocketAddr, node2: SocketAddr) -> MetadataResponse {
-    let broker = |id: i32, a: SocketAddr| MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(s("127.0.0.1")).with_port(a.port() as i32);
+    let broker = |id: i32, a: SocketAddr| {
+        MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(s("127.0.0.1")).with_port(a.port() as i32)
+    };
     MetadataResponse::default()
         .with_brokers(vec![broker(1, me), broker(2, node2)])
         .with_cluster_id(Some(s("fake-cluster")))
         .with_controller_id(BrokerId(1))
         .with_topics(vec![MetadataResponseTopic::default().with_name(Some(name("t"))).with_partitions(vec![
-            MetadataResponsePartition::default().with_partition_index(0).with_leader_id(BrokerId(1)).with_replica_nodes(vec![BrokerId(1)]).with_isr_nodes(vec![BrokerId(1)]),
-            MetadataResponsePartition::default().with_partition_index(1).with_leader_id(BrokerId(2)).with_replica_nodes(vec![BrokerId(2)]).with_isr_nodes(vec![BrokerId(2)]),
-        ])])
+                MetadataResponsePartition::default()
+                    .with_partition_index(0)
+                    .with_leader_id(BrokerId(1))
+                    .with_replica_nodes(vec![BrokerId(1)])
+                    .with_isr_nodes(vec![BrokerId(1)]),
+                MetadataResponsePartition::default()
+                    .with_partition_index(1)
+                    .with_leader_id(BrokerId(2))
+                    .with_replica_nodes(vec![BrokerId(2)])
+                    .with_isr_nodes(vec![BrokerId(2)]),
+            ])])
 }
 
 /// One connection to the fake: requests decoded with the crate, answered in order.
@@ -382,7 +402,9 @@ async fn fake_connection(mut stream: TcpStream, me: SocketAddr, node2: SocketAdd
         let req = RequestKind::decode(key, &mut frame, version).unwrap();
         seen.lock().unwrap().push((key, version));
         let action = script(key, version, header.correlation_id, &req).unwrap_or_else(|| match &req {
-            RequestKind::ApiVersions(_) => Action::Respond(ResponseKind::ApiVersions(ApiVersionsResponse::default().with_api_keys(fake_versions()))),
+            RequestKind::ApiVersions(_) => {
+                Action::Respond(ResponseKind::ApiVersions(ApiVersionsResponse::default().with_api_keys(fake_versions())))
+            }
             RequestKind::Metadata(_) => Action::Respond(ResponseKind::Metadata(fake_metadata(me, node2))),
             _ => Action::Close,
         });
@@ -390,7 +412,10 @@ async fn fake_connection(mut stream: TcpStream, me: SocketAddr, node2: SocketAdd
             Action::Respond(body) => {
                 let mut out = BytesMut::new();
                 out.put_i32(0);
-                ResponseHeader::default().with_correlation_id(header.correlation_id).encode(&mut out, body.header_version(version)).unwrap();
+                ResponseHeader::default()
+                    .with_correlation_id(header.correlation_id)
+                    .encode(&mut out, body.header_version(version))
+                    .unwrap();
                 body.encode(&mut out, version).unwrap();
                 let n = (out.len() - 4) as i32;
                 out[..4].copy_from_slice(&n.to_be_bytes());
@@ -475,7 +500,9 @@ async fn kip_951_endpoints_are_rewritten_to_corral_listeners() {
                                     .with_index(0)
                                     .with_error_code(6)
                                     .with_base_offset(-1)
-                                    .with_current_leader(produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5)),
+                                    .with_current_leader(
+                                        produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5),
+                                    ),
                             ])
                         })
                         .collect(),
@@ -487,14 +514,20 @@ async fn kip_951_endpoints_are_rewritten_to_corral_listeners() {
                 Some(Action::Respond(ResponseKind::Produce(resp)))
             }
             (ApiKey::Fetch, RequestKind::Fetch(_)) if version >= 16 => {
-                let mut resp = FetchResponse::default().with_responses(vec![fetch_response::FetchableTopicResponse::default()
-                    .with_topic_id(uuid::Uuid::from_u128(7))
-                    .with_partitions(vec![fetch_response::PartitionData::default()
-                        .with_partition_index(0)
-                        .with_error_code(6)
-                        .with_current_leader(fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5))
-                        .with_records(None)])]);
-                resp.node_endpoints = vec![fetch_response::NodeEndpoint::default().with_node_id(BrokerId(2)).with_host(s("upstream.invalid")).with_port(9999)];
+                let mut resp = FetchResponse::default().with_responses(vec![
+                    fetch_response::FetchableTopicResponse::default().with_topic_id(uuid::Uuid::from_u128(7)).with_partitions(vec![
+                        fetch_response::PartitionData::default()
+                            .with_partition_index(0)
+                            .with_error_code(6)
+                            .with_current_leader(
+                                fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5),
+                            )
+                            .with_records(None),
+                    ]),
+                ]);
+                resp.node_endpoints = vec![
+                    fetch_response::NodeEndpoint::default().with_node_id(BrokerId(2)).with_host(s("upstream.invalid")).with_port(9999),
+                ];
                 Some(Action::Respond(ResponseKind::Fetch(resp)))
             }
             _ => None,
@@ -505,9 +538,11 @@ async fn kip_951_endpoints_are_rewritten_to_corral_listeners() {
     let n2 = node_listener(&proxy, 2).await;
     let n1 = node_listener(&proxy, 1).await;
     let mut c = RawClient::connect(n1).await;
-    let produce = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name("t"))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))])]);
+    let produce = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(name("t"))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))]),
+    ]);
     let frame = c.frame(11, &produce);
     c.write_raw(&frame).await;
     let raw = c.read_frame().await.unwrap();
@@ -517,10 +552,15 @@ async fn kip_951_endpoints_are_rewritten_to_corral_listeners() {
     let r = ProduceResponse::decode(&mut body, 11).unwrap();
     assert_eq!(r.responses[0].partition_responses[0].current_leader.leader_id.0, 2, "node ids are kept");
     assert_eq!(r.node_endpoints.len(), 1, "an endpoint for a node corral has no listener for is dropped: {:?}", r.node_endpoints);
-    assert_eq!((r.node_endpoints[0].node_id.0, r.node_endpoints[0].host.as_str(), r.node_endpoints[0].port), (2, "127.0.0.1", n2.port() as i32));
-    let fetch = FetchRequest::default().with_max_wait_ms(10).with_topics(vec![FetchTopic::default()
-        .with_topic_id(uuid::Uuid::from_u128(7))
-        .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1024)])]);
+    assert_eq!(
+        (r.node_endpoints[0].node_id.0, r.node_endpoints[0].host.as_str(), r.node_endpoints[0].port),
+        (2, "127.0.0.1", n2.port() as i32)
+    );
+    let fetch = FetchRequest::default().with_max_wait_ms(10).with_topics(vec![
+        FetchTopic::default()
+            .with_topic_id(uuid::Uuid::from_u128(7))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1024)]),
+    ]);
     let frame = c.frame(16, &fetch);
     c.write_raw(&frame).await;
     let raw = c.read_frame().await.unwrap();
@@ -536,9 +576,11 @@ async fn kip_951_endpoints_are_rewritten_to_corral_listeners() {
 fn list_offsets(c: &mut RawClient, p: i32) -> Bytes {
     c.frame(
         7,
-        &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name("t"))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1)])]),
+        &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1)]),
+        ]),
     )
 }
 
@@ -644,11 +686,12 @@ async fn transactional_offset_commits_are_refused_clearly() {
         let r: TxnOffsetCommitResponse = c
             .send(
                 v,
-                &TxnOffsetCommitRequest::default().with_transactional_id(TransactionalId(s("tx"))).with_group_id(GroupId(s("g"))).with_topics(vec![
-                    TxnOffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                &TxnOffsetCommitRequest::default()
+                    .with_transactional_id(TransactionalId(s("tx")))
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
                         TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5),
-                    ]),
-                ]),
+                    ])]),
             )
             .await;
         assert_eq!(r.topics[0].partitions[0].error_code, 42, "v{v}");
@@ -803,7 +846,6 @@ async fn a_proxy_killed_and_restarted_without_a_data_dir_resumes_groups_from_ups
     upstream.stop().await;
 }
 
-
 /// A fake whose Metadata lists brokers `ids` (all served by the fake itself).
 async fn fake_with_brokers(ids: Arc<Mutex<Vec<i32>>>) -> Fake {
     let me: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
@@ -815,7 +857,9 @@ async fn fake_with_brokers(ids: Arc<Mutex<Vec<i32>>>) -> Fake {
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|id| MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(s("127.0.0.1")).with_port(addr.port() as i32))
+                .map(|id| {
+                    MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(s("127.0.0.1")).with_port(addr.port() as i32)
+                })
                 .collect();
             Some(Action::Respond(ResponseKind::Metadata(
                 // controller 0, no listed broker (as librdkafka's mock cluster reports it)
@@ -902,7 +946,11 @@ async fn transaction_coordinators_are_found_upstream_at_every_version() {
         let RequestKind::FindCoordinator(r) = req else { return None };
         assert_eq!(r.key_type, 1, "group keys are corral's");
         let entry = |key: &StrBytes| {
-            find_coordinator_response::Coordinator::default().with_key(key.clone()).with_node_id(BrokerId(1)).with_host(s("127.0.0.1")).with_port(1)
+            find_coordinator_response::Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(1))
+                .with_host(s("127.0.0.1"))
+                .with_port(1)
         };
         let resp = if version >= 4 {
             FindCoordinatorResponse::default().with_coordinators(r.coordinator_keys.iter().map(entry).collect())

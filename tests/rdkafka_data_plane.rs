@@ -37,20 +37,14 @@ async fn idempotent_produce_consume_list_offsets_delete() {
     let admin = admin(&bootstrap);
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
 
-    let created = admin
-        .create_topics(&[NewTopic::new("e2e", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000")], &opts)
-        .await
-        .unwrap();
+    let created =
+        admin.create_topics(&[NewTopic::new("e2e", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000")], &opts).await.unwrap();
     assert!(created[0].is_ok(), "{created:?}");
     let again = admin.create_topics(&[NewTopic::new("e2e", 3, TopicReplication::Fixed(1))], &opts).await.unwrap();
     assert!(matches!(again[0], Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))), "{again:?}");
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("enable.idempotence", "true").set("linger.ms", "5").create().unwrap();
     let n = 10_000;
     let mut sends = Vec::with_capacity(n);
     for i in 0..n {

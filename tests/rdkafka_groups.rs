@@ -355,13 +355,15 @@ async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(serve
     let a = Member::start(&b, "g-kill", "six", &[]);
     let c = Member::start(&b, "g-kill", "six", &[]);
     let exe = tokio::task::spawn_blocking(child_consumer_exe).await.unwrap();
-    let mut child = KillOnDrop(Command::new(exe)
-        .args([b.as_str(), "g-kill", "six"])
-        .stdin(Stdio::piped()) // held open until the child is killed; its end of file ends the child
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let mut child = KillOnDrop(
+        Command::new(exe)
+            .args([b.as_str(), "g-kill", "six"])
+            .stdin(Stdio::piped()) // held open until the child is killed; its end of file ends the child
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let out = BufReader::new(child.0.stdout.take().unwrap());
     let child_owned: Arc<Mutex<BTreeSet<i32>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let co = child_owned.clone();
@@ -404,10 +406,8 @@ async fn a_static_member_restarts_without_a_rebalance_on(server: Target) {
     // Had the rejoin started a rebalance, the other member would be told so in answer to its
     // next heartbeat: watch it heartbeat a few times (or react).
     let beats = s2.heartbeats();
-    wait_for(10 * SECOND, "the other member to heartbeat", || {
-        s2.heartbeats() >= beats + SETTLED_HEARTBEATS || s2.events() != s2_events
-    })
-    .await;
+    wait_for(10 * SECOND, "the other member to heartbeat", || s2.heartbeats() >= beats + SETTLED_HEARTBEATS || s2.events() != s2_events)
+        .await;
     assert_eq!(s2.events(), s2_events, "the other static member was rebalanced");
     assert_eq!(back.owned(), before);
     back.stop().await;

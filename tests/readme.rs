@@ -12,10 +12,8 @@ fn readme_api_table_matches_the_version_table() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| api ") && !l.starts_with("|---"))
         .map(|l| l.to_string())
         .collect();
-    let mut expected: Vec<(i16, String)> = SUPPORTED
-        .iter()
-        .map(|(k, min, max)| (*k as i16, format!("| {k:?} | {} | {min}-{max} |", *k as i16)))
-        .collect();
+    let mut expected: Vec<(i16, String)> =
+        SUPPORTED.iter().map(|(k, min, max)| (*k as i16, format!("| {k:?} | {} | {min}-{max} |", *k as i16))).collect();
     expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, r)| r).collect();
     assert_eq!(rows, expected, "update the README table from SUPPORTED");

@@ -15,13 +15,16 @@ use kafka_protocol::protocol::StrBytes;
 async fn debug_logging_shows_every_request_with_its_error_code() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
     cmd.args(["--ephemeral", "--listen", "127.0.0.1:0"]).env("RUST_LOG", "corral=debug").env("NO_COLOR", "1");
-    let server = tokio::task::spawn_blocking(move || ServerProcess::spawn_logged(&mut cmd, Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .unwrap();
+    let server =
+        tokio::task::spawn_blocking(move || ServerProcess::spawn_logged(&mut cmd, Duration::from_secs(10))).await.unwrap().unwrap();
     let mut c = RawClient::connect(server.addr()).await;
     let hb = c
-        .send(4, &HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("nobody"))).with_member_id(StrBytes::from_static_str("m")))
+        .send(
+            4,
+            &HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("nobody")))
+                .with_member_id(StrBytes::from_static_str("m")),
+        )
         .await;
     assert_eq!(hb.error_code, 25);
     c.send(12, &MetadataRequest::default().with_topics(Some(vec![]))).await;

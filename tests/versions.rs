@@ -9,16 +9,14 @@ use common::{RawClient, TestServer};
 use corral::protocol::SUPPORTED;
 use corral_testkit::records::{Rec, consumer_subscription, record_batch};
 use corral_testkit::s;
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource as IncResource, AlterableConfig as IncConfig,
-};
-use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource as IncResource, AlterableConfig as IncConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
@@ -44,9 +42,9 @@ fn batch() -> Bytes {
 async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
     match key {
         ApiKey::ApiVersions => {
-            let r = c.send(v, &ApiVersionsRequest::default()
-                .with_client_software_name(s("corral-test"))
-                .with_client_software_version(s("1.0"))).await;
+            let r = c
+                .send(v, &ApiVersionsRequest::default().with_client_software_name(s("corral-test")).with_client_software_version(s("1.0")))
+                .await;
             assert_eq!(r.error_code, 0);
             assert_eq!(r.api_keys.len(), SUPPORTED.len());
         }
@@ -63,22 +61,29 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(all.brokers.len(), 1);
         }
         ApiKey::Produce => {
-            let r = c.send(v, &ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-                TopicProduceData::default().with_name(topic("vt")).with_partition_data(vec![
-                    PartitionProduceData::default().with_index(0).with_records(Some(batch())),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+                        TopicProduceData::default()
+                            .with_name(topic("vt"))
+                            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch()))]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
         }
         ApiKey::Fetch => {
-            let mut t = FetchTopic::default().with_partitions(vec![
-                FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-            ]);
+            let mut t = FetchTopic::default()
+                .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)]);
             if v >= 13 {
                 // v13+ addresses topics by the id Metadata gives
-                let md = c.send(12, &MetadataRequest::default().with_topics(Some(vec![
-                    MetadataRequestTopic::default().with_name(Some(topic("vt"))),
-                ]))).await;
+                let md = c
+                    .send(
+                        12,
+                        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic("vt")))])),
+                    )
+                    .await;
                 t.topic_id = md.topics[0].topic_id;
                 assert!(!t.topic_id.is_nil());
             } else {
@@ -90,22 +95,32 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));
         }
         ApiKey::ListOffsets => {
-            let r = c.send(v, &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-                ListOffsetsTopic::default().with_name(topic("vt")).with_partitions(vec![
-                    ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                        ListOffsetsTopic::default()
+                            .with_name(topic("vt"))
+                            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.topics[0].partitions[0].error_code, 0);
             assert_eq!(r.topics[0].partitions[0].offset, 0);
         }
         ApiKey::CreateTopics => {
-            let r = c.send(v, &CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(topic(&format!("ct-{v}")))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1)
-                    .with_configs(vec![CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("60000")))]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+                        CreatableTopic::default()
+                            .with_name(topic(&format!("ct-{v}")))
+                            .with_num_partitions(2)
+                            .with_replication_factor(1)
+                            .with_configs(vec![CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("60000")))]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
         }
         ApiKey::DeleteTopics => {
@@ -119,11 +134,16 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.responses.len(), 1);
         }
         ApiKey::DeleteRecords => {
-            let r = c.send(v, &DeleteRecordsRequest::default().with_timeout_ms(1000).with_topics(vec![
-                DeleteRecordsTopic::default().with_name(topic("vt")).with_partitions(vec![
-                    DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &DeleteRecordsRequest::default().with_timeout_ms(1000).with_topics(vec![
+                        DeleteRecordsTopic::default()
+                            .with_name(topic("vt"))
+                            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(0)]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.topics[0].partitions[0].error_code, 0);
         }
         ApiKey::InitProducerId => {
@@ -132,40 +152,70 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert!(r.producer_id.0 >= 0);
         }
         ApiKey::OffsetForLeaderEpoch => {
-            let r = c.send(v, &OffsetForLeaderEpochRequest::default().with_topics(vec![
-                OffsetForLeaderTopic::default().with_topic(topic("vt")).with_partitions(vec![
-                    OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(0).with_leader_epoch(0),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                        OffsetForLeaderTopic::default().with_topic(topic("vt")).with_partitions(vec![
+                            OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(0).with_leader_epoch(0),
+                        ]),
+                    ]),
+                )
+                .await;
             let p = &r.topics[0].partitions[0];
             assert_eq!((p.error_code, p.leader_epoch), (0, 0));
             assert!(p.end_offset > 0);
         }
         ApiKey::DescribeAcls => {
-            let r = c.send(v, &DescribeAclsRequest::default().with_resource_type_filter(1).with_operation(1).with_permission_type(1).with_pattern_type_filter(1)).await;
+            let r = c
+                .send(
+                    v,
+                    &DescribeAclsRequest::default()
+                        .with_resource_type_filter(1)
+                        .with_operation(1)
+                        .with_permission_type(1)
+                        .with_pattern_type_filter(1),
+                )
+                .await;
             assert_eq!(r.error_code, 54);
         }
         ApiKey::DescribeConfigs => {
-            let r = c.send(v, &DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
-                DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("vt")),
-                DescribeConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+                        DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("vt")),
+                        DescribeConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
+                    ]),
+                )
+                .await;
             assert!(r.results.iter().all(|x| x.error_code == 0 && !x.configs.is_empty()), "{r:?}");
         }
         ApiKey::AlterConfigs => {
-            let r = c.send(v, &AlterConfigsRequest::default().with_resources(vec![
-                AlterConfigsResource::default().with_resource_type(2).with_resource_name(s("vt")).with_configs(vec![
-                    AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("7200000"))),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &AlterConfigsRequest::default().with_resources(vec![
+                        AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s("vt"))
+                            .with_configs(vec![AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("7200000")))]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.responses[0].error_code, 0);
         }
         ApiKey::IncrementalAlterConfigs => {
-            let r = c.send(v, &IncrementalAlterConfigsRequest::default().with_resources(vec![
-                IncResource::default().with_resource_type(2).with_resource_name(s("vt")).with_configs(vec![
-                    IncConfig::default().with_name(s("cleanup.policy")).with_config_operation(2).with_value(Some(s("compact"))),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                        IncResource::default().with_resource_type(2).with_resource_name(s("vt")).with_configs(vec![
+                            IncConfig::default().with_name(s("cleanup.policy")).with_config_operation(2).with_value(Some(s("compact"))),
+                        ]),
+                    ]),
+                )
+                .await;
             assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
         }
         ApiKey::DescribeLogDirs => {
@@ -173,9 +223,15 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.results.len(), 1);
         }
         ApiKey::CreatePartitions => {
-            let r = c.send(v, &CreatePartitionsRequest::default().with_timeout_ms(1000).with_validate_only(true).with_topics(vec![
-                CreatePartitionsTopic::default().with_name(topic("vt")).with_count(4).with_assignments(None),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &CreatePartitionsRequest::default()
+                        .with_timeout_ms(1000)
+                        .with_validate_only(true)
+                        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic("vt")).with_count(4).with_assignments(None)]),
+                )
+                .await;
             assert_eq!(r.results[0].error_code, 0);
         }
         ApiKey::DescribeCluster => {
@@ -188,11 +244,16 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.brokers.len(), 1);
         }
         ApiKey::FindCoordinator => {
-            let r = c.send(v, &if v >= 4 {
-                FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g1"), s("g2")])
-            } else {
-                FindCoordinatorRequest::default().with_key(s("g1"))
-            }).await;
+            let r = c
+                .send(
+                    v,
+                    &if v >= 4 {
+                        FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g1"), s("g2")])
+                    } else {
+                        FindCoordinatorRequest::default().with_key(s("g1"))
+                    },
+                )
+                .await;
             if v >= 4 {
                 assert_eq!(r.coordinators.len(), 2);
                 assert!(r.coordinators.iter().all(|x| x.error_code == 0 && x.node_id.0 == 1));
@@ -224,18 +285,34 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
         ApiKey::Heartbeat => {
             let group = format!("hb-{v}");
             let (member, generation) = stable(c, &group).await;
-            let r = c.send(v, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member)).with_generation_id(generation)).await;
+            let r = c
+                .send(
+                    v,
+                    &HeartbeatRequest::default()
+                        .with_group_id(GroupId(s(&group)))
+                        .with_member_id(s(&member))
+                        .with_generation_id(generation),
+                )
+                .await;
             assert_eq!(r.error_code, 0);
-            let r = c.send(v, &HeartbeatRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member)).with_generation_id(generation + 1)).await;
+            let r = c
+                .send(
+                    v,
+                    &HeartbeatRequest::default()
+                        .with_group_id(GroupId(s(&group)))
+                        .with_member_id(s(&member))
+                        .with_generation_id(generation + 1),
+                )
+                .await;
             assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
         }
         ApiKey::LeaveGroup => {
             let group = format!("leave-{v}");
             let (member, _) = stable(c, &group).await;
             let req = if v >= 3 {
-                LeaveGroupRequest::default().with_group_id(GroupId(s(&group))).with_members(vec![
-                    leave_group_request::MemberIdentity::default().with_member_id(s(&member)),
-                ])
+                LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(s(&member))])
             } else {
                 LeaveGroupRequest::default().with_group_id(GroupId(s(&group))).with_member_id(s(&member))
             };
@@ -246,12 +323,15 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             }
         }
         ApiKey::OffsetCommit => {
-            let mut req = OffsetCommitRequest::default()
-                .with_group_id(GroupId(s("commits")))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
-                    offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(100 + v as i64).with_committed_metadata(Some(s("meta"))),
-                ])]);
+            let mut req =
+                OffsetCommitRequest::default().with_group_id(GroupId(s("commits"))).with_generation_id_or_member_epoch(-1).with_topics(
+                    vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(100 + v as i64)
+                            .with_committed_metadata(Some(s("meta"))),
+                    ])],
+                );
             if v <= 4 {
                 req.retention_time_ms = -1;
             }
@@ -261,14 +341,24 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
         ApiKey::OffsetFetch => {
             let committed = |o: i64| assert!(o >= 102, "v{v}: fetched offset {o}");
             if v >= 8 {
-                let r = c.send(v, &OffsetFetchRequest::default().with_groups(vec![
-                    offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("commits"))).with_topics(None),
-                ])).await;
+                let r = c
+                    .send(
+                        v,
+                        &OffsetFetchRequest::default().with_groups(vec![
+                            offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("commits"))).with_topics(None),
+                        ]),
+                    )
+                    .await;
                 committed(r.groups[0].topics[0].partitions[0].committed_offset);
             } else {
-                let r = c.send(v, &OffsetFetchRequest::default().with_group_id(GroupId(s("commits"))).with_topics(Some(vec![
-                    offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic("vt")).with_partition_indexes(vec![0]),
-                ]))).await;
+                let r = c
+                    .send(
+                        v,
+                        &OffsetFetchRequest::default().with_group_id(GroupId(s("commits"))).with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic("vt")).with_partition_indexes(vec![0]),
+                        ])),
+                    )
+                    .await;
                 committed(r.topics[0].partitions[0].committed_offset);
                 assert_eq!(r.topics[0].partitions[0].metadata.as_ref().map(|m| m.as_str()), Some("meta"));
             }
@@ -293,17 +383,23 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
         ApiKey::DeleteGroups => {
             let group = format!("delete-{v}");
             commit_simple(c, &group).await;
-            let r = c.send(v, &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group)), GroupId(s("no-such-group"))])).await;
+            let r =
+                c.send(v, &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group)), GroupId(s("no-such-group"))])).await;
             assert_eq!(r.results[0].error_code, 0);
             assert_eq!(r.results[1].error_code, 69);
         }
         ApiKey::OffsetDelete => {
             commit_simple(c, "offset-delete").await;
-            let r = c.send(v, &OffsetDeleteRequest::default().with_group_id(GroupId(s("offset-delete"))).with_topics(vec![
-                offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
-                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
-                ]),
-            ])).await;
+            let r = c
+                .send(
+                    v,
+                    &OffsetDeleteRequest::default().with_group_id(GroupId(s("offset-delete"))).with_topics(vec![
+                        offset_delete_request::OffsetDeleteRequestTopic::default()
+                            .with_name(topic("vt"))
+                            .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+                    ]),
+                )
+                .await;
             assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
         }
         other => panic!("no exercise for {other:?}: add one when adding it to the version table"),
@@ -317,9 +413,9 @@ fn join_request(group: &str, member: &str) -> JoinGroupRequest {
         .with_session_timeout_ms(10_000)
         .with_rebalance_timeout_ms(10_000)
         .with_protocol_type(s("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-            .with_name(s("range"))
-            .with_metadata(consumer_subscription(&["vt"]))])
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(consumer_subscription(&["vt"])),
+        ])
 }
 
 fn sync_request(group: &str, member: &str, generation: i32, v: i16) -> SyncGroupRequest {
@@ -327,9 +423,11 @@ fn sync_request(group: &str, member: &str, generation: i32, v: i16) -> SyncGroup
         .with_group_id(GroupId(s(group)))
         .with_member_id(s(member))
         .with_generation_id(generation)
-        .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
-            .with_member_id(s(member))
-            .with_assignment(Bytes::from_static(b"assignment"))]);
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(s(member))
+                .with_assignment(Bytes::from_static(b"assignment")),
+        ]);
     if v >= 5 {
         r.protocol_type = Some(s("consumer"));
         r.protocol_name = Some(s("range"));
@@ -356,12 +454,16 @@ async fn stable(c: &mut RawClient, group: &str) -> (String, i32) {
 
 /// A simple group holding one committed offset.
 async fn commit_simple(c: &mut RawClient, group: &str) {
-    let r = c.send(8, &OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
-            offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
-        ])])).await;
+    let r = c
+        .send(
+            8,
+            &OffsetCommitRequest::default().with_group_id(GroupId(s(group))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
+                ]),
+            ]),
+        )
+        .await;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
 }
 
@@ -369,9 +471,13 @@ async fn commit_simple(c: &mut RawClient, group: &str) {
 async fn every_api_at_every_version_answers_in_that_version() {
     let server = TestServer::start().await;
     let mut c = RawClient::connect(server.addr).await;
-    let r = c.send(5, &CreateTopicsRequest::default().with_topics(vec![
-        CreatableTopic::default().with_name(topic("vt")).with_num_partitions(1).with_replication_factor(1),
-    ])).await;
+    let r = c
+        .send(
+            5,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![CreatableTopic::default().with_name(topic("vt")).with_num_partitions(1).with_replication_factor(1)]),
+        )
+        .await;
     assert_eq!(r.topics[0].error_code, 0);
     // produce first so fetch and offsets see data; then the rest in table order
     let mut order: Vec<(ApiKey, i16, i16)> = SUPPORTED.to_vec();
@@ -394,9 +500,7 @@ async fn flexible_api_versions_carries_no_default_tagged_fields() {
     let server = TestServer::start().await;
     for v in [3i16, 4] {
         let mut c = RawClient::connect(server.addr).await;
-        let req = ApiVersionsRequest::default()
-            .with_client_software_name(s("corral-test"))
-            .with_client_software_version(s("1.0"));
+        let req = ApiVersionsRequest::default().with_client_software_name(s("corral-test")).with_client_software_version(s("1.0"));
         let frame = c.frame(v, &req);
         c.write_raw(&frame).await;
         let body = c.read_frame().await.unwrap();

@@ -141,11 +141,7 @@ impl BatchHeader {
             return self.base_sequence;
         }
         let last = self.base_sequence as i64 + self.last_offset_delta as i64;
-        if last > i32::MAX as i64 {
-            (last - i32::MAX as i64 - 1) as i32
-        } else {
-            last as i32
-        }
+        if last > i32::MAX as i64 { (last - i32::MAX as i64 - 1) as i32 } else { last as i32 }
     }
 }
 
@@ -159,15 +155,12 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// count equal to the offset range, no control or LogAppendTime flags). Returns its header.
 pub fn validate_produce_records(records: &[u8]) -> Result<BatchHeader, BatchError> {
     let complete = records.len() >= LOG_OVERHEAD
-        && i32::from_be_bytes([records[8], records[9], records[10], records[11]]) as i64 + LOG_OVERHEAD as i64
-            <= records.len() as i64;
+        && i32::from_be_bytes([records[8], records[9], records[10], records[11]]) as i64 + LOG_OVERHEAD as i64 <= records.len() as i64;
     if records.len() < HEADER_LEN || !complete {
         return Err(BatchError::Invalid("produce requests must have at least one record batch per partition"));
     }
     if records[16] as i8 != 2 {
-        return Err(BatchError::Invalid(
-            "produce requests are only allowed to contain record batches with magic version 2",
-        ));
+        return Err(BatchError::Invalid("produce requests are only allowed to contain record batches with magic version 2"));
     }
     let h = BatchHeader::parse(records).ok_or(BatchError::Invalid("truncated batch header"))?;
     if (h.batch_length as usize) < HEADER_LEN - LOG_OVERHEAD {

@@ -43,10 +43,7 @@ fn take(b: &Bytes, at: &mut usize, len: i64) -> Result<Option<Bytes>, RecordsErr
     if len < 0 {
         return Ok(None);
     }
-    let end = at
-        .checked_add(len as usize)
-        .filter(|e| *e <= b.len())
-        .ok_or_else(|| RecordsError("field runs past the record".into()))?;
+    let end = at.checked_add(len as usize).filter(|e| *e <= b.len()).ok_or_else(|| RecordsError("field runs past the record".into()))?;
     let out = b.slice(*at..end);
     *at = end;
     Ok(Some(out))

@@ -8,13 +8,10 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_log_dirs_response::{
-    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
-};
+use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -53,7 +50,10 @@ fn check_assignments(broker: &Broker, t: &kafka_protocol::messages::create_topic
     for a in &t.assignments {
         let idx = a.partition_index;
         if idx < 0 || idx as usize >= seen.len() || seen[idx as usize] {
-            return Err(TopicError::new(ErrorCode::INVALID_REPLICA_ASSIGNMENT, "Partitions should be a consecutive 0-based integer sequence"));
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                "Partitions should be a consecutive 0-based integer sequence",
+            ));
         }
         seen[idx as usize] = true;
         if a.broker_ids.len() != 1 || a.broker_ids[0].0 != broker.node_id() {
@@ -75,7 +75,11 @@ pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: Creat
         *counts.entry(t.name.as_str()).or_default() += 1;
     }
     let duplicates: Vec<String> = counts.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.to_string()).collect();
-    let asked: i64 = req.topics.iter().map(|t| if t.assignments.is_empty() { i64::from(t.num_partitions.max(0)) } else { t.assignments.len() as i64 }).sum();
+    let asked: i64 = req
+        .topics
+        .iter()
+        .map(|t| if t.assignments.is_empty() { i64::from(t.num_partitions.max(0)) } else { t.assignments.len() as i64 })
+        .sum();
     let too_many = (asked > broker.config.max_partitions_per_request).then(|| {
         TopicError::new(
             ErrorCode::POLICY_VIOLATION,
@@ -96,17 +100,11 @@ pub async fn handle_create_topics(broker: &Arc<Broker>, version: i16, req: Creat
             results.push(r);
             continue;
         }
-        let configs: BTreeMap<String, Option<String>> = t
-            .configs
-            .iter()
-            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-            .collect();
+        let configs: BTreeMap<String, Option<String>> =
+            t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
         let outcome = async {
-            let (partitions, rf) = if t.assignments.is_empty() {
-                (t.num_partitions, t.replication_factor)
-            } else {
-                (check_assignments(broker, t)?, 1)
-            };
+            let (partitions, rf) =
+                if t.assignments.is_empty() { (t.num_partitions, t.replication_factor) } else { (check_assignments(broker, t)?, 1) };
             let (partitions, overrides) = broker.validate_new_topic(name, partitions, rf, &configs)?;
             if let Some(e) = &too_many {
                 return Err(e.clone());
@@ -171,7 +169,9 @@ pub async fn handle_delete_topics(broker: &Arc<Broker>, version: i16, req: Delet
                 Err(TopicError::new(code, "Topic deletion is disabled."))
             } else {
                 match (&name, id.is_nil()) {
-                    (Some(_), false) => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "You may not specify both topic name and topic id.")),
+                    (Some(_), false) => {
+                        Err(TopicError::new(ErrorCode::INVALID_REQUEST, "You may not specify both topic name and topic id."))
+                    }
                     (None, true) => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Neither topic name nor id were specified.")),
                     (Some(n), true) if names[n.as_str()] > 1 => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Duplicate topic name.")),
                     (None, false) if ids[&id] > 1 => Err(TopicError::new(ErrorCode::INVALID_REQUEST, "Duplicate topic id.")),
@@ -247,7 +247,10 @@ pub async fn handle_create_partitions(broker: &Arc<Broker>, _version: i16, req: 
                         }
                         _ if too_many => Err(TopicError::new(
                             ErrorCode::POLICY_VIOLATION,
-                            format!("The request adds {asked} partitions, past max.partitions.per.request ({})", broker.config.max_partitions_per_request),
+                            format!(
+                                "The request adds {asked} partitions, past max.partitions.per.request ({})",
+                                broker.config.max_partitions_per_request
+                            ),
                         )),
                         _ => broker.create_partitions(&topic, t.count, req.validate_only).await,
                     }
@@ -320,10 +323,7 @@ pub async fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRe
 pub fn handle_describe_log_dirs(broker: &Broker, _version: i16, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted: Vec<(std::sync::Arc<super::Topic>, Option<Vec<i32>>)> = match req.topics {
         None => broker.topics().into_iter().map(|t| (t, None)).collect(),
-        Some(list) => list
-            .into_iter()
-            .filter_map(|t| broker.topic(&t.topic).map(|topic| (topic, Some(t.partitions))))
-            .collect(),
+        Some(list) => list.into_iter().filter_map(|t| broker.topic(&t.topic).map(|topic| (topic, Some(t.partitions)))).collect(),
     };
     let topics = wanted
         .into_iter()
@@ -334,23 +334,16 @@ pub fn handle_describe_log_dirs(broker: &Broker, _version: i16, req: DescribeLog
                 .filter_map(|i| topic.partition(i))
                 .map(|p| {
                     let size = p.lock().log.size_bytes();
-                    DescribeLogDirsPartition::default()
-                        .with_partition_index(p.index)
-                        .with_partition_size(size as i64)
+                    DescribeLogDirsPartition::default().with_partition_index(p.index).with_partition_size(size as i64)
                 })
                 .collect();
-            DescribeLogDirsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
-                .with_partitions(partitions)
+            DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(topic.name.clone()))).with_partitions(partitions)
         })
         .collect();
     let dir = if broker.config.ephemeral {
         "(memory)".to_string()
     } else {
-        std::path::absolute(&broker.config.data_dir)
-            .unwrap_or_else(|_| broker.config.data_dir.clone())
-            .display()
-            .to_string()
+        std::path::absolute(&broker.config.data_dir).unwrap_or_else(|_| broker.config.data_dir.clone()).display().to_string()
     };
     let result = DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir))

@@ -4,13 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
-};
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncResult;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -89,7 +87,14 @@ fn entry(name: &str, value: String, kind: Kind, source: i8, version: i16, doc: O
     e
 }
 
-fn describe_topic(broker: &Broker, version: i16, topic: &Topic, keys: &Option<Vec<StrBytes>>, synonyms: bool, docs: bool) -> Vec<DescribeConfigsResourceResult> {
+fn describe_topic(
+    broker: &Broker,
+    version: i16,
+    topic: &Topic,
+    keys: &Option<Vec<StrBytes>>,
+    synonyms: bool,
+    docs: bool,
+) -> Vec<DescribeConfigsResourceResult> {
     let cfg = topic.config();
     DEFS.iter()
         .filter(|d| wanted(keys, d.name))
@@ -136,11 +141,13 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
             match r.resource_type {
                 TOPIC => match broker.topic(r.resource_name.as_str()) {
                     Some(t) => {
-                        out.configs = describe_topic(broker, version, &t, &r.configuration_keys, req.include_synonyms, req.include_documentation)
+                        out.configs =
+                            describe_topic(broker, version, &t, &r.configuration_keys, req.include_synonyms, req.include_documentation)
                     }
                     None if super::validate_topic_name(r.resource_name.as_str()).is_err() => {
                         out.error_code = ErrorCode::INVALID_TOPIC_EXCEPTION.code();
-                        out.error_message = super::validate_topic_name(r.resource_name.as_str()).err().map(|e| StrBytes::from_string(e.message));
+                        out.error_message =
+                            super::validate_topic_name(r.resource_name.as_str()).err().map(|e| StrBytes::from_string(e.message));
                     }
                     None => out.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
                 },
@@ -151,14 +158,17 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                         .into_iter()
                         .filter(|(n, _, _)| wanted(&r.configuration_keys, n))
                         .map(|(n, kind, v)| {
-                            let src = if broker.config.explicit.contains(n) { source::STATIC_BROKER_CONFIG } else { source::DEFAULT_CONFIG };
+                            let src =
+                                if broker.config.explicit.contains(n) { source::STATIC_BROKER_CONFIG } else { source::DEFAULT_CONFIG };
                             let mut e = entry(n, v.clone(), kind, src, version, None);
                             e.read_only = true;
                             if req.include_synonyms {
-                                e.synonyms = vec![DescribeConfigsSynonym::default()
-                                    .with_name(StrBytes::from_static_str(n))
-                                    .with_value(Some(StrBytes::from_string(v)))
-                                    .with_source(src)];
+                                e.synonyms = vec![
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_static_str(n))
+                                        .with_value(Some(StrBytes::from_string(v)))
+                                        .with_source(src),
+                                ];
                             }
                             e
                         })
@@ -189,7 +199,12 @@ pub fn handle_describe_configs(broker: &Broker, version: i16, req: DescribeConfi
 }
 
 /// Applies new overrides to a topic after validating them all.
-async fn set_overrides(broker: &Arc<Broker>, topic: &Arc<Topic>, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<(), (ErrorCode, String)> {
+async fn set_overrides(
+    broker: &Arc<Broker>,
+    topic: &Arc<Topic>,
+    overrides: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (ErrorCode, String)> {
     for (k, v) in &overrides {
         topic_config::validate(k, Some(v)).map_err(|m| (ErrorCode::INVALID_CONFIG, m))?;
     }
@@ -204,7 +219,11 @@ fn refuse_broker_change() -> (ErrorCode, String) {
 }
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic settings.
-pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i16, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle_incremental_alter_configs(
+    broker: &Arc<Broker>,
+    _version: i16,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         {
@@ -217,12 +236,17 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                         let name = c.name.to_string();
                         let value = c.value.as_ref().map(|v| v.to_string());
                         let list_op = |o: &BTreeMap<String, String>, add: bool| -> Result<String, (ErrorCode, String)> {
-                            let d = topic_config::def(&name).ok_or((ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
+                            let d = topic_config::def(&name)
+                                .ok_or((ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
                             if d.kind != Kind::List {
-                                return Err((ErrorCode::INVALID_CONFIG, format!("Config value append/subtract is not allowed for config key {name}")));
+                                return Err((
+                                    ErrorCode::INVALID_CONFIG,
+                                    format!("Config value append/subtract is not allowed for config key {name}"),
+                                ));
                             }
                             let current = o.get(&name).cloned().unwrap_or_else(|| broker_default(&broker.config, d).0);
-                            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                            let mut items: Vec<String> =
+                                current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
                             for v in value.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
                                 if add && !items.iter().any(|i| i == v) {
                                     items.push(v.to_string());
@@ -233,9 +257,11 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                             Ok(items.join(","))
                         };
                         let step = match c.config_operation {
-                            0 => value.clone().ok_or((ErrorCode::INVALID_REQUEST, format!("Null value not supported for: {name}"))).map(|v| {
-                                o.insert(name.clone(), v);
-                            }),
+                            0 => value.clone().ok_or((ErrorCode::INVALID_REQUEST, format!("Null value not supported for: {name}"))).map(
+                                |v| {
+                                    o.insert(name.clone(), v);
+                                },
+                            ),
                             1 => {
                                 o.remove(&name);
                                 Ok(())
@@ -261,10 +287,8 @@ pub async fn handle_incremental_alter_configs(broker: &Arc<Broker>, _version: i1
                 (BROKER, _) => Err(refuse_broker_change()),
                 (t, _) => Err((ErrorCode::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
-            let mut resp = IncResult::default()
-                .with_error_message(None)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
+            let mut resp =
+                IncResult::default().with_error_message(None).with_resource_type(r.resource_type).with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
                 resp.error_code = code.code();
                 resp.error_message = Some(StrBytes::from_string(msg));
@@ -301,10 +325,8 @@ pub async fn handle_alter_configs(broker: &Arc<Broker>, _version: i16, req: Alte
                 (BROKER, _) => Err(refuse_broker_change()),
                 (t, _) => Err((ErrorCode::INVALID_REQUEST, format!("Unsupported resource type {t}"))),
             };
-            let mut resp = AlterResult::default()
-                .with_error_message(None)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
+            let mut resp =
+                AlterResult::default().with_error_message(None).with_resource_type(r.resource_type).with_resource_name(r.resource_name);
             if let Err((code, msg)) = outcome {
                 resp.error_code = code.code();
                 resp.error_message = Some(StrBytes::from_string(msg));

@@ -131,20 +131,11 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
         }
         responses.push(t);
     }
-    Built {
-        response: FetchResponse::default().with_responses(responses),
-        bytes: total,
-        errored,
-    }
+    Built { response: FetchResponse::default().with_responses(responses), bytes: total, errored }
 }
 
 /// Fetch with long poll.
-pub async fn handle_fetch(
-    broker: &Broker,
-    version: i16,
-    req: FetchRequest,
-    shutdown: &CancellationToken,
-) -> FetchResponse {
+pub async fn handle_fetch(broker: &Broker, version: i16, req: FetchRequest, shutdown: &CancellationToken) -> FetchResponse {
     if version >= 7 && req.session_id != 0 {
         // We never hand out session ids, so a client cannot hold a valid one.
         return FetchResponse::default().with_error_code(ErrorCode::FETCH_SESSION_ID_NOT_FOUND.code());
@@ -158,11 +149,7 @@ pub async fn handle_fetch(
     let waiter = Arc::new(Notify::new());
     loop {
         let built = build(broker, version, &req, Some(&waiter));
-        if built.bytes >= min_bytes
-            || built.errored
-            || shutdown.is_cancelled()
-            || tokio::time::Instant::now() >= deadline
-        {
+        if built.bytes >= min_bytes || built.errored || shutdown.is_cancelled() || tokio::time::Instant::now() >= deadline {
             return built.response;
         }
         tokio::select! {

@@ -1,13 +1,8 @@
 //! Metadata and DescribeCluster: who the broker is, and which topics and partitions exist.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
-    TopicName,
-};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Topic, partition::LEADER_EPOCH};
@@ -31,9 +26,8 @@ fn topic_entry(broker: &Broker, version: i16, t: &Topic) -> MetadataResponseTopi
             p
         })
         .collect();
-    let mut e = MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
-        .with_partitions(partitions);
+    let mut e =
+        MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.name.clone())))).with_partitions(partitions);
     if version >= 10 {
         e.topic_id = t.id;
     }
@@ -103,10 +97,7 @@ pub async fn handle_metadata(broker: &std::sync::Arc<Broker>, version: i16, req:
     };
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.node_id()))
-                .with_host(broker.host())
-                .with_port(broker.port()),
+            MetadataResponseBroker::default().with_node_id(BrokerId(broker.node_id())).with_host(broker.host()).with_port(broker.port()),
         ])
         .with_topics(topics);
     if version >= 1 {
@@ -125,10 +116,7 @@ pub fn handle_describe_cluster(broker: &Broker, version: i16, req: DescribeClust
         .with_controller_id(BrokerId(broker.node_id()))
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
         .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id()))
-                .with_host(broker.host())
-                .with_port(broker.port()),
+            DescribeClusterBroker::default().with_broker_id(BrokerId(broker.node_id())).with_host(broker.host()).with_port(broker.port()),
         ]);
     if version >= 1 {
         // 1 = brokers, 2 = controllers; our listener is a broker listener, as Kafka's is.

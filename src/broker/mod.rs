@@ -6,10 +6,10 @@ pub mod partition;
 pub mod producer;
 pub mod topic_config;
 
-pub mod maintenance;
 mod admin;
 mod configs;
 mod fetch;
+pub mod maintenance;
 mod metadata;
 mod offsets;
 mod produce;
@@ -21,10 +21,7 @@ use dashmap::DashMap;
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-pub use admin::{
-    handle_create_partitions, handle_create_topics, handle_delete_records, handle_delete_topics,
-    handle_describe_log_dirs,
-};
+pub use admin::{handle_create_partitions, handle_create_topics, handle_delete_records, handle_delete_topics, handle_describe_log_dirs};
 pub use configs::{handle_alter_configs, handle_describe_configs, handle_incremental_alter_configs};
 pub use fetch::handle_fetch;
 pub use metadata::{handle_describe_cluster, handle_metadata};
@@ -32,14 +29,14 @@ pub use offsets::{handle_list_offsets, handle_offset_for_leader_epoch};
 pub use produce::{handle_init_producer_id, handle_produce, has_error as produce_has_error};
 
 use crate::config::{Config, HostPort};
+use crate::error::ErrorCode;
 use crate::log::LogError;
 use crate::log::batches::{BatchConfig, BatchLog};
 use crate::log::datadir::DataDir;
 use crate::log::keyed::{KeyedConfig, KeyedLog};
 use catalog::{CatalogEntry, TopicRecord};
-use producer::ProducerTable;
-use crate::error::ErrorCode;
 use partition::Partition;
+use producer::ProducerTable;
 use topic_config::TopicConfig;
 
 /// A topic: its identity, settings and partitions.
@@ -158,11 +155,8 @@ impl Broker {
         };
         let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
         let mut producer_block = 0i64;
-        let catalog = KeyedLog::open(
-            "meta",
-            data.storage("meta").map_err(io("catalog"))?,
-            catalog_config(),
-            |e| match catalog::decode(e.key, e.value) {
+        let catalog = KeyedLog::open("meta", data.storage("meta").map_err(io("catalog"))?, catalog_config(), |e| {
+            match catalog::decode(e.key, e.value) {
                 Some(CatalogEntry::Topic(t)) => {
                     records.insert(t.name.clone(), t);
                 }
@@ -171,8 +165,8 @@ impl Broker {
                 }
                 Some(CatalogEntry::ProducerIds(n)) => producer_block = producer_block.max(n),
                 None => tracing::warn!(key = ?e.key, "skipping an unknown catalog entry"),
-            },
-        )?;
+            }
+        })?;
         let broker = Broker {
             config,
             advertised,
@@ -188,9 +182,8 @@ impl Broker {
             records.values().flat_map(|t| (0..t.partitions).map(move |i| format!("{}-{i}", t.id))).collect();
         for t in records.into_values() {
             let cfg = TopicConfig::resolve(&broker.config, t.overrides.clone());
-            let partitions = (0..t.partitions)
-                .map(|i| broker.open_partition(&t.name, &t.id, i, &cfg).map(Arc::new))
-                .collect::<Result<Vec<_>, _>>()?;
+            let partitions =
+                (0..t.partitions).map(|i| broker.open_partition(&t.name, &t.id, i, &cfg).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
             let topic = Arc::new(Topic { name: t.name.clone(), id: t.id, config: RwLock::new(cfg), partitions: RwLock::new(partitions) });
             broker.topic_ids.insert(t.id, topic.clone());
             broker.topics.insert(t.name, topic);
@@ -261,12 +254,7 @@ impl Broker {
     }
 
     fn record_of(&self, topic: &Topic) -> TopicRecord {
-        TopicRecord {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: topic.partition_count(),
-            overrides: topic.config().overrides,
-        }
+        TopicRecord { name: topic.name.clone(), id: topic.id, partitions: topic.partition_count(), overrides: topic.config().overrides }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -359,7 +347,9 @@ impl Broker {
             r => {
                 return Err(TopicError::new(
                     ErrorCode::INVALID_REPLICATION_FACTOR,
-                    format!("Unable to replicate the partition {r} time(s): The target replication factor of {r} cannot be reached because only 1 broker(s) are registered."),
+                    format!(
+                        "Unable to replicate the partition {r} time(s): The target replication factor of {r} cannot be reached because only 1 broker(s) are registered."
+                    ),
                 ));
             }
         }
@@ -375,7 +365,12 @@ impl Broker {
     /// files first, then the catalog record, durable before the topic is visible. On a blocking
     /// thread, with the name reserved (no map entry held). A failure removes what was made; a
     /// crash midway leaves partition files the catalog does not know, which start-up removes.
-    pub async fn create_topic(self: &Arc<Self>, name: &str, partitions: i32, overrides: BTreeMap<String, String>) -> Result<Arc<Topic>, TopicError> {
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
         let config = TopicConfig::resolve(&self.config, overrides);
         let _reserved = self.reserve(name)?;
         let mut id = Uuid::new_v4();
@@ -455,10 +450,13 @@ impl Broker {
             return Err(TopicError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
         }
         let (me, owned) = (self.clone(), name.to_string());
-        blocking(move || me.write_catalog(catalog::topic_key(&owned), None)).await.map_err(|e| storage_error("writing the topic catalog", e))?;
-        let (_, topic) = self.topics.remove(name).ok_or_else(|| {
-            TopicError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        })?;
+        blocking(move || me.write_catalog(catalog::topic_key(&owned), None))
+            .await
+            .map_err(|e| storage_error("writing the topic catalog", e))?;
+        let (_, topic) = self
+            .topics
+            .remove(name)
+            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."))?;
         self.topic_ids.remove(&topic.id);
         let (me, t) = (self.clone(), topic.clone());
         blocking(move || {
@@ -659,11 +657,13 @@ mod tests {
     fn produce_to(topic: &str) -> kafka_protocol::messages::ProduceRequest {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
         use kafka_protocol::messages::{ProduceRequest, TopicName};
-        ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1))))])])
+        ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+            TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_string()))).with_partition_data(vec![
+                PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1)))),
+            ]),
+        ])
     }
 
     /// Produces to `topic` on another thread: its error code, or `None` if it took more
@@ -691,9 +691,11 @@ mod tests {
         b.create_topic("f", 1, BTreeMap::new()).await.unwrap();
         assert_eq!(produce_elsewhere(&b, "f"), Some(ErrorCode::NONE));
         let gate = data.hold(FaultOp::Read).expect("a memory data dir");
-        let req = FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-            .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str("f")))
-            .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)])]);
+        let req = FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default()
+                .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str("f")))
+                .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)]),
+        ]);
         let fetching = {
             let b = b.clone();
             std::thread::spawn(move || {
@@ -735,7 +737,8 @@ mod tests {
     async fn a_partition_compaction_does_not_hold_up_produce() {
         let data = Arc::new(DataDir::memory_modelled());
         let b = over(data.clone());
-        let overrides = BTreeMap::from([("segment.bytes".to_string(), "200".to_string()), ("cleanup.policy".to_string(), "compact".to_string())]);
+        let overrides =
+            BTreeMap::from([("segment.bytes".to_string(), "200".to_string()), ("cleanup.policy".to_string(), "compact".to_string())]);
         b.create_topic("c", 1, overrides).await.unwrap();
         for _ in 0..10 {
             assert_eq!(produce_elsewhere(&b, "c"), Some(ErrorCode::NONE));
@@ -768,9 +771,11 @@ mod tests {
             assert_eq!(produce_elsewhere(&b, "d"), Some(ErrorCode::NONE));
         }
         let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
-        let req = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(kafka_protocol::messages::TopicName(StrBytes::from_static_str("d")))
-            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(4)])]);
+        let req = DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(StrBytes::from_static_str("d")))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(4)]),
+        ]);
         let deleting = {
             let b = b.clone();
             tokio::spawn(async move { admin::handle_delete_records(&b, 2, req).await })
@@ -860,11 +865,13 @@ mod tests {
         let b = over(data.clone());
         b.create_topic("p", 1, BTreeMap::new()).await.unwrap();
         let produce = || {
-            ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("p")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1))))])])
+            ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+                TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("p"))).with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from(crate::batch::tests::client_batch(3, -1, -1)))),
+                ]),
+            ])
         };
         let code = |r: kafka_protocol::messages::ProduceResponse| {
             let p = &r.responses[0].partition_responses[0];

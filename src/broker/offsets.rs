@@ -2,13 +2,11 @@
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
-use kafka_protocol::messages::{
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use super::Broker;
 use super::partition::{LEADER_EPOCH, Partition};
 use crate::batch::records::read_records;
-use super::Broker;
 use crate::error::ErrorCode;
 
 /// ListOffsets' special timestamps.
@@ -72,10 +70,8 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let mut r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_offset(-1)
-                        .with_timestamp(-1);
+                    let mut r =
+                        ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_offset(-1).with_timestamp(-1);
                     if version >= 4 {
                         r.leader_epoch = -1;
                     }
@@ -119,11 +115,7 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
 
 /// OffsetForLeaderEpoch: every batch was written at leader epoch 0, so epoch 0 ends at the log
 /// end and any other epoch is unknown.
-pub fn handle_offset_for_leader_epoch(
-    broker: &Broker,
-    _version: i16,
-    req: OffsetForLeaderEpochRequest,
-) -> OffsetForLeaderEpochResponse {
+pub fn handle_offset_for_leader_epoch(broker: &Broker, _version: i16, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .into_iter()
@@ -133,10 +125,7 @@ pub fn handle_offset_for_leader_epoch(
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let mut r = EpochEndOffset::default()
-                        .with_partition(p.partition)
-                        .with_leader_epoch(-1)
-                        .with_end_offset(-1);
+                    let mut r = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
                         r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
                         return r;

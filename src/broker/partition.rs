@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::batch::{self, BatchHeader};
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
+use crate::batch::{self, BatchHeader};
 use crate::error::ErrorCode;
 use crate::log::batches::BatchLog;
 
@@ -68,11 +68,7 @@ fn flush_in_background(work: crate::log::batches::FlushWork) {
 impl Partition {
     /// A partition over an opened log, with the producer state its last segment held.
     pub fn new(index: i32, log: BatchLog, producers: ProducerTable, now_ms: i64) -> Self {
-        Partition {
-            index,
-            state: Mutex::new(PartitionState { log, producers, last_flush_ms: now_ms }),
-            waiters: Mutex::new(Vec::new()),
-        }
+        Partition { index, state: Mutex::new(PartitionState { log, producers, last_flush_ms: now_ms }), waiters: Mutex::new(Vec::new()) }
     }
 
     /// Locks the partition state. Poisoning means a panic while appending: a broken

@@ -5,22 +5,17 @@
 //! header, and stored as they came: records are never decoded or re-encoded here.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-};
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::batch::{BatchHeader, validate_produce_records};
 use super::Broker;
+use crate::batch::{BatchHeader, validate_produce_records};
 use crate::clock::now_ms;
 use crate::error::ErrorCode;
 
 fn partition_error(version: i16, index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
-    let mut p = PartitionProduceResponse::default()
-        .with_index(index)
-        .with_error_code(code.code())
-        .with_base_offset(-1)
-        .with_log_append_time_ms(-1);
+    let mut p =
+        PartitionProduceResponse::default().with_index(index).with_error_code(code.code()).with_base_offset(-1).with_log_append_time_ms(-1);
     if version >= 5 {
         p.log_start_offset = -1;
     }
@@ -44,9 +39,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
     // request the way an unauthorised transactional produce fails on Kafka.
     let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty())
         || req.topic_data.iter().any(|t| {
-            t.partition_data.iter().any(|p| {
-                p.records.as_ref().and_then(|r| BatchHeader::parse(r)).is_some_and(|h| h.is_transactional())
-            })
+            t.partition_data.iter().any(|p| p.records.as_ref().and_then(|r| BatchHeader::parse(r)).is_some_and(|h| h.is_transactional()))
         });
     let responses = req
         .topic_data
@@ -62,10 +55,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                         return fail(ErrorCode::INVALID_REQUIRED_ACKS, None);
                     }
                     if transactional {
-                        return fail(
-                            ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                            Some("corral does not support transactions".into()),
-                        );
+                        return fail(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions".into()));
                     }
                     let Some(topic) = topic.as_ref() else {
                         return fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
@@ -103,9 +93,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                     }
                 })
                 .collect();
-            TopicProduceResponse::default()
-                .with_name(td.name)
-                .with_partition_responses(partition_responses)
+            TopicProduceResponse::default().with_name(td.name).with_partition_responses(partition_responses)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
@@ -116,10 +104,7 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
 /// Transactional ids are refused with a fatal error until transactions exist.
 pub async fn handle_init_producer_id(broker: &std::sync::Arc<Broker>, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let fail = |code: ErrorCode| {
-        InitProducerIdResponse::default()
-            .with_error_code(code.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+        InitProducerIdResponse::default().with_error_code(code.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
     };
     if version >= 3 && ((req.producer_id.0 == -1) != (req.producer_epoch == -1)) {
         return fail(ErrorCode::INVALID_REQUEST);

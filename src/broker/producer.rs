@@ -69,27 +69,14 @@ impl ProducerTable {
             return Verdict::Reject(ErrorCode::INVALID_PRODUCER_EPOCH);
         }
         if h.producer_epoch > e.epoch {
-            return if h.base_sequence == 0 {
-                Verdict::Append
-            } else {
-                Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
-            };
+            return if h.base_sequence == 0 { Verdict::Append } else { Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER) };
         }
         let last = h.last_sequence();
-        if let Some(s) = e
-            .recent
-            .iter()
-            .find(|s| s.first_seq == h.base_sequence && s.last_seq == last)
-        {
-            return Verdict::Duplicate {
-                base_offset: s.base_offset,
-                timestamp: s.timestamp,
-            };
+        if let Some(s) = e.recent.iter().find(|s| s.first_seq == h.base_sequence && s.last_seq == last) {
+            return Verdict::Duplicate { base_offset: s.base_offset, timestamp: s.timestamp };
         }
         match e.recent.back() {
-            Some(prev) if h.base_sequence != next_seq(prev.last_seq) => {
-                Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
-            }
+            Some(prev) if h.base_sequence != next_seq(prev.last_seq) => Verdict::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
             _ => Verdict::Append,
         }
     }
@@ -111,12 +98,7 @@ impl ProducerTable {
         if e.recent.len() == BATCHES_KEPT {
             e.recent.pop_front();
         }
-        e.recent.push_back(Seen {
-            first_seq: h.base_sequence,
-            last_seq: h.last_sequence(),
-            base_offset,
-            timestamp,
-        });
+        e.recent.push_back(Seen { first_seq: h.base_sequence, last_seq: h.last_sequence(), base_offset, timestamp });
         e.last_offset = base_offset + h.last_offset_delta as i64;
     }
 

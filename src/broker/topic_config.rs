@@ -39,34 +39,196 @@ const LMAX: &str = "9223372036854775807";
 
 /// Every topic setting Kafka 4.x accepts. Names outside this list get INVALID_CONFIG.
 pub const DEFS: &[Def] = &[
-    Def { name: "cleanup.policy", kind: Kind::List, broker_key: "log.cleanup.policy", default: "delete", doc: "delete: drop old segments by time or size; compact: keep the newest record per key." },
-    Def { name: "compression.type", kind: Kind::String, broker_key: "compression.type", default: "producer", doc: "Compression of stored batches; corral keeps batches as the producer compressed them." },
-    Def { name: "delete.retention.ms", kind: Kind::Long, broker_key: "log.cleaner.delete.retention.ms", default: "86400000", doc: "How long tombstones survive compaction." },
-    Def { name: "file.delete.delay.ms", kind: Kind::Long, broker_key: "log.segment.delete.delay.ms", default: "60000", doc: "Delay before a deleted segment file is removed." },
-    Def { name: "flush.messages", kind: Kind::Long, broker_key: "log.flush.interval.messages", default: LMAX, doc: "Fsync the partition after this many messages." },
-    Def { name: "flush.ms", kind: Kind::Long, broker_key: "log.flush.interval.ms", default: LMAX, doc: "Fsync the partition when unflushed data is this old." },
-    Def { name: "follower.replication.throttled.replicas", kind: Kind::List, broker_key: "", default: "", doc: "Replication throttling; no effect on a single node." },
-    Def { name: "index.interval.bytes", kind: Kind::Int, broker_key: "log.index.interval.bytes", default: "4096", doc: "Bytes between offset index entries." },
-    Def { name: "leader.replication.throttled.replicas", kind: Kind::List, broker_key: "", default: "", doc: "Replication throttling; no effect on a single node." },
-    Def { name: "local.retention.bytes", kind: Kind::Long, broker_key: "log.local.retention.bytes", default: "-2", doc: "Tiered storage; no effect in corral." },
-    Def { name: "local.retention.ms", kind: Kind::Long, broker_key: "log.local.retention.ms", default: "-2", doc: "Tiered storage; no effect in corral." },
-    Def { name: "max.compaction.lag.ms", kind: Kind::Long, broker_key: "log.cleaner.max.compaction.lag.ms", default: LMAX, doc: "Longest time a record stays uncompacted." },
-    Def { name: "max.message.bytes", kind: Kind::Int, broker_key: "message.max.bytes", default: "1048588", doc: "Largest record batch the topic accepts." },
-    Def { name: "message.timestamp.after.max.ms", kind: Kind::Long, broker_key: "log.message.timestamp.after.max.ms", default: LMAX, doc: "How far in the future a CreateTime timestamp may be." },
-    Def { name: "message.timestamp.before.max.ms", kind: Kind::Long, broker_key: "log.message.timestamp.before.max.ms", default: LMAX, doc: "How far in the past a CreateTime timestamp may be." },
-    Def { name: "message.timestamp.type", kind: Kind::String, broker_key: "log.message.timestamp.type", default: "CreateTime", doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append." },
-    Def { name: "min.cleanable.dirty.ratio", kind: Kind::Double, broker_key: "log.cleaner.min.cleanable.ratio", default: "0.5", doc: "Dirty fraction that triggers compaction." },
-    Def { name: "min.compaction.lag.ms", kind: Kind::Long, broker_key: "log.cleaner.min.compaction.lag.ms", default: "0", doc: "Shortest time a record stays uncompacted." },
-    Def { name: "min.insync.replicas", kind: Kind::Int, broker_key: "min.insync.replicas", default: "1", doc: "Always satisfied on a single node." },
+    Def {
+        name: "cleanup.policy",
+        kind: Kind::List,
+        broker_key: "log.cleanup.policy",
+        default: "delete",
+        doc: "delete: drop old segments by time or size; compact: keep the newest record per key.",
+    },
+    Def {
+        name: "compression.type",
+        kind: Kind::String,
+        broker_key: "compression.type",
+        default: "producer",
+        doc: "Compression of stored batches; corral keeps batches as the producer compressed them.",
+    },
+    Def {
+        name: "delete.retention.ms",
+        kind: Kind::Long,
+        broker_key: "log.cleaner.delete.retention.ms",
+        default: "86400000",
+        doc: "How long tombstones survive compaction.",
+    },
+    Def {
+        name: "file.delete.delay.ms",
+        kind: Kind::Long,
+        broker_key: "log.segment.delete.delay.ms",
+        default: "60000",
+        doc: "Delay before a deleted segment file is removed.",
+    },
+    Def {
+        name: "flush.messages",
+        kind: Kind::Long,
+        broker_key: "log.flush.interval.messages",
+        default: LMAX,
+        doc: "Fsync the partition after this many messages.",
+    },
+    Def {
+        name: "flush.ms",
+        kind: Kind::Long,
+        broker_key: "log.flush.interval.ms",
+        default: LMAX,
+        doc: "Fsync the partition when unflushed data is this old.",
+    },
+    Def {
+        name: "follower.replication.throttled.replicas",
+        kind: Kind::List,
+        broker_key: "",
+        default: "",
+        doc: "Replication throttling; no effect on a single node.",
+    },
+    Def {
+        name: "index.interval.bytes",
+        kind: Kind::Int,
+        broker_key: "log.index.interval.bytes",
+        default: "4096",
+        doc: "Bytes between offset index entries.",
+    },
+    Def {
+        name: "leader.replication.throttled.replicas",
+        kind: Kind::List,
+        broker_key: "",
+        default: "",
+        doc: "Replication throttling; no effect on a single node.",
+    },
+    Def {
+        name: "local.retention.bytes",
+        kind: Kind::Long,
+        broker_key: "log.local.retention.bytes",
+        default: "-2",
+        doc: "Tiered storage; no effect in corral.",
+    },
+    Def {
+        name: "local.retention.ms",
+        kind: Kind::Long,
+        broker_key: "log.local.retention.ms",
+        default: "-2",
+        doc: "Tiered storage; no effect in corral.",
+    },
+    Def {
+        name: "max.compaction.lag.ms",
+        kind: Kind::Long,
+        broker_key: "log.cleaner.max.compaction.lag.ms",
+        default: LMAX,
+        doc: "Longest time a record stays uncompacted.",
+    },
+    Def {
+        name: "max.message.bytes",
+        kind: Kind::Int,
+        broker_key: "message.max.bytes",
+        default: "1048588",
+        doc: "Largest record batch the topic accepts.",
+    },
+    Def {
+        name: "message.timestamp.after.max.ms",
+        kind: Kind::Long,
+        broker_key: "log.message.timestamp.after.max.ms",
+        default: LMAX,
+        doc: "How far in the future a CreateTime timestamp may be.",
+    },
+    Def {
+        name: "message.timestamp.before.max.ms",
+        kind: Kind::Long,
+        broker_key: "log.message.timestamp.before.max.ms",
+        default: LMAX,
+        doc: "How far in the past a CreateTime timestamp may be.",
+    },
+    Def {
+        name: "message.timestamp.type",
+        kind: Kind::String,
+        broker_key: "log.message.timestamp.type",
+        default: "CreateTime",
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append.",
+    },
+    Def {
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::Double,
+        broker_key: "log.cleaner.min.cleanable.ratio",
+        default: "0.5",
+        doc: "Dirty fraction that triggers compaction.",
+    },
+    Def {
+        name: "min.compaction.lag.ms",
+        kind: Kind::Long,
+        broker_key: "log.cleaner.min.compaction.lag.ms",
+        default: "0",
+        doc: "Shortest time a record stays uncompacted.",
+    },
+    Def {
+        name: "min.insync.replicas",
+        kind: Kind::Int,
+        broker_key: "min.insync.replicas",
+        default: "1",
+        doc: "Always satisfied on a single node.",
+    },
     Def { name: "preallocate", kind: Kind::Boolean, broker_key: "log.preallocate", default: "false", doc: "Preallocate segment files." },
-    Def { name: "remote.storage.enable", kind: Kind::Boolean, broker_key: "", default: "false", doc: "Tiered storage; not supported by corral." },
-    Def { name: "retention.bytes", kind: Kind::Long, broker_key: "log.retention.bytes", default: "-1", doc: "Largest size of a partition before old segments are dropped; -1 = no limit." },
-    Def { name: "retention.ms", kind: Kind::Long, broker_key: "log.retention.ms", default: "604800000", doc: "Age after which old segments are dropped; -1 = forever." },
-    Def { name: "segment.bytes", kind: Kind::Int, broker_key: "log.segment.bytes", default: "1073741824", doc: "Size at which a new segment is started." },
-    Def { name: "segment.index.bytes", kind: Kind::Int, broker_key: "log.index.size.max.bytes", default: "10485760", doc: "Largest offset index per segment." },
-    Def { name: "segment.jitter.ms", kind: Kind::Long, broker_key: "log.roll.jitter.ms", default: "0", doc: "Random jitter on time-based rolling." },
-    Def { name: "segment.ms", kind: Kind::Long, broker_key: "log.roll.ms", default: "604800000", doc: "Age at which a new segment is started." },
-    Def { name: "unclean.leader.election.enable", kind: Kind::Boolean, broker_key: "unclean.leader.election.enable", default: "false", doc: "No effect on a single node." },
+    Def {
+        name: "remote.storage.enable",
+        kind: Kind::Boolean,
+        broker_key: "",
+        default: "false",
+        doc: "Tiered storage; not supported by corral.",
+    },
+    Def {
+        name: "retention.bytes",
+        kind: Kind::Long,
+        broker_key: "log.retention.bytes",
+        default: "-1",
+        doc: "Largest size of a partition before old segments are dropped; -1 = no limit.",
+    },
+    Def {
+        name: "retention.ms",
+        kind: Kind::Long,
+        broker_key: "log.retention.ms",
+        default: "604800000",
+        doc: "Age after which old segments are dropped; -1 = forever.",
+    },
+    Def {
+        name: "segment.bytes",
+        kind: Kind::Int,
+        broker_key: "log.segment.bytes",
+        default: "1073741824",
+        doc: "Size at which a new segment is started.",
+    },
+    Def {
+        name: "segment.index.bytes",
+        kind: Kind::Int,
+        broker_key: "log.index.size.max.bytes",
+        default: "10485760",
+        doc: "Largest offset index per segment.",
+    },
+    Def {
+        name: "segment.jitter.ms",
+        kind: Kind::Long,
+        broker_key: "log.roll.jitter.ms",
+        default: "0",
+        doc: "Random jitter on time-based rolling.",
+    },
+    Def {
+        name: "segment.ms",
+        kind: Kind::Long,
+        broker_key: "log.roll.ms",
+        default: "604800000",
+        doc: "Age at which a new segment is started.",
+    },
+    Def {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Boolean,
+        broker_key: "unclean.leader.election.enable",
+        default: "false",
+        doc: "No effect on a single node.",
+    },
 ];
 
 /// Finds a setting by name.
@@ -87,9 +249,7 @@ pub fn broker_default(config: &Config, d: &Def) -> (String, bool) {
         "retention.bytes" => set(config.log_retention_bytes.to_string()),
         "retention.ms" => (
             config.log_retention_ms.to_string(),
-            ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
-                .iter()
-                .any(|k| config.explicit.contains(*k)),
+            ["log.retention.ms", "log.retention.minutes", "log.retention.hours"].iter().any(|k| config.explicit.contains(*k)),
         ),
         "segment.bytes" => set(config.log_segment_bytes.to_string()),
         _ => (d.default.to_string(), false),
@@ -163,9 +323,7 @@ pub fn validate(name: &str, value: Option<&str>) -> Result<(), String> {
         "message.timestamp.type" if v != "CreateTime" && v != "LogAppendTime" => {
             return Err(format!("{}: String must be one of: CreateTime, LogAppendTime", bad()));
         }
-        "compression.type"
-            if !["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"].contains(&v) =>
-        {
+        "compression.type" if !["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"].contains(&v) => {
             return Err(format!("{}: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer", bad()));
         }
         "remote.storage.enable" if v.eq_ignore_ascii_case("true") => {
@@ -201,10 +359,7 @@ impl TopicConfig {
     /// Resolves `overrides` (already validated) over the broker's defaults.
     pub fn resolve(config: &Config, overrides: BTreeMap<String, String>) -> Self {
         let get = |name: &str| -> String {
-            overrides
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| broker_default(config, def(name).expect("known topic config")).0)
+            overrides.get(name).cloned().unwrap_or_else(|| broker_default(config, def(name).expect("known topic config")).0)
         };
         let long = |name: &str| get(name).trim().parse::<i64>().unwrap_or(i64::MAX);
         let policy = get("cleanup.policy");

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -16,17 +17,16 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tracing::Instrument;
 
+use super::answer::{Committed, GroupDeleted, Heartbeated};
 use super::group::Protocol;
 use super::shard::{
     CommitInput, CommitPartition, FetchedOffset, FetchedPartition, HeartbeatInput, JoinInput, JoinResult, LeaveInput, LeaveResult,
     OffsetDeleteResult, PartitionError, SyncInput, SyncResult,
 };
-use super::answer::{Committed, GroupDeleted, Heartbeated};
 use super::{Coordinator, ShardStatus};
 use crate::error::ErrorCode;
 use crate::plane::DataPlane;
@@ -314,7 +314,8 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
             partitions: to_shard,
         };
         let shard = c.coordinator.shard_of(&input.group_id);
-        let span = tracing::trace_span!("offset_commit", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
+        let span =
+            tracing::trace_span!("offset_commit", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
         let errors = match c.coordinator.call::<Committed>(shard, move |sh, now, id| sh.commit(now, id, input)).instrument(span).await {
             Ok(Committed(v)) => v,
             Err(status) => vec![status_error(status); n],

@@ -515,7 +515,10 @@ fn item_34_static_follower_that_does_not_rejoin_stays() {
     let mut kit = Kit::new();
     let ids = kit.stable_members(vec![
         static_timed("g", "i-l", 60_000, 30_000),
-        JoinInput { protocols: vec![Protocol { name: "range".into(), metadata: Bytes::from_static(b"old") }], ..static_timed("g", "i-f", 60_000, 30_000) },
+        JoinInput {
+            protocols: vec![Protocol { name: "range".into(), metadata: Bytes::from_static(b"old") }],
+            ..static_timed("g", "i-f", 60_000, 30_000)
+        },
     ]);
     let (l, f) = (&ids[0], &ids[1]);
     let rn = kit.join(static_timed("g", "i-n", 60_000, 30_000));
@@ -1365,7 +1368,10 @@ fn item_89_admin_commit_to_live_group() {
 fn item_90_member_commit_validation() {
     let mut kit = Kit::new();
     let ids = kit.stable_members(vec![static_join("g", "i-l")]);
-    let with = |m: &str, i: Option<&str>, generation| CommitInput { group_instance_id: i.map(String::from), ..commit("g", m, generation, &[("t", 0, 1)]) };
+    let with = |m: &str, i: Option<&str>, generation| CommitInput {
+        group_instance_id: i.map(String::from),
+        ..commit("g", m, generation, &[("t", 0, 1)])
+    };
     assert_eq!(kit.group("g").generation, 1);
     assert_eq!(kit.commit(with("nobody", None, 1)), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
     assert_eq!(kit.commit(with(&ids[0], Some("i-l"), 2)), vec![ErrorCode::ILLEGAL_GENERATION]);
@@ -1908,4 +1914,3 @@ fn replay_through_the_log_before_and_after_compaction() {
         }
     }
 }
-

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 
-use super::record::{GroupValue, OffsetValue};
 use super::RequestId;
+use super::record::{GroupValue, OffsetValue};
 use crate::error::ErrorCode;
 
 /// Kafka's classic group states.
@@ -244,12 +244,9 @@ impl Group {
         match self.state {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance => {
-                self.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some())
-                    || self.num_awaiting_join() < max_size
+                self.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some()) || self.num_awaiting_join() < max_size
             }
-            GroupState::CompletingRebalance | GroupState::Stable => {
-                self.members.contains_key(member_id) || self.members.len() < max_size
-            }
+            GroupState::CompletingRebalance | GroupState::Stable => self.members.contains_key(member_id) || self.members.len() < max_size,
         }
     }
 
@@ -289,9 +286,7 @@ impl Group {
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     session_timeout_ms: m.session_timeout_ms,
                     subscription: protocol.as_deref().and_then(|p| m.metadata(p)).cloned().unwrap_or_default(),
-                    assignment: assignments
-                        .and_then(|a| a.get(&m.id).cloned())
-                        .unwrap_or_else(|| m.assignment.clone()),
+                    assignment: assignments.and_then(|a| a.get(&m.id).cloned()).unwrap_or_else(|| m.assignment.clone()),
                 })
                 .collect(),
         }

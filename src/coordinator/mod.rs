@@ -41,8 +41,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ErrorCode;
-use log::OffsetsStore;
 use answer::{Answer, Waiting};
+use log::OffsetsStore;
 use shard::{IdSource, Output, Reply, Shard, ShardConfig, TimerKey, TimerOp};
 
 /// Identifies one request to a shard, so a parked JoinGroup or SyncGroup can be answered later.
@@ -555,11 +555,7 @@ impl Coordinator {
 
     /// Runs one input through a shard and waits for its answer, of the kind `A` the input's
     /// request expects. `Err` if the shard is not serving (the status says why).
-    async fn call<A: Answer>(
-        &self,
-        shard: usize,
-        input: impl FnOnce(&mut Shard, i64, RequestId) -> Output,
-    ) -> Result<A, ShardStatus> {
+    async fn call<A: Answer>(&self, shard: usize, input: impl FnOnce(&mut Shard, i64, RequestId) -> Output) -> Result<A, ShardStatus> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let d = {
@@ -682,7 +678,13 @@ mod tests {
 
     async fn coordinator() -> (Arc<Coordinator>, Arc<Broker>) {
         let config = Config::default();
-        let broker = Broker::open(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(crate::log::datadir::DataDir::memory())).unwrap();
+        let broker = Broker::open(
+            Arc::new(config.clone()),
+            HostPort { host: "h".into(), port: 1 },
+            "c".into(),
+            Arc::new(crate::log::datadir::DataDir::memory()),
+        )
+        .unwrap();
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
         let broker = Arc::new(broker);
         broker.create_topic("t", p, o).await.unwrap();
@@ -698,7 +700,13 @@ mod tests {
     /// with a broker holding topic "t" (2 partitions).
     async fn faulty() -> (Arc<Coordinator>, Arc<crate::log::datadir::DataDir>, crate::plane::DataPlane) {
         let config = Config::default();
-        let broker = Broker::open(Arc::new(config.clone()), HostPort { host: "h".into(), port: 1 }, "c".into(), Arc::new(crate::log::datadir::DataDir::memory())).unwrap();
+        let broker = Broker::open(
+            Arc::new(config.clone()),
+            HostPort { host: "h".into(), port: 1 },
+            "c".into(),
+            Arc::new(crate::log::datadir::DataDir::memory()),
+        )
+        .unwrap();
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
         let broker = Arc::new(broker);
         broker.create_topic("t", p, o).await.unwrap();
@@ -725,20 +733,26 @@ mod tests {
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.into())))
             .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(offset)])]);
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(offset)]),
+            ]);
         ErrorCode::from(api::offset_commit(&caller(c, plane), 8, req).await.topics[0].partitions[0].error_code)
     }
 
     /// t-0's committed offset for `group` (OffsetFetch v8, require_stable): Ok(offset) or the
     /// group-level error.
     async fn fetched(c: &Coordinator, plane: &crate::plane::DataPlane, group: &str) -> Result<i64, ErrorCode> {
-        let req = OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.into())))
-            .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_indexes(vec![0])]))]);
+        let req = OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.into())))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        ]);
         let r = api::offset_fetch(&caller(c, plane), 8, req).await;
         let g = &r.groups[0];
         let code = ErrorCode::from(g.error_code);
@@ -775,18 +789,37 @@ mod tests {
         data.fail(FaultOp::Write, 28, true);
         assert_eq!(commit(&c, &plane, g, 9).await, ErrorCode::NOT_COORDINATOR, "a failed append");
         assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(5), "the failed commit is not visible");
-        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 11).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await, Ok(()), "writes resume");
+        assert_eq!(
+            once_loaded(async || match commit(&c, &plane, g, 11).await {
+                ErrorCode::NONE => Ok(()),
+                e => Err(e),
+            })
+            .await,
+            Ok(()),
+            "writes resume"
+        );
         data.fail(FaultOp::Sync, 5, true);
         assert_eq!(commit(&c, &plane, g, 13).await, ErrorCode::NOT_COORDINATOR, "a failed fsync");
         assert_eq!(once_loaded(async || fetched(&c, &plane, g).await).await, Ok(11));
         // a disk that keeps failing: refused every time, reads answer from what is durable
         data.fail(FaultOp::Write, 28, false);
         for offset in [15, 17] {
-            let e = once_loaded(async || match commit(&c, &plane, g, offset).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await;
+            let e = once_loaded(async || match commit(&c, &plane, g, offset).await {
+                ErrorCode::NONE => Ok(()),
+                e => Err(e),
+            })
+            .await;
             assert_eq!(e, Err(ErrorCode::NOT_COORDINATOR));
         }
         data.clear_faults();
-        assert_eq!(once_loaded(async || match commit(&c, &plane, g, 19).await { ErrorCode::NONE => Ok(()), e => Err(e) }).await, Ok(()));
+        assert_eq!(
+            once_loaded(async || match commit(&c, &plane, g, 19).await {
+                ErrorCode::NONE => Ok(()),
+                e => Err(e),
+            })
+            .await,
+            Ok(())
+        );
         // a restart over the same data sees exactly what was acknowledged
         c.shutdown.cancel();
         let restarted = over(&data);
@@ -826,9 +859,11 @@ mod tests {
             .with_session_timeout_ms(10_000)
             .with_rebalance_timeout_ms(10_000)
             .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str("range"))
-                .with_metadata(bytes::Bytes::from_static(b"m"))])
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"m")),
+            ])
     }
 
     /// Checklist 83 (and the failure half of 106): a static member's replacement whose record
@@ -854,9 +889,11 @@ mod tests {
                 .with_generation_id(j.generation_id)
                 .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
                 .with_protocol_name(Some(StrBytes::from_static_str("range")))
-                .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
-                    .with_member_id(m1.clone())
-                    .with_assignment(bytes::Bytes::from_static(b"a"))]),
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(m1.clone())
+                        .with_assignment(bytes::Bytes::from_static(b"a")),
+                ]),
         )
         .await;
         assert_eq!(ErrorCode::from(s.error_code), ErrorCode::NONE);
@@ -889,7 +926,11 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the shard did not reload");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let d = api::describe_groups(&cl, 5, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("brand-new"))]));
+        let d = api::describe_groups(
+            &cl,
+            5,
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("brand-new"))]),
+        );
         assert_eq!(d.groups[0].group_state.as_str(), "Dead", "no group is left behind");
     }
 
@@ -908,12 +949,21 @@ mod tests {
         assert_eq!(ErrorCode::from(j.error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let h = api::heartbeat(&caller, 3, HeartbeatRequest::default().with_group_id(gid.clone())).await;
         assert_eq!(ErrorCode::from(h.error_code), ErrorCode::NONE);
-        let topic = || offset_fetch_request::OffsetFetchRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partition_indexes(vec![0, 1]);
-        let f1 = api::offset_fetch(&caller, 1, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
-        assert!(f1.topics[0].partitions.iter().all(|p| ErrorCode::from(p.error_code) == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS && p.committed_offset == -1));
-        let f3 = api::offset_fetch(&caller, 3, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
+        let topic = || {
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_indexes(vec![0, 1])
+        };
+        let f1 =
+            api::offset_fetch(&caller, 1, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
+        assert!(
+            f1.topics[0]
+                .partitions
+                .iter()
+                .all(|p| ErrorCode::from(p.error_code) == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS && p.committed_offset == -1)
+        );
+        let f3 =
+            api::offset_fetch(&caller, 3, OffsetFetchRequest::default().with_group_id(gid.clone()).with_topics(Some(vec![topic()]))).await;
         assert_eq!(ErrorCode::from(f3.error_code), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
         let commit = OffsetCommitRequest::default().with_group_id(gid.clone()).with_generation_id_or_member_epoch(-1).with_topics(vec![
             offset_commit_request::OffsetCommitRequestTopic::default()
@@ -929,12 +979,18 @@ mod tests {
         // other shards keep serving
         let other = GroupId(StrBytes::from_static_str("a-different-group"));
         assert_ne!(c.shard_of("a-different-group"), c.shard_of(g));
-        let j = api::join_group(&caller, 3, JoinGroupRequest::default()
-            .with_group_id(other)
-            .with_session_timeout_ms(10_000)
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))]))
-            .await;
+        let j = api::join_group(
+            &caller,
+            3,
+            JoinGroupRequest::default()
+                .with_group_id(other)
+                .with_session_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![
+                    join_group_request::JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")),
+                ]),
+        )
+        .await;
         assert_eq!(ErrorCode::from(j.error_code), ErrorCode::NONE);
     }
 

@@ -61,10 +61,20 @@ pub struct GroupValue {
 /// A decoded coordinator record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Offset { group: String, topic: String, partition: i32, value: Option<OffsetValue> },
-    Group { group: String, value: Option<GroupValue> },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
+    Group {
+        group: String,
+        value: Option<GroupValue>,
+    },
     /// A record type corral does not handle; skipped.
-    Unknown { key_version: i16 },
+    Unknown {
+        key_version: i16,
+    },
 }
 
 /// A record that does not parse.
@@ -351,7 +361,13 @@ mod tests {
             group: "g".into(),
             topic: "t".into(),
             partition: 0,
-            value: Some(OffsetValue { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 3, expire_timestamp: Some(4) }),
+            value: Some(OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: 3,
+                expire_timestamp: Some(4),
+            }),
         };
         let raw = r.encode();
         assert_eq!(&raw.value.as_ref().unwrap()[..2], &[0, 1]);
@@ -393,9 +409,18 @@ mod tests {
     fn unknown_types_and_garbage() {
         let raw = RawRecord { key: Bytes::from_static(&[0, 255, 1, 2]), value: None };
         assert_eq!(Record::decode(&raw).unwrap(), Record::Unknown { key_version: 255 });
-        let good = Record::Group { group: "g".into(), value: Some(GroupValue {
-            protocol_type: String::new(), generation: 0, protocol: None, leader: None, current_state_timestamp: -1, members: vec![],
-        }) }.encode();
+        let good = Record::Group {
+            group: "g".into(),
+            value: Some(GroupValue {
+                protocol_type: String::new(),
+                generation: 0,
+                protocol: None,
+                leader: None,
+                current_state_timestamp: -1,
+                members: vec![],
+            }),
+        }
+        .encode();
         let v = good.value.unwrap();
         for cut in 0..v.len() {
             let _ = Record::decode(&RawRecord { key: good.key.clone(), value: Some(v.slice(..cut)) });

@@ -21,16 +21,40 @@ use crate::error::ErrorCode;
 #[derive(Debug, Clone)]
 enum Step {
     /// Client `c` of group `g` joins (or rejoins with its member id).
-    Join { g: usize, c: usize },
+    Join {
+        g: usize,
+        c: usize,
+    },
     /// Client `c` syncs at its group's generation (the leader with an assignment for all).
-    Sync { g: usize, c: usize },
-    Heartbeat { g: usize, c: usize },
-    Leave { g: usize, c: usize },
+    Sync {
+        g: usize,
+        c: usize,
+    },
+    Heartbeat {
+        g: usize,
+        c: usize,
+    },
+    Leave {
+        g: usize,
+        c: usize,
+    },
     /// A commit, as a member (at its generation) or as an admin tool (generation -1).
-    Commit { g: usize, c: Option<usize>, partition: i32, offset: i64 },
-    DeleteOffsets { g: usize, partition: i32 },
-    DeleteGroup { g: usize },
-    Advance { ms: i64 },
+    Commit {
+        g: usize,
+        c: Option<usize>,
+        partition: i32,
+        offset: i64,
+    },
+    DeleteOffsets {
+        g: usize,
+        partition: i32,
+    },
+    DeleteGroup {
+        g: usize,
+    },
+    Advance {
+        ms: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {

@@ -673,8 +673,7 @@ impl BatchLog {
         }
         self.start = offset;
         removal.start = Some(offset);
-        let doomed: Vec<i64> =
-            self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
+        let doomed: Vec<i64> = self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
         for base in doomed {
             if let Some(seg) = self.segs.map.remove(&base) {
                 removal.files.push(seg.name);
@@ -688,8 +687,7 @@ impl BatchLog {
     }
 
     fn drop_segments_below(&mut self, offset: i64) -> io::Result<()> {
-        let doomed: Vec<i64> =
-            self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
+        let doomed: Vec<i64> = self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
         for base in doomed {
             self.remove_segment(base)?;
         }
@@ -812,10 +810,7 @@ fn compact_batch(b: &Bytes, newest: &HashMap<Bytes, i64>, now: i64, delete_reten
         .iter()
         .filter(|r| match &r.key {
             None => true,
-            Some(k) => {
-                newest.get(k) == Some(&r.offset)
-                    && (r.has_value || r.timestamp.saturating_add(delete_retention_ms) > now)
-            }
+            Some(k) => newest.get(k) == Some(&r.offset) && (r.has_value || r.timestamp.saturating_add(delete_retention_ms) > now),
         })
         .map(|r| &r.raw)
         .collect();

@@ -66,12 +66,7 @@ impl DataDir {
         let shown = root.display().to_string();
         let io_err = |source| DataDirError::Io { path: shown.clone(), source };
         std::fs::create_dir_all(root).map_err(io_err)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join(".lock"))
-            .map_err(io_err)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(".lock")).map_err(io_err)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(DataDirError::Locked(shown)),
@@ -81,14 +76,13 @@ impl DataDir {
         let meta = match std::fs::read_to_string(&meta_path) {
             Ok(text) => parse_meta(&shown, &text, &fresh)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let others = std::fs::read_dir(root)
-                    .map_err(io_err)?
-                    .filter_map(|e| e.ok())
-                    .any(|e| e.file_name() != ".lock");
+                let others = std::fs::read_dir(root).map_err(io_err)?.filter_map(|e| e.ok()).any(|e| e.file_name() != ".lock");
                 if others {
                     return Err(DataDirError::Invalid {
                         path: shown,
-                        message: format!("it holds files but no {META_FILE}: not a corral data dir, or one written before format version {FORMAT_VERSION}"),
+                        message: format!(
+                            "it holds files but no {META_FILE}: not a corral data dir, or one written before format version {FORMAT_VERSION}"
+                        ),
                     });
                 }
                 write_meta(root, &fresh).map_err(io_err)?;
@@ -174,12 +168,8 @@ impl DataDir {
             DataDir::Memory { root } => {
                 let prefix = format!("{path}/");
                 let dirs = root.dirs.lock().expect("memory root lock");
-                let mut v: Vec<String> = dirs
-                    .keys()
-                    .filter_map(|k| k.strip_prefix(&prefix))
-                    .filter(|rest| !rest.contains('/'))
-                    .map(str::to_string)
-                    .collect();
+                let mut v: Vec<String> =
+                    dirs.keys().filter_map(|k| k.strip_prefix(&prefix)).filter(|rest| !rest.contains('/')).map(str::to_string).collect();
                 v.sort();
                 Ok(v)
             }

@@ -200,7 +200,12 @@ impl KeyedLog {
     /// Opens (or creates) a log in `storage`, finishing or discarding an interrupted
     /// compaction, cutting a torn tail off (see the engine's recovery rules), and replaying
     /// every entry through `each` in order. Corruption is an error naming file and offset.
-    pub fn open(name: &str, storage: Arc<dyn Storage>, config: KeyedConfig, mut each: impl FnMut(&Entry<'_>)) -> Result<Arc<Self>, LogError> {
+    pub fn open(
+        name: &str,
+        storage: Arc<dyn Storage>,
+        config: KeyedConfig,
+        mut each: impl FnMut(&Entry<'_>),
+    ) -> Result<Arc<Self>, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("log {name}"), source: e };
         let names = Segments::<()>::recover_names(name, &storage)?;
         let recovery_point = segments::recovery_point(&*storage, &names).map_err(err)?;
@@ -233,7 +238,13 @@ impl KeyedLog {
             let last = i + 1 == names.len();
             segs.map.insert(
                 seg.base,
-                segments::Segment { name: seg.file(), file: recovered.file, size: recovered.size, sealed: !last && !recovered.cut, meta: () },
+                segments::Segment {
+                    name: seg.file(),
+                    file: recovered.file,
+                    size: recovered.size,
+                    sealed: !last && !recovered.cut,
+                    meta: (),
+                },
             );
             if recovered.cut && !last {
                 Segments::<()>::discard_after(name, &storage, &names[i + 1..])?;
@@ -546,7 +557,11 @@ impl KeyedLog {
                     return Err(err(e));
                 }
                 if let Some(why) = walked.bad {
-                    return Err(LogError::Corrupt { file: format!("{}/sealed segment", self.name), offset: walked.end, reason: why.into() });
+                    return Err(LogError::Corrupt {
+                        file: format!("{}/sealed segment", self.name),
+                        offset: walked.end,
+                        reason: why.into(),
+                    });
                 }
             }
             c.file().append(&buf).map_err(err)?;
@@ -581,9 +596,9 @@ impl KeyedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use crate::log::storage::{Crash, FileStorage, MemoryStorage};
     use crate::log::{SegmentName, segment_names};
+    use std::collections::BTreeMap;
 
     fn segment_name(base: i64) -> String {
         SegmentName { base, end: None }.file()
@@ -605,7 +620,12 @@ mod tests {
     fn reopen(s: Arc<dyn Storage>, config: KeyedConfig) -> (Arc<KeyedLog>, Vec<Owned>) {
         let mut seen = Vec::new();
         let log = KeyedLog::open("t", s, config, |e| {
-            seen.push(Owned { offset: e.offset, timestamp: e.timestamp, key: Bytes::copy_from_slice(e.key), value: e.value.map(Bytes::copy_from_slice) })
+            seen.push(Owned {
+                offset: e.offset,
+                timestamp: e.timestamp,
+                key: Bytes::copy_from_slice(e.key),
+                value: e.value.map(Bytes::copy_from_slice),
+            })
         })
         .unwrap();
         (log, seen)

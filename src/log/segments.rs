@@ -245,7 +245,13 @@ impl<M> Segments<M> {
             if !lenient || valid_entry_after::<F>(&*file, walked.end).map_err(err)? {
                 return Err(LogError::Corrupt { file: shown, offset: walked.end, reason: why.to_string() });
             }
-            tracing::warn!(log = self.log.as_str(), segment = name.as_str(), at = walked.end, cut = len - walked.end, "cutting a torn tail off the log: {why}");
+            tracing::warn!(
+                log = self.log.as_str(),
+                segment = name.as_str(),
+                at = walked.end,
+                cut = len - walked.end,
+                "cutting a torn tail off the log: {why}"
+            );
             file.truncate(walked.end).map_err(err)?;
             file.sync().map_err(err)?;
             cut = true;
@@ -456,9 +462,8 @@ fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
             };
             for other in storage.list()? {
-                let base = SegmentName::parse(&other)
-                    .map(|n| n.base)
-                    .or_else(|| other.strip_suffix(".index").and_then(|b| b.parse::<i64>().ok()));
+                let base =
+                    SegmentName::parse(&other).map(|n| n.base).or_else(|| other.strip_suffix(".index").and_then(|b| b.parse::<i64>().ok()));
                 if base.is_some_and(|b| b >= first && b < end) {
                     storage.remove(&other)?;
                 }

@@ -681,10 +681,13 @@ impl MemoryStorage {
     /// Unsynced bytes of a file (written but not durable).
     pub fn unsynced(&self, name: &str) -> usize {
         let dir = self.dir.lock().expect("mem dir lock");
-        dir.live.get(name).map(|f| {
-            let d = f.data.lock().expect("mem lock");
-            d.bytes.len() - d.synced
-        }).unwrap_or(0)
+        dir.live
+            .get(name)
+            .map(|f| {
+                let d = f.data.lock().expect("mem lock");
+                d.bytes.len() - d.synced
+            })
+            .unwrap_or(0)
     }
 }
 
@@ -712,10 +715,7 @@ impl Storage for MemoryStorage {
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         self.faults.check_named(FaultOp::Rename, Some(to))?;
         let mut dir = self.dir.lock().expect("mem dir lock");
-        let f = dir
-            .live
-            .remove(from)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {from}")))?;
+        let f = dir.live.remove(from).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {from}")))?;
         dir.live.insert(to.to_string(), f);
         Ok(())
     }

@@ -11,8 +11,7 @@ pub mod summary;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-    api_versions_response::ApiVersion,
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind, api_versions_response::ApiVersion,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -128,19 +127,10 @@ pub enum DecodeError {
     UnknownApiKey(i16),
     /// A version outside the range we advertise. Kafka closes the connection.
     #[error("unsupported version {version} of {api_key:?} (we serve {min}..={max})")]
-    UnsupportedVersion {
-        api_key: ApiKey,
-        version: i16,
-        min: i16,
-        max: i16,
-    },
+    UnsupportedVersion { api_key: ApiKey, version: i16, min: i16, max: i16 },
     /// The header or body does not parse. Kafka closes the connection.
     #[error("malformed {api_key:?} v{version} request: {reason}")]
-    Malformed {
-        api_key: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    Malformed { api_key: ApiKey, version: i16, reason: String },
     /// Not even the fixed header fields are there.
     #[error("frame too short for a request header")]
     TooShort,
@@ -168,26 +158,13 @@ pub fn check_request(frame: Bytes, table: &VersionTable) -> Result<Checked, Deco
     let version = peek.api_version;
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions && version > max {
-            return Err(DecodeError::ApiVersionsTooNew {
-                correlation_id: peek.correlation_id,
-                version,
-            });
+            return Err(DecodeError::ApiVersionsTooNew { correlation_id: peek.correlation_id, version });
         }
-        return Err(DecodeError::UnsupportedVersion {
-            api_key,
-            version,
-            min,
-            max,
-        });
+        return Err(DecodeError::UnsupportedVersion { api_key, version, min, max });
     }
-    let malformed = |reason: String| DecodeError::Malformed {
-        api_key,
-        version,
-        reason,
-    };
+    let malformed = |reason: String| DecodeError::Malformed { api_key, version, reason };
     let mut buf = frame.clone();
-    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
-        .map_err(|e| malformed(format!("header: {e}")))?;
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(|e| malformed(format!("header: {e}")))?;
     guard::check_request_body(api_key as i16, version, &buf).map_err(|e| malformed(e.to_string()))?;
     Ok(Checked { api_key, version, header, frame, body: buf })
 }
@@ -200,11 +177,8 @@ pub fn decode_request(frame: Bytes, table: &VersionTable) -> Result<Request, Dec
 /// Decodes the body of a checked request.
 pub fn decode_checked(checked: Checked) -> Result<Request, DecodeError> {
     let Checked { api_key, version, header, mut body, .. } = checked;
-    let body = RequestKind::decode(api_key, &mut body, version).map_err(|e| DecodeError::Malformed {
-        api_key,
-        version,
-        reason: e.to_string(),
-    })?;
+    let body =
+        RequestKind::decode(api_key, &mut body, version).map_err(|e| DecodeError::Malformed { api_key, version, reason: e.to_string() })?;
     Ok(Request { api_key, version, header, body })
 }
 
@@ -244,11 +218,7 @@ pub fn encode_response(
 ) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_i32(0);
-    let fail = |reason: String| EncodeError {
-        api_key,
-        version,
-        reason,
-    };
+    let fail = |reason: String| EncodeError { api_key, version, reason };
     let header_version = body.header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     if let Err(e) = header.encode(out, header_version) {
@@ -270,17 +240,9 @@ pub fn encode_response(
 pub fn encode_api_versions_fallback(out: &mut BytesMut, correlation_id: i32, table: &VersionTable) {
     let body = ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
-        .with_api_keys(
-            table.api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect(),
-        );
-    encode_response(
-        out,
-        ApiKey::ApiVersions,
-        0,
-        correlation_id,
-        &ResponseKind::ApiVersions(body),
-    )
-    .expect("a v0 ApiVersions response always encodes");
+        .with_api_keys(table.api_version_entries().into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect());
+    encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))
+        .expect("a v0 ApiVersions response always encodes");
 }
 
 #[cfg(test)]

@@ -26,13 +26,13 @@ fn code_of(resp: &ResponseKind) -> i16 {
         ResponseKind::Heartbeat(r) => r.error_code,
         ResponseKind::LeaveGroup(r) => first(std::iter::once(r.error_code).chain(r.members.iter().map(|m| m.error_code))),
         ResponseKind::OffsetCommit(r) => first(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))),
-        ResponseKind::OffsetFetch(r) => first(
-            std::iter::once(r.error_code)
-                .chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
-                .chain(r.groups.iter().flat_map(|g| {
+        ResponseKind::OffsetFetch(r) => {
+            first(std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).chain(
+                r.groups.iter().flat_map(|g| {
                     std::iter::once(g.error_code).chain(g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
-                })),
-        ),
+                }),
+            ))
+        }
         ResponseKind::ListGroups(r) => r.error_code,
         ResponseKind::DescribeGroups(r) => first(r.groups.iter().map(|g| g.error_code)),
         ResponseKind::DeleteGroups(r) => first(r.results.iter().map(|g| g.error_code)),
@@ -41,7 +41,9 @@ fn code_of(resp: &ResponseKind) -> i16 {
         }
         ResponseKind::AddOffsetsToTxn(r) => r.error_code,
         ResponseKind::TxnOffsetCommit(r) => first(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))),
-        ResponseKind::Metadata(r) => first(r.topics.iter().flat_map(|t| std::iter::once(t.error_code).chain(t.partitions.iter().map(|p| p.error_code)))),
+        ResponseKind::Metadata(r) => {
+            first(r.topics.iter().flat_map(|t| std::iter::once(t.error_code).chain(t.partitions.iter().map(|p| p.error_code))))
+        }
         ResponseKind::Produce(r) => first(r.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))),
         ResponseKind::Fetch(r) => {
             first(std::iter::once(r.error_code).chain(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))))
@@ -72,13 +74,14 @@ mod tests {
     #[test]
     fn the_own_code_or_the_first_nested_one() {
         assert_eq!(error_of(&ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(27))), ErrorCode::REBALANCE_IN_PROGRESS);
-        let produce = ProduceResponse::default().with_responses(vec![produce_response::TopicProduceResponse::default().with_partition_responses(
-            vec![
-                produce_response::PartitionProduceResponse::default(),
-                produce_response::PartitionProduceResponse::default().with_error_code(3),
-                produce_response::PartitionProduceResponse::default().with_error_code(6),
-            ],
-        )]);
+        let produce =
+            ProduceResponse::default().with_responses(vec![produce_response::TopicProduceResponse::default().with_partition_responses(
+                vec![
+                    produce_response::PartitionProduceResponse::default(),
+                    produce_response::PartitionProduceResponse::default().with_error_code(3),
+                    produce_response::PartitionProduceResponse::default().with_error_code(6),
+                ],
+            )]);
         assert_eq!(error_of(&ResponseKind::Produce(produce)), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
         assert_eq!(error_of(&ResponseKind::Metadata(MetadataResponse::default())), ErrorCode::NONE);
     }

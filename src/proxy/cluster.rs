@@ -122,14 +122,14 @@ impl Cluster {
             return Ok(0);
         }
         let port = i64::from(self.base_port) + 1 + i64::from(id);
-        u16::try_from(port).map_err(|_| {
-            format!("node id {id} derives port {port}, past 65535: set proxy.node.ports (e.g. \"{id}=19093\") for it")
-        })
+        u16::try_from(port)
+            .map_err(|_| format!("node id {id} derives port {port}, past 65535: set proxy.node.ports (e.g. \"{id}=19093\") for it"))
     }
 
     fn bind(&self, id: i32) -> Result<(std::net::TcpListener, u16), String> {
         let port = self.wanted_port(id)?;
-        let l = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port)).map_err(|e| format!("cannot listen on {}:{port}: {e}", self.bind_ip))?;
+        let l = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))
+            .map_err(|e| format!("cannot listen on {}:{port}: {e}", self.bind_ip))?;
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
         let bound = l.local_addr().map_err(|e| e.to_string())?.port();
         Ok((l, bound))
@@ -154,7 +154,10 @@ impl Cluster {
             }
             for b in brokers {
                 if b.id == self.own_id {
-                    tracing::error!(node = b.id, "an upstream broker has corral's own node id: set node.id to an id the upstream cluster does not use");
+                    tracing::error!(
+                        node = b.id,
+                        "an upstream broker has corral's own node id: set node.id to an id the upstream cluster does not use"
+                    );
                     continue;
                 }
                 let upstream = HostPort { host: b.host.clone(), port: u16::try_from(b.port).unwrap_or(0) };

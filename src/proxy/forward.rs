@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, DeleteTopicsResponse, DescribeClusterResponse, FetchResponse, MetadataResponse, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, DeleteTopicsResponse, DescribeClusterResponse, FetchResponse, MetadataResponse, ProduceResponse, ResponseKind,
+};
 use tokio::sync::oneshot;
 
 use super::Proxy;
@@ -105,7 +107,8 @@ impl Pipeline {
         if let Some(l) = self.links.iter().find(|l| l.node == node) {
             return Ok(l.clone());
         }
-        let addr = self.proxy.cluster.upstream_addr(node).ok_or_else(|| Cow::Owned(format!("upstream node {node} is not in the cluster")))?;
+        let addr =
+            self.proxy.cluster.upstream_addr(node).ok_or_else(|| Cow::Owned(format!("upstream node {node} is not in the cluster")))?;
         let link = self.proxy.pool.checkout(node, &addr).await.map_err(|e| Cow::Owned(e.to_string()))?;
         self.links.push(link.clone());
         Ok(link)
@@ -242,7 +245,9 @@ fn finish(proxy: &Proxy, p: &Pending, mut frame: ResponseFrame) -> Result<(Bytes
         }
         ApiKey::DeleteTopics => {
             let r: DeleteTopicsResponse = decode(&frame, body_start, version)?;
-            proxy.topics_deleted(r.responses.iter().filter(|t| t.error_code == 0).filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect());
+            proxy.topics_deleted(
+                r.responses.iter().filter(|t| t.error_code == 0).filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect(),
+            );
             None
         }
         _ => None,
@@ -304,7 +309,9 @@ mod tests {
         for version in 3..=11 {
             for txn in [None, Some("a-transactional-id")] {
                 let req = ProduceRequest::default()
-                    .with_transactional_id(txn.map(|t| kafka_protocol::messages::TransactionalId(kafka_protocol::protocol::StrBytes::from_static_str(t))))
+                    .with_transactional_id(
+                        txn.map(|t| kafka_protocol::messages::TransactionalId(kafka_protocol::protocol::StrBytes::from_static_str(t))),
+                    )
                     .with_acks(-1)
                     .with_timeout_ms(1000);
                 let mut b = BytesMut::new();

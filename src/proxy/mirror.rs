@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
-use kafka_protocol::messages::{
-    DeleteGroupsRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetDeleteRequest, TopicName,
-};
+use kafka_protocol::messages::{DeleteGroupsRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetDeleteRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -89,7 +87,10 @@ impl Mirrored {
                     let c = groups.entry(group).or_default();
                     c.shard = shard;
                     c.position = position;
-                    c.offsets.insert((topic, partition), value.map(|v| Commit { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata }));
+                    c.offsets.insert(
+                        (topic, partition),
+                        value.map(|v| Commit { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata }),
+                    );
                 }
                 Record::Group { group, value: None } => {
                     let c = groups.entry(group).or_default();
@@ -250,7 +251,8 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
         e => Failure::Give(e.to_string()),
     };
     if c.delete_first {
-        let (resp, _) = proxy.call(node, 2, |_| DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))])).await.map_err(up)?;
+        let (resp, _) =
+            proxy.call(node, 2, |_| DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))])).await.map_err(up)?;
         match resp.results.first().map(|r| ErrorCode::from(r.error_code)) {
             Some(ErrorCode::NONE) | Some(ErrorCode::GROUP_ID_NOT_FOUND) | None => {}
             Some(code) => return Err(from_code("DeleteGroups", code)),
@@ -296,7 +298,8 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
             })
             .await
             .map_err(up)?;
-        let worst = resp.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| ErrorCode::from(p.error_code)).find(|e| *e != ErrorCode::NONE);
+        let worst =
+            resp.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| ErrorCode::from(p.error_code)).find(|e| *e != ErrorCode::NONE);
         if let Some(code) = worst {
             return Err(from_code("OffsetCommit", code));
         }
@@ -308,9 +311,9 @@ async fn send(proxy: &Proxy, node: i32, group: &str, c: &Changes) -> Result<(), 
                     deletes
                         .iter()
                         .map(|(topic, parts)| {
-                            OffsetDeleteRequestTopic::default()
-                                .with_name(TopicName(s(topic)))
-                                .with_partitions(parts.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect())
+                            OffsetDeleteRequestTopic::default().with_name(TopicName(s(topic))).with_partitions(
+                                parts.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect(),
+                            )
                         })
                         .collect(),
                 )

@@ -32,8 +32,8 @@ use kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnRespon
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
-    TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    AddOffsetsToTxnRequest, ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::net::TcpListener;
@@ -141,7 +141,11 @@ pub fn refuse_txn_offset_commit(req: TxnOffsetCommitRequest) -> TxnOffsetCommitR
                 TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(
                     t.partitions
                         .into_iter()
-                        .map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(ErrorCode::INVALID_REQUEST.code()))
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(ErrorCode::INVALID_REQUEST.code())
+                        })
                         .collect(),
                 )
             })
@@ -224,11 +228,11 @@ impl Proxy {
     /// Refreshes the cluster view (brokers, controller, and `topics` when given) from an
     /// upstream Metadata response.
     pub async fn refresh(&self, topics: Option<&[&str]>) -> Result<MetadataResponse, UpstreamError> {
-        let wanted: Option<Vec<MetadataRequestTopic>> =
-            topics.map(|ts| ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))).collect());
-        let (mut resp, version) = self
-            .call_any(12, |_| MetadataRequest::default().with_topics(wanted).with_allow_auto_topic_creation(false))
-            .await?;
+        let wanted: Option<Vec<MetadataRequestTopic>> = topics.map(|ts| {
+            ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))).collect()
+        });
+        let (mut resp, version) =
+            self.call_any(12, |_| MetadataRequest::default().with_topics(wanted).with_allow_auto_topic_creation(false)).await?;
         rewrite::metadata(self, version, &mut resp);
         Ok(resp)
     }
@@ -381,10 +385,10 @@ where
 {
     let key = ApiKey::try_from(R::KEY).map_err(|()| UpstreamError::Unsupported { node: conn.node, what: format!("api key {}", R::KEY) })?;
     let (lo, hi) = own_range(key);
-    let version = conn
-        .versions
-        .best(R::KEY, (lo, hi.min(max)))
-        .ok_or_else(|| UpstreamError::Unsupported { node: conn.node, what: format!("{key:?} at a version corral speaks ({lo}..={})", hi.min(max)) })?;
+    let version = conn.versions.best(R::KEY, (lo, hi.min(max))).ok_or_else(|| UpstreamError::Unsupported {
+        node: conn.node,
+        what: format!("{key:?} at a version corral speaks ({lo}..={})", hi.min(max)),
+    })?;
     let resp = conn.call(version, &req(version)).await?;
     Ok((resp, version))
 }
@@ -473,7 +477,8 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
             (store, None, partitions)
         }
     };
-    let store: Arc<dyn OffsetsStore> = if config.mirror_offsets { Arc::new(mirror::Mirrored::new(store, proxy.clone(), shutdown.clone())) } else { store };
+    let store: Arc<dyn OffsetsStore> =
+        if config.mirror_offsets { Arc::new(mirror::Mirrored::new(store, proxy.clone(), shutdown.clone())) } else { store };
     let coordinator = Coordinator::new(ShardConfig::from_config(&config), partitions, store, shutdown.clone());
     if data.as_ref().is_some_and(|d| d.is_memory()) {
         coordinator.load_all()?;

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::upstream::{UpstreamError, kafka_retriable};
-use crate::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batch};
 use crate::batch::records::read_records;
+use crate::batch::{BatchHeader, HEADER_LEN, KeyValue, ProducerStamp, encode_batch};
 use crate::coordinator::log::{BoxFuture, OffsetsStore, Replay};
 use crate::coordinator::record::RawRecord;
 use crate::error::ErrorCode;
@@ -102,19 +102,26 @@ impl UpstreamStore {
     /// gets a producer id for writing to it.
     pub async fn open(proxy: Arc<Proxy>, topic: &str, partitions: i32) -> Result<Arc<UpstreamStore>, UpstreamError> {
         let mut meta = proxy.refresh(Some(&[topic])).await?;
-        let exists = meta.topics.iter().any(|t| ErrorCode::from(t.error_code) == ErrorCode::NONE && t.name.as_ref().is_some_and(|n| n.as_str() == topic));
+        let exists = meta
+            .topics
+            .iter()
+            .any(|t| ErrorCode::from(t.error_code) == ErrorCode::NONE && t.name.as_ref().is_some_and(|n| n.as_str() == topic));
         if !exists {
             create_topic(&proxy, topic, partitions).await?;
             meta = wait_for_topic(&proxy, topic).await?;
         }
-        let t = meta
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-            .ok_or(UpstreamError::Kafka { node: -1, what: "Metadata for the offsets topic", code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION })?;
+        let t = meta.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic)).ok_or(UpstreamError::Kafka {
+            node: -1,
+            what: "Metadata for the offsets topic",
+            code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        })?;
         let count = t.partitions.len();
         if count as i32 != partitions {
-            tracing::info!(topic, partitions = count, "the offsets topic exists with its own partition count: corral uses it as the number of shards");
+            tracing::info!(
+                topic,
+                partitions = count,
+                "the offsets topic exists with its own partition count: corral uses it as the number of shards"
+            );
         }
         let mut leaders = vec![-1; count];
         for p in &t.partitions {
@@ -123,7 +130,13 @@ impl UpstreamStore {
             }
         }
         let producer = init_producer(&proxy).await?;
-        tracing::info!(topic, partitions = count, producer_id = producer.producer_id, epoch = producer.producer_epoch, "offsets store on the upstream cluster");
+        tracing::info!(
+            topic,
+            partitions = count,
+            producer_id = producer.producer_id,
+            epoch = producer.producer_epoch,
+            "offsets store on the upstream cluster"
+        );
         Ok(Arc::new(UpstreamStore {
             proxy,
             topic: topic.to_string(),
@@ -243,17 +256,16 @@ impl UpstreamStore {
         let (resp, _) = self
             .proxy
             .call(leader, 7, |_| {
-                ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(name(&self.topic))
-                    .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(shard as i32).with_timestamp(timestamp)])])
+                ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                    ListOffsetsTopic::default().with_name(name(&self.topic)).with_partitions(vec![
+                        ListOffsetsPartition::default().with_partition_index(shard as i32).with_timestamp(timestamp),
+                    ]),
+                ])
             })
             .await
             .map_err(Attempt::from)?;
-        let p = resp
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| Attempt::Retry("an empty ListOffsets response".into()))?;
+        let p =
+            resp.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| Attempt::Retry("an empty ListOffsets response".into()))?;
         let code = ErrorCode::from(p.error_code);
         if code != ErrorCode::NONE {
             return Err(Attempt::kafka("ListOffsets", code));
@@ -271,10 +283,9 @@ impl UpstreamStore {
                     .with_min_bytes(1)
                     .with_max_bytes(16 << 20)
                     .with_session_epoch(-1)
-                    .with_topics(vec![FetchTopic::default().with_topic(name(&self.topic)).with_partitions(vec![FetchPartition::default()
-                        .with_partition(shard as i32)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(8 << 20)])])
+                    .with_topics(vec![FetchTopic::default().with_topic(name(&self.topic)).with_partitions(vec![
+                        FetchPartition::default().with_partition(shard as i32).with_fetch_offset(offset).with_partition_max_bytes(8 << 20),
+                    ])])
             })
             .await
             .map_err(Attempt::from)?;
@@ -282,11 +293,8 @@ impl UpstreamStore {
         if code != ErrorCode::NONE {
             return Err(Attempt::kafka("Fetch", code));
         }
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| Attempt::Retry("an empty Fetch response".into()))?;
+        let p =
+            resp.responses.first().and_then(|t| t.partitions.first()).ok_or_else(|| Attempt::Retry("an empty Fetch response".into()))?;
         let code = ErrorCode::from(p.error_code);
         if code != ErrorCode::NONE {
             return Err(Attempt::kafka("Fetch", code));
@@ -353,9 +361,9 @@ impl UpstreamStore {
                 .proxy
                 .call(leader, 9, |_| {
                     ProduceRequest::default().with_transactional_id(None).with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-                        TopicProduceData::default()
-                            .with_name(name(&self.topic))
-                            .with_partition_data(vec![PartitionProduceData::default().with_index(shard as i32).with_records(Some(records.clone()))]),
+                        TopicProduceData::default().with_name(name(&self.topic)).with_partition_data(vec![
+                            PartitionProduceData::default().with_index(shard as i32).with_records(Some(records.clone())),
+                        ]),
                     ])
                 })
                 .await;
@@ -389,9 +397,8 @@ impl UpstreamStore {
 
 /// A new idempotent producer id for writing the offsets topic.
 async fn init_producer(proxy: &Proxy) -> Result<ProducerStamp, UpstreamError> {
-    let (init, _) = proxy
-        .call_any(5, |_| InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1))
-        .await?;
+    let (init, _) =
+        proxy.call_any(5, |_| InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1)).await?;
     let code = ErrorCode::from(init.error_code);
     if code != ErrorCode::NONE {
         return Err(UpstreamError::Kafka { node: -1, what: "InitProducerId", code });
@@ -424,7 +431,10 @@ impl From<UpstreamError> for Attempt {
 /// auto-created by a Metadata request instead, with a warning: it is then not compacted.
 async fn create_topic(proxy: &Proxy, topic: &str, partitions: i32) -> Result<(), UpstreamError> {
     if proxy.upstream_versions.get(kafka_protocol::messages::ApiKey::CreateTopics as i16).is_none() {
-        tracing::warn!(topic, "the upstream cluster does not serve CreateTopics: asking it to auto-create the offsets topic (with its default partition count and cleanup policy, not compacted)");
+        tracing::warn!(
+            topic,
+            "the upstream cluster does not serve CreateTopics: asking it to auto-create the offsets topic (with its default partition count and cleanup policy, not compacted)"
+        );
         proxy
             .call_any(12, |_| {
                 MetadataRequest::default()
@@ -436,13 +446,15 @@ async fn create_topic(proxy: &Proxy, topic: &str, partitions: i32) -> Result<(),
     }
     let (resp, _) = proxy
         .call_any(7, |_| {
-            CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(-1)
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("cleanup.policy"))
-                    .with_value(Some(StrBytes::from_static_str("compact")))])])
+            CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+                CreatableTopic::default().with_name(name(topic)).with_num_partitions(partitions).with_replication_factor(-1).with_configs(
+                    vec![
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("cleanup.policy"))
+                            .with_value(Some(StrBytes::from_static_str("compact"))),
+                    ],
+                ),
+            ])
         })
         .await?;
     match resp.topics.first().map(|t| ErrorCode::from(t.error_code)) {
@@ -472,15 +484,20 @@ async fn wait_for_topic(proxy: &Proxy, topic: &str) -> Result<kafka_protocol::me
         last = meta.topics.first().map(|t| ErrorCode::from(t.error_code));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(UpstreamError::Kafka { node: -1, what: "Metadata for the new offsets topic", code: last.unwrap_or(ErrorCode::LEADER_NOT_AVAILABLE) })
+    Err(UpstreamError::Kafka {
+        node: -1,
+        what: "Metadata for the new offsets topic",
+        code: last.unwrap_or(ErrorCode::LEADER_NOT_AVAILABLE),
+    })
 }
 
 impl OffsetsStore for UpstreamStore {
     fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError> {
-        let count = self
-            .runtime
-            .block_on(self.read_partition(shard, each))
-            .map_err(|reason| LogError::Corrupt { file: format!("{}-{shard}", self.topic), offset: 0, reason })?;
+        let count = self.runtime.block_on(self.read_partition(shard, each)).map_err(|reason| LogError::Corrupt {
+            file: format!("{}-{shard}", self.topic),
+            offset: 0,
+            reason,
+        })?;
         if count > 0 {
             tracing::debug!(topic = %self.topic, partition = shard, records = count, "offsets store partition read");
         }

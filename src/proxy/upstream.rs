@@ -201,16 +201,20 @@ impl UpstreamConn {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let handshake = async {
             let frame = conn.request(3, &req).await?;
-            let mut resp: ApiVersionsResponse = match crate::protocol::decode_response(ApiKey::ApiVersions as i16, 3, frame.clone().freeze().slice(4..)) {
-                Ok(r) => r,
-                // A broker that does not know v3 answers UNSUPPORTED_VERSION, in a v0 body as
-                // Kafka does, or (librdkafka's mock cluster) in a body of its own making: only
-                // the leading error code is certain.
-                Err(_) if frame.len() >= 10 && ErrorCode::from(i16::from_be_bytes([frame[8], frame[9]])) == ErrorCode::UNSUPPORTED_VERSION => {
-                    ApiVersionsResponse::default().with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
-                }
-                Err(reason) => return Err(UpstreamError::BadResponse { node, reason }),
-            };
+            let mut resp: ApiVersionsResponse =
+                match crate::protocol::decode_response(ApiKey::ApiVersions as i16, 3, frame.clone().freeze().slice(4..)) {
+                    Ok(r) => r,
+                    // A broker that does not know v3 answers UNSUPPORTED_VERSION, in a v0 body as
+                    // Kafka does, or (librdkafka's mock cluster) in a body of its own making: only
+                    // the leading error code is certain.
+                    Err(_)
+                        if frame.len() >= 10
+                            && ErrorCode::from(i16::from_be_bytes([frame[8], frame[9]])) == ErrorCode::UNSUPPORTED_VERSION =>
+                    {
+                        ApiVersionsResponse::default().with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
+                    }
+                    Err(reason) => return Err(UpstreamError::BadResponse { node, reason }),
+                };
             if ErrorCode::from(resp.error_code) == ErrorCode::UNSUPPORTED_VERSION {
                 resp = conn.call(0, &ApiVersionsRequest::default()).await?;
             }
@@ -298,11 +302,10 @@ impl UpstreamConn {
         R::Response: Decodable + HeaderVersion,
     {
         let frame = self.request(version, req).await?;
-        crate::protocol::decode_response::<R::Response>(R::KEY, version, frame.freeze().slice(4..))
-            .map_err(|reason| {
-                self.poison(format!("bad {:?} v{version} response: {reason}", ApiKey::try_from(R::KEY).ok()));
-                UpstreamError::BadResponse { node: self.node, reason }
-            })
+        crate::protocol::decode_response::<R::Response>(R::KEY, version, frame.freeze().slice(4..)).map_err(|reason| {
+            self.poison(format!("bad {:?} v{version} response: {reason}", ApiKey::try_from(R::KEY).ok()));
+            UpstreamError::BadResponse { node: self.node, reason }
+        })
     }
 
     /// Encodes `req` at `version` with corral's own header, sends it, and returns the response
@@ -317,7 +320,10 @@ impl UpstreamConn {
             .with_correlation_id(0)
             .with_client_id(Some(self.client_id.clone()));
         let mut buf = BytesMut::new();
-        let bad = |e: String| UpstreamError::Unsupported { node: self.node, what: format!("{:?} v{version}: {e}", ApiKey::try_from(R::KEY).ok()) };
+        let bad = |e: String| UpstreamError::Unsupported {
+            node: self.node,
+            what: format!("{:?} v{version}: {e}", ApiKey::try_from(R::KEY).ok()),
+        };
         header.encode(&mut buf, R::header_version(version)).map_err(|e| bad(e.to_string()))?;
         req.encode(&mut buf, version).map_err(|e| bad(e.to_string()))?;
         let rx = self.send(&buf.freeze(), true).await?.expect("a response is expected");

@@ -30,8 +30,7 @@ pub fn request_frame<R: Request + Encodable + HeaderVersion>(version: i16, corre
         .with_client_id(Some(client_id.clone()))
         .encode(&mut body, R::header_version(version))
         .expect("a request header always encodes");
-    req.encode(&mut body, version)
-        .unwrap_or_else(|e| panic!("{:?} v{version} does not encode (a field the version lacks?): {e}", R::KEY));
+    req.encode(&mut body, version).unwrap_or_else(|e| panic!("{:?} v{version} does not encode (a field the version lacks?): {e}", R::KEY));
     let mut out = BytesMut::with_capacity(body.len() + 4);
     out.put_i32(body.len() as i32);
     out.extend_from_slice(&body);
@@ -110,7 +109,8 @@ impl Client {
     {
         let frame = self.frame(version, req);
         let mut resp = self.round_trip(&frame).await?;
-        let header = ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).map_err(io::Error::other)?;
+        let header =
+            ResponseHeader::decode(&mut resp, <R::Response as HeaderVersion>::header_version(version)).map_err(io::Error::other)?;
         if header.correlation_id != self.correlation {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

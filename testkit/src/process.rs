@@ -139,7 +139,8 @@ pub fn run_to_exit(cmd: &mut Command, limit: Duration) -> io::Result<(Option<Exi
         let _ = child.kill();
         child.wait()?;
     }
-    let text = stderr.wait_for(limit, |_, closed| closed).map_err(|_| io::Error::other(format!("{cmd:?}: stderr still open after it exited")))?;
+    let text =
+        stderr.wait_for(limit, |_, closed| closed).map_err(|_| io::Error::other(format!("{cmd:?}: stderr still open after it exited")))?;
     Ok((status, text))
 }
 

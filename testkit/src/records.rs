@@ -62,10 +62,7 @@ mod tests {
 
     #[test]
     fn a_subscription_is_version_topics_and_null_user_data() {
-        assert_eq!(
-            &consumer_subscription(&["bench"])[..],
-            &[0, 0, 0, 0, 0, 1, 0, 5, b'b', b'e', b'n', b'c', b'h', 0xff, 0xff, 0xff, 0xff]
-        );
+        assert_eq!(&consumer_subscription(&["bench"])[..], &[0, 0, 0, 0, 0, 1, 0, 5, b'b', b'e', b'n', b'c', b'h', 0xff, 0xff, 0xff, 0xff]);
     }
 
     #[test]

@@ -137,10 +137,7 @@ impl Connections {
     /// The gauge now (0 before the first connection).
     pub fn now(&self) -> f64 {
         let text = self.handle.render();
-        text.lines()
-            .find_map(|l| l.strip_prefix("corral_connections "))
-            .map(|v| v.trim().parse().expect("a number"))
-            .unwrap_or(0.0)
+        text.lines().find_map(|l| l.strip_prefix("corral_connections ")).map(|v| v.trim().parse().expect("a number")).unwrap_or(0.0)
     }
 
     /// Waits until the gauge reads `n`, up to five seconds.

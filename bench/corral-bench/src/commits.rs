@@ -29,11 +29,14 @@ pub async fn run(a: &Args) {
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let req = OffsetCommitRequest::default().with_group_id(GroupId(s(&format!("committer-{i}")))).with_generation_id_or_member_epoch(-1).with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(vec![
-                        offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(n),
-                    ]),
-                ]);
+                let req = OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s(&format!("committer-{i}"))))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(n),
+                        ]),
+                    ]);
                 let t = Instant::now();
                 let r = c.call(7, &req).await.expect("commit");
                 assert_eq!(r.topics[0].partitions[0].error_code, 0);

@@ -52,7 +52,11 @@ pub async fn run(a: &Args) {
         // the topic the commits name
         let mut admin = connect(&target).await.expect("connect");
         admin
-            .call(9, &MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])))
+            .call(
+                9,
+                &MetadataRequest::default()
+                    .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])),
+            )
             .await
             .expect("metadata");
         let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
@@ -114,16 +118,17 @@ pub async fn run(a: &Args) {
 
 /// The prebuilt Heartbeat (v3) and OffsetCommit (v7) frames of one member.
 fn op_frames(c: &mut Client, group: &str, member: &str, generation: i32) -> (Bytes, Bytes) {
-    let hb = c.frame(3, &HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation));
+    let hb =
+        c.frame(3, &HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation));
     let cm = c.frame(
         7,
         &OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_member_id(s(member))
             .with_generation_id_or_member_epoch(generation)
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(vec![
-                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42),
-            ])]),
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(
+                vec![offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42)],
+            )]),
     );
     (hb, cm)
 }

@@ -28,7 +28,10 @@ pub async fn run(a: &Args) {
     let target = match leader {
         Ok(a) => a,
         Err(e) => {
-            println!("{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":{}}}", json_str(&format!("finding the partition leader: {e}")));
+            println!(
+                "{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":{}}}",
+                json_str(&format!("finding the partition leader: {e}"))
+            );
             return;
         }
     };
@@ -51,16 +54,20 @@ pub async fn run(a: &Args) {
     let mut progress = Instant::now();
     while offset < messages as i64 {
         if progress.elapsed() > Duration::from_secs(30) {
-            println!("{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":\"no progress for 30 s at offset {offset} of {messages}\"}}");
+            println!(
+                "{{\"scenario\":\"fetch\",\"messages\":{messages},\"error\":\"no progress for 30 s at offset {offset} of {messages}\"}}"
+            );
             return;
         }
         let before = offset;
         let r = c
             .call(
                 11,
-                &FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(4 << 20).with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(TopicName(s(topic)))
-                    .with_partitions(vec![fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(4 << 20)])]),
+                &FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(4 << 20).with_topics(vec![
+                    fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+                        fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(4 << 20),
+                    ]),
+                ]),
             )
             .await
             .expect("fetch");
@@ -92,9 +99,11 @@ pub async fn run(a: &Args) {
             break;
         }
         let mut waiter = connect(&target).await.expect("connect");
-        let req = FetchRequest::default().with_max_wait_ms(5000).with_min_bytes(1).with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(s(topic)))
-            .with_partitions(vec![fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])]);
+        let req = FetchRequest::default().with_max_wait_ms(5000).with_min_bytes(1).with_topics(vec![
+            fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+                fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+            ]),
+        ]);
         let frame = waiter.frame(11, &req);
         waiter.send(&frame).await.expect("send fetch");
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -116,4 +125,3 @@ pub async fn run(a: &Args) {
         percentile(&lats, 0.99)
     );
 }
-

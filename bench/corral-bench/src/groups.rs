@@ -34,9 +34,11 @@ async fn join_member(conn: &mut Client, group: &str, member_id: &mut String) -> 
                     // short, so a broker that waits out the rebalance timeout finishes in time
                     .with_rebalance_timeout_ms(10_000)
                     .with_protocol_type(s("consumer"))
-                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                        .with_name(s("range"))
-                        .with_metadata(consumer_subscription(&[TOPIC]))]),
+                    .with_protocols(vec![
+                        join_group_request::JoinGroupRequestProtocol::default()
+                            .with_name(s("range"))
+                            .with_metadata(consumer_subscription(&[TOPIC])),
+                    ]),
             )
             .await?;
         match r.error_code {
@@ -46,7 +48,11 @@ async fn join_member(conn: &mut Client, group: &str, member_id: &mut String) -> 
                 let assignments = if leader {
                     r.members
                         .iter()
-                        .map(|m| sync_group_request::SyncGroupRequestAssignment::default().with_member_id(m.member_id.clone()).with_assignment(Bytes::from_static(b"a")))
+                        .map(|m| {
+                            sync_group_request::SyncGroupRequestAssignment::default()
+                                .with_member_id(m.member_id.clone())
+                                .with_assignment(Bytes::from_static(b"a"))
+                        })
                         .collect()
                 } else {
                     Vec::new()
@@ -178,7 +184,9 @@ pub async fn converge(target: &str, groups: usize, members: usize, limit: Durati
                 // a broker may hold a JoinGroup without answering: the deadline bounds every call
                 match tokio::time::timeout_at(deadline.into(), converge_member(&target, &group, &done, groups * members, deadline)).await {
                     Ok(r) => r,
-                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the group did not settle (a request went unanswered)")),
+                    Err(_) => {
+                        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the group did not settle (a request went unanswered)"))
+                    }
                 }
             }));
         }

@@ -29,9 +29,11 @@ pub fn batch(records: usize, value_len: usize, producer_id: i64, sequence: i32) 
 pub fn produce_frame(c: &mut Client, topic: &str, partition: i32, acks: i16, records: Bytes) -> Bytes {
     c.frame(
         7,
-        &ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records))])]),
+        &ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+                produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+            ]),
+        ]),
     )
 }
 
@@ -39,10 +41,12 @@ pub async fn ensure_topic(target: &str, topic: &str, partitions: i32) {
     let mut c = connect(target).await.expect("connect");
     c.call(
         5,
-        &CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)]),
+        &CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ]),
     )
     .await
     .expect("create topic");

@@ -82,7 +82,8 @@ pub async fn run(a: &Args) {
             lat
         }));
     }
-    let (elapsed, cpu, upstream_cpu, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), upstream_pid.zip(upstream_cpu0), tasks).await;
+    let (elapsed, cpu, upstream_cpu, lat) =
+        finish_run(seconds, &stop, started, pid.zip(cpu0), upstream_pid.zip(upstream_cpu0), tasks).await;
     let total = requests.load(Ordering::Relaxed);
     let cpu = cpu_per_op(cpu, total);
     let upstream_cpu = cpu_per_op(upstream_cpu, total);
@@ -94,7 +95,10 @@ pub async fn run(a: &Args) {
     let failed = if errors > 0 {
         format!(
             ",\"error\":{}",
-            json_str(&format!("{errors} of {total} responses carried an error code (last: {})", error_code.load(Ordering::Relaxed) as u16 as i16))
+            json_str(&format!(
+                "{errors} of {total} responses carried an error code (last: {})",
+                error_code.load(Ordering::Relaxed) as u16 as i16
+            ))
         )
     } else {
         String::new()

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::types::*;
+use super::{Cx, Rules, Shard, heartbeat_key, join_key};
+use crate::coordinator::RequestId;
 use crate::coordinator::group::{Group, GroupState, InitialDelay, Member, Waiter};
 use crate::coordinator::record::Record;
-use crate::coordinator::RequestId;
-use super::{Cx, Rules, Shard, heartbeat_key, join_key};
-use super::types::*;
 use crate::error::ErrorCode;
 
 /// Kafka's fixed timeout for a new member's parked JoinGroup (§2.5).
@@ -23,9 +23,7 @@ impl Shard {
     pub fn join(&mut self, now: i64, req: RequestId, j: JoinInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let waiter = Waiter { request: req, version: j.version };
-        if j.session_timeout_ms < self.config.min_session_timeout_ms
-            || j.session_timeout_ms > self.config.max_session_timeout_ms
-        {
+        if j.session_timeout_ms < self.config.min_session_timeout_ms || j.session_timeout_ms > self.config.max_session_timeout_ms {
             cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::INVALID_SESSION_TIMEOUT, &j.member_id)));
             return self.done(cx);
         }
@@ -291,12 +289,8 @@ impl Rules<'_> {
     /// §2.8: removes dynamic members that did not rejoin, starts the next generation and
     /// answers every parked JoinGroup.
     fn complete_join(&mut self, cx: &mut Cx, g: &mut Group) {
-        let stragglers: Vec<String> = g
-            .members
-            .values()
-            .filter(|m| m.awaiting_join.is_none() && m.instance_id.is_none())
-            .map(|m| m.id.clone())
-            .collect();
+        let stragglers: Vec<String> =
+            g.members.values().filter(|m| m.awaiting_join.is_none() && m.instance_id.is_none()).map(|m| m.id.clone()).collect();
         for id in stragglers {
             self.remove_member(cx, g, &id);
         }
@@ -336,8 +330,7 @@ impl Rules<'_> {
             "join phase complete"
         );
         let leader = g.leader.clone().unwrap_or_default();
-        let answered: Vec<(String, Waiter)> =
-            g.members.values().filter_map(|m| m.awaiting_join.map(|w| (m.id.clone(), w))).collect();
+        let answered: Vec<(String, Waiter)> = g.members.values().filter_map(|m| m.awaiting_join.map(|w| (m.id.clone(), w))).collect();
         for (id, w) in answered {
             let r = join_answer(g, &id, id == leader);
             cx.reply(w.request, Reply::Join(r));
@@ -420,8 +413,7 @@ impl Rules<'_> {
             let m = g.members.get_mut(&id).expect("member");
             m.assignment = a;
         }
-        let parked: Vec<(String, Waiter)> =
-            g.members.values().filter_map(|m| m.awaiting_sync.map(|w| (m.id.clone(), w))).collect();
+        let parked: Vec<(String, Waiter)> = g.members.values().filter_map(|m| m.awaiting_sync.map(|w| (m.id.clone(), w))).collect();
         for (id, w) in parked {
             let assignment = g.members[&id].assignment.clone();
             cx.reply(w.request, Reply::Sync(sync_answer(g, assignment)));
@@ -640,10 +632,5 @@ fn check_sync(g: &Group, s: &SyncInput) -> Result<(), ErrorCode> {
 
 /// A SyncGroup answer for the current generation, carrying the member's assignment.
 fn sync_answer(g: &Group, assignment: Bytes) -> SyncResult {
-    SyncResult {
-        error: ErrorCode::NONE,
-        protocol_type: g.protocol_type.clone(),
-        protocol_name: g.protocol_name.clone(),
-        assignment,
-    }
+    SyncResult { error: ErrorCode::NONE, protocol_type: g.protocol_type.clone(), protocol_name: g.protocol_name.clone(), assignment }
 }

@@ -18,16 +18,16 @@ mod types;
 
 use bytes::Bytes;
 
+use super::RequestId;
 use super::group::{Group, GroupState, Member, Protocol};
 use super::record::{GroupValue, Record};
-use super::RequestId;
 use crate::error::ErrorCode;
 
 pub use membership::NEW_MEMBER_JOIN_TIMEOUT_MS;
 pub use types::{
-    CommitInput, CommitPartition, DescribedMember, FetchedOffset, FetchedPartition, GroupDescription, GroupListing,
-    HeartbeatInput, IdSource, JoinInput, JoinMember, JoinResult, LeaveInput, LeaveResult, MemberError, OffsetDeleteResult,
-    Output, PartitionError, Reply, ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
+    CommitInput, CommitPartition, DescribedMember, FetchedOffset, FetchedPartition, GroupDescription, GroupListing, HeartbeatInput,
+    IdSource, JoinInput, JoinMember, JoinResult, LeaveInput, LeaveResult, MemberError, OffsetDeleteResult, Output, PartitionError, Reply,
+    ShardConfig, SyncInput, SyncResult, TimerKey, TimerOp,
 };
 
 /// The shard: the groups that hash to it, with their offsets.

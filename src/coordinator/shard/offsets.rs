@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 
+use super::types::*;
+use super::{Cx, Shard, heartbeat_key};
+use crate::coordinator::RequestId;
 use crate::coordinator::group::{Group, GroupState};
 use crate::coordinator::record::{OffsetValue, Record};
-use crate::coordinator::RequestId;
-use super::{Cx, Shard, heartbeat_key};
-use super::types::*;
 use crate::error::ErrorCode;
 
 /// The time an offset's retention is counted from, for one group's expiry rule (§3.4).
@@ -49,20 +49,18 @@ impl Shard {
                 errors.push(ErrorCode::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
-            cx.emit(
-                Record::Offset {
-                    group: c.group_id.clone(),
-                    topic: p.topic,
-                    partition: p.partition,
-                    value: Some(OffsetValue {
-                        offset: p.offset,
-                        leader_epoch: p.leader_epoch,
-                        metadata,
-                        commit_timestamp: now,
-                        expire_timestamp: expire,
-                    }),
-                },
-            );
+            cx.emit(Record::Offset {
+                group: c.group_id.clone(),
+                topic: p.topic,
+                partition: p.partition,
+                value: Some(OffsetValue {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: expire,
+                }),
+            });
             errors.push(ErrorCode::NONE);
         }
         metrics::counter!("corral_offset_commits_total").increment(errors.iter().filter(|e| **e == ErrorCode::NONE).count() as u64);
@@ -74,8 +72,7 @@ impl Shard {
     /// offsets (explicit partitions) or nothing (all), with no error (§3.2).
     pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<FetchedPartition> {
         let g = self.groups.get(group).filter(|g| !g.is(GroupState::Dead));
-        let committed =
-            |o: &OffsetValue| FetchedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: o.metadata.clone() };
+        let committed = |o: &OffsetValue| FetchedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: o.metadata.clone() };
         match partitions {
             Some(list) => list
                 .iter()

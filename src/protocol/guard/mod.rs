@@ -133,20 +133,10 @@ pub(crate) fn walk_body(shape: &Shape, version: i16, body: &[u8]) -> Result<usiz
 
 /// Walks `body` as `shape` at `version`.
 pub(crate) fn walk(shape: &Shape, version: i16, body: &[u8]) -> Result<Walked, GuardError> {
-    let mut walker = Walker {
-        buf: body,
-        pos: 0,
-        end: body.len(),
-        version,
-        flexible: version >= shape.flexible_from,
-        depth: 0,
-        top_level_tags: 0,
-    };
+    let mut walker =
+        Walker { buf: body, pos: 0, end: body.len(), version, flexible: version >= shape.flexible_from, depth: 0, top_level_tags: 0 };
     walker.walk_struct(shape.body)?;
-    Ok(Walked {
-        consumed: walker.pos,
-        top_level_tags: walker.top_level_tags,
-    })
+    Ok(Walked { consumed: walker.pos, top_level_tags: walker.top_level_tags })
 }
 
 /// True if a request shape exists for that key+version (the guard can walk that version; not
@@ -157,18 +147,12 @@ pub fn is_known(api_key: i16, version: i16) -> bool {
 
 /// The versions of `api_key` the guard can walk as a request, if any.
 pub fn request_versions(api_key: i16) -> Option<(i16, i16)> {
-    SHAPES
-        .iter()
-        .find(|s| s.api_key == api_key)
-        .map(|s| (s.min_version, s.max_version))
+    SHAPES.iter().find(|s| s.api_key == api_key).map(|s| (s.min_version, s.max_version))
 }
 
 /// The versions of `api_key` the guard can walk as a response, if any.
 pub fn response_versions(api_key: i16) -> Option<(i16, i16)> {
-    RESPONSE_SHAPES
-        .iter()
-        .find(|s| s.api_key == api_key)
-        .map(|s| (s.min_version, s.max_version))
+    RESPONSE_SHAPES.iter().find(|s| s.api_key == api_key).map(|s| (s.min_version, s.max_version))
 }
 
 /// Why [`check_request_body`] or [`check_response_body`] rejected a body. Offsets are from the
@@ -176,11 +160,7 @@ pub fn response_versions(api_key: i16) -> Option<(i16, i16)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardError {
     /// A length (array count, string or bytes length) claims more than the bytes left.
-    LengthExceedsFrame {
-        at: usize,
-        claimed: u64,
-        remaining: usize,
-    },
+    LengthExceedsFrame { at: usize, claimed: u64, remaining: usize },
     /// The body ends in the middle of a field.
     Truncated { at: usize },
     /// Something no valid encoding contains (negative non-null length, over-long varint, ...).
@@ -192,14 +172,9 @@ pub enum GuardError {
 impl fmt::Display for GuardError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GuardError::LengthExceedsFrame {
-                at,
-                claimed,
-                remaining,
-            } => write!(
-                f,
-                "length {claimed} at offset {at} claims more than the {remaining} bytes left in the body"
-            ),
+            GuardError::LengthExceedsFrame { at, claimed, remaining } => {
+                write!(f, "length {claimed} at offset {at} claims more than the {remaining} bytes left in the body")
+            }
             GuardError::Truncated { at } => {
                 write!(f, "body ends inside a field at offset {at}")
             }
@@ -303,26 +278,18 @@ impl fmt::Debug for Field {
 
 impl fmt::Debug for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (key {}, v{}-{})",
-            self.name, self.api_key, self.min_version, self.max_version
-        )
+        write!(f, "{} (key {}, v{}-{})", self.name, self.api_key, self.min_version, self.max_version)
     }
 }
 
 /// The request shape for `api_key` if the guard can walk `version` of it.
 pub(crate) fn shape(api_key: i16, version: i16) -> Option<&'static Shape> {
-    SHAPES
-        .iter()
-        .find(|s| s.api_key == api_key && s.min_version <= version && version <= s.max_version)
+    SHAPES.iter().find(|s| s.api_key == api_key && s.min_version <= version && version <= s.max_version)
 }
 
 /// The response shape for `api_key` if the guard can walk `version` of it.
 pub(crate) fn response_shape(api_key: i16, version: i16) -> Option<&'static Shape> {
-    RESPONSE_SHAPES
-        .iter()
-        .find(|s| s.api_key == api_key && s.min_version <= version && version <= s.max_version)
+    RESPONSE_SHAPES.iter().find(|s| s.api_key == api_key && s.min_version <= version && version <= s.max_version)
 }
 
 /// Walks one body. `end` is the end of the current window: the body, or a tagged field's
@@ -375,16 +342,10 @@ impl Walker<'_> {
             self.pos += 1;
             if i == 4 {
                 if b & 0x80 != 0 {
-                    return Err(GuardError::Malformed {
-                        at: start,
-                        what: "varint longer than 5 bytes",
-                    });
+                    return Err(GuardError::Malformed { at: start, what: "varint longer than 5 bytes" });
                 }
                 if b > 0x0f {
-                    return Err(GuardError::Malformed {
-                        at: start,
-                        what: "varint does not fit in 32 bits",
-                    });
+                    return Err(GuardError::Malformed { at: start, what: "varint does not fit in 32 bits" });
                 }
             }
             value |= u32::from(b & 0x7f) << (7 * i);
@@ -399,11 +360,7 @@ impl Walker<'_> {
     fn fits(&self, at: usize, claimed: u64, unit: usize) -> Result<(), GuardError> {
         let needed = claimed.saturating_mul(unit as u64);
         if needed > self.remaining() as u64 {
-            return Err(GuardError::LengthExceedsFrame {
-                at,
-                claimed,
-                remaining: self.remaining(),
-            });
+            return Err(GuardError::LengthExceedsFrame { at, claimed, remaining: self.remaining() });
         }
         Ok(())
     }
@@ -418,27 +375,17 @@ impl Walker<'_> {
                 n => Some(u64::from(n - 1)),
             }
         } else {
-            let n = if short {
-                i32::from(self.read_i16()?)
-            } else {
-                self.read_i32()?
-            };
+            let n = if short { i32::from(self.read_i16()?) } else { self.read_i32()? };
             match n {
                 -1 => None,
                 n if n < -1 => {
-                    return Err(GuardError::Malformed {
-                        at,
-                        what: "negative length",
-                    });
+                    return Err(GuardError::Malformed { at, what: "negative length" });
                 }
                 n => Some(n as u64),
             }
         };
         if length.is_none() && !nullable {
-            return Err(GuardError::Malformed {
-                at,
-                what: "null in a field that is not nullable",
-            });
+            return Err(GuardError::Malformed { at, what: "null in a field that is not nullable" });
         }
         Ok(length)
     }
@@ -526,19 +473,14 @@ impl Walker<'_> {
             self.fits(size_at, size, 1)?;
             // `fits` checked that `size` is at most `remaining()`, so it fits in usize.
             let payload_end = self.pos + size as usize;
-            let known = fields
-                .iter()
-                .find(|f| f.tag == Some(tag) && f.present_in(self.version));
+            let known = fields.iter().find(|f| f.tag == Some(tag) && f.present_in(self.version));
             match known {
                 Some(field) => {
                     let outer_end = self.end;
                     self.end = payload_end;
                     self.walk(&field.ty)?;
                     if self.pos != payload_end {
-                        return Err(GuardError::Malformed {
-                            at: size_at,
-                            what: "tagged field size does not match its content",
-                        });
+                        return Err(GuardError::Malformed { at: size_at, what: "tagged field size does not match its content" });
                     }
                     self.end = outer_end;
                 }
@@ -564,15 +506,10 @@ impl Walker<'_> {
             Ty::Int64 | Ty::Float64 => 8,
             Ty::Uuid => 16,
             Ty::Str | Ty::NullableStr => length_prefix(true),
-            Ty::Bytes | Ty::NullableBytes | Ty::Array(_) | Ty::NullableArray(_) => {
-                length_prefix(false)
-            }
+            Ty::Bytes | Ty::NullableBytes | Ty::Array(_) | Ty::NullableArray(_) => length_prefix(false),
             Ty::Struct(fields) => {
-                let regular: usize = fields
-                    .iter()
-                    .filter(|f| f.tag.is_none() && f.present_in(self.version))
-                    .map(|f| self.min_size(&f.ty))
-                    .sum();
+                let regular: usize =
+                    fields.iter().filter(|f| f.tag.is_none() && f.present_in(self.version)).map(|f| self.min_size(&f.ty)).sum();
                 (regular + usize::from(self.flexible)).max(1)
             }
         }
@@ -585,24 +522,12 @@ impl Walker<'_> {
 
 /// A regular field present in versions `min..=max`.
 pub(crate) const fn field(name: &'static str, ty: Ty, min: i16, max: i16) -> Field {
-    Field {
-        name,
-        ty,
-        min,
-        max,
-        tag: None,
-    }
+    Field { name, ty, min, max, tag: None }
 }
 
 /// A tagged field with tag `tag`, present in versions `min..=max` (all flexible).
 pub(crate) const fn tagged(tag: u32, name: &'static str, ty: Ty, min: i16, max: i16) -> Field {
-    Field {
-        name,
-        ty,
-        min,
-        max,
-        tag: Some(tag),
-    }
+    Field { name, ty, min, max, tag: Some(tag) }
 }
 
 /// An api walked in versions `min..=max`, flexible from `flexible_from`.
@@ -614,12 +539,5 @@ pub(crate) const fn api(
     flexible_from: i16,
     body: &'static [Field],
 ) -> Shape {
-    Shape {
-        api_key,
-        name,
-        min_version,
-        max_version,
-        flexible_from,
-        body,
-    }
+    Shape { api_key, name, min_version, max_version, flexible_from, body }
 }

@@ -12,8 +12,7 @@ use super::{Field, MAX, NEVER, Shape, Ty, api, field, tagged};
 // ---------------------------------------------------------------------------------------------
 
 use Ty::{
-    Array, Bool, Bytes, Float64, Int8, Int16, Int32, Int64, NullableArray, NullableBytes,
-    NullableStr, NullableStruct, Str, Struct, Uuid,
+    Array, Bool, Bytes, Float64, Int8, Int16, Int32, Int64, NullableArray, NullableBytes, NullableStr, NullableStruct, Str, Struct, Uuid,
 };
 
 /// Every request the guard can walk: api key, name, versions (the whole range `kafka-protocol`
@@ -45,9 +44,9 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(22, "InitProducerId", 0, 5, 2, INIT_PRODUCER_ID), // request stops at 5 (response: 6)
     api(23, "OffsetForLeaderEpoch", 2, 4, 4, OFFSET_FOR_LEADER_EPOCH),
     api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN), // forwarded only
-    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN), // refused in both modes
-    api(26, "EndTxn", 0, 5, 3, END_TXN), // forwarded only
-    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT), // refused in both modes
+    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN),       // refused in both modes
+    api(26, "EndTxn", 0, 5, 3, END_TXN),                           // forwarded only
+    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT),        // refused in both modes
     api(29, "DescribeAcls", 1, 3, 2, DESCRIBE_ACLS),
     api(30, "CreateAcls", 1, 3, 2, CREATE_ACLS), // forwarded only
     api(31, "DeleteAcls", 1, 3, 2, DELETE_ACLS), // forwarded only
@@ -59,14 +58,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(37, "CreatePartitions", 0, 3, 2, CREATE_PARTITIONS),
     api(42, "DeleteGroups", 0, 2, 2, DELETE_GROUPS),
     api(43, "ElectLeaders", 0, 2, 2, ELECT_LEADERS), // forwarded only
-    api(
-        44,
-        "IncrementalAlterConfigs",
-        0,
-        1,
-        1,
-        INCREMENTAL_ALTER_CONFIGS,
-    ),
+    api(44, "IncrementalAlterConfigs", 0, 1, 1, INCREMENTAL_ALTER_CONFIGS),
     api(
         45,
         "AlterPartitionReassignments", // forwarded only
@@ -85,7 +77,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(47, "OffsetDelete", 0, 0, NEVER, OFFSET_DELETE),
     api(48, "DescribeClientQuotas", 0, 1, 1, DESCRIBE_CLIENT_QUOTAS), // forwarded only
-    api(49, "AlterClientQuotas", 0, 1, 1, ALTER_CLIENT_QUOTAS), // forwarded only
+    api(49, "AlterClientQuotas", 0, 1, 1, ALTER_CLIENT_QUOTAS),       // forwarded only
     api(
         50,
         "DescribeUserScramCredentials", // forwarded only
@@ -106,7 +98,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(60, "DescribeCluster", 0, 2, 0, DESCRIBE_CLUSTER),
     api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS), // forwarded only
     api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS), // forwarded only
-    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS), // forwarded only
+    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS),   // forwarded only
     api(
         68,
         "ConsumerGroupHeartbeat", // refused in both modes
@@ -131,7 +123,7 @@ pub(crate) const SHAPES: &[Shape] = &[
         0,
         GET_TELEMETRY_SUBSCRIPTIONS,
     ),
-    api(72, "PushTelemetry", 0, 0, 0, PUSH_TELEMETRY), // forwarded only
+    api(72, "PushTelemetry", 0, 0, 0, PUSH_TELEMETRY),              // forwarded only
     api(74, "ListConfigResources", 0, 1, 0, LIST_CONFIG_RESOURCES), // forwarded only
     api(
         75,
@@ -152,17 +144,11 @@ const PRODUCE: &[Field] = &[
 ];
 
 /// `TopicProduceData` (crate versions 3-13).
-const PRODUCE_TOPIC: &[Field] = &[
-    field("name", Str, 3, 12),
-    field("topic_id", Uuid, 13, MAX),
-    field("partition_data", Array(&Struct(PRODUCE_PARTITION)), 3, MAX),
-];
+const PRODUCE_TOPIC: &[Field] =
+    &[field("name", Str, 3, 12), field("topic_id", Uuid, 13, MAX), field("partition_data", Array(&Struct(PRODUCE_PARTITION)), 3, MAX)];
 
 /// `PartitionProduceData` (crate versions 3-13).
-const PRODUCE_PARTITION: &[Field] = &[
-    field("index", Int32, 3, MAX),
-    field("records", NullableBytes, 3, MAX),
-];
+const PRODUCE_PARTITION: &[Field] = &[field("index", Int32, 3, MAX), field("records", NullableBytes, 3, MAX)];
 
 /// `FetchRequest` (crate versions 4-18).
 const FETCH: &[Field] = &[
@@ -174,36 +160,22 @@ const FETCH: &[Field] = &[
     field("session_id", Int32, 7, MAX),
     field("session_epoch", Int32, 7, MAX),
     field("topics", Array(&Struct(FETCH_TOPIC)), 4, MAX),
-    field(
-        "forgotten_topics_data",
-        Array(&Struct(FETCH_FORGOTTEN_TOPIC)),
-        7,
-        MAX,
-    ),
+    field("forgotten_topics_data", Array(&Struct(FETCH_FORGOTTEN_TOPIC)), 7, MAX),
     field("rack_id", Str, 11, MAX),
     tagged(0, "cluster_id", NullableStr, 12, MAX),
     tagged(1, "replica_state", Struct(FETCH_REPLICA_STATE), 15, MAX),
 ];
 
 /// `ReplicaState` (crate versions 4-18).
-const FETCH_REPLICA_STATE: &[Field] = &[
-    field("replica_id", Int32, 15, MAX),
-    field("replica_epoch", Int64, 15, MAX),
-];
+const FETCH_REPLICA_STATE: &[Field] = &[field("replica_id", Int32, 15, MAX), field("replica_epoch", Int64, 15, MAX)];
 
 /// `FetchTopic` (crate versions 4-18).
-const FETCH_TOPIC: &[Field] = &[
-    field("topic", Str, 4, 12),
-    field("topic_id", Uuid, 13, MAX),
-    field("partitions", Array(&Struct(FETCH_PARTITION)), 4, MAX),
-];
+const FETCH_TOPIC: &[Field] =
+    &[field("topic", Str, 4, 12), field("topic_id", Uuid, 13, MAX), field("partitions", Array(&Struct(FETCH_PARTITION)), 4, MAX)];
 
 /// `ForgottenTopic` (crate versions 4-18).
-const FETCH_FORGOTTEN_TOPIC: &[Field] = &[
-    field("topic", Str, 7, 12),
-    field("topic_id", Uuid, 13, MAX),
-    field("partitions", Array(&Int32), 7, MAX),
-];
+const FETCH_FORGOTTEN_TOPIC: &[Field] =
+    &[field("topic", Str, 7, 12), field("topic_id", Uuid, 13, MAX), field("partitions", Array(&Int32), 7, MAX)];
 
 /// `FetchPartition` (crate versions 4-18).
 const FETCH_PARTITION: &[Field] = &[
@@ -226,17 +198,11 @@ const LIST_OFFSETS: &[Field] = &[
 ];
 
 /// `ListOffsetsTopic` (crate versions 1-10).
-const LIST_OFFSETS_TOPIC: &[Field] = &[
-    field("name", Str, 1, MAX),
-    field("partitions", Array(&Struct(LIST_OFFSETS_PARTITION)), 1, MAX),
-];
+const LIST_OFFSETS_TOPIC: &[Field] = &[field("name", Str, 1, MAX), field("partitions", Array(&Struct(LIST_OFFSETS_PARTITION)), 1, MAX)];
 
 /// `ListOffsetsPartition` (crate versions 1-10).
-const LIST_OFFSETS_PARTITION: &[Field] = &[
-    field("partition_index", Int32, 1, MAX),
-    field("current_leader_epoch", Int32, 4, MAX),
-    field("timestamp", Int64, 1, MAX),
-];
+const LIST_OFFSETS_PARTITION: &[Field] =
+    &[field("partition_index", Int32, 1, MAX), field("current_leader_epoch", Int32, 4, MAX), field("timestamp", Int64, 1, MAX)];
 
 /// `MetadataRequest` (crate versions 0-13).
 const METADATA: &[Field] = &[
@@ -247,10 +213,7 @@ const METADATA: &[Field] = &[
 ];
 
 /// `MetadataRequestTopic` (crate versions 0-13).
-const METADATA_TOPIC: &[Field] = &[
-    field("topic_id", Uuid, 10, MAX),
-    field("name", NullableStr, 0, MAX),
-];
+const METADATA_TOPIC: &[Field] = &[field("topic_id", Uuid, 10, MAX), field("name", NullableStr, 0, MAX)];
 
 /// `OffsetCommitRequest` (crate versions 2-9).
 const OFFSET_COMMIT: &[Field] = &[
@@ -263,15 +226,7 @@ const OFFSET_COMMIT: &[Field] = &[
 ];
 
 /// `OffsetCommitRequestTopic` (crate versions 2-9).
-const OFFSET_COMMIT_TOPIC: &[Field] = &[
-    field("name", Str, 2, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_COMMIT_PARTITION)),
-        2,
-        MAX,
-    ),
-];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[field("name", Str, 2, MAX), field("partitions", Array(&Struct(OFFSET_COMMIT_PARTITION)), 2, MAX)];
 
 /// `OffsetCommitRequestPartition` (crate versions 2-9).
 const OFFSET_COMMIT_PARTITION: &[Field] = &[
@@ -290,36 +245,22 @@ const OFFSET_FETCH: &[Field] = &[
 ];
 
 /// `OffsetFetchRequestTopic` (crate versions 1-9).
-const OFFSET_FETCH_TOPIC: &[Field] = &[
-    field("name", Str, 1, 7),
-    field("partition_indexes", Array(&Int32), 1, 7),
-];
+const OFFSET_FETCH_TOPIC: &[Field] = &[field("name", Str, 1, 7), field("partition_indexes", Array(&Int32), 1, 7)];
 
 /// `OffsetFetchRequestGroup` (crate versions 1-9).
 const OFFSET_FETCH_GROUP: &[Field] = &[
     field("group_id", Str, 8, MAX),
     field("member_id", NullableStr, 9, MAX),
     field("member_epoch", Int32, 9, MAX),
-    field(
-        "topics",
-        NullableArray(&Struct(OFFSET_FETCH_TOPICS)),
-        8,
-        MAX,
-    ),
+    field("topics", NullableArray(&Struct(OFFSET_FETCH_TOPICS)), 8, MAX),
 ];
 
 /// `OffsetFetchRequestTopics` (crate versions 1-9).
-const OFFSET_FETCH_TOPICS: &[Field] = &[
-    field("name", Str, 8, MAX),
-    field("partition_indexes", Array(&Int32), 8, MAX),
-];
+const OFFSET_FETCH_TOPICS: &[Field] = &[field("name", Str, 8, MAX), field("partition_indexes", Array(&Int32), 8, MAX)];
 
 /// `FindCoordinatorRequest` (crate versions 0-6).
-const FIND_COORDINATOR: &[Field] = &[
-    field("key", Str, 0, 3),
-    field("key_type", Int8, 1, MAX),
-    field("coordinator_keys", Array(&Str), 4, MAX),
-];
+const FIND_COORDINATOR: &[Field] =
+    &[field("key", Str, 0, 3), field("key_type", Int8, 1, MAX), field("coordinator_keys", Array(&Str), 4, MAX)];
 
 /// `JoinGroupRequest` (crate versions 0-9).
 const JOIN_GROUP: &[Field] = &[
@@ -334,8 +275,7 @@ const JOIN_GROUP: &[Field] = &[
 ];
 
 /// `JoinGroupRequestProtocol` (crate versions 0-9).
-const JOIN_GROUP_PROTOCOL: &[Field] =
-    &[field("name", Str, 0, MAX), field("metadata", Bytes, 0, MAX)];
+const JOIN_GROUP_PROTOCOL: &[Field] = &[field("name", Str, 0, MAX), field("metadata", Bytes, 0, MAX)];
 
 /// `HeartbeatRequest` (crate versions 0-4).
 const HEARTBEAT: &[Field] = &[
@@ -346,23 +286,12 @@ const HEARTBEAT: &[Field] = &[
 ];
 
 /// `LeaveGroupRequest` (crate versions 0-5).
-const LEAVE_GROUP: &[Field] = &[
-    field("group_id", Str, 0, MAX),
-    field("member_id", Str, 0, 2),
-    field(
-        "members",
-        Array(&Struct(LEAVE_GROUP_MEMBER_IDENTITY)),
-        3,
-        MAX,
-    ),
-];
+const LEAVE_GROUP: &[Field] =
+    &[field("group_id", Str, 0, MAX), field("member_id", Str, 0, 2), field("members", Array(&Struct(LEAVE_GROUP_MEMBER_IDENTITY)), 3, MAX)];
 
 /// `MemberIdentity` (crate versions 0-5).
-const LEAVE_GROUP_MEMBER_IDENTITY: &[Field] = &[
-    field("member_id", Str, 3, MAX),
-    field("group_instance_id", NullableStr, 3, MAX),
-    field("reason", NullableStr, 5, MAX),
-];
+const LEAVE_GROUP_MEMBER_IDENTITY: &[Field] =
+    &[field("member_id", Str, 3, MAX), field("group_instance_id", NullableStr, 3, MAX), field("reason", NullableStr, 5, MAX)];
 
 /// `SyncGroupRequest` (crate versions 0-5).
 const SYNC_GROUP: &[Field] = &[
@@ -376,31 +305,19 @@ const SYNC_GROUP: &[Field] = &[
 ];
 
 /// `SyncGroupRequestAssignment` (crate versions 0-5).
-const SYNC_GROUP_ASSIGNMENT: &[Field] = &[
-    field("member_id", Str, 0, MAX),
-    field("assignment", Bytes, 0, MAX),
-];
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[field("member_id", Str, 0, MAX), field("assignment", Bytes, 0, MAX)];
 
 /// `DescribeGroupsRequest` (crate versions 0-6).
-const DESCRIBE_GROUPS: &[Field] = &[
-    field("groups", Array(&Str), 0, MAX),
-    field("include_authorized_operations", Bool, 3, MAX),
-];
+const DESCRIBE_GROUPS: &[Field] = &[field("groups", Array(&Str), 0, MAX), field("include_authorized_operations", Bool, 3, MAX)];
 
 /// `ListGroupsRequest` (crate versions 0-5).
-const LIST_GROUPS: &[Field] = &[
-    field("states_filter", Array(&Str), 4, MAX),
-    field("types_filter", Array(&Str), 5, MAX),
-];
+const LIST_GROUPS: &[Field] = &[field("states_filter", Array(&Str), 4, MAX), field("types_filter", Array(&Str), 5, MAX)];
 
 /// `SaslHandshakeRequest` (crate versions 0-1).
 const SASL_HANDSHAKE: &[Field] = &[field("mechanism", Str, 0, MAX)];
 
 /// `ApiVersionsRequest` (crate versions 0-4).
-const API_VERSIONS: &[Field] = &[
-    field("client_software_name", Str, 3, MAX),
-    field("client_software_version", Str, 3, MAX),
-];
+const API_VERSIONS: &[Field] = &[field("client_software_name", Str, 3, MAX), field("client_software_version", Str, 3, MAX)];
 
 /// `CreateTopicsRequest` (crate versions 2-7).
 const CREATE_TOPICS: &[Field] = &[
@@ -414,26 +331,15 @@ const CREATE_TOPICS_TOPIC: &[Field] = &[
     field("name", Str, 2, MAX),
     field("num_partitions", Int32, 2, MAX),
     field("replication_factor", Int16, 2, MAX),
-    field(
-        "assignments",
-        Array(&Struct(CREATE_TOPICS_ASSIGNMENT)),
-        2,
-        MAX,
-    ),
+    field("assignments", Array(&Struct(CREATE_TOPICS_ASSIGNMENT)), 2, MAX),
     field("configs", Array(&Struct(CREATE_TOPICS_CONFIG)), 2, MAX),
 ];
 
 /// `CreatableReplicaAssignment` (crate versions 2-7).
-const CREATE_TOPICS_ASSIGNMENT: &[Field] = &[
-    field("partition_index", Int32, 2, MAX),
-    field("broker_ids", Array(&Int32), 2, MAX),
-];
+const CREATE_TOPICS_ASSIGNMENT: &[Field] = &[field("partition_index", Int32, 2, MAX), field("broker_ids", Array(&Int32), 2, MAX)];
 
 /// `CreatableTopicConfig` (crate versions 2-7).
-const CREATE_TOPICS_CONFIG: &[Field] = &[
-    field("name", Str, 2, MAX),
-    field("value", NullableStr, 2, MAX),
-];
+const CREATE_TOPICS_CONFIG: &[Field] = &[field("name", Str, 2, MAX), field("value", NullableStr, 2, MAX)];
 
 /// `DeleteTopicsRequest` (crate versions 1-6).
 const DELETE_TOPICS: &[Field] = &[
@@ -443,33 +349,16 @@ const DELETE_TOPICS: &[Field] = &[
 ];
 
 /// `DeleteTopicState` (crate versions 1-6).
-const DELETE_TOPICS_TOPIC_STATE: &[Field] = &[
-    field("name", NullableStr, 6, MAX),
-    field("topic_id", Uuid, 6, MAX),
-];
+const DELETE_TOPICS_TOPIC_STATE: &[Field] = &[field("name", NullableStr, 6, MAX), field("topic_id", Uuid, 6, MAX)];
 
 /// `DeleteRecordsRequest` (crate versions 0-2).
-const DELETE_RECORDS: &[Field] = &[
-    field("topics", Array(&Struct(DELETE_RECORDS_TOPIC)), 0, MAX),
-    field("timeout_ms", Int32, 0, MAX),
-];
+const DELETE_RECORDS: &[Field] = &[field("topics", Array(&Struct(DELETE_RECORDS_TOPIC)), 0, MAX), field("timeout_ms", Int32, 0, MAX)];
 
 /// `DeleteRecordsTopic` (crate versions 0-2).
-const DELETE_RECORDS_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field(
-        "partitions",
-        Array(&Struct(DELETE_RECORDS_PARTITION)),
-        0,
-        MAX,
-    ),
-];
+const DELETE_RECORDS_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partitions", Array(&Struct(DELETE_RECORDS_PARTITION)), 0, MAX)];
 
 /// `DeleteRecordsPartition` (crate versions 0-2).
-const DELETE_RECORDS_PARTITION: &[Field] = &[
-    field("partition_index", Int32, 0, MAX),
-    field("offset", Int64, 0, MAX),
-];
+const DELETE_RECORDS_PARTITION: &[Field] = &[field("partition_index", Int32, 0, MAX), field("offset", Int64, 0, MAX)];
 
 /// `InitProducerIdRequest` (crate versions 0-5).
 const INIT_PRODUCER_ID: &[Field] = &[
@@ -480,51 +369,24 @@ const INIT_PRODUCER_ID: &[Field] = &[
 ];
 
 /// `OffsetForLeaderEpochRequest` (crate versions 2-4).
-const OFFSET_FOR_LEADER_EPOCH: &[Field] = &[
-    field("replica_id", Int32, 3, MAX),
-    field(
-        "topics",
-        Array(&Struct(OFFSET_FOR_LEADER_EPOCH_TOPIC)),
-        2,
-        MAX,
-    ),
-];
+const OFFSET_FOR_LEADER_EPOCH: &[Field] =
+    &[field("replica_id", Int32, 3, MAX), field("topics", Array(&Struct(OFFSET_FOR_LEADER_EPOCH_TOPIC)), 2, MAX)];
 
 /// `OffsetForLeaderTopic` (crate versions 2-4).
-const OFFSET_FOR_LEADER_EPOCH_TOPIC: &[Field] = &[
-    field("topic", Str, 2, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_FOR_LEADER_EPOCH_PARTITION)),
-        2,
-        MAX,
-    ),
-];
+const OFFSET_FOR_LEADER_EPOCH_TOPIC: &[Field] =
+    &[field("topic", Str, 2, MAX), field("partitions", Array(&Struct(OFFSET_FOR_LEADER_EPOCH_PARTITION)), 2, MAX)];
 
 /// `OffsetForLeaderPartition` (crate versions 2-4).
-const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] = &[
-    field("partition", Int32, 2, MAX),
-    field("current_leader_epoch", Int32, 2, MAX),
-    field("leader_epoch", Int32, 2, MAX),
-];
+const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] =
+    &[field("partition", Int32, 2, MAX), field("current_leader_epoch", Int32, 2, MAX), field("leader_epoch", Int32, 2, MAX)];
 
 /// `AddPartitionsToTxnRequest` (crate versions 0-5).
 const ADD_PARTITIONS_TO_TXN: &[Field] = &[
-    field(
-        "transactions",
-        Array(&Struct(ADD_PARTITIONS_TO_TXN_TRANSACTION)),
-        4,
-        MAX,
-    ),
+    field("transactions", Array(&Struct(ADD_PARTITIONS_TO_TXN_TRANSACTION)), 4, MAX),
     field("v3_and_below_transactional_id", Str, 0, 3),
     field("v3_and_below_producer_id", Int64, 0, 3),
     field("v3_and_below_producer_epoch", Int16, 0, 3),
-    field(
-        "v3_and_below_topics",
-        Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)),
-        0,
-        3,
-    ),
+    field("v3_and_below_topics", Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)), 0, 3),
 ];
 
 /// `AddPartitionsToTxnTransaction` (crate versions 0-5).
@@ -533,19 +395,11 @@ const ADD_PARTITIONS_TO_TXN_TRANSACTION: &[Field] = &[
     field("producer_id", Int64, 4, MAX),
     field("producer_epoch", Int16, 4, MAX),
     field("verify_only", Bool, 4, MAX),
-    field(
-        "topics",
-        Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)),
-        4,
-        MAX,
-    ),
+    field("topics", Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)), 4, MAX),
 ];
 
 /// `AddPartitionsToTxnTopic` (crate versions 0-5).
-const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field("partitions", Array(&Int32), 0, MAX),
-];
+const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partitions", Array(&Int32), 0, MAX)];
 
 /// `AddOffsetsToTxnRequest` (crate versions 0-4).
 const ADD_OFFSETS_TO_TXN: &[Field] = &[
@@ -576,15 +430,8 @@ const TXN_OFFSET_COMMIT: &[Field] = &[
 ];
 
 /// `TxnOffsetCommitRequestTopic` (crate versions 0-5).
-const TXN_OFFSET_COMMIT_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field(
-        "partitions",
-        Array(&Struct(TXN_OFFSET_COMMIT_PARTITION)),
-        0,
-        MAX,
-    ),
-];
+const TXN_OFFSET_COMMIT_TOPIC: &[Field] =
+    &[field("name", Str, 0, MAX), field("partitions", Array(&Struct(TXN_OFFSET_COMMIT_PARTITION)), 0, MAX)];
 
 /// `TxnOffsetCommitRequestPartition` (crate versions 0-5).
 const TXN_OFFSET_COMMIT_PARTITION: &[Field] = &[
@@ -607,60 +454,33 @@ const DESCRIBE_ACLS: &[Field] = &[
 
 /// `DescribeConfigsRequest` (crate versions 1-4).
 const DESCRIBE_CONFIGS: &[Field] = &[
-    field(
-        "resources",
-        Array(&Struct(DESCRIBE_CONFIGS_RESOURCE)),
-        1,
-        MAX,
-    ),
+    field("resources", Array(&Struct(DESCRIBE_CONFIGS_RESOURCE)), 1, MAX),
     field("include_synonyms", Bool, 1, MAX),
     field("include_documentation", Bool, 3, MAX),
 ];
 
 /// `DescribeConfigsResource` (crate versions 1-4).
-const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[
-    field("resource_type", Int8, 1, MAX),
-    field("resource_name", Str, 1, MAX),
-    field("configuration_keys", NullableArray(&Str), 1, MAX),
-];
+const DESCRIBE_CONFIGS_RESOURCE: &[Field] =
+    &[field("resource_type", Int8, 1, MAX), field("resource_name", Str, 1, MAX), field("configuration_keys", NullableArray(&Str), 1, MAX)];
 
 /// `AlterConfigsRequest` (crate versions 0-2).
-const ALTER_CONFIGS: &[Field] = &[
-    field("resources", Array(&Struct(ALTER_CONFIGS_RESOURCE)), 0, MAX),
-    field("validate_only", Bool, 0, MAX),
-];
+const ALTER_CONFIGS: &[Field] = &[field("resources", Array(&Struct(ALTER_CONFIGS_RESOURCE)), 0, MAX), field("validate_only", Bool, 0, MAX)];
 
 /// `AlterConfigsResource` (crate versions 0-2).
 const ALTER_CONFIGS_RESOURCE: &[Field] = &[
     field("resource_type", Int8, 0, MAX),
     field("resource_name", Str, 0, MAX),
-    field(
-        "configs",
-        Array(&Struct(ALTER_CONFIGS_ALTERABLE_CONFIG)),
-        0,
-        MAX,
-    ),
+    field("configs", Array(&Struct(ALTER_CONFIGS_ALTERABLE_CONFIG)), 0, MAX),
 ];
 
 /// `AlterableConfig` (crate versions 0-2).
-const ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field("value", NullableStr, 0, MAX),
-];
+const ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] = &[field("name", Str, 0, MAX), field("value", NullableStr, 0, MAX)];
 
 /// `DescribeLogDirsRequest` (crate versions 1-4).
-const DESCRIBE_LOG_DIRS: &[Field] = &[field(
-    "topics",
-    NullableArray(&Struct(DESCRIBE_LOG_DIRS_TOPIC)),
-    1,
-    MAX,
-)];
+const DESCRIBE_LOG_DIRS: &[Field] = &[field("topics", NullableArray(&Struct(DESCRIBE_LOG_DIRS_TOPIC)), 1, MAX)];
 
 /// `DescribableLogDirTopic` (crate versions 1-4).
-const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[
-    field("topic", Str, 1, MAX),
-    field("partitions", Array(&Int32), 1, MAX),
-];
+const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[field("topic", Str, 1, MAX), field("partitions", Array(&Int32), 1, MAX)];
 
 /// `CreatePartitionsRequest` (crate versions 0-3).
 const CREATE_PARTITIONS: &[Field] = &[
@@ -673,12 +493,7 @@ const CREATE_PARTITIONS: &[Field] = &[
 const CREATE_PARTITIONS_TOPIC: &[Field] = &[
     field("name", Str, 0, MAX),
     field("count", Int32, 0, MAX),
-    field(
-        "assignments",
-        NullableArray(&Struct(CREATE_PARTITIONS_ASSIGNMENT)),
-        0,
-        MAX,
-    ),
+    field("assignments", NullableArray(&Struct(CREATE_PARTITIONS_ASSIGNMENT)), 0, MAX),
 ];
 
 /// `CreatePartitionsAssignment` (crate versions 0-3).
@@ -688,51 +503,25 @@ const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[field("broker_ids", Array(&Int3
 const DELETE_GROUPS: &[Field] = &[field("groups_names", Array(&Str), 0, MAX)];
 
 /// `IncrementalAlterConfigsRequest` (crate versions 0-1).
-const INCREMENTAL_ALTER_CONFIGS: &[Field] = &[
-    field(
-        "resources",
-        Array(&Struct(INCREMENTAL_ALTER_CONFIGS_RESOURCE)),
-        0,
-        MAX,
-    ),
-    field("validate_only", Bool, 0, MAX),
-];
+const INCREMENTAL_ALTER_CONFIGS: &[Field] =
+    &[field("resources", Array(&Struct(INCREMENTAL_ALTER_CONFIGS_RESOURCE)), 0, MAX), field("validate_only", Bool, 0, MAX)];
 
 /// `AlterConfigsResource` (crate versions 0-1).
 const INCREMENTAL_ALTER_CONFIGS_RESOURCE: &[Field] = &[
     field("resource_type", Int8, 0, MAX),
     field("resource_name", Str, 0, MAX),
-    field(
-        "configs",
-        Array(&Struct(INCREMENTAL_ALTER_CONFIGS_ALTERABLE_CONFIG)),
-        0,
-        MAX,
-    ),
+    field("configs", Array(&Struct(INCREMENTAL_ALTER_CONFIGS_ALTERABLE_CONFIG)), 0, MAX),
 ];
 
 /// `AlterableConfig` (crate versions 0-1).
-const INCREMENTAL_ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field("config_operation", Int8, 0, MAX),
-    field("value", NullableStr, 0, MAX),
-];
+const INCREMENTAL_ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] =
+    &[field("name", Str, 0, MAX), field("config_operation", Int8, 0, MAX), field("value", NullableStr, 0, MAX)];
 
 /// `OffsetDeleteRequest` (crate versions 0-0).
-const OFFSET_DELETE: &[Field] = &[
-    field("group_id", Str, 0, MAX),
-    field("topics", Array(&Struct(OFFSET_DELETE_TOPIC)), 0, MAX),
-];
+const OFFSET_DELETE: &[Field] = &[field("group_id", Str, 0, MAX), field("topics", Array(&Struct(OFFSET_DELETE_TOPIC)), 0, MAX)];
 
 /// `OffsetDeleteRequestTopic` (crate versions 0-0).
-const OFFSET_DELETE_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_DELETE_PARTITION)),
-        0,
-        MAX,
-    ),
-];
+const OFFSET_DELETE_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partitions", Array(&Struct(OFFSET_DELETE_PARTITION)), 0, MAX)];
 
 /// `OffsetDeleteRequestPartition` (crate versions 0-0).
 const OFFSET_DELETE_PARTITION: &[Field] = &[field("partition_index", Int32, 0, MAX)];
@@ -745,18 +534,10 @@ const DESCRIBE_CLUSTER: &[Field] = &[
 ];
 
 /// `DescribeProducersRequest` (crate versions 0-0).
-const DESCRIBE_PRODUCERS: &[Field] = &[field(
-    "topics",
-    Array(&Struct(DESCRIBE_PRODUCERS_TOPIC)),
-    0,
-    MAX,
-)];
+const DESCRIBE_PRODUCERS: &[Field] = &[field("topics", Array(&Struct(DESCRIBE_PRODUCERS_TOPIC)), 0, MAX)];
 
 /// `TopicRequest` (crate versions 0-0).
-const DESCRIBE_PRODUCERS_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field("partition_indexes", Array(&Int32), 0, MAX),
-];
+const DESCRIBE_PRODUCERS_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partition_indexes", Array(&Int32), 0, MAX)];
 
 /// `DescribeTransactionsRequest` (crate versions 0-0).
 const DESCRIBE_TRANSACTIONS: &[Field] = &[field("transactional_ids", Array(&Str), 0, MAX)];
@@ -780,33 +561,17 @@ const CONSUMER_GROUP_HEARTBEAT: &[Field] = &[
     field("subscribed_topic_names", NullableArray(&Str), 0, MAX),
     field("subscribed_topic_regex", NullableStr, 1, MAX),
     field("server_assignor", NullableStr, 0, MAX),
-    field(
-        "topic_partitions",
-        NullableArray(&Struct(CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS)),
-        0,
-        MAX,
-    ),
+    field("topic_partitions", NullableArray(&Struct(CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS)), 0, MAX),
 ];
 
 /// `TopicPartitions` (crate versions 0-1).
-const CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS: &[Field] = &[
-    field("topic_id", Uuid, 0, MAX),
-    field("partitions", Array(&Int32), 0, MAX),
-];
+const CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS: &[Field] = &[field("topic_id", Uuid, 0, MAX), field("partitions", Array(&Int32), 0, MAX)];
 
 /// `ConsumerGroupDescribeRequest` (crate versions 0-1).
-const CONSUMER_GROUP_DESCRIBE: &[Field] = &[
-    field("group_ids", Array(&Str), 0, MAX),
-    field("include_authorized_operations", Bool, 0, MAX),
-];
+const CONSUMER_GROUP_DESCRIBE: &[Field] = &[field("group_ids", Array(&Str), 0, MAX), field("include_authorized_operations", Bool, 0, MAX)];
 
 /// `CreateAclsRequest` (crate versions 1-3).
-const CREATE_ACLS: &[Field] = &[field(
-    "creations",
-    Array(&Struct(CREATE_ACLS_CREATION)),
-    1,
-    MAX,
-)];
+const CREATE_ACLS: &[Field] = &[field("creations", Array(&Struct(CREATE_ACLS_CREATION)), 1, MAX)];
 
 /// `AclCreation` (crate versions 1-3).
 const CREATE_ACLS_CREATION: &[Field] = &[
@@ -834,29 +599,14 @@ const DELETE_ACLS_FILTER: &[Field] = &[
 ];
 
 /// `AlterReplicaLogDirsRequest` (crate versions 1-2).
-const ALTER_REPLICA_LOG_DIRS: &[Field] = &[field(
-    "dirs",
-    Array(&Struct(ALTER_REPLICA_LOG_DIRS_DIR)),
-    1,
-    MAX,
-)];
+const ALTER_REPLICA_LOG_DIRS: &[Field] = &[field("dirs", Array(&Struct(ALTER_REPLICA_LOG_DIRS_DIR)), 1, MAX)];
 
 /// `AlterReplicaLogDir` (crate versions 1-2).
-const ALTER_REPLICA_LOG_DIRS_DIR: &[Field] = &[
-    field("path", Str, 1, MAX),
-    field(
-        "topics",
-        Array(&Struct(ALTER_REPLICA_LOG_DIRS_TOPIC)),
-        1,
-        MAX,
-    ),
-];
+const ALTER_REPLICA_LOG_DIRS_DIR: &[Field] =
+    &[field("path", Str, 1, MAX), field("topics", Array(&Struct(ALTER_REPLICA_LOG_DIRS_TOPIC)), 1, MAX)];
 
 /// `AlterReplicaLogDirTopic` (crate versions 1-2).
-const ALTER_REPLICA_LOG_DIRS_TOPIC: &[Field] = &[
-    field("name", Str, 1, MAX),
-    field("partitions", Array(&Int32), 1, MAX),
-];
+const ALTER_REPLICA_LOG_DIRS_TOPIC: &[Field] = &[field("name", Str, 1, MAX), field("partitions", Array(&Int32), 1, MAX)];
 
 /// `SaslAuthenticateRequest` (crate versions 0-2).
 const SASL_AUTHENTICATE: &[Field] = &[field("auth_bytes", Bytes, 0, MAX)];
@@ -864,140 +614,71 @@ const SASL_AUTHENTICATE: &[Field] = &[field("auth_bytes", Bytes, 0, MAX)];
 /// `ElectLeadersRequest` (crate versions 0-2).
 const ELECT_LEADERS: &[Field] = &[
     field("election_type", Int8, 1, MAX),
-    field(
-        "topic_partitions",
-        NullableArray(&Struct(ELECT_LEADERS_TOPIC_PARTITIONS)),
-        0,
-        MAX,
-    ),
+    field("topic_partitions", NullableArray(&Struct(ELECT_LEADERS_TOPIC_PARTITIONS)), 0, MAX),
     field("timeout_ms", Int32, 0, MAX),
 ];
 
 /// `TopicPartitions` (crate versions 0-2).
-const ELECT_LEADERS_TOPIC_PARTITIONS: &[Field] = &[
-    field("topic", Str, 0, MAX),
-    field("partitions", Array(&Int32), 0, MAX),
-];
+const ELECT_LEADERS_TOPIC_PARTITIONS: &[Field] = &[field("topic", Str, 0, MAX), field("partitions", Array(&Int32), 0, MAX)];
 
 /// `AlterPartitionReassignmentsRequest` (crate versions 0-1).
 const ALTER_PARTITION_REASSIGNMENTS: &[Field] = &[
     field("timeout_ms", Int32, 0, MAX),
     field("allow_replication_factor_change", Bool, 1, MAX),
-    field(
-        "topics",
-        Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_TOPIC)),
-        0,
-        MAX,
-    ),
+    field("topics", Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_TOPIC)), 0, MAX),
 ];
 
 /// `ReassignableTopic` (crate versions 0-1).
-const ALTER_PARTITION_REASSIGNMENTS_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field(
-        "partitions",
-        Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_PARTITION)),
-        0,
-        MAX,
-    ),
-];
+const ALTER_PARTITION_REASSIGNMENTS_TOPIC: &[Field] =
+    &[field("name", Str, 0, MAX), field("partitions", Array(&Struct(ALTER_PARTITION_REASSIGNMENTS_PARTITION)), 0, MAX)];
 
 /// `ReassignablePartition` (crate versions 0-1).
-const ALTER_PARTITION_REASSIGNMENTS_PARTITION: &[Field] = &[
-    field("partition_index", Int32, 0, MAX),
-    field("replicas", NullableArray(&Int32), 0, MAX),
-];
+const ALTER_PARTITION_REASSIGNMENTS_PARTITION: &[Field] =
+    &[field("partition_index", Int32, 0, MAX), field("replicas", NullableArray(&Int32), 0, MAX)];
 
 /// `ListPartitionReassignmentsRequest` (crate versions 0-0).
-const LIST_PARTITION_REASSIGNMENTS: &[Field] = &[
-    field("timeout_ms", Int32, 0, MAX),
-    field(
-        "topics",
-        NullableArray(&Struct(LIST_PARTITION_REASSIGNMENTS_TOPIC)),
-        0,
-        MAX,
-    ),
-];
+const LIST_PARTITION_REASSIGNMENTS: &[Field] =
+    &[field("timeout_ms", Int32, 0, MAX), field("topics", NullableArray(&Struct(LIST_PARTITION_REASSIGNMENTS_TOPIC)), 0, MAX)];
 
 /// `ListPartitionReassignmentsTopics` (crate versions 0-0).
-const LIST_PARTITION_REASSIGNMENTS_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field("partition_indexes", Array(&Int32), 0, MAX),
-];
+const LIST_PARTITION_REASSIGNMENTS_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partition_indexes", Array(&Int32), 0, MAX)];
 
 /// `DescribeClientQuotasRequest` (crate versions 0-1).
-const DESCRIBE_CLIENT_QUOTAS: &[Field] = &[
-    field(
-        "components",
-        Array(&Struct(DESCRIBE_CLIENT_QUOTAS_COMPONENT)),
-        0,
-        MAX,
-    ),
-    field("strict", Bool, 0, MAX),
-];
+const DESCRIBE_CLIENT_QUOTAS: &[Field] =
+    &[field("components", Array(&Struct(DESCRIBE_CLIENT_QUOTAS_COMPONENT)), 0, MAX), field("strict", Bool, 0, MAX)];
 
 /// `ComponentData` (crate versions 0-1).
-const DESCRIBE_CLIENT_QUOTAS_COMPONENT: &[Field] = &[
-    field("entity_type", Str, 0, MAX),
-    field("match_type", Int8, 0, MAX),
-    field("match", NullableStr, 0, MAX),
-];
+const DESCRIBE_CLIENT_QUOTAS_COMPONENT: &[Field] =
+    &[field("entity_type", Str, 0, MAX), field("match_type", Int8, 0, MAX), field("match", NullableStr, 0, MAX)];
 
 /// `AlterClientQuotasRequest` (crate versions 0-1).
-const ALTER_CLIENT_QUOTAS: &[Field] = &[
-    field("entries", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTRY)), 0, MAX),
-    field("validate_only", Bool, 0, MAX),
-];
+const ALTER_CLIENT_QUOTAS: &[Field] =
+    &[field("entries", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTRY)), 0, MAX), field("validate_only", Bool, 0, MAX)];
 
 /// `EntryData` (crate versions 0-1).
-const ALTER_CLIENT_QUOTAS_ENTRY: &[Field] = &[
-    field("entity", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTITY)), 0, MAX),
-    field("ops", Array(&Struct(ALTER_CLIENT_QUOTAS_OP)), 0, MAX),
-];
+const ALTER_CLIENT_QUOTAS_ENTRY: &[Field] =
+    &[field("entity", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTITY)), 0, MAX), field("ops", Array(&Struct(ALTER_CLIENT_QUOTAS_OP)), 0, MAX)];
 
 /// `EntityData` (crate versions 0-1).
-const ALTER_CLIENT_QUOTAS_ENTITY: &[Field] = &[
-    field("entity_type", Str, 0, MAX),
-    field("entity_name", NullableStr, 0, MAX),
-];
+const ALTER_CLIENT_QUOTAS_ENTITY: &[Field] = &[field("entity_type", Str, 0, MAX), field("entity_name", NullableStr, 0, MAX)];
 
 /// `OpData` (crate versions 0-1).
-const ALTER_CLIENT_QUOTAS_OP: &[Field] = &[
-    field("key", Str, 0, MAX),
-    field("value", Float64, 0, MAX),
-    field("remove", Bool, 0, MAX),
-];
+const ALTER_CLIENT_QUOTAS_OP: &[Field] = &[field("key", Str, 0, MAX), field("value", Float64, 0, MAX), field("remove", Bool, 0, MAX)];
 
 /// `DescribeUserScramCredentialsRequest` (crate versions 0-0).
-const DESCRIBE_USER_SCRAM_CREDENTIALS: &[Field] = &[field(
-    "users",
-    NullableArray(&Struct(DESCRIBE_USER_SCRAM_CREDENTIALS_USER)),
-    0,
-    MAX,
-)];
+const DESCRIBE_USER_SCRAM_CREDENTIALS: &[Field] = &[field("users", NullableArray(&Struct(DESCRIBE_USER_SCRAM_CREDENTIALS_USER)), 0, MAX)];
 
 /// `UserName` (crate versions 0-0).
 const DESCRIBE_USER_SCRAM_CREDENTIALS_USER: &[Field] = &[field("name", Str, 0, MAX)];
 
 /// `AlterUserScramCredentialsRequest` (crate versions 0-0).
 const ALTER_USER_SCRAM_CREDENTIALS: &[Field] = &[
-    field(
-        "deletions",
-        Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_DELETION)),
-        0,
-        MAX,
-    ),
-    field(
-        "upsertions",
-        Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_UPSERTION)),
-        0,
-        MAX,
-    ),
+    field("deletions", Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_DELETION)), 0, MAX),
+    field("upsertions", Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_UPSERTION)), 0, MAX),
 ];
 
 /// `ScramCredentialDeletion` (crate versions 0-0).
-const ALTER_USER_SCRAM_CREDENTIALS_DELETION: &[Field] =
-    &[field("name", Str, 0, MAX), field("mechanism", Int8, 0, MAX)];
+const ALTER_USER_SCRAM_CREDENTIALS_DELETION: &[Field] = &[field("name", Str, 0, MAX), field("mechanism", Int8, 0, MAX)];
 
 /// `ScramCredentialUpsertion` (crate versions 0-0).
 const ALTER_USER_SCRAM_CREDENTIALS_UPSERTION: &[Field] = &[
@@ -1011,12 +692,7 @@ const ALTER_USER_SCRAM_CREDENTIALS_UPSERTION: &[Field] = &[
 /// `UpdateFeaturesRequest` (crate versions 0-2).
 const UPDATE_FEATURES: &[Field] = &[
     field("timeout_ms", Int32, 0, MAX),
-    field(
-        "feature_updates",
-        Array(&Struct(UPDATE_FEATURES_UPDATE)),
-        0,
-        MAX,
-    ),
+    field("feature_updates", Array(&Struct(UPDATE_FEATURES_UPDATE)), 0, MAX),
     field("validate_only", Bool, 1, MAX),
 ];
 
@@ -1045,26 +721,13 @@ const LIST_CONFIG_RESOURCES: &[Field] = &[field("resource_types", Array(&Int8), 
 
 /// `DescribeTopicPartitionsRequest` (crate versions 0-0).
 const DESCRIBE_TOPIC_PARTITIONS: &[Field] = &[
-    field(
-        "topics",
-        Array(&Struct(DESCRIBE_TOPIC_PARTITIONS_TOPIC)),
-        0,
-        MAX,
-    ),
+    field("topics", Array(&Struct(DESCRIBE_TOPIC_PARTITIONS_TOPIC)), 0, MAX),
     field("response_partition_limit", Int32, 0, MAX),
-    field(
-        "cursor",
-        NullableStruct(DESCRIBE_TOPIC_PARTITIONS_CURSOR),
-        0,
-        MAX,
-    ),
+    field("cursor", NullableStruct(DESCRIBE_TOPIC_PARTITIONS_CURSOR), 0, MAX),
 ];
 
 /// `TopicRequest` (crate versions 0-0).
 const DESCRIBE_TOPIC_PARTITIONS_TOPIC: &[Field] = &[field("name", Str, 0, MAX)];
 
 /// `Cursor` (crate versions 0-0).
-const DESCRIBE_TOPIC_PARTITIONS_CURSOR: &[Field] = &[
-    field("topic_name", Str, 0, MAX),
-    field("partition_index", Int32, 0, MAX),
-];
+const DESCRIBE_TOPIC_PARTITIONS_CURSOR: &[Field] = &[field("topic_name", Str, 0, MAX), field("partition_index", Int32, 0, MAX)];

@@ -18,10 +18,7 @@ use super::{Field, MAX, NEVER, Shape, Ty, api, field, tagged};
 // their version ranges are the api's.
 // ---------------------------------------------------------------------------------------------
 
-use Ty::{
-    Array, Bool, Int8, Int16, Int32, Int64, NullableArray, NullableBytes, NullableStr, Str, Struct,
-    Uuid,
-};
+use Ty::{Array, Bool, Int8, Int16, Int32, Int64, NullableArray, NullableBytes, NullableStr, Str, Struct, Uuid};
 
 /// Every response the guard can walk: api key, name, versions (the whole range
 /// `kafka-protocol` decodes), first flexible version, body.
@@ -47,26 +44,12 @@ pub(crate) const RESPONSE_SHAPES: &[Shape] = &[
 const PRODUCE: &[Field] = &[
     field("responses", Array(&Struct(PRODUCE_TOPIC)), 3, MAX),
     field("throttle_time_ms", Int32, 3, MAX),
-    tagged(
-        0,
-        "node_endpoints",
-        Array(&Struct(PRODUCE_NODE_ENDPOINT)),
-        10,
-        MAX,
-    ),
+    tagged(0, "node_endpoints", Array(&Struct(PRODUCE_NODE_ENDPOINT)), 10, MAX),
 ];
 
 /// `TopicProduceResponse` (crate versions 3-13).
-const PRODUCE_TOPIC: &[Field] = &[
-    field("name", Str, 3, 12),
-    field("topic_id", Uuid, 13, MAX),
-    field(
-        "partition_responses",
-        Array(&Struct(PRODUCE_PARTITION)),
-        3,
-        MAX,
-    ),
-];
+const PRODUCE_TOPIC: &[Field] =
+    &[field("name", Str, 3, 12), field("topic_id", Uuid, 13, MAX), field("partition_responses", Array(&Struct(PRODUCE_PARTITION)), 3, MAX)];
 
 /// `PartitionProduceResponse` (crate versions 3-13).
 const PRODUCE_PARTITION: &[Field] = &[
@@ -75,41 +58,20 @@ const PRODUCE_PARTITION: &[Field] = &[
     field("base_offset", Int64, 3, MAX),
     field("log_append_time_ms", Int64, 3, MAX),
     field("log_start_offset", Int64, 5, MAX),
-    field(
-        "record_errors",
-        Array(&Struct(PRODUCE_RECORD_ERROR)),
-        8,
-        MAX,
-    ),
+    field("record_errors", Array(&Struct(PRODUCE_RECORD_ERROR)), 8, MAX),
     field("error_message", NullableStr, 8, MAX),
-    tagged(
-        0,
-        "current_leader",
-        Struct(PRODUCE_LEADER_ID_AND_EPOCH),
-        10,
-        MAX,
-    ),
+    tagged(0, "current_leader", Struct(PRODUCE_LEADER_ID_AND_EPOCH), 10, MAX),
 ];
 
 /// `BatchIndexAndErrorMessage` (crate versions 3-13).
-const PRODUCE_RECORD_ERROR: &[Field] = &[
-    field("batch_index", Int32, 8, MAX),
-    field("batch_index_error_message", NullableStr, 8, MAX),
-];
+const PRODUCE_RECORD_ERROR: &[Field] = &[field("batch_index", Int32, 8, MAX), field("batch_index_error_message", NullableStr, 8, MAX)];
 
 /// `LeaderIdAndEpoch` (crate versions 3-13).
-const PRODUCE_LEADER_ID_AND_EPOCH: &[Field] = &[
-    field("leader_id", Int32, 10, MAX),
-    field("leader_epoch", Int32, 10, MAX),
-];
+const PRODUCE_LEADER_ID_AND_EPOCH: &[Field] = &[field("leader_id", Int32, 10, MAX), field("leader_epoch", Int32, 10, MAX)];
 
 /// `NodeEndpoint` (crate versions 3-13).
-const PRODUCE_NODE_ENDPOINT: &[Field] = &[
-    field("node_id", Int32, 10, MAX),
-    field("host", Str, 10, MAX),
-    field("port", Int32, 10, MAX),
-    field("rack", NullableStr, 10, MAX),
-];
+const PRODUCE_NODE_ENDPOINT: &[Field] =
+    &[field("node_id", Int32, 10, MAX), field("host", Str, 10, MAX), field("port", Int32, 10, MAX), field("rack", NullableStr, 10, MAX)];
 
 /// `FetchResponse` (crate versions 4-18).
 const FETCH: &[Field] = &[
@@ -117,21 +79,12 @@ const FETCH: &[Field] = &[
     field("error_code", Int16, 7, MAX),
     field("session_id", Int32, 7, MAX),
     field("responses", Array(&Struct(FETCH_TOPIC)), 4, MAX),
-    tagged(
-        0,
-        "node_endpoints",
-        Array(&Struct(FETCH_NODE_ENDPOINT)),
-        16,
-        MAX,
-    ),
+    tagged(0, "node_endpoints", Array(&Struct(FETCH_NODE_ENDPOINT)), 16, MAX),
 ];
 
 /// `FetchableTopicResponse` (crate versions 4-18).
-const FETCH_TOPIC: &[Field] = &[
-    field("topic", Str, 4, 12),
-    field("topic_id", Uuid, 13, MAX),
-    field("partitions", Array(&Struct(FETCH_PARTITION)), 4, MAX),
-];
+const FETCH_TOPIC: &[Field] =
+    &[field("topic", Str, 4, 12), field("topic_id", Uuid, 13, MAX), field("partitions", Array(&Struct(FETCH_PARTITION)), 4, MAX)];
 
 /// `PartitionData` (crate versions 4-18).
 const FETCH_PARTITION: &[Field] = &[
@@ -140,74 +93,35 @@ const FETCH_PARTITION: &[Field] = &[
     field("high_watermark", Int64, 4, MAX),
     field("last_stable_offset", Int64, 4, MAX),
     field("log_start_offset", Int64, 5, MAX),
-    field(
-        "aborted_transactions",
-        NullableArray(&Struct(FETCH_ABORTED_TRANSACTION)),
-        4,
-        MAX,
-    ),
+    field("aborted_transactions", NullableArray(&Struct(FETCH_ABORTED_TRANSACTION)), 4, MAX),
     field("preferred_read_replica", Int32, 11, MAX),
     field("records", NullableBytes, 4, MAX),
-    tagged(
-        0,
-        "diverging_epoch",
-        Struct(FETCH_EPOCH_END_OFFSET),
-        12,
-        MAX,
-    ),
-    tagged(
-        1,
-        "current_leader",
-        Struct(FETCH_LEADER_ID_AND_EPOCH),
-        12,
-        MAX,
-    ),
+    tagged(0, "diverging_epoch", Struct(FETCH_EPOCH_END_OFFSET), 12, MAX),
+    tagged(1, "current_leader", Struct(FETCH_LEADER_ID_AND_EPOCH), 12, MAX),
     tagged(2, "snapshot_id", Struct(FETCH_SNAPSHOT_ID), 12, MAX),
 ];
 
 /// `AbortedTransaction` (crate versions 4-18).
-const FETCH_ABORTED_TRANSACTION: &[Field] = &[
-    field("producer_id", Int64, 4, MAX),
-    field("first_offset", Int64, 4, MAX),
-];
+const FETCH_ABORTED_TRANSACTION: &[Field] = &[field("producer_id", Int64, 4, MAX), field("first_offset", Int64, 4, MAX)];
 
 /// `EpochEndOffset` (crate versions 4-18).
-const FETCH_EPOCH_END_OFFSET: &[Field] = &[
-    field("epoch", Int32, 12, MAX),
-    field("end_offset", Int64, 12, MAX),
-];
+const FETCH_EPOCH_END_OFFSET: &[Field] = &[field("epoch", Int32, 12, MAX), field("end_offset", Int64, 12, MAX)];
 
 /// `LeaderIdAndEpoch` (crate versions 4-18).
-const FETCH_LEADER_ID_AND_EPOCH: &[Field] = &[
-    field("leader_id", Int32, 12, MAX),
-    field("leader_epoch", Int32, 12, MAX),
-];
+const FETCH_LEADER_ID_AND_EPOCH: &[Field] = &[field("leader_id", Int32, 12, MAX), field("leader_epoch", Int32, 12, MAX)];
 
 /// `SnapshotId` (crate versions 4-18).
-const FETCH_SNAPSHOT_ID: &[Field] = &[
-    field("end_offset", Int64, 4, MAX),
-    field("epoch", Int32, 4, MAX),
-];
+const FETCH_SNAPSHOT_ID: &[Field] = &[field("end_offset", Int64, 4, MAX), field("epoch", Int32, 4, MAX)];
 
 /// `NodeEndpoint` (crate versions 4-18).
-const FETCH_NODE_ENDPOINT: &[Field] = &[
-    field("node_id", Int32, 16, MAX),
-    field("host", Str, 16, MAX),
-    field("port", Int32, 16, MAX),
-    field("rack", NullableStr, 16, MAX),
-];
+const FETCH_NODE_ENDPOINT: &[Field] =
+    &[field("node_id", Int32, 16, MAX), field("host", Str, 16, MAX), field("port", Int32, 16, MAX), field("rack", NullableStr, 16, MAX)];
 
 /// `ListOffsetsResponse` (crate versions 1-10).
-const LIST_OFFSETS: &[Field] = &[
-    field("throttle_time_ms", Int32, 2, MAX),
-    field("topics", Array(&Struct(LIST_OFFSETS_TOPIC)), 1, MAX),
-];
+const LIST_OFFSETS: &[Field] = &[field("throttle_time_ms", Int32, 2, MAX), field("topics", Array(&Struct(LIST_OFFSETS_TOPIC)), 1, MAX)];
 
 /// `ListOffsetsTopicResponse` (crate versions 1-10).
-const LIST_OFFSETS_TOPIC: &[Field] = &[
-    field("name", Str, 1, MAX),
-    field("partitions", Array(&Struct(LIST_OFFSETS_PARTITION)), 1, MAX),
-];
+const LIST_OFFSETS_TOPIC: &[Field] = &[field("name", Str, 1, MAX), field("partitions", Array(&Struct(LIST_OFFSETS_PARTITION)), 1, MAX)];
 
 /// `ListOffsetsPartitionResponse` (crate versions 1-10).
 const LIST_OFFSETS_PARTITION: &[Field] = &[
@@ -230,12 +144,8 @@ const METADATA: &[Field] = &[
 ];
 
 /// `MetadataResponseBroker` (crate versions 0-13).
-const METADATA_BROKER: &[Field] = &[
-    field("node_id", Int32, 0, MAX),
-    field("host", Str, 0, MAX),
-    field("port", Int32, 0, MAX),
-    field("rack", NullableStr, 1, MAX),
-];
+const METADATA_BROKER: &[Field] =
+    &[field("node_id", Int32, 0, MAX), field("host", Str, 0, MAX), field("port", Int32, 0, MAX), field("rack", NullableStr, 1, MAX)];
 
 /// `MetadataResponseTopic` (crate versions 0-13).
 const METADATA_TOPIC: &[Field] = &[
@@ -259,28 +169,14 @@ const METADATA_PARTITION: &[Field] = &[
 ];
 
 /// `OffsetCommitResponse` (crate versions 2-10).
-const OFFSET_COMMIT: &[Field] = &[
-    field("throttle_time_ms", Int32, 3, MAX),
-    field("topics", Array(&Struct(OFFSET_COMMIT_TOPIC)), 2, MAX),
-];
+const OFFSET_COMMIT: &[Field] = &[field("throttle_time_ms", Int32, 3, MAX), field("topics", Array(&Struct(OFFSET_COMMIT_TOPIC)), 2, MAX)];
 
 /// `OffsetCommitResponseTopic` (crate versions 2-10).
-const OFFSET_COMMIT_TOPIC: &[Field] = &[
-    field("name", Str, 2, 9),
-    field("topic_id", Uuid, 10, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_COMMIT_PARTITION)),
-        2,
-        MAX,
-    ),
-];
+const OFFSET_COMMIT_TOPIC: &[Field] =
+    &[field("name", Str, 2, 9), field("topic_id", Uuid, 10, MAX), field("partitions", Array(&Struct(OFFSET_COMMIT_PARTITION)), 2, MAX)];
 
 /// `OffsetCommitResponsePartition` (crate versions 2-10).
-const OFFSET_COMMIT_PARTITION: &[Field] = &[
-    field("partition_index", Int32, 2, MAX),
-    field("error_code", Int16, 2, MAX),
-];
+const OFFSET_COMMIT_PARTITION: &[Field] = &[field("partition_index", Int32, 2, MAX), field("error_code", Int16, 2, MAX)];
 
 /// `OffsetFetchResponse` (crate versions 1-10).
 const OFFSET_FETCH: &[Field] = &[
@@ -291,10 +187,7 @@ const OFFSET_FETCH: &[Field] = &[
 ];
 
 /// `OffsetFetchResponseTopic` (crate versions 1-10).
-const OFFSET_FETCH_TOPIC: &[Field] = &[
-    field("name", Str, 1, 7),
-    field("partitions", Array(&Struct(OFFSET_FETCH_PARTITION)), 1, 7),
-];
+const OFFSET_FETCH_TOPIC: &[Field] = &[field("name", Str, 1, 7), field("partitions", Array(&Struct(OFFSET_FETCH_PARTITION)), 1, 7)];
 
 /// `OffsetFetchResponsePartition` (crate versions 1-10).
 const OFFSET_FETCH_PARTITION: &[Field] = &[
@@ -306,23 +199,12 @@ const OFFSET_FETCH_PARTITION: &[Field] = &[
 ];
 
 /// `OffsetFetchResponseGroup` (crate versions 1-10).
-const OFFSET_FETCH_GROUP: &[Field] = &[
-    field("group_id", Str, 8, MAX),
-    field("topics", Array(&Struct(OFFSET_FETCH_TOPICS)), 8, MAX),
-    field("error_code", Int16, 8, MAX),
-];
+const OFFSET_FETCH_GROUP: &[Field] =
+    &[field("group_id", Str, 8, MAX), field("topics", Array(&Struct(OFFSET_FETCH_TOPICS)), 8, MAX), field("error_code", Int16, 8, MAX)];
 
 /// `OffsetFetchResponseTopics` (crate versions 1-10).
-const OFFSET_FETCH_TOPICS: &[Field] = &[
-    field("name", Str, 8, 9),
-    field("topic_id", Uuid, 10, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_FETCH_PARTITIONS)),
-        8,
-        MAX,
-    ),
-];
+const OFFSET_FETCH_TOPICS: &[Field] =
+    &[field("name", Str, 8, 9), field("topic_id", Uuid, 10, MAX), field("partitions", Array(&Struct(OFFSET_FETCH_PARTITIONS)), 8, MAX)];
 
 /// `OffsetFetchResponsePartitions` (crate versions 1-10).
 const OFFSET_FETCH_PARTITIONS: &[Field] = &[
@@ -341,12 +223,7 @@ const FIND_COORDINATOR: &[Field] = &[
     field("node_id", Int32, 0, 3),
     field("host", Str, 0, 3),
     field("port", Int32, 0, 3),
-    field(
-        "coordinators",
-        Array(&Struct(FIND_COORDINATOR_COORDINATOR)),
-        4,
-        MAX,
-    ),
+    field("coordinators", Array(&Struct(FIND_COORDINATOR_COORDINATOR)), 4, MAX),
 ];
 
 /// `Coordinator` (crate versions 0-6).
@@ -364,50 +241,26 @@ const API_VERSIONS: &[Field] = &[
     field("error_code", Int16, 0, MAX),
     field("api_keys", Array(&Struct(API_VERSIONS_API_VERSION)), 0, MAX),
     field("throttle_time_ms", Int32, 1, MAX),
-    tagged(
-        0,
-        "supported_features",
-        Array(&Struct(API_VERSIONS_SUPPORTED_FEATURE_KEY)),
-        3,
-        MAX,
-    ),
+    tagged(0, "supported_features", Array(&Struct(API_VERSIONS_SUPPORTED_FEATURE_KEY)), 3, MAX),
     tagged(1, "finalized_features_epoch", Int64, 3, MAX),
-    tagged(
-        2,
-        "finalized_features",
-        Array(&Struct(API_VERSIONS_FINALIZED_FEATURE_KEY)),
-        3,
-        MAX,
-    ),
+    tagged(2, "finalized_features", Array(&Struct(API_VERSIONS_FINALIZED_FEATURE_KEY)), 3, MAX),
     tagged(3, "zk_migration_ready", Bool, 3, MAX),
 ];
 
 /// `ApiVersion` (crate versions 0-4).
-const API_VERSIONS_API_VERSION: &[Field] = &[
-    field("api_key", Int16, 0, MAX),
-    field("min_version", Int16, 0, MAX),
-    field("max_version", Int16, 0, MAX),
-];
+const API_VERSIONS_API_VERSION: &[Field] =
+    &[field("api_key", Int16, 0, MAX), field("min_version", Int16, 0, MAX), field("max_version", Int16, 0, MAX)];
 
 /// `SupportedFeatureKey` (crate versions 0-4).
-const API_VERSIONS_SUPPORTED_FEATURE_KEY: &[Field] = &[
-    field("name", Str, 3, MAX),
-    field("min_version", Int16, 3, MAX),
-    field("max_version", Int16, 3, MAX),
-];
+const API_VERSIONS_SUPPORTED_FEATURE_KEY: &[Field] =
+    &[field("name", Str, 3, MAX), field("min_version", Int16, 3, MAX), field("max_version", Int16, 3, MAX)];
 
 /// `FinalizedFeatureKey` (crate versions 0-4).
-const API_VERSIONS_FINALIZED_FEATURE_KEY: &[Field] = &[
-    field("name", Str, 3, MAX),
-    field("max_version_level", Int16, 3, MAX),
-    field("min_version_level", Int16, 3, MAX),
-];
+const API_VERSIONS_FINALIZED_FEATURE_KEY: &[Field] =
+    &[field("name", Str, 3, MAX), field("max_version_level", Int16, 3, MAX), field("min_version_level", Int16, 3, MAX)];
 
 /// `CreateTopicsResponse` (crate versions 2-7).
-const CREATE_TOPICS: &[Field] = &[
-    field("throttle_time_ms", Int32, 2, MAX),
-    field("topics", Array(&Struct(CREATE_TOPICS_RESULT)), 2, MAX),
-];
+const CREATE_TOPICS: &[Field] = &[field("throttle_time_ms", Int32, 2, MAX), field("topics", Array(&Struct(CREATE_TOPICS_RESULT)), 2, MAX)];
 
 /// `CreatableTopicResult` (crate versions 2-7).
 const CREATE_TOPICS_RESULT: &[Field] = &[
@@ -417,12 +270,7 @@ const CREATE_TOPICS_RESULT: &[Field] = &[
     field("error_message", NullableStr, 2, MAX),
     field("num_partitions", Int32, 5, MAX),
     field("replication_factor", Int16, 5, MAX),
-    field(
-        "configs",
-        NullableArray(&Struct(CREATE_TOPICS_CONFIG)),
-        5,
-        MAX,
-    ),
+    field("configs", NullableArray(&Struct(CREATE_TOPICS_CONFIG)), 5, MAX),
     tagged(0, "topic_config_error_code", Int16, 5, MAX),
 ];
 
@@ -436,10 +284,8 @@ const CREATE_TOPICS_CONFIG: &[Field] = &[
 ];
 
 /// `DeleteTopicsResponse` (crate versions 1-6).
-const DELETE_TOPICS: &[Field] = &[
-    field("throttle_time_ms", Int32, 1, MAX),
-    field("responses", Array(&Struct(DELETE_TOPICS_RESULT)), 1, MAX),
-];
+const DELETE_TOPICS: &[Field] =
+    &[field("throttle_time_ms", Int32, 1, MAX), field("responses", Array(&Struct(DELETE_TOPICS_RESULT)), 1, MAX)];
 
 /// `DeletableTopicResult` (crate versions 1-6).
 const DELETE_TOPICS_RESULT: &[Field] = &[
@@ -460,10 +306,8 @@ const INIT_PRODUCER_ID: &[Field] = &[
 ];
 
 /// `DescribeConfigsResponse` (crate versions 1-4).
-const DESCRIBE_CONFIGS: &[Field] = &[
-    field("throttle_time_ms", Int32, 1, MAX),
-    field("results", Array(&Struct(DESCRIBE_CONFIGS_RESULT)), 1, MAX),
-];
+const DESCRIBE_CONFIGS: &[Field] =
+    &[field("throttle_time_ms", Int32, 1, MAX), field("results", Array(&Struct(DESCRIBE_CONFIGS_RESULT)), 1, MAX)];
 
 /// `DescribeConfigsResult` (crate versions 1-4).
 const DESCRIBE_CONFIGS_RESULT: &[Field] = &[
@@ -471,12 +315,7 @@ const DESCRIBE_CONFIGS_RESULT: &[Field] = &[
     field("error_message", NullableStr, 1, MAX),
     field("resource_type", Int8, 1, MAX),
     field("resource_name", Str, 1, MAX),
-    field(
-        "configs",
-        Array(&Struct(DESCRIBE_CONFIGS_RESOURCE_RESULT)),
-        1,
-        MAX,
-    ),
+    field("configs", Array(&Struct(DESCRIBE_CONFIGS_RESOURCE_RESULT)), 1, MAX),
 ];
 
 /// `DescribeConfigsResourceResult` (crate versions 1-4).
@@ -492,23 +331,14 @@ const DESCRIBE_CONFIGS_RESOURCE_RESULT: &[Field] = &[
 ];
 
 /// `DescribeConfigsSynonym` (crate versions 1-4).
-const DESCRIBE_CONFIGS_SYNONYM: &[Field] = &[
-    field("name", Str, 1, MAX),
-    field("value", NullableStr, 1, MAX),
-    field("source", Int8, 1, MAX),
-];
+const DESCRIBE_CONFIGS_SYNONYM: &[Field] =
+    &[field("name", Str, 1, MAX), field("value", NullableStr, 1, MAX), field("source", Int8, 1, MAX)];
 
 /// `DeleteGroupsResponse` (crate versions 0-2).
-const DELETE_GROUPS: &[Field] = &[
-    field("throttle_time_ms", Int32, 0, MAX),
-    field("results", Array(&Struct(DELETE_GROUPS_RESULT)), 0, MAX),
-];
+const DELETE_GROUPS: &[Field] = &[field("throttle_time_ms", Int32, 0, MAX), field("results", Array(&Struct(DELETE_GROUPS_RESULT)), 0, MAX)];
 
 /// `DeletableGroupResult` (crate versions 0-2).
-const DELETE_GROUPS_RESULT: &[Field] = &[
-    field("group_id", Str, 0, MAX),
-    field("error_code", Int16, 0, MAX),
-];
+const DELETE_GROUPS_RESULT: &[Field] = &[field("group_id", Str, 0, MAX), field("error_code", Int16, 0, MAX)];
 
 /// `OffsetDeleteResponse` (crate versions 0-0).
 const OFFSET_DELETE: &[Field] = &[
@@ -518,21 +348,10 @@ const OFFSET_DELETE: &[Field] = &[
 ];
 
 /// `OffsetDeleteResponseTopic` (crate versions 0-0).
-const OFFSET_DELETE_TOPIC: &[Field] = &[
-    field("name", Str, 0, MAX),
-    field(
-        "partitions",
-        Array(&Struct(OFFSET_DELETE_PARTITION)),
-        0,
-        MAX,
-    ),
-];
+const OFFSET_DELETE_TOPIC: &[Field] = &[field("name", Str, 0, MAX), field("partitions", Array(&Struct(OFFSET_DELETE_PARTITION)), 0, MAX)];
 
 /// `OffsetDeleteResponsePartition` (crate versions 0-0).
-const OFFSET_DELETE_PARTITION: &[Field] = &[
-    field("partition_index", Int32, 0, MAX),
-    field("error_code", Int16, 0, MAX),
-];
+const OFFSET_DELETE_PARTITION: &[Field] = &[field("partition_index", Int32, 0, MAX), field("error_code", Int16, 0, MAX)];
 
 /// `DescribeClusterResponse` (crate versions 0-2).
 const DESCRIBE_CLUSTER: &[Field] = &[
