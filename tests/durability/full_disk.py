@@ -16,10 +16,17 @@ prints a SKIP line and exits 77. Checks, printed as PASS/FAIL lines:
     growing the filesystem (remount) does too;
   * after a SIGKILL and a restart on the same dir: every acknowledged message at its offset,
     nothing else, every acknowledged commit, the deleted topic gone;
-  * after a SIGKILL while the disk is full (with segments rolled on the full disk: the topic
-    has 64 KiB segments), corral starts again on the still-full disk and serves all of it.
-    Should it refuse, the script says what corral printed, then grows the filesystem, starts
-    it and checks that nothing acknowledged was lost.
+  * after a SIGKILL while the disk is full (0 bytes free; the topic has 64 KiB segments and a
+    value larger than one makes each partition roll on the full disk, so the start has sealed
+    segments to index: past the recovery point, or without an index file), corral starts
+    again on the still-full disk: it warns that it cannot write those index files (only
+    those), serves every acknowledged message and commit, refuses produce with
+    KAFKA_STORAGE_ERROR and commits with NOT_COORDINATOR as before the crash, and takes both
+    again once the filesystem grows, without a restart. Should it refuse to start, the script
+    says what corral printed, then grows the filesystem, starts it and checks that nothing
+    acknowledged was lost;
+  * a last SIGKILL and restart with room: everything acknowledged is there, and every sealed
+    segment has its index file again.
 """
 import os
 import shutil
@@ -292,30 +299,9 @@ def run(server, ledger, mnt):
     check("every failed delivery is KAFKA_STORAGE_ERROR (no timeout, no other error)", not others, f"{others}")
     check("corral is still running with the disk full", server.alive(), server.log_tail())
 
-    # -- commits on the full disk: keep committing until an append fails (the shard's last page
-    # may still have room for a few), then a group whose shard file has no page at all yet
-    commit_failures = []
-    for i in range(400):
-        e = committer.commit(i % DATA_PARTS)
-        if e is not None:
-            commit_failures.append(e)
-            if len(commit_failures) >= 3:
-                break
-            time.sleep(0.2)
+    # -- commits on the full disk: an append fails sooner or later
     fresh = Committer(b, FRESH_GROUP)
-    for p in range(DATA_PARTS):
-        e = fresh.commit(p)
-        if e is not None:
-            commit_failures.append(e)
-    names = sorted({err_name(e) for e in commit_failures})
-    note(f"commits on the full disk: {len(committer.acked)} partitions with an acknowledged commit, "
-         f"{len(commit_failures)} failed: {names}")
-    check("an OffsetCommit whose append fails is answered NOT_COORDINATOR",
-          any(e.code() == KafkaError.NOT_COORDINATOR for e in commit_failures),
-          f"failures seen: {names or 'none (every commit on the full disk was acknowledged)'}")
-    allowed = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
-    check("failed commits report only coordinator errors (NOT_COORDINATOR, loading, not available)",
-          all(e.code() in allowed for e in commit_failures), f"{names}")
+    commits_on_full_disk(committer, fresh)
     check("corral is still running after the failed commits", server.alive(), server.log_tail())
 
     # -- reads on the full disk
@@ -342,7 +328,7 @@ def run(server, ledger, mnt):
     note(f"free after deleting {BALLAST}: {before // 1024} KiB -> {free_bytes(mnt) // 1024} KiB")
     check("deleting the topic gave the space back", free_bytes(mnt) >= before + 512 * 1024,
           f"{before // 1024} KiB -> {free_bytes(mnt) // 1024} KiB free")
-    resumed_produce(b, ledger, committer, fresh, "after deleting a topic")
+    resumed_produce(b, ledger, [committer, fresh], "after deleting a topic")
     check("corral is still running after writes resumed", server.alive(), server.log_tail())
 
     # -- fill it again, then grow the filesystem instead
@@ -350,7 +336,7 @@ def run(server, ledger, mnt):
     check(f"the disk filled again ({free_bytes(mnt) // 1024} KiB free)", rounds < 400, "produce still acknowledged")
     subprocess.run(["mount", "-o", "remount,size=8m", mnt], check=True)
     note(f"remounted at 8 MiB: {free_bytes(mnt) // 1024} KiB free")
-    resumed_produce(b, ledger, committer, fresh, "after growing the filesystem")
+    resumed_produce(b, ledger, [committer, fresh], "after growing the filesystem")
     check_reads(b, ledger, DATA, DATA_PARTS, "before the kill")
 
     # -- SIGKILL, restart on the same dir
@@ -365,34 +351,160 @@ def run(server, ledger, mnt):
     check("after SIGKILL and restart: the deleted topic stays deleted", BALLAST not in md.topics or not deleted,
           f"topics {sorted(md.topics)}")
 
-    # -- a crash while the disk is full: corral must come back on it. Segments rolled while the
-    # disk was full (segment.bytes is small here) could not get their index files written
+    # -- a crash while the disk is full: corral must come back on it, serve reads, refuse writes
+    # as before the crash, and take them again once there is room
     rounds, _ = fill(b, ledger)
-    note(f"filled again ({free_bytes(mnt)} bytes free); SIGKILL and restart on the full disk")
+    force_rolls(b, ledger)
+    to_index = segments_to_index(server.data)
+    note(f"filled again ({free_bytes(mnt)} bytes free); sealed segments a start walks and writes an index file for: "
+         f"{[os.path.basename(os.path.dirname(f))[-1:] + '/' + os.path.basename(f) for f in to_index]}; "
+         "SIGKILL and restart on the full disk")
+    check("the disk is full at the kill (0 bytes free)", free_bytes(mnt) == 0, f"{free_bytes(mnt)} bytes free")
+    # what the fix is about: a start that has to write a segment's index file, with no room for it
+    check("the data dir at the kill has sealed segments a start must index (past the recovery point or without an index file)",
+          bool(to_index), "none: the restart would not need to write an index file")
     check("corral is still running with the disk full again", server.alive(), server.log_tail())
     server.kill9()
+    logged = log_size(server.log)
     started_on_full = server.start(required=False)
     check("after SIGKILL on the full disk: corral starts again on it", started_on_full is not None,
           f"{free_bytes(mnt)} bytes free; corral refused: {getattr(server, 'refused', '')}")
-    label = "after SIGKILL, restarted on the full disk"
     if started_on_full is None:
+        # what it kept, at least: start it with room
         subprocess.run(["mount", "-o", "remount,size=12m", mnt], check=True)
         note(f"remounted at 12 MiB ({free_bytes(mnt) // 1024} KiB free) to start it and check what it kept")
         server.start()
         label = "after SIGKILL on the full disk and freeing space"
+        check_reads(b, ledger, DATA, DATA_PARTS, label)
+        check_commits(b, committer, label)
+        check_commits(b, fresh, label)
+        return
+    label = "restarted on the full disk"
     check_reads(b, ledger, DATA, DATA_PARTS, label)
+    # (after the reads, which open every partition)
+    skipped = [l.split("Z ", 1)[-1].strip() for l in log_since(server.log, logged) if "cannot write the segment's index file" in l]
+    predicted = {(os.path.basename(os.path.dirname(f)).rsplit("-", 1)[1], os.path.basename(f)) for f in to_index}
+    warned = {(l.split('partition="', 1)[1].split('"', 1)[0].rsplit("-", 1)[1], l.split('segment="', 1)[1].split('"', 1)[0])
+              for l in skipped if 'partition="' in l and 'segment="' in l}
+    note(f"{label}: {free_bytes(mnt)} bytes free; corral warned {len(skipped)} times: {skipped[:1]}")
+    check(f"{label}: corral warned that it could not write a segment's index file (a warning, not a refusal), "
+          "only for segments it had to index", bool(skipped) and warned <= predicted,
+          f"warned for {sorted(warned)}, predicted {sorted(predicted)}; log since the start:\n"
+          f"{''.join(log_since(server.log, logged)[-15:])}")
     check_commits(b, committer, label)
     check_commits(b, fresh, label)
+    # writes are refused as before the crash
+    ok, bad = ledger.produce(b, DATA, 8)
+    per_part = [ledger.produce(b, DATA, 2, partition=p) for p in range(DATA_PARTS)]
+    ok += [m for o, _ in per_part for m in o]
+    bad += [e for _, bb in per_part for e in bb]
+    check(f"{label}: produce fails with KAFKA_STORAGE_ERROR ({len(bad)} deliveries, on every partition)",
+          not ok and bool(bad) and all(e.code() == KafkaError.KAFKA_STORAGE_ERROR for e in bad),
+          f"{len(ok)} acknowledged, failures {sorted({err_name(e) for e in bad})}")
+    fresh2 = Committer(b, FRESH_GROUP + "-2")
+    commits_on_full_disk(committer, fresh2, label)
+    check_commits(b, committer, f"{label}, after the refused commits")
+    check_commits(b, fresh2, f"{label}, after the refused commits")
+    check(f"{label}: corral is still running after the refused writes", server.alive(), server.log_tail())
+
+    # room again: writes resume without a restart
+    subprocess.run(["mount", "-o", "remount,size=12m", mnt], check=True)
+    note(f"remounted at 12 MiB: {free_bytes(mnt) // 1024} KiB free")
+    resumed_produce(b, ledger, [committer, fresh, fresh2], "restarted on the full disk, then room again")
+    check_reads(b, ledger, DATA, DATA_PARTS, "restarted on the full disk, then room again")
+
+    # and a last SIGKILL with room: all of it is there, and the open now writes the index files
+    # it could not write on the full disk
+    server.kill9()
+    logged = log_size(server.log)
+    server.start()
+    label = "after a last SIGKILL and restart with room"
+    check_reads(b, ledger, DATA, DATA_PARTS, label)
+    for c in (committer, fresh, fresh2):
+        check_commits(b, c, label)
+    missing = segments_to_index(server.data, past_recovery_point=False)
+    check(f"{label}: every sealed segment has its index file now (none was written on the full disk)", not missing,
+          f"still without: {missing}")
+    warned = [l.strip() for l in log_since(server.log, logged) if "cannot write the segment's index file" in l]
+    check(f"{label}: no index write failed", not warned, f"{warned[:3]}")
     check("corral is still running at the end", server.alive(), server.log_tail())
 
 
-def resumed_produce(b, ledger, committer, fresh, label):
+def commits_on_full_disk(committer, fresh, label=""):
+    """On a full disk: commits with `committer` until three have failed (its shard's last page
+    may still have room for a few), then one per partition with `fresh` (a new group, whose
+    shard file may have no page at all yet); the failures must be NOT_COORDINATOR (or the other
+    coordinator errors a client retries)."""
+    prefix = f"{label}: " if label else ""
+    commit_failures = []
+    for i in range(400):
+        e = committer.commit(i % DATA_PARTS)
+        if e is not None:
+            commit_failures.append(e)
+            if len(commit_failures) >= 3:
+                break
+            time.sleep(0.2)
+    for p in range(DATA_PARTS):
+        e = fresh.commit(p)
+        if e is not None:
+            commit_failures.append(e)
+    names = sorted({err_name(e) for e in commit_failures})
+    note(f"commits on {label or 'the full disk'}: {len(committer.acked)} partitions with an acknowledged commit, "
+         f"{len(commit_failures)} failed: {names}")
+    check(f"{prefix}an OffsetCommit whose append fails is answered NOT_COORDINATOR",
+          any(e.code() == KafkaError.NOT_COORDINATOR for e in commit_failures),
+          f"failures seen: {names or 'none (every commit on the full disk was acknowledged)'}")
+    allowed = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
+    check(f"{prefix}failed commits report only coordinator errors (NOT_COORDINATOR, loading, not available)",
+          all(e.code() in allowed for e in commit_failures), f"{names}")
+
+
+def force_rolls(b, ledger):
+    """On the full disk, one value larger than a segment to each partition: a partition whose
+    active segment is not empty rolls first (the sealed segment's index file cannot be
+    written), then the append fails."""
+    for p in range(DATA_PARTS):
+        ok, bad = ledger.produce(b, DATA, 1, partition=p, size=SEGMENT_BYTES + 4096)
+        check(f"a value larger than a segment to {DATA}/{p} on the full disk fails with KAFKA_STORAGE_ERROR",
+              not ok and [e.code() for e in bad] == [KafkaError.KAFKA_STORAGE_ERROR],
+              f"{len(ok)} acknowledged, {[err_name(e) for e in bad]}")
+
+
+def segments_to_index(data, past_recovery_point=True):
+    """Sealed segments (every .log file but a partition's last) that a start walks and writes
+    an index file for: those without their .index file and (`past_recovery_point`) those at
+    or past the partition's recovery point, which a start walks again."""
+    out = []
+    root = os.path.join(data, "partitions")
+    for d in sorted(os.listdir(root)):
+        files = set(os.listdir(os.path.join(root, d)))
+        logs = sorted(f for f in files if f.endswith(".log"))
+        point = None
+        if past_recovery_point and "recovery-point" in files:
+            with open(os.path.join(root, d, "recovery-point")) as f:
+                point = int(f.read().strip() or 0)
+        out += [os.path.join(root, d, f) for f in logs[:-1]
+                if f[:-4] + ".index" not in files or point is not None and int(f[:-4]) >= point]
+    return out
+
+
+def log_size(path):
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def log_since(path, offset):
+    with open(path, errors="replace") as f:
+        f.seek(offset)
+        return f.readlines()
+
+
+def resumed_produce(b, ledger, committers, label):
     ok, bad = ledger.produce(b, DATA, 32)
     check(f"{label}: produce is acknowledged again", len(ok) == 32 and not bad,
           f"{len(ok)} acknowledged, {len(bad)} failed: {sorted({err_name(e) for e in bad})}")
     # the shard of a failed commit reloads in the background (COORDINATOR_LOAD_IN_PROGRESS,
     # which librdkafka retries); give it a moment before calling a failure final
-    for c in (committer, fresh):
+    for c in committers:
         for p in range(DATA_PARTS):
             deadline, first = time.time() + 10, c.next
             while True:
