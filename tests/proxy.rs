@@ -793,29 +793,14 @@ fn spawn_proxy(upstream: &str, port: u16, cwd: &std::path::Path) -> ServerProces
     proxy
 }
 
-/// Consumes up to `want` messages of "resume" in g-resume, committing the `commit_after`-th.
-fn consume_committing(bootstrap: &str, want: usize, commit_after: Option<usize>) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+/// The consumer of "resume" in g-resume that the restart test reads with.
+fn resume_consumer(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("group.id", "g-resume")
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(&["resume"]).unwrap();
-    let mut got = Vec::new();
-    let deadline = Instant::now() + 30 * SECOND;
-    while got.len() < want && Instant::now() < deadline {
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            got.push(m.offset());
-            if Some(got.len()) == commit_after {
-                c.commit_message(&m, CommitMode::Sync).unwrap();
-                break;
-            }
-        }
-    }
-    got
+        .set("enable.auto.commit", "false");
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -833,12 +818,13 @@ async fn a_proxy_killed_and_restarted_without_a_data_dir_resumes_groups_from_ups
     admin.create_topics(&[NewTopic::new("resume", 1, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     produce_values(&b, "resume", 1, 100).await;
     let bs = b.clone();
-    let first = tokio::task::spawn_blocking(move || consume_committing(&bs, 100, Some(40))).await.unwrap();
+    let first =
+        tokio::task::spawn_blocking(move || common::consume_committing(&resume_consumer(&bs), "resume", 100, Some(40))).await.unwrap();
     assert_eq!((first.first(), first.len()), (Some(&0), 40));
     drop(proxy); // SIGKILL
     let proxy = spawn_proxy(&up, port, cwd.path());
     let bs = b.clone();
-    let second = tokio::task::spawn_blocking(move || consume_committing(&bs, 60, None)).await.unwrap();
+    let second = tokio::task::spawn_blocking(move || common::consume_committing(&resume_consumer(&bs), "resume", 60, None)).await.unwrap();
     assert_eq!(second.first(), Some(&40), "resumes right after the offset committed before the kill");
     assert_eq!(second.len(), 60);
     assert!(std::fs::read_dir(cwd.path()).unwrap().next().is_none(), "the proxy wrote to its working directory");

@@ -20,7 +20,7 @@ use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -415,35 +415,20 @@ async fn a_static_member_restarts_without_a_rebalance_on(server: Target) {
     server.stop().await;
 }
 
-/// Consumes up to `want` messages of topic "one" in group g-resume, committing the
-/// `commit_after`-th and stopping there.
-fn consume_committing(bootstrap: &str, want: usize, commit_after: Option<usize>) -> Vec<i64> {
-    let c: BaseConsumer = consumer_config(bootstrap, "g-resume", &[]).create().unwrap();
-    c.subscribe(&["one"]).unwrap();
-    let mut got = Vec::new();
-    let deadline = Instant::now() + 30 * SECOND;
-    while got.len() < want && Instant::now() < deadline {
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            got.push(m.offset());
-            if Some(got.len()) == commit_after {
-                c.commit_message(&m, CommitMode::Sync).unwrap();
-                break;
-            }
-        }
-    }
-    got
-}
-
 async fn commit_restart_resume_on(server: Target) {
     let b = server.bootstrap();
     server.topic_with_messages("one", 1, 100).await;
     let bs = b.clone();
-    let first = tokio::task::spawn_blocking(move || consume_committing(&bs, 100, Some(40))).await.unwrap();
+    let first =
+        tokio::task::spawn_blocking(move || common::consume_committing(&consumer_config(&bs, "g-resume", &[]), "one", 100, Some(40)))
+            .await
+            .unwrap();
     assert_eq!(first.first(), Some(&0));
     assert_eq!(first.len(), 40);
     let bs = b.clone();
-    let second = tokio::task::spawn_blocking(move || consume_committing(&bs, 60, None)).await.unwrap();
+    let second = tokio::task::spawn_blocking(move || common::consume_committing(&consumer_config(&bs, "g-resume", &[]), "one", 60, None))
+        .await
+        .unwrap();
     assert_eq!(second.first(), Some(&40), "resumes right after the committed offset");
     assert_eq!(second.len(), 60);
     server.stop().await;

@@ -676,10 +676,10 @@ mod tests {
         assert_eq!(t.pop_due(11_999), Some(key("f")));
     }
 
-    async fn coordinator() -> (Arc<Coordinator>, Arc<Broker>) {
-        let config = Config::default();
+    /// A broker on an in-memory data dir holding topic "t" (2 partitions).
+    async fn broker_with_t() -> Arc<Broker> {
         let broker = Broker::open(
-            Arc::new(config.clone()),
+            Arc::new(Config::default()),
             HostPort { host: "h".into(), port: 1 },
             "c".into(),
             Arc::new(crate::log::datadir::DataDir::memory()),
@@ -688,6 +688,12 @@ mod tests {
         let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
         let broker = Arc::new(broker);
         broker.create_topic("t", p, o).await.unwrap();
+        broker
+    }
+
+    async fn coordinator() -> (Arc<Coordinator>, Arc<Broker>) {
+        let config = Config::default();
+        let broker = broker_with_t().await;
         let data = Arc::new(crate::log::datadir::DataDir::memory());
         let logs = Arc::new(log::ShardLogs::new(data, 50, Default::default()));
         let c = Coordinator::new(ShardConfig::from_config(&config), 50, logs, CancellationToken::new());
@@ -699,17 +705,7 @@ mod tests {
     /// A coordinator whose offsets logs model syncs, over a data dir that can fail on demand,
     /// with a broker holding topic "t" (2 partitions).
     async fn faulty() -> (Arc<Coordinator>, Arc<crate::log::datadir::DataDir>, crate::plane::DataPlane) {
-        let config = Config::default();
-        let broker = Broker::open(
-            Arc::new(config.clone()),
-            HostPort { host: "h".into(), port: 1 },
-            "c".into(),
-            Arc::new(crate::log::datadir::DataDir::memory()),
-        )
-        .unwrap();
-        let (p, o) = broker.validate_new_topic("t", 2, 1, &Default::default()).unwrap();
-        let broker = Arc::new(broker);
-        broker.create_topic("t", p, o).await.unwrap();
+        let broker = broker_with_t().await;
         let data = Arc::new(crate::log::datadir::DataDir::memory_modelled());
         let c = over(&data);
         (c, data, crate::plane::DataPlane::Broker(broker))

@@ -198,3 +198,26 @@ impl RawClient {
         self.client.stream()
     }
 }
+
+/// Consumes up to `want` messages of `topic` with a consumer made from `config` (a group
+/// member, auto commit off), committing the `commit_after`-th message and stopping there;
+/// the offsets read, in order. Gives up after 30 s. Blocking: run it off the runtime.
+pub fn consume_committing(config: &rdkafka::ClientConfig, topic: &str, want: usize, commit_after: Option<usize>) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::message::Message;
+    let c: BaseConsumer = config.create().unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got.len() < want && std::time::Instant::now() < deadline {
+        if let Some(m) = c.poll(std::time::Duration::from_millis(100)) {
+            let m = m.unwrap();
+            got.push(m.offset());
+            if Some(got.len()) == commit_after {
+                c.commit_message(&m, CommitMode::Sync).unwrap();
+                break;
+            }
+        }
+    }
+    got
+}
