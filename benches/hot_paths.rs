@@ -231,6 +231,7 @@ fn shard(c: &mut Criterion) {
                     partitions: (0..4)
                         .map(|p| CommitPartition { topic: "orders".into(), partition: p, offset: now, leader_epoch: -1, metadata: None })
                         .collect(),
+                    producer_id: None,
                 },
             )
         })

@@ -154,6 +154,16 @@ pub struct Config {
     pub offset_metadata_max_bytes: i32,
     /// `offsets.topic.segment.bytes`: segment size of the coordinator's offsets log.
     pub offsets_topic_segment_bytes: i64,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: idle transactional ids are forgotten after this.
+    pub transactional_id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
+    /// past their timeout are looked for (and aborted).
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i64,
+    /// `transaction.state.log.num.partitions`: FindCoordinator's placement of transactional
+    /// ids (Kafka's `hashCode` modulo this); the state itself is one log.
+    pub transaction_state_log_num_partitions: i32,
     /// Where to serve Prometheus metrics (corral-only; off by default).
     pub metrics_listen: Option<SocketAddr>,
     /// `upstream.bootstrap.servers` (proxy mode): bootstrap brokers of the upstream cluster.
@@ -221,6 +231,10 @@ impl Default for Config {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4_096,
             offsets_topic_segment_bytes: 104_857_600,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transaction_state_log_num_partitions: 50,
             metrics_listen: None,
             upstream: Vec::new(),
             offsets_store: OffsetsStoreKind::Upstream,
@@ -325,6 +339,12 @@ impl Config {
             "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = v.int_in(1, i64::MAX)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = v.int_in(0, i32::MAX as i64)? as i32,
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = v.int_in(1024, i32::MAX as i64)?,
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = v.int_in(1, i32::MAX as i64)? as i32,
+            "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int_in(1, i32::MAX as i64)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms = v.int_in(1, i32::MAX as i64)?
+            }
+            "transaction.state.log.num.partitions" => self.transaction_state_log_num_partitions = v.int_in(1, 10_000)? as i32,
             "metrics.listen" => self.metrics_listen = Some(v.string()?.parse().map_err(|_| v.err("not HOST:PORT".into()))?),
             "upstream.bootstrap.servers" | "upstream" => self.upstream = parse_upstream(&v.string()?).map_err(|m| v.err(m))?,
             "offsets.store" => self.offsets_store = parse_offsets_store(&v.string()?).map_err(|m| v.err(m))?,

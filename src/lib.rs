@@ -14,6 +14,8 @@
 //!                  OffsetCommit/Fetch/Delete, List/Describe/DeleteGroups    (coordinator)
 //!                  └─ shard: a pure state machine, time passed in as a value
 //!                       └─ records ─► offsets log, replies after they are durable
+//!             └─ transactions: InitProducerId, AddPartitions/AddOffsetsToTxn,
+//!                  EndTxn (markers), TxnOffsetCommit, Describe/List   (txn)
 //!        ─► encode       at the request's version, header v0/v1             (protocol)
 //! ```
 //!
@@ -35,6 +37,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod txn;
 
 pub use config::Config;
 

@@ -17,6 +17,7 @@ use crate::coordinator::{Coordinator, api as group_api};
 use crate::error::ErrorCode;
 use crate::plane::DataPlane;
 use crate::protocol::{Request, VersionTable};
+use crate::txn::{TxnCoordinator, api as txn_api};
 
 /// What every handler may reach: shared state and the shutdown signal.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// `max.connections` over every listener: connections beyond it wait in the backlog.
     pub conn_limit: Arc<tokio::sync::Semaphore>,
+    /// The transaction coordinator (broker mode only).
+    pub txn: Option<Arc<TxnCoordinator>>,
 }
 
 /// Which of the server's listeners a connection came in on.
@@ -123,11 +126,24 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::DescribeGroups(r) => return send(ResponseKind::DescribeGroups(group_api::describe_groups(c, v, r))),
         RequestKind::DeleteGroups(r) => return send(ResponseKind::DeleteGroups(group_api::delete_groups(c, v, r).await)),
         RequestKind::OffsetDelete(r) => return send(ResponseKind::OffsetDelete(group_api::offset_delete(c, v, r).await)),
-        RequestKind::AddOffsetsToTxn(r) => return send(ResponseKind::AddOffsetsToTxn(crate::proxy::refuse_add_offsets_to_txn(r))),
-        RequestKind::TxnOffsetCommit(r) => return send(ResponseKind::TxnOffsetCommit(crate::proxy::refuse_txn_offset_commit(r))),
+        RequestKind::AddOffsetsToTxn(r) => {
+            return send(ResponseKind::AddOffsetsToTxn(match &ctx.txn {
+                Some(t) => txn_api::add_offsets_to_txn(t, v, r).await,
+                None => crate::proxy::refuse_add_offsets_to_txn(r),
+            }));
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            return send(ResponseKind::TxnOffsetCommit(match &ctx.txn {
+                Some(t) => {
+                    let check = txn_api::txn_offset_commit_check(t, v, &r);
+                    group_api::txn_offset_commit(c, v, r, check).await
+                }
+                None => crate::proxy::refuse_txn_offset_commit(r),
+            }));
+        }
         other => other,
     };
-    let DataPlane::Broker(b) = &ctx.plane else {
+    let (DataPlane::Broker(b), Some(txn)) = (&ctx.plane, &ctx.txn) else {
         // The forwarder takes every other api before it gets here.
         return Reply::Close("an api corral forwards reached the router".into());
     };
@@ -135,7 +151,7 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::Metadata(r) => ResponseKind::Metadata(broker::handle_metadata(b, v, r).await),
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let resp = broker::handle_produce(b, v, r);
+            let resp = broker::handle_produce(b, v, r, &**txn);
             if acks == 0 {
                 return if broker::produce_has_error(&resp) { Reply::Close("an acks=0 produce failed".into()) } else { Reply::Nothing };
             }
@@ -144,7 +160,15 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::Fetch(r) => ResponseKind::Fetch(broker::handle_fetch(b, v, r, &ctx.shutdown).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker::handle_list_offsets(b, v, r)),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(broker::handle_offset_for_leader_epoch(b, v, r)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker::handle_init_producer_id(b, v, r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(match r.transactional_id.as_ref().map(|t| t.to_string()) {
+            Some(id) if !id.is_empty() => txn_api::init_producer_id(txn, v, &r, &id).await,
+            _ => broker::handle_init_producer_id(b, v, r).await,
+        }),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(txn_api::add_partitions_to_txn(txn, b, v, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn_api::end_txn(txn, v, r).await),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn_api::describe_transactions(txn, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn_api::list_transactions(txn, v, r)),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(txn_api::describe_producers(b, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(broker::handle_create_topics(b, v, r).await),
         RequestKind::DeleteTopics(r) => {
             let resp = broker::handle_delete_topics(b, v, r).await;

@@ -129,6 +129,7 @@ impl Server {
             // Nothing to replay: serve groups from the first request.
             coordinator.load_all()?;
         }
+        let txn = crate::txn::TxnCoordinator::open(broker.clone(), coordinator.clone(), &data, crate::txn::TxnConfig::from_config(&config))?;
         let ctx = Context {
             conn_limit: Arc::new(Semaphore::new(config.connection_limit())),
             config,
@@ -136,6 +137,7 @@ impl Server {
             coordinator,
             versions: Arc::new(VersionTable::broker()),
             shutdown,
+            txn: Some(txn),
         };
         Ok(Server { listener, ctx, _data: Some(data) })
     }
@@ -177,6 +179,9 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, ctx, _data } = self;
         ctx.coordinator.start();
+        if let Some(t) = &ctx.txn {
+            t.start(ctx.shutdown.clone());
+        }
         let listeners = match &ctx.plane {
             DataPlane::Broker(b) => {
                 tokio::spawn(crate::broker::maintenance::run(b.clone(), ctx.shutdown.clone()));
@@ -203,6 +208,9 @@ impl Server {
             b.sync_all();
         }
         ctx.coordinator.sync_all();
+        if let Some(t) = &ctx.txn {
+            t.sync();
+        }
         tracing::info!("stopped");
         match failure {
             Some(m) => Err(ServerError::Fatal(m)),

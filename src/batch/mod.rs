@@ -237,6 +237,72 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// all stamped `timestamp`, as a producer sends it (base offset 0, no partition leader epoch).
 /// `None` for an empty list.
 pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64, stamp: ProducerStamp) -> Option<Vec<u8>> {
+    encode_with(records, timestamp, stamp, 0)
+}
+
+/// A transaction marker: the end of a producer's transaction in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    /// COMMIT (true) or ABORT (false).
+    pub commit: bool,
+    /// The transaction coordinator's epoch that wrote it.
+    pub coordinator_epoch: i32,
+}
+
+/// Encodes a control batch holding one transaction marker, as Kafka's brokers write it:
+/// attributes transactional + control, the producer's id and epoch, base sequence -1, one
+/// record whose key is `{version 0: int16, type: int16 (0 ABORT, 1 COMMIT)}` and whose value
+/// is `{version 0: int16, coordinator epoch: int32}`.
+pub fn encode_marker(producer_id: i64, producer_epoch: i16, marker: Marker, timestamp: i64) -> Vec<u8> {
+    let key = [0u8, 0, 0, u8::from(marker.commit)];
+    let mut value = vec![0u8, 0];
+    value.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: -1 };
+    encode_with(&[(Some(&key), Some(&value))], timestamp, stamp, ATTR_TRANSACTIONAL | ATTR_CONTROL).expect("one record")
+}
+
+/// The marker a control batch holds (`None` if `batch` is not a well-formed marker batch).
+pub fn parse_marker(batch: &[u8]) -> Option<Marker> {
+    let h = BatchHeader::parse(batch)?;
+    if !h.is_control() || h.compression() != 0 || h.records_count < 1 {
+        return None;
+    }
+    let mut at = HEADER_LEN;
+    let rec = |at: &mut usize| -> Option<i64> {
+        let mut raw: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let byte = *batch.get(*at)?;
+            *at += 1;
+            raw |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        None
+    };
+    let _len = rec(&mut at)?;
+    at += 1; // attributes
+    let _ts = rec(&mut at)?;
+    let _delta = rec(&mut at)?;
+    let key_len = usize::try_from(rec(&mut at)?).ok()?;
+    let key = batch.get(at..at + key_len)?;
+    at += key_len;
+    if key.len() < 4 {
+        return None;
+    }
+    let kind = i16_at(key, 2);
+    let value_len = usize::try_from(rec(&mut at)?).ok()?;
+    let value = batch.get(at..at + value_len)?;
+    let commit = match kind {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let coordinator_epoch = if value.len() >= 6 { i32_at(value, 2) } else { -1 };
+    Some(Marker { commit, coordinator_epoch })
+}
+
+fn encode_with(records: &[KeyValue<'_>], timestamp: i64, stamp: ProducerStamp, attributes: i16) -> Option<Vec<u8>> {
     if records.is_empty() {
         return None;
     }
@@ -266,7 +332,7 @@ pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64, stamp: ProducerSta
     b.extend_from_slice(&(-1i32).to_be_bytes());
     b.push(2);
     b.extend_from_slice(&[0; 4]); // CRC, below
-    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&attributes.to_be_bytes());
     b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
     b.extend_from_slice(&timestamp.to_be_bytes());
     b.extend_from_slice(&timestamp.to_be_bytes());
@@ -291,13 +357,22 @@ pub(crate) mod tests {
         let b = encode_batch(&[(Some(b"k1"), Some(b"v1")), (Some(b"k2"), None)], 1234, stamp).unwrap();
         let h = validate_produce_records(&b).unwrap();
         assert_eq!((h.records_count, h.last_offset_delta, h.base_sequence, h.producer_id, h.producer_epoch), (2, 1, 40, 7, 1));
-        let recs = crate::batch::records::read_records(&bytes::Bytes::from(b)).unwrap();
+        let recs = crate::batch::records::read_records(&bytes::Bytes::from(b.clone())).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(recs[0].value.as_deref(), Some(&b"v1"[..]));
         assert_eq!(recs[1].value, None);
         assert_eq!(recs[1].timestamp, 1234);
         assert!(encode_batch(&[], 0, stamp).is_none());
+        let m = encode_marker(9, 3, Marker { commit: true, coordinator_epoch: 4 }, 55);
+        let h = BatchHeader::parse(&m).unwrap();
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.records_count), (9, 3, -1, 1));
+        assert_eq!(compute_crc(&m), h.crc);
+        assert_eq!(parse_marker(&m), Some(Marker { commit: true, coordinator_epoch: 4 }));
+        let a = encode_marker(9, 3, Marker { commit: false, coordinator_epoch: 0 }, 55);
+        assert_eq!(parse_marker(&a), Some(Marker { commit: false, coordinator_epoch: 0 }));
+        assert_eq!(parse_marker(&b), None);
     }
 
     /// Encodes `n` records with the kafka-protocol crate, as a client would (testkit's

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Broker;
 use super::partition::LEADER_EPOCH;
+use crate::batch::BatchHeader;
 use crate::error::ErrorCode;
 
 /// Isolation level READ_COMMITTED.
@@ -81,14 +82,17 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 partition.register_waiter(w);
             }
             let state = partition.lock();
-            let (start, hwm) = (state.log.start_offset(), state.log.next_offset());
+            let (start, hwm, lso) = (state.log.start_offset(), state.log.next_offset(), state.last_stable_offset());
             pd.high_watermark = hwm;
-            pd.last_stable_offset = hwm;
+            pd.last_stable_offset = lso;
             if version >= 5 {
                 pd.log_start_offset = start;
             }
-            // Kafka: null for read_uncommitted, a (here always empty) list for read_committed.
-            pd.aborted_transactions = (req.isolation_level == READ_COMMITTED).then(Vec::new);
+            let committed_only = req.isolation_level == READ_COMMITTED;
+            // read_committed reads up to the last stable offset
+            let end = if committed_only { lso } else { hwm };
+            // Kafka: null for read_uncommitted, a list for read_committed.
+            pd.aborted_transactions = committed_only.then(Vec::new);
             if fp.fetch_offset < start || fp.fetch_offset > hwm {
                 // Kafka answers an error partition with -1 offsets and null records.
                 pd = PartitionData::default()
@@ -102,13 +106,26 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                     pd.log_start_offset = -1;
                 }
                 errored = true;
-            } else if fp.fetch_offset < hwm && remaining > 0 {
+            } else if fp.fetch_offset < end && remaining > 0 {
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
                 // planned under the partition's lock, read outside it
                 let plan = state.log.read_plan(fp.fetch_offset, limit, total == 0);
+                let aborted = if committed_only { state.txns.aborted_between(fp.fetch_offset, end) } else { Vec::new() };
                 drop(state);
                 match plan.map_or(Ok(bytes::Bytes::new()), |p| p.read()) {
                     Ok(records) => {
+                        let records = if committed_only { below(records, end) } else { records };
+                        if committed_only {
+                            // only those that begin before the end of what is returned
+                            let upto = last_offset_in(&records).map_or(fp.fetch_offset, |l| l + 1);
+                            pd.aborted_transactions = Some(
+                                aborted
+                                    .iter()
+                                    .filter(|a| a.first_offset < upto)
+                                    .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                                    .collect(),
+                            );
+                        }
                         let n = records.len();
                         total += n;
                         remaining = remaining.saturating_sub(n);
@@ -132,6 +149,33 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
         responses.push(t);
     }
     Built { response: FetchResponse::default().with_responses(responses), bytes: total, errored }
+}
+
+/// The batches of `records` that begin before `end` (a read_committed read stops at the last
+/// stable offset).
+fn below(records: Bytes, end: i64) -> Bytes {
+    let mut at = 0usize;
+    while let Some(h) = records.get(at..).and_then(BatchHeader::parse) {
+        if h.base_offset >= end || at + h.total_len() > records.len() {
+            break;
+        }
+        at += h.total_len();
+    }
+    records.slice(..at)
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_in(records: &Bytes) -> Option<i64> {
+    let mut at = 0usize;
+    let mut last = None;
+    while let Some(h) = records.get(at..).and_then(BatchHeader::parse) {
+        if at + h.total_len() > records.len() {
+            break;
+        }
+        last = Some(h.last_offset());
+        at += h.total_len();
+    }
+    last
 }
 
 /// Fetch with long poll.

@@ -71,6 +71,7 @@ impl Broker {
                 let removal = if c.delete { s.log.enforce_retention(now, c.retention_ms, c.retention_bytes) } else { Default::default() };
                 let start = s.log.start_offset();
                 s.producers.forget_before(start);
+                s.txns.forget_before(start);
                 let plan = if c.compact { s.log.begin_compaction(now, c.delete_retention_ms) } else { Ok(None) };
                 let storage = s.log.storage();
                 let work = s.log.take_flush_work();

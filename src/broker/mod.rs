@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod partition;
 pub mod producer;
+pub mod txns;
 pub mod topic_config;
 
 mod admin;
@@ -26,7 +27,7 @@ pub use configs::{handle_alter_configs, handle_describe_configs, handle_incremen
 pub use fetch::handle_fetch;
 pub use metadata::{handle_describe_cluster, handle_metadata};
 pub use offsets::{handle_list_offsets, handle_offset_for_leader_epoch};
-pub use produce::{handle_init_producer_id, handle_produce, has_error as produce_has_error};
+pub use produce::{NoTransactions, TxnCheck, handle_init_producer_id, handle_produce, has_error as produce_has_error};
 
 use crate::config::{Config, HostPort};
 use crate::error::ErrorCode;
@@ -203,10 +204,12 @@ impl Broker {
         let dir = partition_dir(id, index);
         let storage = self.data.storage(&dir).map_err(|e| LogError::Io { what: dir.clone(), source: e })?;
         let mut producers = ProducerTable::default();
-        let log = BatchLog::open(&format!("{topic}-{index}"), storage, batch_config(cfg), |h| {
-            producers.record(h, h.base_offset, h.max_timestamp)
+        let mut txns = txns::PartitionTxns::default();
+        let log = BatchLog::open(&format!("{topic}-{index}"), storage, batch_config(cfg), |h, bytes| {
+            producers.record(h, h.base_offset, h.max_timestamp);
+            txns.observe(h, bytes);
         })?;
-        Ok(Partition::new(index, log, producers, crate::clock::now_ms()))
+        Ok(Partition::new(index, log, producers, txns, crate::clock::now_ms()))
     }
 
     /// Writes a catalog entry and makes it durable (blocking: call it on a blocking thread).
@@ -674,7 +677,7 @@ mod tests {
         let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             let _in = rt.enter();
-            let r = handle_produce(&b, 8, req);
+            let r = handle_produce(&b, 8, req, &NoTransactions);
             let _ = tx.send(ErrorCode::from(r.responses[0].partition_responses[0].error_code));
         });
         rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
@@ -877,13 +880,13 @@ mod tests {
             let p = &r.responses[0].partition_responses[0];
             (ErrorCode::from(p.error_code), p.base_offset)
         };
-        assert_eq!(code(handle_produce(&b, 8, produce())), (ErrorCode::NONE, 0));
+        assert_eq!(code(handle_produce(&b, 8, produce(), &NoTransactions)), (ErrorCode::NONE, 0));
         data.fail(FaultOp::Write, 28, true);
-        assert_eq!(code(handle_produce(&b, 8, produce())).0, ErrorCode::KAFKA_STORAGE_ERROR);
+        assert_eq!(code(handle_produce(&b, 8, produce(), &NoTransactions)).0, ErrorCode::KAFKA_STORAGE_ERROR);
         let p = b.topic("p").unwrap().partition(0).unwrap();
         assert_eq!(p.offsets(), (0, 3), "the failed batch is not visible");
         assert_eq!(p.lock().log.read(0, 1 << 20, true).unwrap().len(), crate::batch::tests::client_batch(3, -1, -1).len());
-        assert_eq!(code(handle_produce(&b, 8, produce())), (ErrorCode::NONE, 3), "writes resume at the next offset");
+        assert_eq!(code(handle_produce(&b, 8, produce(), &NoTransactions)), (ErrorCode::NONE, 3), "writes resume at the next offset");
         // a reopen finds the two good batches and nothing of the failed one
         drop(p);
         drop(b);

@@ -17,9 +17,20 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
 
 /// The (offset, timestamp) ListOffsets answers for `ts` on one partition; (-1, -1) if none.
-pub fn lookup(partition: &Partition, ts: i64) -> Result<(i64, i64), ErrorCode> {
+/// `committed_only` (isolation level READ_COMMITTED): nothing at or past the last stable
+/// offset is answered, and LATEST is the last stable offset.
+pub fn lookup(partition: &Partition, ts: i64, committed_only: bool) -> Result<(i64, i64), ErrorCode> {
+    let found = lookup_any(partition, ts, committed_only)?;
+    if committed_only && ts != LATEST && found.0 >= 0 && found.0 >= partition.lock().last_stable_offset() {
+        return Ok((-1, -1));
+    }
+    Ok(found)
+}
+
+fn lookup_any(partition: &Partition, ts: i64, committed_only: bool) -> Result<(i64, i64), ErrorCode> {
     let state = partition.lock();
-    let (start, end) = (state.log.start_offset(), state.log.next_offset());
+    let start = state.log.start_offset();
+    let end = if committed_only { state.last_stable_offset() } else { state.log.next_offset() };
     match ts {
         LATEST => Ok((end, -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((start, -1)),
@@ -94,7 +105,7 @@ pub fn handle_list_offsets(broker: &Broker, version: i16, req: ListOffsetsReques
                         r.error_code = ErrorCode::UNSUPPORTED_VERSION.code();
                         return r;
                     }
-                    match lookup(&partition, p.timestamp) {
+                    match lookup(&partition, p.timestamp, version >= 2 && req.isolation_level == 1) {
                         Ok((offset, ts)) => {
                             r.offset = offset;
                             r.timestamp = ts;

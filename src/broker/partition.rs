@@ -10,7 +10,8 @@ use tokio::sync::Notify;
 
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
-use crate::batch::{self, BatchHeader};
+use super::txns::PartitionTxns;
+use crate::batch::{self, BatchHeader, Marker};
 use crate::error::ErrorCode;
 use crate::log::batches::BatchLog;
 
@@ -22,8 +23,17 @@ pub const LEADER_EPOCH: i32 = 0;
 pub struct PartitionState {
     pub log: BatchLog,
     pub producers: ProducerTable,
+    /// Open transactions, the aborted index, the last stable offset.
+    pub txns: PartitionTxns,
     /// When the log was last synced (ms), for `flush.ms`.
     pub last_flush_ms: i64,
+}
+
+impl PartitionState {
+    /// The last stable offset (read_committed consumers read up to it).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns.last_stable_offset(self.log.next_offset())
+    }
 }
 
 /// The answer to a Produce for one partition.
@@ -49,6 +59,8 @@ pub struct Partition {
     state: Mutex<PartitionState>,
     /// Fetches parked on this partition; each is woken (and removed) by the next append.
     waiters: Mutex<Vec<Weak<Notify>>>,
+    /// The log is marked as holding transactions.
+    transactional: std::sync::atomic::AtomicBool,
 }
 
 /// Runs a roll's owed file work (sync, index, recovery point) on a blocking thread, off the
@@ -67,8 +79,13 @@ fn flush_in_background(work: crate::log::batches::FlushWork) {
 
 impl Partition {
     /// A partition over an opened log, with the producer state its last segment held.
-    pub fn new(index: i32, log: BatchLog, producers: ProducerTable, now_ms: i64) -> Self {
-        Partition { index, state: Mutex::new(PartitionState { log, producers, last_flush_ms: now_ms }), waiters: Mutex::new(Vec::new()) }
+    pub fn new(index: i32, log: BatchLog, producers: ProducerTable, txns: PartitionTxns, now_ms: i64) -> Self {
+        Partition {
+            index,
+            state: Mutex::new(PartitionState { log, producers, txns, last_flush_ms: now_ms }),
+            waiters: Mutex::new(Vec::new()),
+            transactional: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Locks the partition state. Poisoning means a panic while appending: a broken
@@ -104,7 +121,22 @@ impl Partition {
                 message: "One or more records have been rejected due to invalid timestamp".into(),
             });
         }
-        let mut state = self.lock();
+        let state = self.lock();
+        if h.is_transactional()
+            && let Some(epoch) = state.producers.epoch_of(h.producer_id)
+            && h.producer_epoch < epoch
+        {
+            return Err(AppendError {
+                code: ErrorCode::INVALID_PRODUCER_EPOCH,
+                message: format!("producer {} epoch {} is older than {epoch}", h.producer_id, h.producer_epoch),
+            });
+        }
+        if !h.is_transactional() && h.has_producer_id() && state.txns.open_of(h.producer_id).is_some() {
+            return Err(AppendError {
+                code: ErrorCode::INVALID_TXN_STATE,
+                message: format!("producer {} has a transaction open on this partition", h.producer_id),
+            });
+        }
         match state.producers.check(h) {
             Verdict::Append => {}
             // Kafka answers a duplicate with the first append's offset and timestamp.
@@ -118,13 +150,30 @@ impl Partition {
                 });
             }
         }
-        let base = state.log.next_offset();
         let mut bytes = BytesMut::from(batch_bytes);
-        batch::patch_offsets(&mut bytes, base, LEADER_EPOCH);
         if config.log_append_time {
             batch::stamp_log_append_time(&mut bytes, now_ms);
         }
-        let stored = BatchHeader::parse(&bytes).expect("validated batch has a header");
+        let log_append_time = if config.log_append_time { now_ms } else { -1 };
+        let (base_offset, log_start_offset) = self.write(state, bytes, now_ms)?;
+        Ok(Appended { base_offset, log_append_time, log_start_offset })
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT control batch) for `producer_id` at
+    /// `producer_epoch`, ending its transaction here. Returns the marker's offset.
+    pub fn append_marker(&self, producer_id: i64, producer_epoch: i16, marker: Marker, now_ms: i64) -> Result<i64, AppendError> {
+        let bytes = BytesMut::from(&batch::encode_marker(producer_id, producer_epoch, marker, now_ms)[..]);
+        self.write(self.lock(), bytes, now_ms).map(|(base, _)| base)
+    }
+
+    /// Gives `bytes` (a checked batch) the next offset and appends it under the held lock,
+    /// then takes it into the producer and transaction state; file work a roll left owed goes
+    /// to a blocking thread after the lock is released, and parked fetches are woken.
+    /// Returns (base offset, log start offset).
+    fn write(&self, mut state: MutexGuard<'_, PartitionState>, mut bytes: BytesMut, now_ms: i64) -> Result<(i64, i64), AppendError> {
+        let base = state.log.next_offset();
+        batch::patch_offsets(&mut bytes, base, LEADER_EPOCH);
+        let stored = BatchHeader::parse(&bytes).expect("a checked batch has a header");
         let unflushed_before = state.log.unflushed();
         let rolled = match state.log.append(&bytes, &stored) {
             Ok(rolled) => rolled,
@@ -142,19 +191,31 @@ impl Partition {
         if state.log.unflushed() < unflushed_before || state.log.unflushed() == 0 {
             state.last_flush_ms = now_ms;
         }
-        state.producers.record(h, base, stored.max_timestamp);
-        let appended = Appended {
-            base_offset: base,
-            log_append_time: if config.log_append_time { now_ms } else { -1 },
-            log_start_offset: state.log.start_offset(),
-        };
+        state.producers.record(&stored, base, stored.max_timestamp);
+        state.txns.observe(&stored, &bytes);
+        let log_start = state.log.start_offset();
         let work = if rolled { state.log.take_flush_work() } else { None };
         drop(state);
         if let Some(work) = work {
             flush_in_background(work);
         }
         self.wake_fetches();
-        Ok(appended)
+        Ok((base, log_start))
+    }
+
+    /// Marks the partition's log as holding transactions (see
+    /// [`crate::log::batches::mark_transactional`]) before its first transactional batch; the
+    /// file work runs on a blocking thread, once per partition.
+    pub async fn mark_transactional(&self) -> std::io::Result<()> {
+        if self.transactional.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let storage = self.lock().log.storage();
+        tokio::task::spawn_blocking(move || crate::log::batches::mark_transactional(&*storage))
+            .await
+            .map_err(|e| std::io::Error::other(format!("marking task failed: {e}")))??;
+        self.transactional.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Registers a parked fetch to be woken by the next append.

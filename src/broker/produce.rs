@@ -9,7 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
-use crate::batch::{BatchHeader, validate_produce_records};
+use crate::batch::validate_produce_records;
 use crate::clock::now_ms;
 use crate::error::ErrorCode;
 
@@ -31,16 +31,40 @@ pub fn has_error(resp: &ProduceResponse) -> bool {
     resp.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != ErrorCode::NONE.code()))
 }
 
+/// Whether a transactional batch may be written: the transaction coordinator's answer for a
+/// producer's transaction and one partition (KIP-890's verification).
+pub trait TxnCheck {
+    fn verify(&self, transactional_id: &str, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> Result<(), ErrorCode>;
+}
+
+/// No transaction coordinator: every transactional batch is refused (INVALID_TXN_STATE).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTransactions;
+
+impl TxnCheck for NoTransactions {
+    fn verify(&self, _: &str, _: i64, _: i16, _: &str, _: i32) -> Result<(), ErrorCode> {
+        Err(ErrorCode::INVALID_TXN_STATE)
+    }
+}
+
+/// The Produce error for a failed verification, at the request's version (Kafka's mapping).
+fn verification_error(code: ErrorCode, version: i16) -> ErrorCode {
+    match code {
+        ErrorCode::INVALID_TXN_STATE if version >= 11 => ErrorCode::TRANSACTION_ABORTABLE,
+        ErrorCode::PRODUCER_FENCED => ErrorCode::INVALID_PRODUCER_EPOCH,
+        ErrorCode::CONCURRENT_TRANSACTIONS | ErrorCode::COORDINATOR_NOT_AVAILABLE | ErrorCode::NOT_COORDINATOR => {
+            ErrorCode::NOT_ENOUGH_REPLICAS
+        }
+        other => other,
+    }
+}
+
 /// Produce. Returns the response even for acks=0; the connection does not send it then.
-pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
+/// Transactional batches are checked with `txns` before they are appended.
+pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest, txns: &dyn TxnCheck) -> ProduceResponse {
     let now = now_ms();
     let acks_ok = matches!(req.acks, -1..=1);
-    // Transactions are not supported: a transactional id, or a transactional batch, fails the
-    // request the way an unauthorised transactional produce fails on Kafka.
-    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty())
-        || req.topic_data.iter().any(|t| {
-            t.partition_data.iter().any(|p| p.records.as_ref().and_then(|r| BatchHeader::parse(r)).is_some_and(|h| h.is_transactional()))
-        });
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string()).filter(|t| !t.is_empty());
     let responses = req
         .topic_data
         .into_iter()
@@ -53,9 +77,6 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                     let fail = |code: ErrorCode, msg: Option<String>| partition_error(version, pd.index, code, msg);
                     if !acks_ok {
                         return fail(ErrorCode::INVALID_REQUIRED_ACKS, None);
-                    }
-                    if transactional {
-                        return fail(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions".into()));
                     }
                     let Some(topic) = topic.as_ref() else {
                         return fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
@@ -76,6 +97,15 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
                     if version < 7 && header.compression() == 4 {
                         // KIP-110: zstd needs Produce v7.
                         return fail(ErrorCode::UNSUPPORTED_COMPRESSION_TYPE, None);
+                    }
+                    if header.is_transactional() {
+                        let Some(id) = transactional_id.as_deref() else {
+                            return fail(ErrorCode::INVALID_REQUEST, Some("a transactional batch needs the request's transactional id".into()));
+                        };
+                        if let Err(code) = txns.verify(id, header.producer_id, header.producer_epoch, &td.name, pd.index) {
+                            let code = verification_error(code, version);
+                            return fail(code, Some("Partition was not added to the transaction, or the producer is not its owner".into()));
+                        }
                     }
                     match partition.append(records, &header, &topic.config(), now) {
                         Ok(a) => {
@@ -99,9 +129,9 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest) -> Pro
     ProduceResponse::default().with_responses(responses)
 }
 
-/// InitProducerId: every idempotent producer gets a fresh id at epoch 0, as Kafka does for
-/// producers without a transactional id (a producer id and epoch sent along are ignored).
-/// Transactional ids are refused with a fatal error until transactions exist.
+/// InitProducerId without a transactional id: every idempotent producer gets a fresh id at
+/// epoch 0, as Kafka does (a producer id and epoch sent along are ignored). An empty
+/// transactional id is INVALID_REQUEST; the others go to the transaction coordinator.
 pub async fn handle_init_producer_id(broker: &std::sync::Arc<Broker>, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let fail = |code: ErrorCode| {
         InitProducerIdResponse::default().with_error_code(code.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
@@ -109,13 +139,8 @@ pub async fn handle_init_producer_id(broker: &std::sync::Arc<Broker>, version: i
     if version >= 3 && ((req.producer_id.0 == -1) != (req.producer_epoch == -1)) {
         return fail(ErrorCode::INVALID_REQUEST);
     }
-    match req.transactional_id.as_ref() {
-        Some(t) if t.is_empty() => return fail(ErrorCode::INVALID_REQUEST),
-        Some(t) => {
-            tracing::warn!(transactional_id = %t.as_str(), "InitProducerId with a transactional id: corral does not support transactions");
-            return fail(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-        }
-        None => {}
+    if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+        return fail(ErrorCode::INVALID_REQUEST);
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),

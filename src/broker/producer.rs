@@ -81,9 +81,46 @@ impl ProducerTable {
         }
     }
 
-    /// Records a batch that was appended at `base_offset`.
+    /// Takes in a transaction marker written for `producer_id` at `epoch` (at `offset`): a
+    /// newer epoch (a fenced producer's transaction aborted with a bumped epoch) replaces the
+    /// producer's, so batches of the older epoch are refused from now on. Sequences go on
+    /// within an epoch.
+    pub fn marker(&mut self, producer_id: i64, epoch: i16, offset: i64) {
+        let e = self.entries.entry(producer_id).or_insert_with(|| Entry { epoch, recent: VecDeque::new(), last_offset: offset });
+        if epoch > e.epoch {
+            e.epoch = epoch;
+            e.recent.clear();
+        }
+        e.last_offset = e.last_offset.max(offset);
+    }
+
+    /// The epoch this partition knows for `producer_id`.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.entries.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// Every producer with state here: (id, epoch, last sequence, last timestamp, last offset)
+    /// for DescribeProducers.
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64, i64)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(pid, e)| {
+                let last = e.recent.back();
+                (*pid, e.epoch, last.map_or(-1, |s| s.last_seq), last.map_or(-1, |s| s.timestamp), e.last_offset)
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Records a batch that was appended at `base_offset` (a control batch: [`Self::marker`]).
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64, timestamp: i64) {
         if !h.has_producer_id() {
+            return;
+        }
+        if h.is_control() {
+            self.marker(h.producer_id, h.producer_epoch, base_offset);
             return;
         }
         let e = self.entries.entry(h.producer_id).or_insert_with(|| Entry {

@@ -24,6 +24,10 @@ pub struct Committed(pub Vec<ErrorCode>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupDeleted(pub ErrorCode);
 
+/// A transaction's end applied to a shard's pending offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnEnded;
+
 /// A parked request's reply channel, by the kind of answer it waits for.
 #[derive(Debug)]
 pub enum Waiting {
@@ -34,6 +38,8 @@ pub enum Waiting {
     Commit(oneshot::Sender<Committed>),
     DeleteGroup(oneshot::Sender<GroupDeleted>),
     OffsetDelete(oneshot::Sender<OffsetDeleteResult>),
+    /// Failure is its own answer here: the sender is dropped (the caller sees a closed channel).
+    TxnEnded(oneshot::Sender<TxnEnded>),
 }
 
 /// The answer of one kind of coordinator call.
@@ -59,6 +65,7 @@ answer!(LeaveResult, Leave);
 answer!(Committed, Commit);
 answer!(GroupDeleted, DeleteGroup);
 answer!(OffsetDeleteResult, OffsetDelete);
+answer!(TxnEnded, TxnEnded);
 
 impl Waiting {
     /// Sends `reply` — or, with `failure`, the same kind of answer carrying that error code
@@ -102,6 +109,11 @@ impl Waiting {
                     Some(code) => OffsetDeleteResult { error: code, partitions: Vec::new() },
                     None => r,
                 });
+            }
+            (Waiting::TxnEnded(tx), Reply::TxnEnded) => {
+                if failure.is_none() {
+                    let _ = tx.send(TxnEnded);
+                }
             }
             (waiting, reply) => panic!("the shard answered a request waiting as {waiting:?} with {reply:?}"),
         }

@@ -12,6 +12,7 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -55,13 +56,14 @@ fn status_error(status: ShardStatus) -> ErrorCode {
 
 // ---------------------------------------------------------------------- FindCoordinator
 
-/// FindCoordinator: every group is coordinated by us. Transactions and share groups are not
-/// supported and say so.
+/// FindCoordinator: every group and every transactional id is coordinated by us (broker
+/// mode; a proxy asks the upstream for transactional ids). Share groups are not supported and
+/// say so.
 pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let answer = |key_type: i8| -> (ErrorCode, Option<&'static str>) {
         match key_type {
             0 => (ErrorCode::NONE, None),
-            1 => (ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("corral does not support transactions")),
+            1 => (ErrorCode::NONE, None),
             2 if version < 6 => (ErrorCode::INVALID_REQUEST, Some("share groups need FindCoordinator v6")),
             2 => (ErrorCode::INVALID_REQUEST, Some("corral does not support share groups")),
             _ => (ErrorCode::INVALID_REQUEST, Some("unknown coordinator key type")),
@@ -271,52 +273,57 @@ pub async fn leave_group(c: &Caller<'_>, version: i16, req: LeaveGroupRequest) -
 
 // ---------------------------------------------------------------------- OffsetCommit
 
-/// OffsetCommit: unknown topics and partitions are answered here; the rest go to the shard.
-pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let mut answer: Vec<(TopicName, Vec<(i32, ErrorCode)>)> = Vec::with_capacity(req.topics.len());
+/// One partition of an OffsetCommit or TxnOffsetCommit, as sent.
+struct SentOffset {
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+}
+
+/// Commits offsets (plain or transactional, per `base.producer_id`): partitions of unknown
+/// topics get UNKNOWN_TOPIC_OR_PARTITION, the rest go to the group's shard. One error per
+/// partition, in request order.
+async fn commit_offsets(
+    c: &Caller<'_>,
+    mut base: CommitInput,
+    topics: Vec<(TopicName, Vec<SentOffset>)>,
+) -> Vec<(TopicName, Vec<(i32, ErrorCode)>)> {
+    let mut answer: Vec<(TopicName, Vec<(i32, ErrorCode)>)> = Vec::with_capacity(topics.len());
     let mut to_shard = Vec::new();
     // (topic index, partition index within topic) of each partition sent to the shard
     let mut slots = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let count = c.plane.partition_count(&t.name).await;
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut exists = count.is_some_and(|n| p.partition_index >= 0 && p.partition_index < n);
+    for (ti, (name, partitions)) in topics.into_iter().enumerate() {
+        let count = c.plane.partition_count(&name).await;
+        let mut parts = Vec::with_capacity(partitions.len());
+        for (pi, p) in partitions.into_iter().enumerate() {
+            let mut exists = count.is_some_and(|n| p.partition >= 0 && p.partition < n);
             if !exists && count.is_some() {
                 // a partition added since the view was taken
-                exists = c.plane.has_partition(&t.name, p.partition_index).await;
+                exists = c.plane.has_partition(&name, p.partition).await;
             }
             if exists {
                 to_shard.push(CommitPartition {
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    topic: name.to_string(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata: p.metadata,
                 });
                 slots.push((ti, pi));
-                parts.push((p.partition_index, ErrorCode::NONE));
+                parts.push((p.partition, ErrorCode::NONE));
             } else {
-                parts.push((p.partition_index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+                parts.push((p.partition, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
             }
         }
-        answer.push((t.name.clone(), parts));
+        answer.push((name, parts));
     }
     if !to_shard.is_empty() {
         let n = to_shard.len();
-        let input = CommitInput {
-            group_id: req.group_id.to_string(),
-            generation_id: req.generation_id_or_member_epoch,
-            member_id: req.member_id.to_string(),
-            group_instance_id: req.group_instance_id.map(|i| i.to_string()),
-            retention_time_ms: if version <= 4 { req.retention_time_ms } else { -1 },
-            version,
-            partitions: to_shard,
-        };
-        let shard = c.coordinator.shard_of(&input.group_id);
-        let span =
-            tracing::trace_span!("offset_commit", group = %input.group_id, member = %input.member_id, generation = input.generation_id);
-        let errors = match c.coordinator.call::<Committed>(shard, move |sh, now, id| sh.commit(now, id, input)).instrument(span).await {
+        base.partitions = to_shard;
+        let shard = c.coordinator.shard_of(&base.group_id);
+        let span = tracing::trace_span!("offset_commit", group = %base.group_id, member = %base.member_id, generation = base.generation_id);
+        let errors = match c.coordinator.call::<Committed>(shard, move |sh, now, id| sh.commit(now, id, base)).instrument(span).await {
             Ok(Committed(v)) => v,
             Err(status) => vec![status_error(status); n],
         };
@@ -324,6 +331,39 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
             answer[ti].1[pi].1 = e;
         }
     }
+    answer
+}
+
+/// OffsetCommit.
+pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| SentOffset {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+                .collect();
+            (t.name, parts)
+        })
+        .collect();
+    let base = CommitInput {
+        group_id: req.group_id.to_string(),
+        generation_id: req.generation_id_or_member_epoch,
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        retention_time_ms: if version <= 4 { req.retention_time_ms } else { -1 },
+        version,
+        partitions: Vec::new(),
+        producer_id: None,
+    };
+    let answer = commit_offsets(c, base, topics).await;
     OffsetCommitResponse::default().with_topics(
         answer
             .into_iter()
@@ -339,15 +379,76 @@ pub async fn offset_commit(c: &Caller<'_>, version: i16, req: OffsetCommitReques
     )
 }
 
+/// TxnOffsetCommit: offsets of a producer's transaction, pending until it ends (checked by the
+/// transaction coordinator first: `check` is its verdict on the producer, applied to every
+/// partition). Member and generation are checked from v3 (KIP-447).
+pub async fn txn_offset_commit(c: &Caller<'_>, version: i16, req: TxnOffsetCommitRequest, check: ErrorCode) -> TxnOffsetCommitResponse {
+    let respond = |answer: Vec<(TopicName, Vec<(i32, ErrorCode)>)>| {
+        TxnOffsetCommitResponse::default().with_topics(
+            answer
+                .into_iter()
+                .map(|(name, parts)| {
+                    TxnOffsetCommitResponseTopic::default().with_name(name).with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, e)| TxnOffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(e.code()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let every = |code: ErrorCode, req: &TxnOffsetCommitRequest| {
+        req.topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| (p.partition_index, code)).collect())).collect::<Vec<_>>()
+    };
+    let group_error = if req.group_id.is_empty() { ErrorCode::INVALID_GROUP_ID } else { check };
+    if group_error != ErrorCode::NONE {
+        return respond(every(group_error, &req));
+    }
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| SentOffset {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+                .collect();
+            (t.name, parts)
+        })
+        .collect();
+    let base = CommitInput {
+        group_id: req.group_id.to_string(),
+        generation_id: if version >= 3 { req.generation_id } else { -1 },
+        member_id: if version >= 3 { req.member_id.to_string() } else { String::new() },
+        group_instance_id: if version >= 3 { req.group_instance_id.map(|i| i.to_string()) } else { None },
+        retention_time_ms: -1,
+        version,
+        partitions: Vec::new(),
+        producer_id: Some(req.producer_id.0),
+    };
+    respond(commit_offsets(c, base, topics).await)
+}
+
 // ---------------------------------------------------------------------- OffsetFetch
 
 /// One group's offsets, read after everything appended so far is durable; `Err` is a
 /// group-level error.
-async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Vec<FetchedPartition>, ErrorCode> {
+async fn fetch_group(
+    c: &Caller<'_>,
+    group: &str,
+    wanted: Option<Vec<(String, i32)>>,
+    require_stable: bool,
+) -> Result<Vec<FetchedPartition>, ErrorCode> {
     let shard = c.coordinator.shard_of(group);
     let (rows, position) = c
         .coordinator
-        .read(shard, |sh| sh.fetch_offsets(group, wanted.as_deref()))
+        .read(shard, |sh| sh.fetch_offsets(group, wanted.as_deref(), require_stable))
         .map(|rows| (rows, c.coordinator.log.appended(shard)))
         .map_err(status_error)?;
     c.coordinator.log.wait_durable(shard, position).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
@@ -355,12 +456,14 @@ async fn fetch_group(c: &Caller<'_>, group: &str, wanted: Option<Vec<(String, i3
 }
 
 /// Groups rows by topic, keeping first-seen topic order.
-fn by_topic(rows: Vec<FetchedPartition>) -> Vec<(String, Vec<(i32, FetchedOffset)>)> {
-    let mut out: Vec<(String, Vec<(i32, FetchedOffset)>)> = Vec::new();
-    for FetchedPartition { topic, partition, committed } in rows {
+type TopicRows = Vec<(String, Vec<(i32, FetchedOffset, ErrorCode)>)>;
+
+fn by_topic(rows: Vec<FetchedPartition>) -> TopicRows {
+    let mut out: TopicRows = Vec::new();
+    for FetchedPartition { topic, partition, committed, error } in rows {
         match out.iter_mut().find(|(name, _)| *name == topic) {
-            Some((_, v)) => v.push((partition, committed)),
-            None => out.push((topic, vec![(partition, committed)])),
+            Some((_, v)) => v.push((partition, committed, error)),
+            None => out.push((topic, vec![(partition, committed, error)])),
         }
     }
     out
@@ -375,19 +478,20 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
             let wanted = wanted_of(g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
-            let entry = match fetch_group(c, g.group_id.as_str(), wanted).await {
+            let entry = match fetch_group(c, g.group_id.as_str(), wanted, req.require_stable).await {
                 Ok(rows) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
                     by_topic(rows)
                         .into_iter()
                         .map(|(t, ps)| {
                             OffsetFetchResponseTopics::default().with_name(TopicName(s(t))).with_partitions(
                                 ps.into_iter()
-                                    .map(|(p, o)| {
+                                    .map(|(p, o, e)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(o.offset)
                                             .with_committed_leader_epoch(o.leader_epoch)
                                             .with_metadata(Some(s(o.metadata)))
+                                            .with_error_code(e.code())
                                     })
                                     .collect(),
                             )
@@ -402,14 +506,14 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
     }
     let wanted = wanted_of(req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
     let explicit = wanted.clone();
-    let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted).await {
+    let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted, version >= 7 && req.require_stable).await {
         Ok(rows) => (rows, ErrorCode::NONE),
         Err(code) => {
             // Before v2 a group-level error goes into every requested partition.
             let rows = explicit
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(topic, partition)| FetchedPartition { topic, partition, committed: FetchedOffset::absent() })
+                .map(|(topic, partition)| FetchedPartition { topic, partition, committed: FetchedOffset::absent(), error: ErrorCode::NONE })
                 .collect();
             (rows, code)
         }
@@ -421,12 +525,13 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
             .map(|(t, ps)| {
                 OffsetFetchResponseTopic::default().with_name(TopicName(s(t))).with_partitions(
                     ps.into_iter()
-                        .map(|(p, o)| {
+                        .map(|(p, o, row_error)| {
+                            let code = if row_error == ErrorCode::NONE { part_error } else { row_error };
                             let mut e = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(o.offset)
                                 .with_metadata(Some(s(o.metadata)))
-                                .with_error_code(part_error.code());
+                                .with_error_code(code.code());
                             if version >= 5 {
                                 e.committed_leader_epoch = o.leader_epoch;
                             }

@@ -113,7 +113,7 @@ fn item_01_group_placement_is_kafkas() {
 fn item_11_empty_group_id_may_commit() {
     let mut kit = Kit::new();
     assert_eq!(kit.commit(commit("", "", -1, &[("t", 0, 5)])), vec![ErrorCode::NONE]);
-    assert_eq!(kit.shard.fetch_offsets("", Some(&[("t".into(), 0)])), vec![fetched("t", 0, 5, -1, "")]);
+    assert_eq!(kit.shard.fetch_offsets("", Some(&[("t".into(), 0)]), false), vec![fetched("t", 0, 5, -1, "")]);
 }
 
 /// 12. G: SessionTimeoutMs 5999 or 1800001. W: JoinGroup. T: INVALID_SESSION_TIMEOUT, MemberId echoed.
@@ -1415,7 +1415,7 @@ fn item_93_oversized_metadata_fails_its_partition_only() {
     assert_eq!(kit.commit(c), vec![ErrorCode::OFFSET_METADATA_TOO_LARGE, ErrorCode::OFFSET_METADATA_TOO_LARGE, ErrorCode::NONE]);
     assert_eq!(kit.records.len(), 1);
     assert!(matches!(&kit.records[0], Record::Offset { partition: 2, value: Some(v), .. } if v.metadata == "é".repeat(4096)));
-    let fetched = kit.shard.fetch_offsets("g", None);
+    let fetched = kit.shard.fetch_offsets("g", None, false);
     assert_eq!(fetched.iter().map(|f| f.partition).collect::<Vec<_>>(), vec![2]);
 }
 
@@ -1452,7 +1452,7 @@ fn item_96_fetch_committed_and_uncommitted() {
     c.partitions[0].leader_epoch = 3;
     c.partitions[0].metadata = Some("md".into());
     kit.commit(c);
-    let got = kit.shard.fetch_offsets("g", Some(&[("t".into(), 0), ("t".into(), 1)]));
+    let got = kit.shard.fetch_offsets("g", Some(&[("t".into(), 0), ("t".into(), 1)]), false);
     assert_eq!(got, vec![fetched("t", 0, 5, 3, "md"), fetched("t", 1, -1, -1, "")]);
 }
 
@@ -1463,12 +1463,12 @@ fn item_96_fetch_committed_and_uncommitted() {
 fn item_97_fetch_unknown_group() {
     let mut kit = Kit::new();
     let none = vec![fetched("t", 0, -1, -1, "")];
-    assert_eq!(kit.shard.fetch_offsets("nope", Some(&[("t".into(), 0)])), none);
-    assert!(kit.shard.fetch_offsets("nope", None).is_empty());
+    assert_eq!(kit.shard.fetch_offsets("nope", Some(&[("t".into(), 0)]), false), none);
+    assert!(kit.shard.fetch_offsets("nope", None, false).is_empty());
     kit.commit(commit("dead", "", -1, &[("t", 0, 4)]));
     kit.kill("dead");
-    assert_eq!(kit.shard.fetch_offsets("dead", Some(&[("t".into(), 0)])), none);
-    assert!(kit.shard.fetch_offsets("dead", None).is_empty());
+    assert_eq!(kit.shard.fetch_offsets("dead", Some(&[("t".into(), 0)]), false), none);
+    assert!(kit.shard.fetch_offsets("dead", None, false).is_empty());
 }
 
 /// 100. G: classic non-empty group with protocolType "connect" (non-consumer). W: OffsetDelete. T: top-level NON_EMPTY_GROUP; protocolType "consumer" subscribed to the topic ⇒ GROUP_SUBSCRIBED_TO_TOPIC per partition; unknown group ⇒ GROUP_ID_NOT_FOUND.
@@ -1621,8 +1621,8 @@ fn item_104_deleted_topic_offsets_are_tombstoned() {
         .collect();
     written.sort();
     assert_eq!(written, vec![("g1".into(), "gone".into(), 0), ("g1".into(), "gone".into(), 1), ("g2".into(), "gone".into(), 0)]);
-    assert_eq!(kit.shard.fetch_offsets("g1", None), vec![fetched("kept", 0, 1, -1, "")]);
-    assert!(kit.shard.fetch_offsets("g2", None).is_empty());
+    assert_eq!(kit.shard.fetch_offsets("g1", None, false), vec![fetched("kept", 0, 1, -1, "")]);
+    assert!(kit.shard.fetch_offsets("g2", None, false).is_empty());
 }
 
 // ============================================================================ K. persistence and loading
@@ -1868,8 +1868,8 @@ fn replay_offsets_committed_then_some_deleted() {
     kit.leave("consumers", &[(&ids[0], None)]);
     kit.delete_offsets("consumers", &[("y", 0)]);
     kit.topic_deleted("x");
-    assert_eq!(kit.shard.fetch_offsets("simple", None), vec![fetched("a", 0, 5, -1, "")]);
-    assert!(kit.shard.fetch_offsets("consumers", None).is_empty());
+    assert_eq!(kit.shard.fetch_offsets("simple", None, false), vec![fetched("a", 0, 5, -1, "")]);
+    assert!(kit.shard.fetch_offsets("consumers", None, false).is_empty());
     assert_replay_matches(&kit);
 }
 

@@ -124,6 +124,8 @@ pub struct Group {
     /// When the current rebalance began, for the rebalance-duration metric.
     pub rebalance_started: Option<i64>,
     pub offsets: crate::FastMap<(String, i32), OffsetEntry>,
+    /// Transactional offsets waiting for their producer's transaction to end, by producer id.
+    pub pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetEntry>>,
     /// The last GroupMetadata value applied: what a restart would load.
     pub persisted: Option<GroupValue>,
 }
@@ -148,8 +150,14 @@ impl Group {
             initial_delay: None,
             rebalance_started: None,
             offsets: Default::default(),
+            pending_txn: BTreeMap::new(),
             persisted: None,
         }
+    }
+
+    /// Whether a transaction has a pending offset for `(topic, partition)` here.
+    pub fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        self.pending_txn.values().any(|m| m.keys().any(|(t, p)| t == topic && *p == partition))
     }
 
     pub fn is(&self, s: GroupState) -> bool {

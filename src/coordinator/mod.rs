@@ -584,6 +584,22 @@ impl Coordinator {
         Ok(f(&st.shard))
     }
 
+    /// A transaction's COMMIT or ABORT marker for offsets shard `shard` (the
+    /// `__consumer_offsets` partition the transaction added): the producer's pending offsets
+    /// there become committed or are dropped, durably. A shard still loading is waited for.
+    pub async fn end_txn(&self, shard: usize, producer_id: i64, commit: bool) -> Result<(), ErrorCode> {
+        if shard >= self.shards.len() {
+            return Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        loop {
+            match self.call::<answer::TxnEnded>(shard, move |sh, now, id| sh.end_txn(now, id, producer_id, commit)).await {
+                Ok(_) => return Ok(()),
+                Err(ShardStatus::Loading) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(_) => return Err(ErrorCode::NOT_COORDINATOR),
+            }
+        }
+    }
+
     /// Tombstones the offsets of a deleted topic in every group.
     pub async fn on_topic_deleted(&self, topic: &str) {
         for i in 0..self.shards.len() {

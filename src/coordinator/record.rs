@@ -71,11 +71,27 @@ pub enum Record {
         group: String,
         value: Option<GroupValue>,
     },
+    /// A transactional offset (TxnOffsetCommit) waiting for its producer's transaction to
+    /// end: made a committed offset by the COMMIT, dropped by the ABORT (both write this key's
+    /// tombstone). corral's own record type ([`PENDING_OFFSET_KEY_VERSION`]): Kafka keeps
+    /// these as OffsetCommit records inside a transactional batch, which a keyed log has no
+    /// place for. The value is an OffsetCommit value.
+    PendingOffset {
+        producer_id: i64,
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
     /// A record type corral does not handle; skipped.
     Unknown {
         key_version: i16,
     },
 }
+
+/// Key version (record type) of [`Record::PendingOffset`]: far above Kafka's own types, so a
+/// Kafka reader skips it as unknown.
+pub const PENDING_OFFSET_KEY_VERSION: i16 = 1000;
 
 /// A record that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +180,27 @@ impl Reader<'_> {
     }
 }
 
+fn encode_offset_value(v: &OffsetValue) -> Bytes {
+    let mut b = BytesMut::new();
+    match v.expire_timestamp {
+        Some(expire) => {
+            b.put_i16(1);
+            b.put_i64(v.offset);
+            put_str(&mut b, &v.metadata);
+            b.put_i64(v.commit_timestamp);
+            b.put_i64(expire);
+        }
+        None => {
+            b.put_i16(3);
+            b.put_i64(v.offset);
+            b.put_i32(v.leader_epoch);
+            put_str(&mut b, &v.metadata);
+            b.put_i64(v.commit_timestamp);
+        }
+    }
+    b.freeze()
+}
+
 impl Record {
     /// Encodes the record.
     pub fn encode(&self) -> RawRecord {
@@ -174,27 +211,16 @@ impl Record {
                 put_str(&mut k, group);
                 put_str(&mut k, topic);
                 k.put_i32(*partition);
-                let value = value.as_ref().map(|v| {
-                    let mut b = BytesMut::new();
-                    match v.expire_timestamp {
-                        Some(expire) => {
-                            b.put_i16(1);
-                            b.put_i64(v.offset);
-                            put_str(&mut b, &v.metadata);
-                            b.put_i64(v.commit_timestamp);
-                            b.put_i64(expire);
-                        }
-                        None => {
-                            b.put_i16(3);
-                            b.put_i64(v.offset);
-                            b.put_i32(v.leader_epoch);
-                            put_str(&mut b, &v.metadata);
-                            b.put_i64(v.commit_timestamp);
-                        }
-                    }
-                    b.freeze()
-                });
-                RawRecord { key: k.freeze(), value }
+                RawRecord { key: k.freeze(), value: value.as_ref().map(encode_offset_value) }
+            }
+            Record::PendingOffset { producer_id, group, topic, partition, value } => {
+                let mut k = BytesMut::new();
+                k.put_i16(PENDING_OFFSET_KEY_VERSION);
+                k.put_i64(*producer_id);
+                put_str(&mut k, group);
+                put_str(&mut k, topic);
+                k.put_i32(*partition);
+                RawRecord { key: k.freeze(), value: value.as_ref().map(encode_offset_value) }
             }
             Record::Group { group, value } => {
                 let mut k = BytesMut::new();
@@ -255,6 +281,17 @@ impl Record {
                 };
                 Ok(Record::Group { group, value })
             }
+            PENDING_OFFSET_KEY_VERSION => {
+                let producer_id = k.i64()?;
+                let group = k.string(false)?.ok_or(RecordError("null group"))?;
+                let topic = k.string(false)?.ok_or(RecordError("null topic"))?;
+                let partition = k.i32()?;
+                let value = match value {
+                    None => None,
+                    Some(v) => Some(decode_offset_value(v)?),
+                };
+                Ok(Record::PendingOffset { producer_id, group, topic, partition, value })
+            }
             v => Ok(Record::Unknown { key_version: v }),
         }
     }
@@ -262,7 +299,7 @@ impl Record {
     /// The compaction key: records with equal keys replace each other.
     pub fn group_id(&self) -> Option<&str> {
         match self {
-            Record::Offset { group, .. } | Record::Group { group, .. } => Some(group),
+            Record::Offset { group, .. } | Record::Group { group, .. } | Record::PendingOffset { group, .. } => Some(group),
             Record::Unknown { .. } => None,
         }
     }

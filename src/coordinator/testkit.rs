@@ -97,7 +97,12 @@ pub(crate) fn partition_error(topic: &str, partition: i32, error: ErrorCode) -> 
 
 /// One partition's entry in an OffsetFetch answer.
 pub(crate) fn fetched(topic: &str, partition: i32, offset: i64, leader_epoch: i32, metadata: &str) -> FetchedPartition {
-    FetchedPartition { topic: topic.into(), partition, committed: FetchedOffset { offset, leader_epoch, metadata: metadata.into() } }
+    FetchedPartition {
+        topic: topic.into(),
+        partition,
+        committed: FetchedOffset { offset, leader_epoch, metadata: metadata.into() },
+        error: ErrorCode::NONE,
+    }
 }
 
 pub(crate) fn heartbeat(group: &str, member: &str, generation: i32) -> HeartbeatInput {
@@ -116,6 +121,7 @@ pub(crate) fn commit(group: &str, member: &str, generation: i32, parts: &[(&str,
             .iter()
             .map(|(t, p, o)| CommitPartition { topic: t.to_string(), partition: *p, offset: *o, leader_epoch: -1, metadata: None })
             .collect(),
+        producer_id: None,
     }
 }
 

@@ -28,6 +28,18 @@ use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 const INDEX_INTERVAL: u64 = 4096;
 /// The file holding the log start offset moved by DeleteRecords.
 const LOG_START_FILE: &str = "log-start-offset";
+/// Present in a partition that has been part of a transaction: its every segment is walked
+/// at open, so the transactions in it (open ones, the aborted index) are rebuilt whole.
+const TRANSACTIONAL_FILE: &str = "transactional";
+
+/// Marks a partition's log as holding transactional batches (before the first can be
+/// written): file work, for a blocking thread. Idempotent.
+pub fn mark_transactional(storage: &dyn Storage) -> io::Result<()> {
+    if segments::read_number(storage, TRANSACTIONAL_FILE)?.is_none() {
+        segments::write_number(storage, TRANSACTIONAL_FILE, 1)?;
+    }
+    Ok(())
+}
 
 /// Settings a batch log acts on (a topic's resolved config).
 #[derive(Debug, Clone, PartialEq)]
@@ -442,9 +454,15 @@ impl CompactedSegment {
 impl BatchLog {
     /// Opens (or creates) a partition log. Segments before the recovery point with a valid
     /// index file are trusted as they are; the others are walked (CRC-checked), and a torn tail
-    /// cut (see the engine's recovery rules). `each` sees the header of every batch walked, in
-    /// order (to rebuild producer state).
-    pub fn open(name: &str, storage: Arc<dyn Storage>, config: BatchConfig, mut each: impl FnMut(&BatchHeader)) -> Result<Self, LogError> {
+    /// cut (see the engine's recovery rules). `each` sees the header and bytes of every batch
+    /// walked, in order (to rebuild producer and transaction state); a log marked with
+    /// [`mark_transactional`] has every segment walked, the others only what may be unsynced.
+    pub fn open(
+        name: &str,
+        storage: Arc<dyn Storage>,
+        config: BatchConfig,
+        mut each: impl FnMut(&BatchHeader, &[u8]),
+    ) -> Result<Self, LogError> {
         let err = |e: io::Error| LogError::Io { what: format!("partition {name}"), source: e };
         let names = Segments::<BatchMeta>::recover_names(name, &storage)?;
         let logged_start = segments::read_number(&*storage, LOG_START_FILE).map_err(err)?;
@@ -452,6 +470,7 @@ impl BatchLog {
         // sealed segment was synced if it has its index file (the flush writes the index after
         // the sync): those are trusted, the others walked leniently.
         let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
+        let walk_all = segments::read_number(&*storage, TRANSACTIONAL_FILE).map_err(err)?.is_some();
         let recovery_point = if has_point { segments::recovery_point(&*storage, &names).map_err(err)? } else { i64::MAX };
         let mut segs = Segments::new(name, storage.clone());
         let mut next = 0i64;
@@ -469,15 +488,16 @@ impl BatchLog {
                 });
             }
             let last = i + 1 == names.len();
-            let indexed = if base >= recovery_point || last { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
+            let indexed =
+                if base >= recovery_point || last || walk_all { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
             let lenient = base >= recovery_point || last || indexed.is_none() && !has_point;
             let (segment, cut) = match indexed {
                 Some(s) => (s, false),
                 None => {
                     let mut meta = BatchMeta::empty(base);
-                    let r = segs.recover::<BatchFraming>(seg_id, lenient, |pos, h, _| {
+                    let r = segs.recover::<BatchFraming>(seg_id, lenient, |pos, h, bytes| {
                         meta.note(pos, &h);
-                        each(&h);
+                        each(&h, bytes);
                     })?;
                     if !last && !r.cut {
                         // derived data: without it (a full disk, say) the next open walks the
@@ -928,7 +948,7 @@ mod tests {
     #[test]
     fn append_roll_read_reopen() {
         let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1000), |_| {}).unwrap();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1000), |_, _| {}).unwrap();
         fill(&mut log, 40, 3);
         assert_eq!(log.next_offset(), 120);
         assert!(log.segs.map.len() > 3);
@@ -940,7 +960,7 @@ mod tests {
         assert!(log.read(120, 1 << 20, true).unwrap().is_empty());
         log.sync().unwrap();
         let mut headers = 0;
-        let again = BatchLog::open("p", Arc::new(mem), config(1000), |_| headers += 1).unwrap();
+        let again = BatchLog::open("p", Arc::new(mem), config(1000), |_, _| headers += 1).unwrap();
         assert_eq!(again.next_offset(), 120);
         assert!(headers > 0);
         assert_eq!(offsets_in(&again.read(99, 1 << 20, true).unwrap())[0], 99);
@@ -1009,7 +1029,7 @@ mod tests {
         }
 
         fn open(&self, segment_bytes: u64) -> Result<BatchLog, LogError> {
-            BatchLog::open("p", self.storage(), config(segment_bytes), |_| {})
+            BatchLog::open("p", self.storage(), config(segment_bytes), |_, _| {})
         }
     }
 
@@ -1027,7 +1047,7 @@ mod tests {
                 let image = twin.image();
                 image.set_bytes(&segments_file(0), all[..synced + cut].to_vec());
                 let mut seen = Vec::new();
-                let r = BatchLog::open("p", image.storage(), config(1 << 20), |h| seen.push(h.base_offset)).unwrap();
+                let r = BatchLog::open("p", image.storage(), config(1 << 20), |h, _| seen.push(h.base_offset)).unwrap();
                 assert!(r.next_offset() >= 6, "{} cut {cut}: synced batches lost", twin.kind());
                 assert_eq!(seen, (0..seen.len() as i64).map(|i| i * 2).collect::<Vec<_>>());
                 assert_eq!(r.next_offset(), seen.len() as i64 * 2);
@@ -1040,12 +1060,12 @@ mod tests {
     #[test]
     fn modelled_crashes_keep_the_synced_batches() {
         let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1 << 20), |_| {}).unwrap();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(1 << 20), |_, _| {}).unwrap();
         fill(&mut log, 3, 2);
         log.sync().unwrap();
         fill(&mut log, 3, 2);
         for cut in 0..=mem.unsynced(&segments_file(0)) {
-            let r = BatchLog::open("p", Arc::new(mem.crash_image(Crash::KeepUnsynced(cut))), config(1 << 20), |_| {}).unwrap();
+            let r = BatchLog::open("p", Arc::new(mem.crash_image(Crash::KeepUnsynced(cut))), config(1 << 20), |_, _| {}).unwrap();
             assert!(r.next_offset() >= 6, "cut {cut}");
         }
     }
@@ -1157,14 +1177,14 @@ mod tests {
     #[test]
     fn delete_records_and_retention_move_the_start() {
         let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_| {}).unwrap();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_, _| {}).unwrap();
         fill(&mut log, 20, 2);
         let segments = log.segs.map.len();
         log.delete_before(13).run().unwrap();
         assert_eq!(log.start_offset(), 13);
         assert!(log.segs.map.len() < segments);
         assert_eq!(offsets_in(&log.read(13, 1 << 20, true).unwrap())[0], 12, "the batch holding 13");
-        let reopened = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_| {}).unwrap();
+        let reopened = BatchLog::open("p", Arc::new(mem.clone()), config(500), |_, _| {}).unwrap();
         assert_eq!(reopened.start_offset(), 13);
         // retention by size: the oldest segments go while the rest still holds the limit
         let mut log = reopened;
@@ -1186,7 +1206,7 @@ mod tests {
     #[test]
     fn compaction_keeps_the_newest_record_per_key() {
         let mem = MemoryStorage::new();
-        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(400), |_| {}).unwrap();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(400), |_, _| {}).unwrap();
         // client_batch keys are k0..kN: the same keys again and again
         fill(&mut log, 12, 3);
         log.seal_active().unwrap();
@@ -1205,7 +1225,7 @@ mod tests {
         }
         assert_eq!(keys.len(), 3);
         assert_eq!(keys[&Bytes::from("k2")], 35, "the newest k2 is the last record");
-        let reopened = BatchLog::open("p", Arc::new(mem), config(400), |_| {}).unwrap();
+        let reopened = BatchLog::open("p", Arc::new(mem), config(400), |_, _| {}).unwrap();
         assert_eq!(reopened.next_offset(), 36);
     }
 }

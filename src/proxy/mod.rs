@@ -491,6 +491,7 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
         coordinator,
         versions: Arc::new(versions),
         shutdown,
+        txn: None,
     };
     Ok(Opened { ctx, data })
 }

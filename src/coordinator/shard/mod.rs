@@ -156,14 +156,31 @@ impl Shard {
                     }
                 }
             },
+            Record::PendingOffset { producer_id, group, topic, partition, value } => match value {
+                Some(v) => {
+                    let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
+                    g.pending_txn.entry(*producer_id).or_default().insert((topic.clone(), *partition), v.clone());
+                }
+                None => {
+                    if let Some(g) = self.groups.get_mut(group)
+                        && let Some(m) = g.pending_txn.get_mut(producer_id)
+                    {
+                        m.remove(&(topic.clone(), *partition));
+                        if m.is_empty() {
+                            g.pending_txn.remove(producer_id);
+                        }
+                    }
+                }
+            },
             Record::Group { group, value: None } => {
                 self.groups.remove(group);
             }
             Record::Group { group, value: Some(v) } => {
                 if self.loading {
-                    let offsets = self.groups.remove(group).map(|g| g.offsets).unwrap_or_default();
+                    let (offsets, pending) = self.groups.remove(group).map(|g| (g.offsets, g.pending_txn)).unwrap_or_default();
                     let mut g = load_group(group, v, now);
                     g.offsets = offsets;
+                    g.pending_txn = pending;
                     self.groups.insert(group.clone(), g);
                 } else {
                     let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));

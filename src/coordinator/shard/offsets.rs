@@ -28,7 +28,7 @@ impl Shard {
             None if c.generation_id < 0 => Ok(()),
             None if c.version >= 9 => Err(ErrorCode::GROUP_ID_NOT_FOUND),
             None => Err(ErrorCode::ILLEGAL_GENERATION),
-            Some(g) => validate_commit(g, &c),
+            Some(g) => validate_commit(g, &c, c.producer_id.is_some()),
         };
         if let Err(code) = check {
             cx.reply(req, all(code));
@@ -49,17 +49,12 @@ impl Shard {
                 errors.push(ErrorCode::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
-            cx.emit(Record::Offset {
-                group: c.group_id.clone(),
-                topic: p.topic,
-                partition: p.partition,
-                value: Some(OffsetValue {
-                    offset: p.offset,
-                    leader_epoch: p.leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: expire,
-                }),
+            let value = Some(OffsetValue { offset: p.offset, leader_epoch: p.leader_epoch, metadata, commit_timestamp: now, expire_timestamp: expire });
+            cx.emit(match c.producer_id {
+                None => Record::Offset { group: c.group_id.clone(), topic: p.topic, partition: p.partition, value },
+                Some(producer_id) => {
+                    Record::PendingOffset { producer_id, group: c.group_id.clone(), topic: p.topic, partition: p.partition, value }
+                }
             });
             errors.push(ErrorCode::NONE);
         }
@@ -68,29 +63,59 @@ impl Shard {
         self.done(cx)
     }
 
+    /// A transaction's end (its COMMIT or ABORT marker reaching this shard): every pending
+    /// offset of `producer_id` becomes a committed offset (commit) or is dropped (abort), in
+    /// every group of the shard. The committed offsets are written before the pending
+    /// records' tombstones, so a torn write leaves the rest pending for the marker's retry.
+    pub fn end_txn(&mut self, now: i64, req: RequestId, producer_id: i64, commit: bool) -> Output {
+        let mut cx = Cx { now, out: Output::default() };
+        let mut offsets = Vec::new();
+        let mut tombstones = Vec::new();
+        let mut groups: Vec<&Group> = self.groups.values().filter(|g| g.pending_txn.contains_key(&producer_id)).collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        for g in groups {
+            for ((t, p), v) in &g.pending_txn[&producer_id] {
+                if commit {
+                    offsets.push(Record::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: Some(v.clone()) });
+                }
+                tombstones.push(Record::PendingOffset { producer_id, group: g.id.clone(), topic: t.clone(), partition: *p, value: None });
+            }
+        }
+        for r in offsets.into_iter().chain(tombstones) {
+            cx.emit(r);
+        }
+        cx.reply(req, Reply::TxnEnded);
+        self.done(cx)
+    }
+
     /// OffsetFetch of one group: `None` = all committed partitions. Unknown groups answer -1
-    /// offsets (explicit partitions) or nothing (all), with no error (§3.2).
-    pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<FetchedPartition> {
+    /// offsets (explicit partitions) or nothing (all), with no error (§3.2). With
+    /// `require_stable`, a partition with a pending transactional offset answers -1 and
+    /// UNSTABLE_OFFSET_COMMIT (checklist 98).
+    pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>, require_stable: bool) -> Vec<FetchedPartition> {
         let g = self.groups.get(group).filter(|g| !g.is(GroupState::Dead));
         let committed = |o: &OffsetValue| FetchedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: o.metadata.clone() };
+        let row = |t: &str, p: i32, o: Option<&OffsetValue>| {
+            if require_stable && g.is_some_and(|g| g.has_pending_txn_offset(t, p)) {
+                return FetchedPartition {
+                    topic: t.to_string(),
+                    partition: p,
+                    committed: FetchedOffset::absent(),
+                    error: ErrorCode::UNSTABLE_OFFSET_COMMIT,
+                };
+            }
+            FetchedPartition {
+                topic: t.to_string(),
+                partition: p,
+                committed: o.map(committed).unwrap_or_else(FetchedOffset::absent),
+                error: ErrorCode::NONE,
+            }
+        };
         match partitions {
-            Some(list) => list
-                .iter()
-                .map(|(t, p)| FetchedPartition {
-                    topic: t.clone(),
-                    partition: *p,
-                    committed: g.and_then(|g| g.offsets.get(&(t.clone(), *p))).map(committed).unwrap_or_else(FetchedOffset::absent),
-                })
-                .collect(),
+            Some(list) => list.iter().map(|(t, p)| row(t, *p, g.and_then(|g| g.offsets.get(&(t.clone(), *p))))).collect(),
             None => {
-                let mut v: Vec<FetchedPartition> = g
-                    .map(|g| {
-                        g.offsets
-                            .iter()
-                            .map(|((t, p), o)| FetchedPartition { topic: t.clone(), partition: *p, committed: committed(o) })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut v: Vec<FetchedPartition> =
+                    g.map(|g| g.offsets.iter().map(|((t, p), o)| row(t, *p, Some(o))).collect()).unwrap_or_default();
                 v.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 v
             }
@@ -142,6 +167,15 @@ impl Shard {
                     .keys()
                     .map(|(t, p)| Record::Offset { group: group.to_string(), topic: t.clone(), partition: *p, value: None })
                     .collect();
+                for (pid, pending) in &g.pending_txn {
+                    records.extend(pending.keys().map(|(t, p)| Record::PendingOffset {
+                        producer_id: *pid,
+                        group: group.to_string(),
+                        topic: t.clone(),
+                        partition: *p,
+                        value: None,
+                    }));
+                }
                 records.push(Record::Group { group: group.to_string(), value: None });
                 for r in records {
                     cx.emit(r);
@@ -203,7 +237,7 @@ impl Shard {
                     records.push(Record::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: None });
                 }
             }
-            if expired == g.offsets.len() && g.is(GroupState::Empty) && g.members.is_empty() {
+            if expired == g.offsets.len() && g.is(GroupState::Empty) && g.members.is_empty() && g.pending_txn.is_empty() {
                 records.push(Record::Group { group: g.id.clone(), value: None });
             }
         }
@@ -214,7 +248,9 @@ impl Shard {
 }
 
 /// §3.1 validation of a commit against an existing group.
-fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), ErrorCode> {
+/// A transactional commit (TxnOffsetCommit) may come without member and generation from any
+/// group, and is not refused while the group completes a rebalance.
+fn validate_commit(g: &Group, c: &CommitInput, transactional: bool) -> Result<(), ErrorCode> {
     if g.is(GroupState::Dead) {
         return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
     }
@@ -226,10 +262,10 @@ fn validate_commit(g: &Group, c: &CommitInput) -> Result<(), ErrorCode> {
         if c.generation_id != g.generation {
             return Err(ErrorCode::ILLEGAL_GENERATION);
         }
-    } else {
+    } else if !transactional {
         return Err(ErrorCode::UNKNOWN_MEMBER_ID);
     }
-    if g.is(GroupState::CompletingRebalance) {
+    if !transactional && g.is(GroupState::CompletingRebalance) {
         return Err(ErrorCode::REBALANCE_IN_PROGRESS);
     }
     Ok(())

@@ -193,6 +193,9 @@ pub struct CommitInput {
     pub retention_time_ms: i64,
     pub version: i16,
     pub partitions: Vec<CommitPartition>,
+    /// TxnOffsetCommit: the producer whose transaction the offsets belong to (they stay
+    /// pending until its transaction ends).
+    pub producer_id: Option<i64>,
 }
 
 /// An OffsetDelete answer.
@@ -221,6 +224,8 @@ pub enum Reply {
     /// One error per partition, in request order.
     Commit(Vec<ErrorCode>),
     DeleteGroup(ErrorCode),
+    /// A transaction's end applied to this shard's pending offsets.
+    TxnEnded,
     OffsetDelete(OffsetDeleteResult),
 }
 
@@ -253,6 +258,8 @@ pub struct FetchedPartition {
     pub topic: String,
     pub partition: i32,
     pub committed: FetchedOffset,
+    /// UNSTABLE_OFFSET_COMMIT when a RequireStable fetch meets a pending transactional offset.
+    pub error: ErrorCode,
 }
 
 /// A DescribeGroups answer for one group.
