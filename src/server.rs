@@ -129,7 +129,8 @@ impl Server {
             // Nothing to replay: serve groups from the first request.
             coordinator.load_all()?;
         }
-        let txn = crate::txn::TxnCoordinator::open(broker.clone(), coordinator.clone(), &data, crate::txn::TxnConfig::from_config(&config))?;
+        let txn =
+            crate::txn::TxnCoordinator::open(broker.clone(), coordinator.clone(), &data, crate::txn::TxnConfig::from_config(&config))?;
         let ctx = Context {
             conn_limit: Arc::new(Semaphore::new(config.connection_limit())),
             config,

@@ -122,7 +122,11 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                                 aborted
                                     .iter()
                                     .filter(|a| a.first_offset < upto)
-                                    .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
                                     .collect(),
                             );
                         }

@@ -4,8 +4,8 @@
 pub mod catalog;
 pub mod partition;
 pub mod producer;
-pub mod txns;
 pub mod topic_config;
+pub mod txns;
 
 mod admin;
 mod configs;

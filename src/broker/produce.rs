@@ -100,7 +100,10 @@ pub fn handle_produce(broker: &Broker, version: i16, req: ProduceRequest, txns: 
                     }
                     if header.is_transactional() {
                         let Some(id) = transactional_id.as_deref() else {
-                            return fail(ErrorCode::INVALID_REQUEST, Some("a transactional batch needs the request's transactional id".into()));
+                            return fail(
+                                ErrorCode::INVALID_REQUEST,
+                                Some("a transactional batch needs the request's transactional id".into()),
+                            );
                         };
                         if let Err(code) = txns.verify(id, header.producer_id, header.producer_epoch, &td.name, pd.index) {
                             let code = verification_error(code, version);

@@ -1471,6 +1471,63 @@ fn item_97_fetch_unknown_group() {
     assert!(kit.shard.fetch_offsets("dead", None, false).is_empty());
 }
 
+/// 98. G: pending transactional offset on p0. W: OffsetFetch RequireStable=true / false. T: p0
+/// UNSTABLE_OFFSET_COMMIT (−1) / last committed offset.
+#[test]
+fn item_98_require_stable_meets_a_pending_transactional_offset() {
+    let mut kit = Kit::new();
+    kit.commit(commit("g", "", -1, &[("t", 0, 5), ("t", 1, 7)]));
+    assert_eq!(kit.txn_commit("g", 42, &[("t", 0, 9)]), vec![ErrorCode::NONE]);
+    let wanted = [("t".to_string(), 0), ("t".to_string(), 1)];
+    let unstable = FetchedPartition { error: ErrorCode::UNSTABLE_OFFSET_COMMIT, ..fetched("t", 0, -1, -1, "") };
+    assert_eq!(kit.shard.fetch_offsets("g", Some(&wanted), true), vec![unstable, fetched("t", 1, 7, -1, "")]);
+    assert_eq!(kit.shard.fetch_offsets("g", Some(&wanted), false), vec![fetched("t", 0, 5, -1, ""), fetched("t", 1, 7, -1, "")]);
+    // the marker ends it: stable again, at the transaction's offset
+    kit.end_txn(42, true);
+    assert_eq!(kit.shard.fetch_offsets("g", Some(&wanted), true), vec![fetched("t", 0, 9, -1, ""), fetched("t", 1, 7, -1, "")]);
+}
+
+/// 111. G: transactional offsets then COMMIT marker / ABORT marker. W: load. T: offsets visible /
+/// discarded.
+#[test]
+fn item_111_markers_make_transactional_offsets_visible_or_drop_them_and_replay_agrees() {
+    let mut kit = Kit::new();
+    kit.commit(commit("g", "", -1, &[("t", 0, 1), ("t", 1, 1)]));
+    kit.txn_commit("g", 1, &[("t", 0, 10)]);
+    kit.txn_commit("g", 2, &[("t", 1, 20)]);
+    kit.txn_commit("other", 1, &[("u", 0, 30)]);
+    // before any marker, a load keeps them pending
+    let loaded = Kit::loaded(config(), kit.now, &kit.raw_records());
+    assert!(loaded.shard.group("g").unwrap().has_pending_txn_offset("t", 0));
+    assert_eq!(loaded.shard.fetch_offsets("g", None, false), vec![fetched("t", 0, 1, -1, ""), fetched("t", 1, 1, -1, "")]);
+    kit.end_txn(1, true);
+    kit.end_txn(2, false);
+    let want_g = vec![fetched("t", 0, 10, -1, ""), fetched("t", 1, 1, -1, "")];
+    assert_eq!(kit.shard.fetch_offsets("g", None, true), want_g);
+    assert_eq!(kit.shard.fetch_offsets("other", None, true), vec![fetched("u", 0, 30, -1, "")]);
+    for shard in [kit.replayed(), kit.replayed_through_log(true).0] {
+        assert_eq!(shard.fetch_offsets("g", None, true), want_g);
+        assert_eq!(shard.fetch_offsets("other", None, true), vec![fetched("u", 0, 30, -1, "")]);
+        assert!(shard.group("g").unwrap().pending_txn.is_empty());
+    }
+}
+
+/// A transactional commit is checked like a plain one, except that it needs no member and is
+/// not refused while the group completes a rebalance (§3.1, "not for transactional commits").
+#[test]
+fn transactional_commits_skip_the_member_and_rebalance_checks() {
+    let mut kit = Kit::new();
+    let ids = kit.stable("g", 1);
+    // a plain commit without member id to a group with members: UNKNOWN_MEMBER_ID
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1)])), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
+    assert_eq!(kit.txn_commit("g", 5, &[("t", 0, 1)]), vec![ErrorCode::NONE]);
+    // with a member id (KIP-447) it is checked: a stale generation is refused
+    let stale = CommitInput { producer_id: Some(5), ..commit("g", &ids[0], 0, &[("t", 0, 2)]) };
+    assert_eq!(kit.commit(stale), vec![ErrorCode::ILLEGAL_GENERATION]);
+    let current = CommitInput { producer_id: Some(5), ..commit("g", &ids[0], 1, &[("t", 0, 2)]) };
+    assert_eq!(kit.commit(current), vec![ErrorCode::NONE]);
+}
+
 /// 100. G: classic non-empty group with protocolType "connect" (non-consumer). W: OffsetDelete. T: top-level NON_EMPTY_GROUP; protocolType "consumer" subscribed to the topic ⇒ GROUP_SUBSCRIBED_TO_TOPIC per partition; unknown group ⇒ GROUP_ID_NOT_FOUND.
 #[test]
 fn item_100_offset_delete_rules() {

@@ -52,6 +52,18 @@ enum Step {
     DeleteGroup {
         g: usize,
     },
+    /// A transactional commit of producer `p` (TxnOffsetCommit, no member).
+    TxnCommit {
+        g: usize,
+        p: i64,
+        partition: i32,
+        offset: i64,
+    },
+    /// Producer `p`'s transaction ends: its COMMIT or ABORT marker reaches the shard.
+    EndTxn {
+        p: i64,
+        commit: bool,
+    },
     Advance {
         ms: i64,
     },
@@ -68,7 +80,9 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (g.clone(), proptest::option::weighted(0.8, c.clone()), 0..3i32, 0..1000i64)
             .prop_map(|(g, c, partition, offset)| Step::Commit { g, c, partition, offset }),
         1 => (g.clone(), 0..3i32).prop_map(|(g, partition)| Step::DeleteOffsets { g, partition }),
-        1 => g.prop_map(|g| Step::DeleteGroup { g }),
+        1 => g.clone().prop_map(|g| Step::DeleteGroup { g }),
+        3 => (g.clone(), 0..2i64, 0..3i32, 0..1000i64).prop_map(|(g, p, partition, offset)| Step::TxnCommit { g, p, partition, offset }),
+        2 => (0..2i64, proptest::bool::ANY).prop_map(|(p, commit)| Step::EndTxn { p, commit }),
         4 => prop_oneof![3 => 0..500i64, 1 => 5_000..12_000i64, 1 => 25_000..40_000i64].prop_map(|ms| Step::Advance { ms }),
     ]
 }
@@ -80,6 +94,12 @@ struct Durable {
     /// leader, member → (instance id, assignment)).
     membership: Option<Membership>,
     offsets: BTreeMap<(String, i32), (i64, String)>,
+    /// Pending transactional offsets, by producer.
+    pending: BTreeMap<i64, BTreeMap<(String, i32), i64>>,
+}
+
+fn pending(g: &Group) -> BTreeMap<i64, BTreeMap<(String, i32), i64>> {
+    g.pending_txn.iter().map(|(p, m)| (*p, m.iter().map(|(k, v)| (k.clone(), v.offset)).collect())).collect()
 }
 
 type Membership = (&'static str, i32, Option<String>, Option<String>, Option<String>, BTreeMap<String, (Option<String>, Bytes)>);
@@ -109,14 +129,16 @@ fn compare(live: &Shard, replayed: &Shard) -> Result<(), String> {
         let durable_live = l.map(|g| Durable {
             membership: matches!(g.state, GroupState::Stable | GroupState::Empty).then(|| membership(g)),
             offsets: offsets(g),
+            pending: pending(g),
         });
         let durable_replayed = r.map(|g| Durable {
             membership: l.filter(|lg| matches!(lg.state, GroupState::Stable | GroupState::Empty)).map(|_| membership(g)),
             offsets: offsets(g),
+            pending: pending(g),
         });
         // a group that exists only as soft state (members joining, nothing written yet) is
         // not durable: a restart does not know it
-        let live_is_soft = l.is_some_and(|g| g.persisted.is_none() && g.offsets.is_empty());
+        let live_is_soft = l.is_some_and(|g| g.persisted.is_none() && g.offsets.is_empty() && g.pending_txn.is_empty());
         if live_is_soft && r.is_none() {
             continue;
         }
@@ -236,6 +258,10 @@ fn run(steps: Vec<Step>) -> Result<Reached, TestCaseError> {
                     clients[g] = vec![Client::default(); 4];
                 }
             }
+            Step::TxnCommit { g, p, partition, offset } => {
+                kit.txn_commit(groups[g], p, &[("t", partition, offset)]);
+            }
+            Step::EndTxn { p, commit } => kit.end_txn(p, commit),
             Step::Advance { ms } => kit.advance(ms),
         }
         for g in kit.shard.groups() {

@@ -221,6 +221,22 @@ impl Kit {
         }
     }
 
+    /// A TxnOffsetCommit of producer `pid` (generation -1, no member).
+    pub(crate) fn txn_commit(&mut self, group: &str, pid: i64, parts: &[(&str, i32, i64)]) -> Vec<ErrorCode> {
+        self.commit(CommitInput { producer_id: Some(pid), ..commit(group, "", -1, parts) })
+    }
+
+    /// The COMMIT (or ABORT) marker of producer `pid`'s transaction reaching the shard.
+    pub(crate) fn end_txn(&mut self, pid: i64, commit: bool) {
+        let id = self.id();
+        let out = self.shard.end_txn(self.now, id, pid, commit);
+        self.take(out);
+        match self.replies.remove(&id) {
+            Some(Reply::TxnEnded) => {}
+            other => panic!("end_txn got {other:?}"),
+        }
+    }
+
     pub(crate) fn delete_group(&mut self, group: &str) -> ErrorCode {
         let id = self.id();
         let out = self.shard.delete_group(self.now, id, group);

@@ -2,10 +2,10 @@
 //! and the answer becomes the response at that version — including Kafka's rewrite of
 //! PRODUCER_FENCED to INVALID_PRODUCER_EPOCH for the versions that predate it (KIP-588).
 
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState as DescribedTxn};
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTxn;
@@ -117,7 +117,12 @@ fn set_all(codes: &mut [(TopicName, Vec<(i32, ErrorCode)>)], code: ErrorCode) {
 }
 
 /// AddPartitionsToTxn: v0-3 one transaction (a client), v4+ a batch (KIP-890).
-pub async fn add_partitions_to_txn(t: &TxnCoordinator, broker: &Broker, version: i16, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+pub async fn add_partitions_to_txn(
+    t: &TxnCoordinator,
+    broker: &Broker,
+    version: i16,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
     if version < 4 {
         let results = add_partitions_one(
             t,
@@ -134,9 +139,17 @@ pub async fn add_partitions_to_txn(t: &TxnCoordinator, broker: &Broker, version:
     }
     let mut out = Vec::with_capacity(req.transactions.len());
     for x in &req.transactions {
-        let results =
-            add_partitions_one(t, broker, version, x.transactional_id.as_str(), x.producer_id.0, x.producer_epoch, &x.topics, x.verify_only)
-                .await;
+        let results = add_partitions_one(
+            t,
+            broker,
+            version,
+            x.transactional_id.as_str(),
+            x.producer_id.0,
+            x.producer_epoch,
+            &x.topics,
+            x.verify_only,
+        )
+        .await;
         out.push(AddPartitionsToTxnResult::default().with_transactional_id(x.transactional_id.clone()).with_topic_results(results));
     }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(out)

@@ -222,7 +222,13 @@ pub fn init(
 
 /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition): the state
 /// to write, or `None` when every partition is already in the ongoing transaction.
-pub fn add_partitions(m: &TxnMeta, producer_id: i64, epoch: i16, partitions: &[(String, i32)], now: i64) -> Result<Option<TxnMeta>, ErrorCode> {
+pub fn add_partitions(
+    m: &TxnMeta,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+    now: i64,
+) -> Result<Option<TxnMeta>, ErrorCode> {
     m.check_producer(producer_id, epoch)?;
     match m.state {
         TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => Err(ErrorCode::CONCURRENT_TRANSACTIONS),
@@ -307,7 +313,10 @@ mod tests {
         let m = fresh();
         let InitPlan::Write(b0) = init(&m, 30_000, None, 2_000, never).unwrap() else { panic!() };
         // a plain init fences the old instance: no epoch is remembered for retries
-        assert_eq!((b0.producer_id, b0.producer_epoch, b0.last_producer_epoch, b0.timeout_ms, b0.state), (7, 1, -1, 30_000, TxnState::Empty));
+        assert_eq!(
+            (b0.producer_id, b0.producer_epoch, b0.last_producer_epoch, b0.timeout_ms, b0.state),
+            (7, 1, -1, 30_000, TxnState::Empty)
+        );
         assert_eq!(b0.last_update_ms, 2_000);
         assert_eq!(init(&b0, 30_000, Some((7, 0)), 2_001, never), Err(ErrorCode::PRODUCER_FENCED));
         // a bump the producer asks for (KIP-360) remembers the epoch it had

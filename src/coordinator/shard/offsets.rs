@@ -49,7 +49,13 @@ impl Shard {
                 errors.push(ErrorCode::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
-            let value = Some(OffsetValue { offset: p.offset, leader_epoch: p.leader_epoch, metadata, commit_timestamp: now, expire_timestamp: expire });
+            let value = Some(OffsetValue {
+                offset: p.offset,
+                leader_epoch: p.leader_epoch,
+                metadata,
+                commit_timestamp: now,
+                expire_timestamp: expire,
+            });
             cx.emit(match c.producer_id {
                 None => Record::Offset { group: c.group_id.clone(), topic: p.topic, partition: p.partition, value },
                 Some(producer_id) => {

@@ -21,7 +21,7 @@ use Ty::{
 /// served at all in broker mode (it refuses them at the version check, as it advertises no
 /// version of them); their shapes are walked only in proxy mode, before they are forwarded.
 /// Those marked "refused in both modes" corral neither serves nor forwards (SASL, the KIP-848
-/// group apis, transactional offset commits): a proxy refuses them too.
+/// group apis); "broker mode only" ones (transactional offset commits) a proxy refuses.
 pub(crate) const SHAPES: &[Shape] = &[
     api(0, "Produce", 3, 13, 9, PRODUCE),
     api(1, "Fetch", 4, 18, 12, FETCH),
@@ -43,10 +43,10 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(21, "DeleteRecords", 0, 2, 2, DELETE_RECORDS),
     api(22, "InitProducerId", 0, 5, 2, INIT_PRODUCER_ID), // request stops at 5 (response: 6)
     api(23, "OffsetForLeaderEpoch", 2, 4, 4, OFFSET_FOR_LEADER_EPOCH),
-    api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN), // forwarded only
-    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN),       // refused in both modes
-    api(26, "EndTxn", 0, 5, 3, END_TXN),                           // forwarded only
-    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT),        // refused in both modes
+    api(24, "AddPartitionsToTxn", 0, 5, 3, ADD_PARTITIONS_TO_TXN),
+    api(25, "AddOffsetsToTxn", 0, 4, 3, ADD_OFFSETS_TO_TXN), // broker mode only
+    api(26, "EndTxn", 0, 5, 3, END_TXN),
+    api(28, "TxnOffsetCommit", 0, 5, 3, TXN_OFFSET_COMMIT), // broker mode only
     api(29, "DescribeAcls", 1, 3, 2, DESCRIBE_ACLS),
     api(30, "CreateAcls", 1, 3, 2, CREATE_ACLS), // forwarded only
     api(31, "DeleteAcls", 1, 3, 2, DELETE_ACLS), // forwarded only
@@ -96,9 +96,9 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(57, "UpdateFeatures", 0, 2, 0, UPDATE_FEATURES), // forwarded only
     api(60, "DescribeCluster", 0, 2, 0, DESCRIBE_CLUSTER),
-    api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS), // forwarded only
-    api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS), // forwarded only
-    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS),   // forwarded only
+    api(61, "DescribeProducers", 0, 0, 0, DESCRIBE_PRODUCERS),
+    api(65, "DescribeTransactions", 0, 0, 0, DESCRIBE_TRANSACTIONS),
+    api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS),
     api(
         68,
         "ConsumerGroupHeartbeat", // refused in both modes
