@@ -330,6 +330,31 @@ impl TimestampPlan {
     }
 }
 
+/// What compaction must know of a partition's transactions: nothing at or past the last
+/// stable offset is compacted (its transactions are undecided), and the batches of aborted
+/// transactions — `(producer id, first offset, marker offset)` — are dropped rather than
+/// allowed to supersede committed records. Control batches (markers) are always kept.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub last_stable_offset: i64,
+    pub aborted: Vec<(i64, i64, i64)>,
+}
+
+impl Default for Settled {
+    /// A log without transactions.
+    fn default() -> Self {
+        Settled { last_stable_offset: i64::MAX, aborted: Vec::new() }
+    }
+}
+
+impl Settled {
+    fn aborted(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.aborted.iter().any(|(pid, first, last)| *pid == h.producer_id && h.base_offset >= *first && h.base_offset < *last)
+    }
+}
+
 /// Compaction of a `cleanup.policy=compact` partition, between its three steps (see
 /// [`BatchLog::begin_compaction`]).
 #[derive(Debug)]
@@ -338,11 +363,13 @@ pub struct CompactionPlan {
     storage: Arc<dyn Storage>,
     /// The sealed segments to rewrite: (base, file, size).
     inputs: Vec<(i64, Arc<dyn StorageFile>, u64)>,
-    /// The active segment as it was (read for newer keys, never rewritten).
-    active: (Arc<dyn StorageFile>, u64),
+    /// The segments after the inputs, as they were (read for newer keys up to the last stable
+    /// offset, never rewritten).
+    newer: Vec<(i64, Arc<dyn StorageFile>, u64)>,
     end: i64,
     now: i64,
     delete_retention_ms: i64,
+    settled: Settled,
 }
 
 /// A compacted segment written and sealed, ready to swap in.
@@ -365,12 +392,15 @@ impl CompactionPlan {
             return Ok(None);
         }
         let mut newest: HashMap<Bytes, i64> = HashMap::new();
-        let every = self.inputs.iter().map(|(b, f, s)| (*b, f, *s)).chain(std::iter::once((self.end, &self.active.0, self.active.1)));
+        let every = self.inputs.iter().chain(self.newer.iter()).map(|(b, f, s)| (*b, f, *s));
         for (base, file, size) in every {
             let mut bad = None;
-            segments::walk::<BatchFraming>(&**file, 0, true, |pos, _, bytes| {
-                if pos >= size {
+            segments::walk::<BatchFraming>(&**file, 0, true, |pos, h, bytes| {
+                if pos >= size || h.base_offset >= self.settled.last_stable_offset {
                     return false;
+                }
+                if h.is_control() || self.settled.aborted(&h) {
+                    return true;
                 }
                 match crate::batch::records::read_records(&Bytes::copy_from_slice(bytes)) {
                     Ok(records) => {
@@ -399,9 +429,12 @@ impl CompactionPlan {
         let mut copy = || -> Result<(), LogError> {
             for (_, file, in_size) in &self.inputs {
                 let mut io_err = None;
-                segments::walk::<BatchFraming>(&**file, 0, true, |pos, _, bytes| {
+                segments::walk::<BatchFraming>(&**file, 0, true, |pos, h, bytes| {
                     if pos >= *in_size {
                         return false;
+                    }
+                    if self.settled.aborted(&h) {
+                        return true;
                     }
                     if let Some(kept) = compact_batch(&Bytes::copy_from_slice(bytes), &newest, self.now, self.delete_retention_ms) {
                         let h = BatchHeader::parse(&kept).expect("built batch");
@@ -766,20 +799,37 @@ impl BatchLog {
     /// active segment and plans the rewrite of every sealed segment. `None` when there is
     /// nothing to compact. Then [`CompactionPlan::write`] (outside the lock),
     /// [`BatchLog::swap_compacted`] (under it) and [`CompactedSegment::finish`] (outside).
-    pub fn begin_compaction(&mut self, now: i64, delete_retention_ms: i64) -> io::Result<Option<CompactionPlan>> {
+    pub fn begin_compaction(&mut self, now: i64, delete_retention_ms: i64, settled: Settled) -> io::Result<Option<CompactionPlan>> {
         let sealed = self.segs.map.values().filter(|s| s.sealed).count();
         if sealed < 2 && self.segs.map.len() < 2 {
             return Ok(None);
         }
         self.roll()?;
-        let (&end, active) = self.segs.active();
-        let active = (active.file.clone(), active.size);
-        let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> =
-            self.segs.map.range(..end).filter(|(_, s)| s.sealed).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
+        let (&end, _) = self.segs.active();
+        // only segments wholly below the last stable offset: their transactions are decided
+        let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> = self
+            .segs
+            .map
+            .range(..end)
+            .filter(|(_, s)| s.sealed)
+            .take_while(|(_, s)| s.meta.last_offset < settled.last_stable_offset)
+            .map(|(b, s)| (*b, s.file.clone(), s.size))
+            .collect();
         if inputs.is_empty() {
             return Ok(None);
         }
-        Ok(Some(CompactionPlan { name: self.name.clone(), storage: self.storage.clone(), inputs, active, end, now, delete_retention_ms }))
+        let end = self.segs.map.range(inputs.last().expect("one").0 + 1..).next().map_or(end, |(b, _)| *b);
+        let newer = self.segs.map.range(end..).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
+        Ok(Some(CompactionPlan {
+            name: self.name.clone(),
+            storage: self.storage.clone(),
+            inputs,
+            newer,
+            end,
+            now,
+            delete_retention_ms,
+            settled,
+        }))
     }
 
     /// Step 3 of compaction (under the lock, no I/O): the compacted segment replaces the ones
@@ -795,7 +845,7 @@ impl BatchLog {
     pub fn compact(&mut self, now: i64, delete_retention_ms: i64) -> Result<usize, LogError> {
         let name = self.name.clone();
         let err = |e: io::Error| LogError::Io { what: format!("compacting partition {name}"), source: e };
-        let Some(plan) = self.begin_compaction(now, delete_retention_ms).map_err(err)? else { return Ok(0) };
+        let Some(plan) = self.begin_compaction(now, delete_retention_ms, Settled::default()).map_err(err)? else { return Ok(0) };
         let Some(done) = plan.write()? else { return Ok(0) };
         let old = self.swap_compacted(&done);
         let storage = self.storage.clone();
@@ -823,7 +873,8 @@ impl BatchLog {
 fn compact_batch(b: &Bytes, newest: &HashMap<Bytes, i64>, now: i64, delete_retention_ms: i64) -> Option<Bytes> {
     let h = BatchHeader::parse(b)?;
     if h.is_control() {
-        return None;
+        // transaction markers stay: read_committed consumers and start-up need them
+        return Some(b.clone());
     }
     let records = crate::batch::records::read_records(b).ok()?;
     let keep: Vec<&Bytes> = records
@@ -1227,5 +1278,87 @@ mod tests {
         assert_eq!(keys[&Bytes::from("k2")], 35, "the newest k2 is the last record");
         let reopened = BatchLog::open("p", Arc::new(mem), config(400), |_, _| {}).unwrap();
         assert_eq!(reopened.next_offset(), 36);
+    }
+
+    /// Writes one record `key = value` (a transactional batch of `pid` when given).
+    fn put(log: &mut BatchLog, key: &str, value: &str, pid: Option<i64>) -> i64 {
+        let stamp = batch::ProducerStamp {
+            producer_id: pid.unwrap_or(-1),
+            producer_epoch: if pid.is_some() { 0 } else { -1 },
+            base_sequence: if pid.is_some() { 0 } else { -1 },
+        };
+        let mut b = batch::encode_batch(&[(Some(key.as_bytes()), Some(value.as_bytes()))], 1, stamp).unwrap();
+        if pid.is_some() {
+            b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+            let crc = batch::compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        let at = log.next_offset();
+        batch::patch_offsets(&mut b, at, 0);
+        log.append(&b, &BatchHeader::parse(&b).unwrap()).unwrap();
+        at
+    }
+
+    fn marker(log: &mut BatchLog, pid: i64, commit: bool) -> i64 {
+        let mut b = batch::encode_marker(pid, 0, batch::Marker { commit, coordinator_epoch: 0 }, 1);
+        let at = log.next_offset();
+        batch::patch_offsets(&mut b, at, 0);
+        log.append(&b, &BatchHeader::parse(&b).unwrap()).unwrap();
+        at
+    }
+
+    /// Every record (key, value) and the number of control batches, reading segment by segment.
+    fn values(log: &BatchLog) -> (Vec<(String, String)>, usize) {
+        let (mut kv, mut markers, mut next) = (Vec::new(), 0, 0);
+        while next < log.next_offset() {
+            let all = log.read(next, usize::MAX, true).unwrap();
+            assert!(!all.is_empty(), "nothing read from {next}");
+            let mut at = 0;
+            while at < all.len() {
+                let h = BatchHeader::parse(&all[at..]).unwrap();
+                let b = all.slice(at..at + h.total_len());
+                if h.is_control() {
+                    markers += 1;
+                } else {
+                    for r in crate::batch::records::read_records(&b).unwrap() {
+                        kv.push((
+                            String::from_utf8(r.key.unwrap().to_vec()).unwrap(),
+                            String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+                        ));
+                    }
+                }
+                next = h.last_offset() + 1;
+                at += h.total_len();
+            }
+        }
+        (kv, markers)
+    }
+
+    #[test]
+    fn compaction_keeps_markers_drops_aborted_records_and_stops_at_the_last_stable_offset() {
+        let mem = MemoryStorage::new();
+        let mut log = BatchLog::open("p", Arc::new(mem.clone()), config(200), |_, _| {}).unwrap();
+        put(&mut log, "a", "1", None);
+        put(&mut log, "a", "2", Some(7)); // aborted below: must not supersede a=1
+        let abort = marker(&mut log, 7, false);
+        put(&mut log, "b", "1", Some(8));
+        marker(&mut log, 8, true);
+        put(&mut log, "b", "2", None);
+        let open_from = put(&mut log, "c", "1", Some(9)); // undecided: the last stable offset
+        put(&mut log, "c", "0", None);
+        log.seal_active().unwrap();
+        let settled = Settled { last_stable_offset: open_from, aborted: vec![(7, 1, abort)] };
+        let plan = log.begin_compaction(0, 0, settled).unwrap().unwrap();
+        let done = plan.write().unwrap().unwrap();
+        let old = log.swap_compacted(&done);
+        let storage = log.storage();
+        done.finish(old, &storage).unwrap();
+        let (kv, markers) = values(&log);
+        assert_eq!(markers, 2, "both markers stay");
+        let pairs: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // a=2 (aborted) is gone and a=1 kept; b=1 superseded by b=2; c untouched past the LSO
+        assert_eq!(pairs, vec![("a", "1"), ("b", "2"), ("c", "1"), ("c", "0")]);
+        let reopened = BatchLog::open("p", Arc::new(mem), config(200), |_, _| {}).unwrap();
+        assert_eq!(reopened.next_offset(), log.next_offset());
     }
 }
