@@ -16,16 +16,27 @@ pub struct Rec {
 /// One v2 batch of `records` at offsets 0, 1, ... . `producer_id` -1 is a plain producer;
 /// otherwise an idempotent one (epoch 0) whose sequence numbers start at `base_sequence`.
 pub fn record_batch(records: impl IntoIterator<Item = Rec>, producer_id: i64, base_sequence: i32) -> Bytes {
+    producer_batch(records, producer_id, if producer_id >= 0 { 0 } else { -1 }, base_sequence, false)
+}
+
+/// [`record_batch`] of a producer at `epoch`, in a transaction when `transactional`.
+pub fn producer_batch(
+    records: impl IntoIterator<Item = Rec>,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+) -> Bytes {
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
             producer_id,
-            producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // the encoder puts records in one batch only while offset - sequence agrees

@@ -20,6 +20,8 @@ pub async fn run(a: &Args) {
     let pid: Option<u32> = a.opt("pid");
     let upstream_pid: Option<u32> = a.opt("upstream-pid");
     let topic = "fetch-bench";
+    // --read-committed: isolation level READ_COMMITTED (read up to the last stable offset)
+    let read_committed = a.flag("read-committed");
     ensure_topic(&target, topic, 1).await;
     let leader = match a.opt("leader-addr") {
         Some(addr) => Ok(addr),
@@ -63,11 +65,14 @@ pub async fn run(a: &Args) {
         let r = c
             .call(
                 11,
-                &FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(4 << 20).with_topics(vec![
-                    fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+                &FetchRequest::default()
+                    .with_isolation_level(i8::from(read_committed))
+                    .with_max_wait_ms(500)
+                    .with_min_bytes(1)
+                    .with_max_bytes(4 << 20)
+                    .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
                         fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(4 << 20),
-                    ]),
-                ]),
+                    ])]),
             )
             .await
             .expect("fetch");
@@ -116,7 +121,7 @@ pub async fn run(a: &Args) {
     }
     lats.sort_unstable();
     println!(
-        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"address\":{},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"fetch_requests\":{fetches},\"bytes_read\":{bytes_read},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
+        "{{\"scenario\":\"fetch\",\"messages\":{messages},\"read_committed\":{read_committed},\"address\":{},\"messages_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"fetch_requests\":{fetches},\"bytes_read\":{bytes_read},\"server_cpu_us_per_request\":{cpu:.2},\"upstream_cpu_us_per_request\":{upstream_cpu:.2},\"e2e_rounds\":{},\"e2e_p50_ms\":{:.3},\"e2e_p99_ms\":{:.3}}}",
         json_str(&target),
         messages as f64 / read_secs,
         bytes_read as f64 / read_secs / 1e6,

@@ -10,12 +10,13 @@
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
 //!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S] [--raw]
 //!         [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
-//!     corral-bench fetch --target HOST:PORT [--messages N] [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
+//!     corral-bench fetch --target HOST:PORT [--messages N] [--read-committed] [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
 //!     corral-bench relay-server --listen HOST:PORT --upstream HOST:PORT
 //!     corral-bench commits --target HOST:PORT [--committers C] [--seconds S]
 //!     corral-bench offsets-replay --bin PATH [--records N]
 //!     corral-bench compaction [--commits N] [--keys K]
 //!     corral-bench restart --bin PATH [--megabytes M]
+//!     corral-bench transactions --target HOST:PORT [--producers P] [--records-per-txn N] [--seconds S] [--idempotent] [--pid PID]
 //!
 //! `produce` and `fetch` send each partition's requests to the address of its leader in a
 //! Metadata response from `--target`, so they run unchanged through `corral proxy` (whose
@@ -44,6 +45,7 @@ mod relay_server;
 mod restart;
 mod server;
 mod startup;
+mod transactions;
 
 use args::Args;
 
@@ -67,6 +69,7 @@ fn main() {
             "offsets-replay" => offsets::replay(&args).await,
             "compaction" => offsets::compaction(&args).await,
             "restart" => restart::run(&args).await,
+            "transactions" => transactions::run(&args).await,
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);
