@@ -315,3 +315,125 @@ async fn after_kill_9_committed_transactions_are_whole_and_open_ones_aborted() {
     .unwrap();
     drop(corral);
 }
+
+// ------------------------------------------------------------------ the wire, request by request
+
+use common::RawClient;
+use corral_testkit::s;
+use kafka_protocol::messages::*;
+
+fn add_partitions(id: &str, pid: i64, epoch: i16, topic: &str, parts: Vec<i32>) -> AddPartitionsToTxnRequest {
+    AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(TopicName(s(topic))).with_partitions(parts),
+        ])
+}
+
+fn partition_codes(r: &AddPartitionsToTxnResponse) -> Vec<i16> {
+    r.results_by_topic_v3_and_below.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code)).collect()
+}
+
+fn end(id: &str, pid: i64, epoch: i16, commit: bool) -> EndTxnRequest {
+    EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit)
+}
+
+fn init(id: &str, timeout_ms: i32) -> InitProducerIdRequest {
+    InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(id))))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_apis_answer_kafkas_errors_at_each_version() {
+    let server = TestServer::start_with(|c| c.transaction_max_timeout_ms = 60_000).await;
+    create_topic(&server.bootstrap(), "w", 2).await;
+    let mut c = RawClient::connect(server.addr).await;
+    // FindCoordinator for a transactional id names us; an empty one is refused
+    let f = c.send(3, &FindCoordinatorRequest::default().with_key(s("w-1")).with_key_type(1)).await;
+    assert_eq!((f.error_code, f.port), (0, server.addr.port() as i32));
+    let f = c.send(3, &FindCoordinatorRequest::default().with_key(s("")).with_key_type(1)).await;
+    assert_eq!(f.error_code, 42, "INVALID_REQUEST");
+    // InitProducerId: a timeout above transaction.max.timeout.ms; then epoch 0, then 1
+    assert_eq!(c.send(4, &init("w-1", 60_001)).await.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
+    let first = c.send(4, &init("w-1", 10_000)).await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let pid = first.producer_id.0;
+    let second = c.send(4, &init("w-1", 10_000)).await;
+    assert_eq!((second.error_code, second.producer_id.0, second.producer_epoch), (0, pid, 1));
+    // the old epoch is fenced: PRODUCER_FENCED from v2, INVALID_PRODUCER_EPOCH before
+    assert_eq!(partition_codes(&c.send(1, &add_partitions("w-1", pid, 0, "w", vec![0])).await), vec![47]);
+    assert_eq!(partition_codes(&c.send(2, &add_partitions("w-1", pid, 0, "w", vec![0])).await), vec![90]);
+    assert_eq!(c.send(1, &end("w-1", pid, 0, true)).await.error_code, 47);
+    assert_eq!(c.send(2, &end("w-1", pid, 0, true)).await.error_code, 90);
+    // another producer id: INVALID_PRODUCER_ID_MAPPING; an unknown partition: UNKNOWN_TOPIC_OR_PARTITION,
+    // the rest OPERATION_NOT_ATTEMPTED
+    assert_eq!(partition_codes(&c.send(3, &add_partitions("w-1", pid + 1, 1, "w", vec![0])).await), vec![49]);
+    assert_eq!(partition_codes(&c.send(3, &add_partitions("w-1", pid, 1, "w", vec![0, 7])).await), vec![55, 3]);
+    // EndTxn with nothing ongoing: INVALID_TXN_STATE
+    assert_eq!(c.send(3, &end("w-1", pid, 1, true)).await.error_code, 48);
+    // a transaction: add, produce, commit; a retried commit succeeds, an abort after it does not
+    assert_eq!(partition_codes(&c.send(3, &add_partitions("w-1", pid, 1, "w", vec![0, 1])).await), vec![0, 0]);
+    let d = c
+        .send(
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("w-1")), TransactionalId(s("nope"))]),
+        )
+        .await;
+    assert_eq!(d.transaction_states[0].transaction_state.as_str(), "Ongoing");
+    assert_eq!(d.transaction_states[0].topics[0].partitions, vec![0, 1]);
+    assert_eq!(d.transaction_states[1].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+    let l =
+        c.send(1, &ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Bogus")]).with_duration_filter(-1)).await;
+    assert_eq!(l.transaction_states.iter().map(|t| t.transactional_id.as_str()).collect::<Vec<_>>(), vec!["w-1"]);
+    assert_eq!(l.unknown_state_filters, vec![s("Bogus")]);
+    assert_eq!(c.send(3, &end("w-1", pid, 1, true)).await.error_code, 0);
+    assert_eq!(c.send(3, &end("w-1", pid, 1, true)).await.error_code, 0, "a retried commit");
+    assert_eq!(c.send(3, &end("w-1", pid, 1, false)).await.error_code, 48);
+    let d = c.send(0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("w-1"))])).await;
+    assert_eq!(d.transaction_states[0].transaction_state.as_str(), "CompleteCommit");
+    // DescribeProducers: the markers left the producer's state in both partitions, no open transaction
+    let p = c
+        .send(
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default().with_name(TopicName(s("w"))).with_partition_indexes(vec![0, 1]),
+            ]),
+        )
+        .await;
+    for part in &p.topics[0].partitions {
+        assert_eq!(part.error_code, 0);
+        assert_eq!(
+            part.active_producers.iter().map(|x| (x.producer_id.0, x.producer_epoch, x.current_txn_start_offset)).collect::<Vec<_>>(),
+            vec![(pid, 1, -1)]
+        );
+    }
+    // a transactional batch for a partition that was not added: INVALID_TXN_STATE
+    let batch = corral_testkit::records::producer_batch(
+        [corral_testkit::records::Rec { key: None, value: Some(bytes::Bytes::from_static(b"v")), timestamp: 1 }],
+        pid,
+        1,
+        0,
+        true,
+    );
+    let produce = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(s("w-1"))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("w")))
+                .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
+        ]);
+    let r = c.send(9, &produce).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 48);
+    server.stop().await;
+}

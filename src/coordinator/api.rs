@@ -60,9 +60,10 @@ fn status_error(status: ShardStatus) -> ErrorCode {
 /// mode; a proxy asks the upstream for transactional ids). Share groups are not supported and
 /// say so.
 pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let answer = |key_type: i8| -> (ErrorCode, Option<&'static str>) {
+    let answer = |key_type: i8, key: &str| -> (ErrorCode, Option<&'static str>) {
         match key_type {
             0 => (ErrorCode::NONE, None),
+            1 if key.is_empty() => (ErrorCode::INVALID_REQUEST, Some("the transactional id is empty")),
             1 => (ErrorCode::NONE, None),
             2 if version < 6 => (ErrorCode::INVALID_REQUEST, Some("share groups need FindCoordinator v6")),
             2 => (ErrorCode::INVALID_REQUEST, Some("corral does not support share groups")),
@@ -75,7 +76,7 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (code, msg) = answer(req.key_type);
+                let (code, msg) = answer(req.key_type, key.as_str());
                 let e = CoordinatorEntry::default().with_key(key).with_error_code(code.code()).with_error_message(msg.map(s));
                 if code == ErrorCode::NONE {
                     e.with_node_id(BrokerId(me.id)).with_host(me.host.clone()).with_port(me.port)
@@ -86,7 +87,7 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (code, msg) = answer(if version >= 1 { req.key_type } else { 0 });
+    let (code, msg) = answer(if version >= 1 { req.key_type } else { 0 }, req.key.as_str());
     let mut r = FindCoordinatorResponse::default().with_error_code(code.code());
     if version >= 1 {
         r.error_message = msg.map(s);

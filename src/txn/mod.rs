@@ -161,7 +161,16 @@ impl TxnCoordinator {
         let key = record::encode_key(&meta.transactional_id);
         let value = record::encode_value(meta);
         let end = self.log.append(&[(key, Some(value))], now_ms()).map_err(|e| log_failed("append", e))?;
-        self.log.wait_durable(end).await.map_err(|e| log_failed("sync", e))
+        if let Err(e) = self.log.wait_durable(end).await {
+            // what was written since the last good sync is of unknown durability: cut it off
+            // (every transition waiting on it fails too and keeps its old state) so the log
+            // takes writes again
+            if let Err(cut) = self.log.discard_unsynced() {
+                tracing::error!("cutting the transaction state log back failed: {cut}");
+            }
+            return Err(log_failed("sync", e));
+        }
+        Ok(())
     }
 
     /// Appends `meta` without waiting for it to be durable (Complete records: replaying the

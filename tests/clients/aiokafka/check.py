@@ -14,13 +14,17 @@ aiokafka's admin client has no AlterConsumerGroupOffsets and no DeleteGroups:
 - delete-group sends aiokafka's DeleteGroupsRequest through the admin client's connection.
 
 In proxy mode (CORRAL_MODE=proxy, see ../run.sh) topics are made through the mock upstream's
-control port and create-topic is a SKIP: the mock has no CreateTopics.
+control port and create-topic is a SKIP: the mock has no CreateTopics. The transaction checks
+(txn-*) use fresh topics, groups and transactional ids each run; in proxy mode txn-send-offsets
+is a SKIP (corral proxy refuses AddOffsetsToTxn and TxnOffsetCommit), txn-commit-abort goes
+through to the upstream's transaction coordinator.
 """
 import asyncio
 import os
 import sys
 import threading
 import time
+import uuid
 
 B = sys.argv[1]
 F = "aiokafka"
@@ -430,8 +434,240 @@ def admin_with_live_group():
         bad("delete-group", "raised %r" % e)
 
 
+# --- transactions -----------------------------------------------------------------------
+# A transaction ends with one control record (its COMMIT or ABORT marker) in each partition it
+# wrote to: consumers never see it, but it takes an offset, so the offsets asserted are exact.
+SFX = uuid.uuid4().hex[:8]
+NO_TXN_OFFSETS = "proxy mode does not serve transactional offset commits yet"
+
+
+class Abort(Exception):
+    """Raised inside `async with producer.transaction()` to abort it."""
+
+
+def txn_records(tag, per_partition, parts=3):
+    """[(partition, key, value)]: per_partition records for each partition, in produce order."""
+    return [(q, "%s-k%d-%d" % (tag, q, i), "%s-v%d-%d" % (tag, q, i)) for q in range(parts) for i in range(per_partition)]
+
+
+def txn_layout(txns, parts=3):
+    """The log a run of transactions leaves in a fresh topic: txns is [(records, committed)]
+    in the order they ended. Returns (what read_committed must read, what read_uncommitted
+    must read, each partition's end offset), the reads as sorted [(partition, offset, key, value)]."""
+    nxt = dict.fromkeys(range(parts), 0)
+    rc, ru = [], []
+    for recs, committed in txns:
+        for q, k, v in recs:
+            r = (q, nxt[q], k, v)
+            nxt[q] += 1
+            ru.append(r)
+            if committed:
+                rc.append(r)
+        for q in {r[0] for r in recs}:
+            nxt[q] += 1  # the marker
+    return sorted(rc), sorted(ru), nxt
+
+
+def txn_diff(got, want):
+    """None when the two sorted record lists are equal, else how they differ."""
+    if got == want:
+        return None
+    g, w = set(got), set(want)
+    return "%d records, expected %d; missing %s; unexpected %s%s" % (
+        len(got), len(want), sorted(w - g)[:3], sorted(g - w)[:3], "; some twice" if len(g) != len(got) else "")
+
+
+def txn_producer(tid):
+    return AIOKafkaProducer(bootstrap_servers=B, client_id="corral-ak-txn", transactional_id=tid,
+                            transaction_timeout_ms=30000, request_timeout_ms=10000, linger_ms=5)
+
+
+async def _txn_send(p, topic, recs):
+    """Send recs in p's open transaction and wait until every one is acknowledged."""
+    futs = [await p.send(topic, key=k.encode(), value=v.encode(), partition=q) for q, k, v in recs]
+    await asyncio.gather(*futs)
+
+
+async def _txn_read(topic, isolation, last, parts=3):
+    """Read `topic` from the start with isolation_level `isolation` until each partition's
+    offset last[q] (15 s at most; what is missing shows in the comparison), then 300 ms more.
+    Returns (sorted [(partition, offset, key, value)], end_offsets as this consumer sees them)."""
+    c = AIOKafkaConsumer(bootstrap_servers=B, client_id="corral-ak-txn-read", enable_auto_commit=False,
+                         isolation_level=isolation, fetch_max_wait_ms=100)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, q) for q in range(parts)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        got, top = [], dict.fromkeys(range(parts), -1)
+        deadline = time.monotonic() + 15
+        while any(top[q] < last.get(q, -1) for q in range(parts)) and time.monotonic() < deadline:
+            for _, msgs in (await c.getmany(timeout_ms=200)).items():
+                for m in msgs:
+                    got.append((m.partition, m.offset, m.key.decode(), m.value.decode()))
+                    top[m.partition] = max(top[m.partition], m.offset)
+        for _, msgs in (await c.getmany(timeout_ms=300)).items():
+            got.extend((m.partition, m.offset, m.key.decode(), m.value.decode()) for m in msgs)
+        ends = await c.end_offsets(tps)
+        return sorted(got), {tp.partition: o for tp, o in ends.items()}
+    finally:
+        await c.stop()
+
+
+async def _txn_read_problems(topic, txns, parts=3):
+    """What is wrong with `topic` as read_committed and read_uncommitted consumers read it,
+    given the transactions (see txn_layout) that wrote it: [] when nothing is."""
+    want_rc, want_ru, ends = txn_layout(txns, parts)
+    last = lambda recs: {q: max((r[1] for r in recs if r[0] == q), default=-1) for q in range(parts)}  # noqa: E731
+    (got_rc, end_rc), (got_ru, end_ru) = await asyncio.gather(
+        _txn_read(topic, "read_committed", last(want_rc), parts), _txn_read(topic, "read_uncommitted", last(want_ru), parts))
+    problems = []
+    for label, got, want in (("read_committed", got_rc, want_rc), ("read_uncommitted", got_ru, want_ru)):
+        why = txn_diff(got, want)
+        if why:
+            problems.append("%s read %s" % (label, why))
+    if end_rc != ends or end_ru != ends:
+        problems.append("end offsets %s (read_committed: %s), expected %s (an offset for each record and each marker)"
+                        % (end_ru, end_rc, ends))
+    return problems
+
+
+async def _txn_commit_abort(topic, tid, a, b, c):
+    p = txn_producer(tid)
+    await p.start()
+    try:
+        async with p.transaction():
+            await _txn_send(p, topic, a)
+        try:
+            async with p.transaction():
+                await _txn_send(p, topic, b)  # acknowledged: the aborted ones are in the log too
+                raise Abort()
+        except Abort:
+            pass
+        async with p.transaction():
+            await _txn_send(p, topic, c)
+    finally:
+        await p.stop()
+    return await _txn_read_problems(topic, [(a, True), (b, False), (c, True)])
+
+
+def check_txn_commit_abort():
+    """txn-commit-abort: `async with producer.transaction()` commits A, one with an exception
+    inside aborts B, another commits C (4 records in each of 3 partitions each); read_committed
+    reads exactly A and C, read_uncommitted A, B and C, at the offsets the markers leave."""
+    topic = "ak-txn-ca-" + SFX
+    create(topic, 3)
+    a, b, c = txn_records("A", 4), txn_records("B", 4), txn_records("C", 4)
+    problems = aw(asyncio.wait_for(_txn_commit_abort(topic, "ak-txn-ca-" + SFX, a, b, c), 40), 45)
+    if problems:
+        bad("txn-commit-abort", "; ".join(problems))
+    else:
+        ok("txn-commit-abort", "committed, aborted (exception in the context), committed 12 records each over 3 "
+           "partitions; read_committed read the 24 committed ones, read_uncommitted all 36; each partition ends at 15")
+
+
+async def _committed(group, topic, parts=3):
+    r = await admin.list_consumer_group_offsets(group)
+    return {tp.partition: om.offset for tp, om in r.items() if tp.topic == topic and om.offset >= 0}
+
+
+async def _txn_send_offsets(tin, tout, group, tid, phase1, phase2):
+    problems = []
+    plain = await _producer(client_id="corral-ak-txn-in")
+    p = txn_producer(tid)
+    c = AIOKafkaConsumer(bootstrap_servers=B, group_id=group, client_id="corral-ak-txn-ctp", enable_auto_commit=False,
+                         auto_offset_reset="earliest", isolation_level="read_committed", fetch_max_wait_ms=100)
+    try:
+        await _produce(plain, tin, phase1)
+        await p.start()
+        await c.start()
+        tps = [TopicPartition(tin, q) for q in range(3)]
+        c.assign(tps)
+
+        async def consume(n):
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < n and time.monotonic() < deadline:
+                for _, msgs in (await c.getmany(timeout_ms=200, max_records=n - len(got))).items():
+                    got.extend((m.partition, m.offset, m.key.decode(), m.value.decode()) for m in msgs)
+            if len(got) != n:
+                raise RuntimeError("the consumer read %d records within 20 s, expected %d" % (len(got), n))
+            return got
+
+        async def transform(got):
+            await _txn_send(p, tout, [(q, k, "T:" + v) for q, _, k, v in got])
+            pos = {tp: await c.position(tp) for tp in tps}
+            await p.send_offsets_to_transaction(pos, group)
+            return {tp.partition: o for tp, o in pos.items()}
+
+        five, ten = dict.fromkeys(range(3), 5), dict.fromkeys(range(3), 10)
+        got1 = await consume(15)
+        async with p.transaction():
+            pos1 = await transform(got1)
+        com1 = await _committed(group, tin)
+        if pos1 != five or com1 != five:
+            problems.append("round 1 (commit): positions %s, committed afterwards %s, expected %s" % (pos1, com1, five))
+        await _produce(plain, tin, phase2)
+        got2 = await consume(15)
+        pos2 = None
+        try:
+            async with p.transaction():
+                pos2 = await transform(got2)
+                raise Abort()
+        except Abort:
+            pass
+        com2 = await _committed(group, tin)
+        if pos2 != ten or com2 != five:
+            problems.append("round 2 (abort): positions %s (expected %s), committed afterwards %s, expected %s unmoved"
+                            % (pos2, ten, com2, five))
+        for tp in tps:
+            c.seek(tp, com2.get(tp.partition, 5))
+        got3 = await consume(15)
+        if sorted(got3) != sorted(got2):
+            problems.append("after seeking back to %s the consumer read %s..., not phase 2 again" % (com2, sorted(got3)[:3]))
+        async with p.transaction():
+            pos3 = await transform(got3)
+        com3 = await _committed(group, tin)
+        if pos3 != ten or com3 != ten:
+            problems.append("round 3 (commit again): positions %s, committed afterwards %s, expected %s" % (pos3, com3, ten))
+        want_in = sorted((q, i, k, v) for q in range(3) for i, (_, k, v) in
+                         enumerate([r for r in phase1 + phase2 if r[0] == q]))
+        why = txn_diff(sorted(got1 + got2), want_in)
+        if why:
+            problems.append("the consumer read %s" % why)
+    finally:
+        await c.stop()
+        await p.stop()
+        await plain.stop()
+    out = lambda recs: [(q, k, "T:" + v) for q, k, v in recs]  # noqa: E731
+    return problems + await _txn_read_problems(tout, [(out(phase1), True), (out(phase2), False), (out(phase2), True)])
+
+
+def check_txn_send_offsets():
+    """txn-send-offsets: consume-transform-produce. A read_committed consumer (group id set,
+    partitions assigned) reads the input; each round sends the transformed records and
+    send_offsets_to_transaction({tp: position}, group) in one transaction (TxnOffsetCommit v0).
+    Round 1 commits phase 1, round 2 aborts phase 2 (an exception in the context), round 3 seeks
+    back to the committed offsets and commits phase 2 again. The group's committed offsets (admin
+    ListConsumerGroupOffsets) are 5/5/5 after round 1 and 2, 10/10/10 after round 3; the output
+    read_committed holds each input record once, transformed, at exact offsets."""
+    if PROXY:
+        skip("txn-send-offsets", NO_TXN_OFFSETS)
+        return
+    tin, tout, group = "ak-txn-in-" + SFX, "ak-txn-out-" + SFX, "ak-txn-g-" + SFX
+    create(tin, 3)
+    create(tout, 3)
+    phase1, phase2 = txn_records("in1", 5), txn_records("in2", 5)
+    problems = aw(asyncio.wait_for(_txn_send_offsets(tin, tout, group, "ak-txn-ctp-" + SFX, phase1, phase2), 50), 55)
+    if problems:
+        bad("txn-send-offsets", "; ".join(problems))
+    else:
+        ok("txn-send-offsets", "committed offsets 5/5/5 after the first commit, unmoved by the abort, 10/10/10 after "
+           "the retry; the output read_committed holds each input once")
+
+
 for fn in (check_metadata, check_create_topic, check_produce_consume_10k, check_idempotent_producer,
-           check_groups, check_admin_groups):
+           check_groups, check_admin_groups, check_txn_commit_abort, check_txn_send_offsets):
     timed(fn)
 aw(admin.close())
 print("# aiokafka total %.1f s" % (time.monotonic() - T0), file=sys.stderr)

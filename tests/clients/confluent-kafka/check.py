@@ -5,11 +5,16 @@
 Group members run as subprocesses (member.py) driven by ../groupcheck.py. In proxy mode
 (CORRAL_MODE=proxy, see ../run.sh) topics are made through the mock upstream's control port,
 and create-topic and delete-topic are SKIPs: the mock has no CreateTopics or DeleteTopics.
+The transaction checks (txn-*) use fresh topics, groups and transactional ids each run. In
+proxy mode txn-commit-abort goes through to the upstream's transaction coordinator;
+txn-send-offsets is a SKIP (corral proxy refuses AddOffsetsToTxn and TxnOffsetCommit) and so is
+txn-fencing (the mock upstream does not fence).
 """
 import json
 import os
 import sys
 import time
+import uuid
 
 B = sys.argv[1]
 F = "confluent-kafka"
@@ -34,8 +39,8 @@ def skip(check, why):
 
 try:
     import confluent_kafka
-    from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions,
-                                 KafkaException, Producer, TopicPartition)
+    from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions,
+                                 KafkaError, KafkaException, Producer, TopicPartition)
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as e:
     bad("install", "confluent-kafka is not installed: %s" % e)
@@ -435,8 +440,274 @@ def check_delete_topic():
         bad("delete-topic", e)
 
 
+# --- transactions -----------------------------------------------------------------------
+# Fresh topics, groups and transactional ids each run. A transaction ends with one control
+# record (its COMMIT or ABORT marker) in each partition it wrote to: consumers never see it,
+# but it takes an offset, so the offsets asserted below are exact.
+SFX = uuid.uuid4().hex[:8]
+NO_TXN_OFFSETS = "proxy mode does not serve transactional offset commits yet"
+
+
+def txn_records(tag, per_partition, parts=3):
+    """[(partition, key, value)]: per_partition records for each partition, in produce order."""
+    return [(q, "%s-k%d-%d" % (tag, q, i), "%s-v%d-%d" % (tag, q, i)) for q in range(parts) for i in range(per_partition)]
+
+
+def txn_layout(txns, parts=3):
+    """The log a run of transactions leaves in a fresh topic: txns is [(records, committed)]
+    in the order they ended. Returns (what read_committed must read, what read_uncommitted
+    must read, each partition's end offset), the reads as sorted [(partition, offset, key, value)]."""
+    nxt = dict.fromkeys(range(parts), 0)
+    rc, ru = [], []
+    for recs, committed in txns:
+        for q, k, v in recs:
+            r = (q, nxt[q], k, v)
+            nxt[q] += 1
+            ru.append(r)
+            if committed:
+                rc.append(r)
+        for q in {r[0] for r in recs}:
+            nxt[q] += 1  # the marker
+    return sorted(rc), sorted(ru), nxt
+
+
+def txn_diff(got, want):
+    """None when the two sorted record lists are equal, else how they differ."""
+    if got == want:
+        return None
+    g, w = set(got), set(want)
+    return "%d records, expected %d; missing %s; unexpected %s%s" % (
+        len(got), len(want), sorted(w - g)[:3], sorted(g - w)[:3], "; some twice" if len(g) != len(got) else "")
+
+
+def txn_producer(tid):
+    return Producer({"bootstrap.servers": B, "client.id": "corral-ck-txn", "transactional.id": tid,
+                     "transaction.timeout.ms": 30000, "message.timeout.ms": 20000, "linger.ms": 5})
+
+
+def txn_send(p, topic, recs):
+    """Produce recs in p's open transaction; wait until every one is acknowledged."""
+    errors = []
+    for q, k, v in recs:
+        p.produce(topic, key=k, value=v, partition=q, on_delivery=lambda e, m: e and errors.append(e))
+    left = p.flush(15)
+    if left or errors:
+        raise RuntimeError("transactional produce: %d unacknowledged after 15 s, errors %s" % (left, errors[:3]))
+
+
+def txn_read(topic, isolation, parts=3):
+    """Read `topic` from the start with isolation.level `isolation` until every partition's end
+    (15 s at most). Returns (sorted [(partition, offset, key, value)], each partition's high
+    watermark as this consumer sees it, the partitions whose end was not reached)."""
+    c = Consumer({"bootstrap.servers": B, "group.id": "ck-txn-read-" + SFX, "client.id": "corral-ck-txn-read",
+                  "enable.auto.commit": False, "isolation.level": isolation, "enable.partition.eof": True,
+                  "fetch.wait.max.ms": 100})
+    try:
+        c.assign([TopicPartition(topic, q, OFFSET_BEGINNING) for q in range(parts)])
+        got, at_end = [], set()
+        deadline = time.monotonic() + 15
+        while len(at_end) < parts and time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(m.error())
+                    at_end.add(m.partition())
+                    continue
+                at_end.discard(m.partition())
+                got.append((m.partition(), m.offset(), m.key().decode(), m.value().decode()))
+        high = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in range(parts)}
+    finally:
+        c.close()
+    return sorted(got), high, sorted(set(range(parts)) - at_end)
+
+
+def txn_read_problems(topic, txns, parts=3):
+    """What is wrong with `topic` as read_committed and read_uncommitted consumers read it,
+    given the transactions (see txn_layout) that wrote it: [] when nothing is."""
+    want_rc, want_ru, ends = txn_layout(txns, parts)
+    got_rc, high_rc, short_rc = txn_read(topic, "read_committed", parts)
+    got_ru, high_ru, short_ru = txn_read(topic, "read_uncommitted", parts)
+    problems = []
+    for label, got, want in (("read_committed", got_rc, want_rc), ("read_uncommitted", got_ru, want_ru)):
+        why = txn_diff(got, want)
+        if why:
+            problems.append("%s read %s" % (label, why))
+    if high_rc != ends or high_ru != ends:
+        problems.append("end offsets %s (read_committed: %s), expected %s (an offset for each record and each marker)"
+                        % (high_ru, high_rc, ends))
+    if short_rc or short_ru:
+        problems.append("no end of partition within 15 s: read_committed %s, read_uncommitted %s" % (short_rc, short_ru))
+    return problems
+
+
+def check_txn_commit_abort():
+    """txn-commit-abort: one transactional producer commits A, aborts B, commits C (4 records in
+    each of 3 partitions each); read_committed reads exactly A and C, read_uncommitted A, B and
+    C, at the offsets the markers leave. Runs in proxy mode too (the upstream's coordinator)."""
+    topic = "ck-txn-ca-" + SFX
+    create(topic, 3)
+    a, b, c = txn_records("A", 4), txn_records("B", 4), txn_records("C", 4)
+    p = txn_producer("ck-txn-ca-" + SFX)
+    p.init_transactions(15)
+    for recs, commit in ((a, True), (b, False), (c, True)):
+        p.begin_transaction()
+        txn_send(p, topic, recs)  # all acknowledged: the aborted ones are in the log too
+        if commit:
+            p.commit_transaction(15)
+        else:
+            p.abort_transaction(15)
+    problems = txn_read_problems(topic, [(a, True), (b, False), (c, True)])
+    if problems:
+        bad("txn-commit-abort", "; ".join(problems))
+    else:
+        ok("txn-commit-abort", "committed, aborted, committed 12 records each over 3 partitions; read_committed "
+           "read the 24 committed ones, read_uncommitted all 36; each partition ends at offset 15 (12 records, 3 markers)")
+
+
+def committed_offsets(group, topic, parts=3):
+    """The group's committed offsets as a fresh consumer (not a member) reads them."""
+    c = Consumer({"bootstrap.servers": B, "group.id": group, "client.id": "corral-ck-txn-committed",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, q) for q in range(parts)], 10)}
+    finally:
+        c.close()
+
+
+def check_txn_send_offsets():
+    """txn-send-offsets: consume-transform-produce with a subscribed read_committed consumer.
+    Round 1 transforms the 15 records of phase 1 and commits with send_offsets_to_transaction
+    (consumer.position(), consumer_group_metadata()); round 2 does phase 2 and aborts; round 3
+    seeks back to the committed offsets, reads phase 2 again and commits. The group's committed
+    offsets, as a fresh consumer reads them, are the positions sent after each commit and do
+    not move on the abort; the output topic read_committed holds phase 1 and phase 2
+    transformed, once each, at exact offsets."""
+    if PROXY:
+        skip("txn-send-offsets", NO_TXN_OFFSETS)
+        return
+    tin, tout, group = "ck-txn-in-" + SFX, "ck-txn-out-" + SFX, "ck-txn-g-" + SFX
+    create(tin, 3)
+    create(tout, 3)
+    plain = Producer({"bootstrap.servers": B, "client.id": "corral-ck-txn-in", "linger.ms": 2})
+    phase1, phase2 = txn_records("in1", 5), txn_records("in2", 5)
+    produce_batch(plain, tin, phase1)
+    p = txn_producer("ck-txn-ctp-" + SFX)
+    p.init_transactions(15)
+    c = Consumer({"bootstrap.servers": B, "group.id": group, "client.id": "corral-ck-txn-ctp",
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100})
+    problems = []
+    try:
+        c.subscribe([tin])
+
+        def consume(n):
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < n and time.monotonic() < deadline:
+                for m in c.consume(n - len(got), 0.2):
+                    if m.error():
+                        raise KafkaException(m.error())
+                    got.append((m.partition(), m.offset(), m.key().decode(), m.value().decode()))
+            if len(got) != n:
+                raise RuntimeError("the consumer read %d records within 20 s, expected %d (assignment %s)"
+                                   % (len(got), n, [tp.partition for tp in c.assignment()]))
+            return got
+
+        def transform_round(got, commit):
+            """One transaction: the transformed records to tout, the consumer's positions as the
+            group's offsets; commit or abort. Returns the positions sent."""
+            p.begin_transaction()
+            txn_send(p, tout, [(q, k, "T:" + v) for q, _, k, v in got])
+            pos = c.position(c.assignment())
+            p.send_offsets_to_transaction(pos, c.consumer_group_metadata(), 15)
+            if commit:
+                p.commit_transaction(15)
+            else:
+                p.abort_transaction(15)
+            return {tp.partition: tp.offset for tp in pos if tp.topic == tin}
+
+        five, ten = dict.fromkeys(range(3), 5), dict.fromkeys(range(3), 10)
+        got1 = consume(15)
+        pos1 = transform_round(got1, True)
+        com1 = committed_offsets(group, tin)
+        if pos1 != five or com1 != pos1:
+            problems.append("round 1 (commit): positions %s, expected %s; committed afterwards %s" % (pos1, five, com1))
+        produce_batch(plain, tin, phase2)
+        got2 = consume(15)
+        pos2 = transform_round(got2, False)
+        com2 = committed_offsets(group, tin)
+        if pos2 != ten or com2 != five:
+            problems.append("round 2 (abort): positions %s, expected %s; committed afterwards %s, expected %s unmoved"
+                            % (pos2, ten, com2, five))
+        for q in range(3):
+            c.seek(TopicPartition(tin, q, com2.get(q, 5)))
+        got3 = consume(15)
+        if sorted(got3) != sorted(got2):
+            problems.append("after seeking back to %s the consumer read %s..., not phase 2 again" % (com2, sorted(got3)[:3]))
+        pos3 = transform_round(got3, True)
+        com3 = committed_offsets(group, tin)
+        if pos3 != ten or com3 != ten:
+            problems.append("round 3 (commit again): positions %s, committed afterwards %s, expected %s" % (pos3, com3, ten))
+        want_in = sorted((q, i, k, v) for q in range(3) for i, (_, k, v) in
+                         enumerate([r for r in phase1 + phase2 if r[0] == q]))
+        if sorted(got1 + got2) != want_in:
+            problems.append("the consumer read %s, not the 30 input records at offsets 0..9" % txn_diff(sorted(got1 + got2), want_in))
+    finally:
+        c.close()
+    out = lambda recs: [(q, k, "T:" + v) for q, k, v in recs]  # noqa: E731
+    problems += txn_read_problems(tout, [(out(phase1), True), (out(phase2), False), (out(phase2), True)])
+    if problems:
+        bad("txn-send-offsets", "; ".join(problems))
+    else:
+        ok("txn-send-offsets", "committed offsets 5/5/5 after the first commit, unmoved by the abort, 10/10/10 after "
+           "the retry; the output read_committed holds each input once")
+
+
+def check_txn_fencing():
+    """txn-fencing: producer 1 writes 3 records to each of 3 partitions in an open transaction;
+    producer 2 with the same transactional.id calls init_transactions; producer 1's commit then
+    fails with a fatal _FENCED (or PRODUCER_FENCED) error; producer 2 commits a transaction of its
+    own. read_committed reads exactly producer 2's records; read_uncommitted reads producer 1's
+    too, followed by the abort marker its fencing wrote."""
+    if PROXY:
+        # its InitProducerId gives the second producer a new producer id and leaves the first
+        # one's id, epoch and open transaction as they were
+        skip("txn-fencing", "the upstream, librdkafka's mock cluster, does not fence a transactional producer when "
+             "another inits the same transactional.id")
+        return
+    topic, tid = "ck-txn-fence-" + SFX, "ck-txn-fence-" + SFX
+    create(topic, 3)
+    x, y = txn_records("X", 3), txn_records("Y", 3)
+    p1 = txn_producer(tid)
+    p1.init_transactions(15)
+    p1.begin_transaction()
+    txn_send(p1, topic, x)
+    p2 = txn_producer(tid)
+    t = time.monotonic()
+    p2.init_transactions(20)
+    t_init = time.monotonic() - t
+    problems = []
+    try:
+        p1.commit_transaction(10)
+        problems.append("the fenced producer's commit succeeded")
+    except KafkaException as e:
+        err = e.args[0]
+        if err.code() not in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) or not err.fatal():
+            problems.append("the fenced producer's commit failed with %s (code %d, fatal %s), expected a fatal "
+                            "_FENCED or PRODUCER_FENCED" % (err.str(), err.code(), err.fatal()))
+    p2.begin_transaction()
+    txn_send(p2, topic, y)
+    p2.commit_transaction(15)
+    problems += txn_read_problems(topic, [(x, False), (y, True)])
+    if problems:
+        bad("txn-fencing", "; ".join(problems))
+    else:
+        ok("txn-fencing", "the second init_transactions took %.1f s and fenced the first producer (fatal _FENCED "
+           "on its commit); its open transaction was aborted, never read_committed" % t_init)
+
+
 for fn in (check_data_plane, check_produce_consume_10k, check_idempotent_producer, check_groups,
-           check_admin_groups, check_delete_topic):
+           check_admin_groups, check_delete_topic, check_txn_commit_abort, check_txn_send_offsets, check_txn_fencing):
     timed(fn)
 print("# confluent-kafka total %.1f s" % (time.monotonic() - T0), file=sys.stderr)
 sys.exit(1 if FAILED else 0)

@@ -4,11 +4,16 @@
 
 Group members run as subprocesses (member.py) driven by ../groupcheck.py. In proxy mode
 (CORRAL_MODE=proxy, see ../run.sh) topics are made through the mock upstream's control port
-and create-topic is a SKIP: the mock has no CreateTopics.
+and create-topic is a SKIP: the mock has no CreateTopics. The transaction checks (txn-*) use
+fresh topics, groups and transactional ids each run; in proxy mode txn-send-offsets is a SKIP
+(corral proxy refuses AddOffsetsToTxn and TxnOffsetCommit), txn-commit-abort goes through to
+the upstream's transaction coordinator.
 """
 import os
 import sys
+import threading
 import time
+import uuid
 
 B = sys.argv[1]
 F = "kafka-python"
@@ -400,8 +405,262 @@ def check_idempotent_producer():
             pid, offs == list(range(2000)), len(vals), vals == list(range(2000))))
 
 
+# --- transactions -----------------------------------------------------------------------
+# A transaction ends with one control record (its COMMIT or ABORT marker) in each partition it
+# wrote to: consumers never see it, but it takes an offset, so the offsets asserted are exact.
+SFX = uuid.uuid4().hex[:8]
+NO_TXN_OFFSETS = "proxy mode does not serve transactional offset commits yet"
+TXN_API = all(hasattr(KafkaProducer, m) for m in ("init_transactions", "begin_transaction", "commit_transaction",
+                                                   "abort_transaction", "send_offsets_to_transaction"))
+NO_TXN_API = ("kafka-python %s has no transactional producer API (KafkaProducer.init_transactions, begin_/commit_/"
+              "abort_transaction, send_offsets_to_transaction)" % kafka.__version__)
+
+
+def bounded(what, fn, timeout=15):
+    """fn() in a thread, given `timeout` seconds: kafka-python's commit_transaction,
+    abort_transaction and send_offsets_to_transaction wait without a time limit."""
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError("%s did not finish within %d s" % (what, timeout))
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def txn_records(tag, per_partition, parts=3):
+    """[(partition, key, value)]: per_partition records for each partition, in produce order."""
+    return [(q, "%s-k%d-%d" % (tag, q, i), "%s-v%d-%d" % (tag, q, i)) for q in range(parts) for i in range(per_partition)]
+
+
+def txn_layout(txns, parts=3):
+    """The log a run of transactions leaves in a fresh topic: txns is [(records, committed)]
+    in the order they ended. Returns (what read_committed must read, what read_uncommitted
+    must read, each partition's end offset), the reads as sorted [(partition, offset, key, value)]."""
+    nxt = dict.fromkeys(range(parts), 0)
+    rc, ru = [], []
+    for recs, committed in txns:
+        for q, k, v in recs:
+            r = (q, nxt[q], k, v)
+            nxt[q] += 1
+            ru.append(r)
+            if committed:
+                rc.append(r)
+        for q in {r[0] for r in recs}:
+            nxt[q] += 1  # the marker
+    return sorted(rc), sorted(ru), nxt
+
+
+def txn_diff(got, want):
+    """None when the two sorted record lists are equal, else how they differ."""
+    if got == want:
+        return None
+    g, w = set(got), set(want)
+    return "%d records, expected %d; missing %s; unexpected %s%s" % (
+        len(got), len(want), sorted(w - g)[:3], sorted(g - w)[:3], "; some twice" if len(g) != len(got) else "")
+
+
+def txn_producer(tid):
+    p = KafkaProducer(bootstrap_servers=B, client_id="corral-kp-txn", transactional_id=tid, transaction_timeout_ms=30000,
+                      max_block_ms=15000, request_timeout_ms=10000, linger_ms=5)
+    p.init_transactions()  # bounded by max_block_ms
+    return p
+
+
+def txn_send(p, topic, recs):
+    """Send recs in p's open transaction and wait until every one is acknowledged."""
+    futs = [p.send(topic, key=k.encode(), value=v.encode(), partition=q) for q, k, v in recs]
+    p.flush(15)
+    for f in futs:
+        f.get(timeout=15)
+
+
+def txn_end(p, commit):
+    if commit:
+        bounded("commit_transaction", p.commit_transaction)
+    else:
+        bounded("abort_transaction", p.abort_transaction)
+
+
+def txn_read(topic, isolation, last, parts=3):
+    """Read `topic` from the start with isolation_level `isolation` until each partition's
+    offset last[q] (15 s at most; what is missing shows in the comparison), then 300 ms more.
+    Returns (sorted [(partition, offset, key, value)], end_offsets as this consumer sees them)."""
+    c = KafkaConsumer(bootstrap_servers=B, client_id="corral-kp-txn-read", enable_auto_commit=False,
+                      isolation_level=isolation, fetch_max_wait_ms=100)
+    try:
+        tps = [TopicPartition(topic, q) for q in range(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        got, top = [], dict.fromkeys(range(parts), -1)
+        deadline = time.monotonic() + 15
+        while any(top[q] < last.get(q, -1) for q in range(parts)) and time.monotonic() < deadline:
+            for _, msgs in c.poll(timeout_ms=200).items():
+                for m in msgs:
+                    got.append((m.partition, m.offset, m.key.decode(), m.value.decode()))
+                    top[m.partition] = max(top[m.partition], m.offset)
+        for _, msgs in c.poll(timeout_ms=300).items():
+            got.extend((m.partition, m.offset, m.key.decode(), m.value.decode()) for m in msgs)
+        ends = c.end_offsets(tps, timeout_ms=10000)
+        return sorted(got), {tp.partition: o for tp, o in ends.items()}
+    finally:
+        c.close(autocommit=False)
+
+
+def txn_read_problems(topic, txns, parts=3):
+    """What is wrong with `topic` as read_committed and read_uncommitted consumers read it,
+    given the transactions (see txn_layout) that wrote it: [] when nothing is."""
+    want_rc, want_ru, ends = txn_layout(txns, parts)
+    last = lambda recs: {q: max((r[1] for r in recs if r[0] == q), default=-1) for q in range(parts)}  # noqa: E731
+    got_rc, end_rc = txn_read(topic, "read_committed", last(want_rc), parts)
+    got_ru, end_ru = txn_read(topic, "read_uncommitted", last(want_ru), parts)
+    problems = []
+    for label, got, want in (("read_committed", got_rc, want_rc), ("read_uncommitted", got_ru, want_ru)):
+        why = txn_diff(got, want)
+        if why:
+            problems.append("%s read %s" % (label, why))
+    if end_rc != ends or end_ru != ends:
+        problems.append("end offsets %s (read_committed: %s), expected %s (an offset for each record and each marker)"
+                        % (end_ru, end_rc, ends))
+    return problems
+
+
+def check_txn_commit_abort():
+    """txn-commit-abort: KafkaProducer(transactional_id=...) commits A, aborts B, commits C (4
+    records in each of 3 partitions each); read_committed reads exactly A and C,
+    read_uncommitted A, B and C, at the offsets the markers leave."""
+    if not TXN_API:
+        bad("txn-commit-abort", NO_TXN_API)
+        return
+    topic = "kp-txn-ca-" + SFX
+    create(topic, 3)
+    a, b, c = txn_records("A", 4), txn_records("B", 4), txn_records("C", 4)
+    p = txn_producer("kp-txn-ca-" + SFX)
+    try:
+        for recs, commit in ((a, True), (b, False), (c, True)):
+            p.begin_transaction()
+            txn_send(p, topic, recs)  # acknowledged: the aborted ones are in the log too
+            txn_end(p, commit)
+    finally:
+        bounded("close", lambda: p.close(timeout=5), 10)
+    problems = txn_read_problems(topic, [(a, True), (b, False), (c, True)])
+    if problems:
+        bad("txn-commit-abort", "; ".join(problems))
+    else:
+        ok("txn-commit-abort", "committed, aborted, committed 12 records each over 3 partitions; read_committed read "
+           "the 24 committed ones, read_uncommitted all 36; each partition ends at 15")
+
+
+def check_txn_send_offsets():
+    """txn-send-offsets: consume-transform-produce with a subscribed read_committed consumer;
+    each round sends the transformed records and send_offsets_to_transaction({tp:
+    OffsetAndMetadata(position)}, consumer.group_metadata()) in one transaction (TxnOffsetCommit
+    with the member id and generation, KIP-447). Round 1 commits phase 1, round 2 aborts phase 2,
+    round 3 seeks back to the committed offsets and commits phase 2 again. The group's
+    committed offsets (admin list_group_offsets) are 5/5/5 after rounds 1 and 2, 10/10/10 after
+    round 3; the output read_committed holds each input record once, transformed, at exact offsets."""
+    if not TXN_API:
+        bad("txn-send-offsets", NO_TXN_API)
+        return
+    if PROXY:
+        skip("txn-send-offsets", NO_TXN_OFFSETS)
+        return
+    tin, tout, group = "kp-txn-in-" + SFX, "kp-txn-out-" + SFX, "kp-txn-g-" + SFX
+    create(tin, 3)
+    create(tout, 3)
+    phase1, phase2 = txn_records("in1", 5), txn_records("in2", 5)
+    plain = KafkaProducer(bootstrap_servers=B, client_id="corral-kp-txn-in", acks="all")
+    produce_batch(plain, tin, phase1)
+    p = txn_producer("kp-txn-ctp-" + SFX)
+    c = KafkaConsumer(bootstrap_servers=B, group_id=group, client_id="corral-kp-txn-ctp", enable_auto_commit=False,
+                      auto_offset_reset="earliest", isolation_level="read_committed", session_timeout_ms=6000,
+                      heartbeat_interval_ms=1000, fetch_max_wait_ms=100,
+                      partition_assignment_strategy=[RangePartitionAssignor])
+    problems = []
+    tps = [TopicPartition(tin, q) for q in range(3)]
+
+    def committed():
+        offs = admin.list_group_offsets({group: None})[group]
+        return {tp.partition: om.offset for tp, om in offs.items() if tp.topic == tin and om.offset >= 0}
+
+    try:
+        subscribe(c, tin)
+
+        def consume(n):
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < n and time.monotonic() < deadline:
+                for _, msgs in c.poll(timeout_ms=200, max_records=n - len(got)).items():
+                    got.extend((m.partition, m.offset, m.key.decode(), m.value.decode()) for m in msgs)
+            if len(got) != n:
+                raise RuntimeError("the consumer read %d records within 20 s, expected %d (assignment %s)"
+                                   % (len(got), n, sorted(tp.partition for tp in c.assignment())))
+            return got
+
+        def transform_round(got, commit):
+            p.begin_transaction()
+            txn_send(p, tout, [(q, k, "T:" + v) for q, _, k, v in got])
+            pos = {tp: c.position(tp, timeout_ms=10000) for tp in tps}
+            meta = c.group_metadata()
+            if meta.generation_id < 1 or not meta.member_id:
+                problems.append("group_metadata() has generation %s, member id %r: not a joined member"
+                                % (meta.generation_id, meta.member_id))
+            bounded("send_offsets_to_transaction", lambda: p.send_offsets_to_transaction(
+                {tp: OffsetAndMetadata(o, "", -1) for tp, o in pos.items()}, meta))
+            txn_end(p, commit)
+            return {tp.partition: o for tp, o in pos.items()}
+
+        five, ten = dict.fromkeys(range(3), 5), dict.fromkeys(range(3), 10)
+        got1 = consume(15)
+        pos1 = transform_round(got1, True)
+        com1 = committed()
+        if pos1 != five or com1 != five:
+            problems.append("round 1 (commit): positions %s, committed afterwards %s, expected %s" % (pos1, com1, five))
+        produce_batch(plain, tin, phase2)
+        got2 = consume(15)
+        pos2 = transform_round(got2, False)
+        com2 = committed()
+        if pos2 != ten or com2 != five:
+            problems.append("round 2 (abort): positions %s (expected %s), committed afterwards %s, expected %s unmoved"
+                            % (pos2, ten, com2, five))
+        for tp in tps:
+            c.seek(tp, com2.get(tp.partition, 5))
+        got3 = consume(15)
+        if sorted(got3) != sorted(got2):
+            problems.append("after seeking back to %s the consumer read %s..., not phase 2 again" % (com2, sorted(got3)[:3]))
+        pos3 = transform_round(got3, True)
+        com3 = committed()
+        if pos3 != ten or com3 != ten:
+            problems.append("round 3 (commit again): positions %s, committed afterwards %s, expected %s" % (pos3, com3, ten))
+        want_in = sorted((q, i, k, v) for q in range(3) for i, (_, k, v) in
+                         enumerate([r for r in phase1 + phase2 if r[0] == q]))
+        why = txn_diff(sorted(got1 + got2), want_in)
+        if why:
+            problems.append("the consumer read %s" % why)
+    finally:
+        c.close(autocommit=False)
+        bounded("close", lambda: p.close(timeout=5), 10)
+        plain.close()
+    out = lambda recs: [(q, k, "T:" + v) for q, k, v in recs]  # noqa: E731
+    problems += txn_read_problems(tout, [(out(phase1), True), (out(phase2), False), (out(phase2), True)])
+    if problems:
+        bad("txn-send-offsets", "; ".join(dict.fromkeys(problems)))
+    else:
+        ok("txn-send-offsets", "committed offsets 5/5/5 after the first commit, unmoved by the abort, 10/10/10 after "
+           "the retry; the output read_committed holds each input once")
+
+
 for fn in (check_metadata, check_create_topic, check_produce_consume_10k, check_groups, check_admin_groups,
-           check_idempotent_producer):
+           check_idempotent_producer, check_txn_commit_abort, check_txn_send_offsets):
     timed(fn)
 admin.close()
 print("# kafka-python total %.1f s" % (time.monotonic() - T0), file=sys.stderr)

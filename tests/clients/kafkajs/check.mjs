@@ -517,6 +517,204 @@ await check('idempotent-producer', 40000, async () => {
   assert(ids.length === 1 && !ids[0].startsWith('-1/'), `producer id/epoch in the batches: ${JSON.stringify(ids)}`)
 })
 
+// ------------------------------------------------------------ transactions
+// Fresh topics, groups and transactional ids each run. A transaction ends with one control
+// record (its COMMIT or ABORT marker) in each partition it wrote to: consumers never see it, but
+// it takes an offset, so the offsets asserted below are exact. In proxy mode txn-send-offsets is
+// a SKIP (corral proxy refuses AddOffsetsToTxn and TxnOffsetCommit); txn-commit-abort goes
+// through to the upstream's transaction coordinator.
+const SFX = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+const NO_TXN_OFFSETS = 'proxy mode does not serve transactional offset commits yet'
+let txnReads = 0
+
+async function createTopic(topic, numPartitions) {
+  if (PROXY) return mockCreate(topic, numPartitions)
+  const created = await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions }] })
+  assert(created === true, `createTopics ${topic} returned ${created}`)
+}
+function txnProducer(transactionalId) {
+  return kafka.producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 30000,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  })
+}
+// [{ partition, key, value }]: perPartition records in each of 3 partitions, in produce order
+function txnRecords(tag, perPartition) {
+  const out = []
+  for (let q = 0; q < 3; q++) for (let i = 0; i < perPartition; i++) out.push({ partition: q, key: `${tag}-k${q}-${i}`, value: `${tag}-v${q}-${i}` })
+  return out
+}
+// one record as compared: "partition/offset/key/value", the offset padded so that they sort
+const txnRec = (q, offset, key, value) => `${q}/${String(offset).padStart(8, '0')}/${key}/${value}`
+// The log a run of transactions leaves in a fresh 3-partition topic (txns: [[records, committed]]
+// in the order they ended): what read-committed and read-uncommitted consumers must read (sorted
+// txnRec strings), the last offset each must reach in each partition, each partition's end offset.
+function txnLayout(txns) {
+  const next = [0, 0, 0]
+  const want = { rc: [], ru: [], lastRc: [-1, -1, -1], lastRu: [-1, -1, -1] }
+  for (const [recs, committed] of txns) {
+    for (const r of recs) {
+      const off = next[r.partition]++
+      want.ru.push(txnRec(r.partition, off, r.key, r.value))
+      want.lastRu[r.partition] = off
+      if (committed) {
+        want.rc.push(txnRec(r.partition, off, r.key, r.value))
+        want.lastRc[r.partition] = off
+      }
+    }
+    for (const q of new Set(recs.map(r => r.partition))) next[q]++ // the marker
+  }
+  want.rc.sort()
+  want.ru.sort()
+  want.ends = next
+  return want
+}
+function txnDiff(got, want) {
+  if (JSON.stringify(got) === JSON.stringify(want)) return null
+  const g = new Set(got)
+  const w = new Set(want)
+  const missing = want.filter(x => !g.has(x))
+  const extra = got.filter(x => !w.has(x))
+  return `${got.length} records, expected ${want.length}; missing ${JSON.stringify(missing.slice(0, 3))}; unexpected ${JSON.stringify(extra.slice(0, 3))}${g.size !== got.length ? '; some twice' : ''}`
+}
+// Reads `topic` from the start in a fresh group until each partition's `last` offset (15 s at
+// most; what is missing shows in the comparison), then 300 ms more for anything unexpected.
+async function txnRead(topic, readUncommitted, last) {
+  const c = groupConsumer(kafka, `kjs-g-txn-read-${SFX}-${++txnReads}`, { readUncommitted })
+  atCheckEnd(() => c.disconnect())
+  const got = []
+  const maxOffset = [-1, -1, -1]
+  await c.connect()
+  await c.subscribe({ topics: [topic], fromBeginning: true })
+  await c.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      got.push(txnRec(partition, message.offset, message.key?.toString(), message.value?.toString()))
+      maxOffset[partition] = Math.max(maxOffset[partition], Number(message.offset))
+    },
+  })
+  await waitFor('the last records', 15000, () => last.every((o, q) => maxOffset[q] >= o)).catch(() => {})
+  await sleep(300)
+  await c.disconnect()
+  return got.sort()
+}
+// What is wrong with `topic` as read-committed and read-uncommitted consumers read it, given the
+// transactions that wrote it (see txnLayout): [] when nothing is.
+async function txnReadProblems(topic, txns) {
+  const want = txnLayout(txns)
+  const [rc, ru] = await Promise.all([txnRead(topic, false, want.lastRc), txnRead(topic, true, want.lastRu)])
+  const problems = []
+  const d1 = txnDiff(rc, want.rc)
+  if (d1) problems.push(`readUncommitted: false read ${d1}`)
+  const d2 = txnDiff(ru, want.ru)
+  if (d2) problems.push(`readUncommitted: true read ${d2}`)
+  const offsets = await admin.fetchTopicOffsets(topic)
+  const high = [0, 1, 2].map(q => Number(offsets.find(x => x.partition === q)?.high))
+  if (JSON.stringify(high) !== JSON.stringify(want.ends)) problems.push(`end offsets ${JSON.stringify(high)}, expected ${JSON.stringify(want.ends)} (an offset for each record and each marker)`)
+  return problems
+}
+
+// A transactional producer commits A, aborts B, commits C (4 records in each of 3 partitions
+// each); readUncommitted: false reads exactly A and C, readUncommitted: true A, B and C, at the
+// offsets the markers leave.
+await check('txn-commit-abort', 45000, async () => {
+  const topic = `kjs-txn-ca-${SFX}`
+  await createTopic(topic, 3)
+  const p = txnProducer(`kjs-txn-ca-${SFX}`)
+  atCheckEnd(() => p.disconnect())
+  await p.connect()
+  const a = txnRecords('A', 4)
+  const b = txnRecords('B', 4)
+  const c = txnRecords('C', 4)
+  for (const [messages, commit] of [[a, true], [b, false], [c, true]]) {
+    const txn = await p.transaction()
+    await txn.send({ topic, acks: -1, messages }) // acknowledged: the aborted ones are in the log too
+    if (commit) await txn.commit()
+    else await txn.abort()
+  }
+  const problems = await txnReadProblems(topic, [[a, true], [b, false], [c, true]])
+  assert(problems.length === 0, problems.join('; '))
+})
+
+// Consume-transform-produce: a live member of the group (autoCommit off) reads the input; each
+// round sends the transformed records and sendOffsets({ consumerGroupId, topics }) with the next
+// offsets in one transaction (TxnOffsetCommit v0: no member id, which Kafka accepts for a group
+// with members). Round 1 commits phase 1, round 2 aborts phase 2, round 3 commits phase 2 again.
+// admin.fetchOffsets: 5/5/5 after round 1, still after round 2, 10/10/10 after round 3; the
+// output read-committed holds each input record once, transformed.
+if (PROXY) await skipCheck('txn-send-offsets', NO_TXN_OFFSETS)
+else await check('txn-send-offsets', 50000, async () => {
+  const tin = `kjs-txn-in-${SFX}`
+  const tout = `kjs-txn-out-${SFX}`
+  const group = `kjs-g-txn-${SFX}`
+  await createTopic(tin, 3)
+  await createTopic(tout, 3)
+  const plain = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner })
+  atCheckEnd(() => plain.disconnect())
+  await plain.connect()
+  const phase1 = txnRecords('in1', 5)
+  const phase2 = txnRecords('in2', 5)
+  await plain.send({ topic: tin, acks: -1, messages: phase1 })
+  const c = groupConsumer(kafka, group, { readUncommitted: false })
+  atCheckEnd(() => c.disconnect())
+  const consumed = []
+  await c.connect()
+  await c.subscribe({ topics: [tin], fromBeginning: true })
+  await c.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      consumed.push({ partition, offset: Number(message.offset), key: message.key.toString(), value: message.value.toString() })
+    },
+  })
+  const p = txnProducer(`kjs-txn-ctp-${SFX}`)
+  atCheckEnd(() => p.disconnect())
+  await p.connect()
+  const take = async n => {
+    await waitFor(`${n} input records (have ${consumed.length})`, 20000, () => consumed.length >= n)
+    return consumed.splice(0, n)
+  }
+  const round = async (batch, commit) => {
+    const txn = await p.transaction()
+    await txn.send({ topic: tout, acks: -1, messages: batch.map(r => ({ partition: r.partition, key: r.key, value: `T:${r.value}` })) })
+    const partitions = [0, 1, 2].map(q => ({ partition: q, offset: String(Math.max(-1, ...batch.filter(r => r.partition === q).map(r => r.offset)) + 1) }))
+    await txn.sendOffsets({ consumerGroupId: group, topics: [{ topic: tin, partitions }] })
+    if (commit) await txn.commit()
+    else await txn.abort()
+    return partitions.map(x => Number(x.offset))
+  }
+  const committed = async () => {
+    const r = await admin.fetchOffsets({ groupId: group, topics: [tin] })
+    const t = r.find(x => x.topic === tin)
+    return [0, 1, 2].map(q => Number(t?.partitions.find(x => x.partition === q)?.offset))
+  }
+  const same = (x, y) => JSON.stringify(x) === JSON.stringify(y)
+  const problems = []
+  const b1 = await take(15)
+  const pos1 = await round(b1, true)
+  const com1 = await committed()
+  if (!same(pos1, [5, 5, 5]) || !same(com1, [5, 5, 5])) problems.push(`round 1 (commit): sent ${JSON.stringify(pos1)}, committed afterwards ${JSON.stringify(com1)}, expected [5,5,5]`)
+  await plain.send({ topic: tin, acks: -1, messages: phase2 })
+  const b2 = await take(15)
+  const pos2 = await round(b2, false)
+  const com2 = await committed()
+  if (!same(pos2, [10, 10, 10]) || !same(com2, [5, 5, 5])) problems.push(`round 2 (abort): sent ${JSON.stringify(pos2)} (expected [10,10,10]), committed afterwards ${JSON.stringify(com2)}, expected [5,5,5] unmoved`)
+  const pos3 = await round(b2, true)
+  const com3 = await committed()
+  if (!same(pos3, [10, 10, 10]) || !same(com3, [10, 10, 10])) problems.push(`round 3 (commit again): sent ${JSON.stringify(pos3)}, committed afterwards ${JSON.stringify(com3)}, expected [10,10,10]`)
+  await sleep(300)
+  const gotIn = [...b1, ...b2, ...consumed].map(r => txnRec(r.partition, r.offset, r.key, r.value)).sort()
+  // the input topic is not transactional: no markers, phase 2 right after phase 1
+  const wantPlain = [...phase1, ...phase2].map((r, i, all) => txnRec(r.partition, all.slice(0, i).filter(x => x.partition === r.partition).length, r.key, r.value)).sort()
+  const dIn = txnDiff(gotIn, wantPlain)
+  if (dIn) problems.push(`the consumer read ${dIn}`)
+  const out = recs => recs.map(r => ({ partition: r.partition, key: r.key, value: `T:${r.value}` }))
+  problems.push(...(await txnReadProblems(tout, [[out(phase1), true], [out(phase2), false], [out(phase2), true]])))
+  assert(problems.length === 0, problems.join('; '))
+})
+
 for (const f of cleanup.reverse()) await closeQuietly(f)
 try {
   await producer.disconnect()
