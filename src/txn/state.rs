@@ -416,4 +416,68 @@ mod tests {
         let o = add_partitions(&m, 7, 0, &[("a".into(), 0)], 1_000).unwrap().unwrap();
         assert!(!o.expired(1_000_000, 100));
     }
+
+    mod replay {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::txn::record::{decode_value, encode_value};
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Init { given: bool },
+            Add(i32),
+            End(bool),
+            Complete,
+            Fence,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                any::<bool>().prop_map(|given| Op::Init { given }),
+                (0..4i32).prop_map(Op::Add),
+                any::<bool>().prop_map(Op::End),
+                Just(Op::Complete),
+                Just(Op::Fence),
+            ]
+        }
+
+        proptest! {
+            /// Every state a run of transitions reaches is written as a record that reads back
+            /// into the same durable state (what start-up rebuilds), and no transition ever
+            /// leaves a state without a record code.
+            #[test]
+            fn every_state_written_reads_back(ops in proptest::collection::vec(op(), 1..60)) {
+                let mut m = TxnMeta::new("t", 1, 0, 1_000, 0);
+                let mut now = 0;
+                let mut next_pid = 100;
+                for o in ops {
+                    now += 700;
+                    let (pid, epoch) = (m.producer_id, m.producer_epoch);
+                    let next = match o {
+                        Op::Init { given } => match init(&m, 1_000, given.then_some((pid, epoch)), now, || { next_pid += 1; next_pid }) {
+                            Ok(InitPlan::Write(n)) | Ok(InitPlan::AbortFirst(n)) => Some(n),
+                            _ => None,
+                        },
+                        Op::Add(p) => add_partitions(&m, pid, epoch, &[("a".to_string(), p)], now).ok().flatten(),
+                        Op::End(commit) => match end(&m, pid, epoch, commit, now) {
+                            Ok(EndPlan::Prepare(n)) => Some(n),
+                            _ => None,
+                        },
+                        Op::Complete => m.state.is_preparing().then(|| complete(&m, now)),
+                        Op::Fence => fence_timed_out(&m, now, || { next_pid += 1; next_pid }),
+                    };
+                    if let Some(n) = next {
+                        m = n;
+                    }
+                    let back = decode_value("t", &encode_value(&m)).expect("a written value reads back");
+                    prop_assert_eq!(
+                        (back.producer_id, back.producer_epoch, back.timeout_ms, back.state, &back.partitions, back.last_update_ms, back.start_ms),
+                        (m.producer_id, m.producer_epoch, m.timeout_ms, m.state, &m.partitions, m.last_update_ms, m.start_ms)
+                    );
+                    prop_assert!(m.state != TxnState::Ongoing || !m.partitions.is_empty());
+                }
+            }
+        }
+    }
 }
