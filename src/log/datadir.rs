@@ -25,11 +25,21 @@ pub enum DataDirError {
     Invalid { path: String, message: String },
 }
 
-/// How many file descriptors the data dir's files may hold open: half the process's limit
-/// (the rest is for connections and everything else), at least 32.
+/// Most descriptors the data dir keeps open, whatever the limit: segment files beyond it are
+/// reopened on use (least recently used first), which costs little, while every connection
+/// needs its own descriptor for as long as it lives.
+const DESCRIPTOR_BUDGET_MAX: u64 = 4096;
+
+/// How many file descriptors the data dir's files may hold open under an open-file limit of
+/// `soft`: half of it, at most [`DESCRIPTOR_BUDGET_MAX`], at least 32 (the rest is for
+/// connections and everything else).
+pub fn descriptor_budget_for(soft: u64) -> u64 {
+    (soft / 2).min(DESCRIPTOR_BUDGET_MAX).max(32)
+}
+
 fn descriptor_budget() -> usize {
     let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-    usize::try_from(soft / 2).unwrap_or(usize::MAX).clamp(32, 1 << 20)
+    usize::try_from(descriptor_budget_for(soft)).unwrap_or(usize::MAX)
 }
 
 /// What `meta.properties` records.
@@ -264,6 +274,14 @@ fn write_meta(root: &Path, m: &Meta) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_data_dir_takes_half_the_descriptors_up_to_4096() {
+        assert_eq!(descriptor_budget_for(256), 128);
+        assert_eq!(descriptor_budget_for(20_000), 4096);
+        assert_eq!(descriptor_budget_for(40), 32);
+    }
+
     use super::*;
 
     fn meta() -> Meta {

@@ -53,8 +53,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/corral")
 NOFILE = 256
-# the cap corral derives: what is left once the data dir has half the limit, less 64
-DERIVED_CAP = NOFILE - NOFILE // 2 - 64
+# the cap corral derives: what is left once the data dir has its share (half the limit, at most
+# 4096), less 64
+DERIVED_CAP = NOFILE - min(NOFILE // 2, 4096) - 64
 UNCAPPED = 100000
 TOPICS, PARTS = 10, 500
 FLOOD = NOFILE + 100
