@@ -181,6 +181,61 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
                 offset_delete_request::OffsetDeleteRequestTopic::default().with_name(t()).with_partitions(vec![Default::default()]),
             ]),
         ),
+        ApiKey::AddPartitionsToTxn => enc(
+            key,
+            version,
+            if version >= 4 {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                        .with_topics(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(t()).with_partitions(vec![0, 1]),
+                        ]),
+                ])
+            } else {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                    .with_v3_and_below_topics(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(t()).with_partitions(vec![0, 1]),
+                    ])
+            },
+        ),
+        ApiKey::AddOffsetsToTxn => enc(
+            key,
+            version,
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => {
+            enc(key, version, EndTxnRequest::default().with_transactional_id(TransactionalId(StrBytes::from_static_str("tx"))))
+        }
+        ApiKey::TxnOffsetCommit => enc(
+            key,
+            version,
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(t())
+                        .with_partitions(vec![Default::default()]),
+                ]),
+        ),
+        ApiKey::DescribeProducers => enc(
+            key,
+            version,
+            DescribeProducersRequest::default()
+                .with_topics(vec![describe_producers_request::TopicRequest::default().with_name(t()).with_partition_indexes(vec![0])]),
+        ),
+        ApiKey::DescribeTransactions => enc(
+            key,
+            version,
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+        ),
+        ApiKey::ListTransactions => {
+            enc(key, version, ListTransactionsRequest::default().with_state_filters(vec![StrBytes::from_static_str("Ongoing")]))
+        }
         other => panic!("no fuzz seed for {other:?}: add one when adding it to the version table"),
     }
 }

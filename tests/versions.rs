@@ -402,6 +402,111 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
                 .await;
             assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
         }
+        ApiKey::AddPartitionsToTxn => {
+            let id = format!("vt-add-{v}");
+            let (pid, epoch) = init_txn(c, &id).await;
+            let topics =
+                vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic("vt")).with_partitions(vec![0])];
+            let codes: Vec<i16> = if v >= 4 {
+                let r = c
+                    .send(
+                        v,
+                        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                                .with_transactional_id(TransactionalId(s(&id)))
+                                .with_producer_id(ProducerId(pid))
+                                .with_producer_epoch(epoch)
+                                .with_topics(topics),
+                        ]),
+                    )
+                    .await;
+                assert_eq!(r.error_code, 0);
+                r.results_by_transaction[0].topic_results[0].results_by_partition.iter().map(|p| p.partition_error_code).collect()
+            } else {
+                let r = c
+                    .send(
+                        v,
+                        &AddPartitionsToTxnRequest::default()
+                            .with_v3_and_below_transactional_id(TransactionalId(s(&id)))
+                            .with_v3_and_below_producer_id(ProducerId(pid))
+                            .with_v3_and_below_producer_epoch(epoch)
+                            .with_v3_and_below_topics(topics),
+                    )
+                    .await;
+                r.results_by_topic_v3_and_below[0].results_by_partition.iter().map(|p| p.partition_error_code).collect()
+            };
+            assert_eq!(codes, vec![0]);
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let id = format!("vt-offsets-{v}");
+            let (pid, epoch) = init_txn(c, &id).await;
+            let r = c.send(v, &add_offsets(&id, pid, epoch)).await;
+            assert_eq!(r.error_code, 0);
+        }
+        ApiKey::EndTxn => {
+            let id = format!("vt-end-{v}");
+            let (pid, epoch) = init_txn(c, &id).await;
+            assert_eq!(c.send(0, &add_offsets(&id, pid, epoch)).await.error_code, 0);
+            let r = c
+                .send(
+                    v,
+                    &EndTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s(&id)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_committed(true),
+                )
+                .await;
+            assert_eq!(r.error_code, 0);
+        }
+        ApiKey::TxnOffsetCommit => {
+            let id = format!("vt-txn-commit-{v}");
+            let (pid, epoch) = init_txn(c, &id).await;
+            assert_eq!(c.send(0, &add_offsets(&id, pid, epoch)).await.error_code, 0);
+            let r = c
+                .send(
+                    v,
+                    &TxnOffsetCommitRequest::default()
+                        .with_transactional_id(TransactionalId(s(&id)))
+                        .with_group_id(GroupId(s("vt-group")))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_generation_id(-1)
+                        .with_topics(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic("vt")).with_partitions(vec![
+                                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                    .with_partition_index(0)
+                                    .with_committed_offset(1),
+                            ]),
+                        ]),
+                )
+                .await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        ApiKey::DescribeProducers => {
+            let r = c
+                .send(
+                    v,
+                    &DescribeProducersRequest::default().with_topics(vec![
+                        describe_producers_request::TopicRequest::default().with_name(topic("vt")).with_partition_indexes(vec![0]),
+                    ]),
+                )
+                .await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        ApiKey::DescribeTransactions => {
+            let id = format!("vt-describe-{v}");
+            init_txn(c, &id).await;
+            let r = c.send(v, &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(&id))])).await;
+            assert_eq!((r.transaction_states[0].error_code, r.transaction_states[0].transaction_state.as_str()), (0, "Empty"));
+        }
+        ApiKey::ListTransactions => {
+            let id = format!("vt-list-{v}");
+            init_txn(c, &id).await;
+            let r = c.send(v, &ListTransactionsRequest::default().with_duration_filter(-1)).await;
+            assert_eq!(r.error_code, 0);
+            assert!(r.transaction_states.iter().any(|t| t.transactional_id.as_str() == id));
+        }
         other => panic!("no exercise for {other:?}: add one when adding it to the version table"),
     }
 }
@@ -453,6 +558,30 @@ async fn stable(c: &mut RawClient, group: &str) -> (String, i32) {
 }
 
 /// A simple group holding one committed offset.
+/// A transactional id's producer id and epoch (InitProducerId v4).
+async fn init_txn(c: &mut RawClient, id: &str) -> (i64, i16) {
+    let r = c
+        .send(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    (r.producer_id.0, r.producer_epoch)
+}
+
+fn add_offsets(id: &str, pid: i64, epoch: i16) -> AddOffsetsToTxnRequest {
+    AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s("vt-group")))
+}
+
 async fn commit_simple(c: &mut RawClient, group: &str) {
     let r = c
         .send(

@@ -1471,8 +1471,7 @@ fn item_97_fetch_unknown_group() {
     assert!(kit.shard.fetch_offsets("dead", None, false).is_empty());
 }
 
-/// 98. G: pending transactional offset on p0. W: OffsetFetch RequireStable=true / false. T: p0
-/// UNSTABLE_OFFSET_COMMIT (−1) / last committed offset.
+/// 98. G: pending transactional offset on p0. W: OffsetFetch RequireStable=true / false. T: p0 UNSTABLE_OFFSET_COMMIT (−1) / last committed offset.
 #[test]
 fn item_98_require_stable_meets_a_pending_transactional_offset() {
     let mut kit = Kit::new();
@@ -1487,8 +1486,7 @@ fn item_98_require_stable_meets_a_pending_transactional_offset() {
     assert_eq!(kit.shard.fetch_offsets("g", Some(&wanted), true), vec![fetched("t", 0, 9, -1, ""), fetched("t", 1, 7, -1, "")]);
 }
 
-/// 111. G: transactional offsets then COMMIT marker / ABORT marker. W: load. T: offsets visible /
-/// discarded.
+/// 111. G: transactional offsets then COMMIT marker / ABORT marker. W: load. T: offsets visible / discarded.
 #[test]
 fn item_111_markers_make_transactional_offsets_visible_or_drop_them_and_replay_agrees() {
     let mut kit = Kit::new();

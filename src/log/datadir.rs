@@ -34,7 +34,7 @@ const DESCRIPTOR_BUDGET_MAX: u64 = 4096;
 /// `soft`: half of it, at most [`DESCRIPTOR_BUDGET_MAX`], at least 32 (the rest is for
 /// connections and everything else).
 pub fn descriptor_budget_for(soft: u64) -> u64 {
-    (soft / 2).min(DESCRIPTOR_BUDGET_MAX).max(32)
+    (soft / 2).clamp(32, DESCRIPTOR_BUDGET_MAX)
 }
 
 fn descriptor_budget() -> usize {

@@ -40,6 +40,7 @@ pub async fn init_producer_id(t: &TxnCoordinator, version: i16, req: &InitProduc
 }
 
 /// One transaction's AddPartitionsToTxn: an error per partition.
+#[allow(clippy::too_many_arguments)] // one transaction's fields, as both request shapes carry them
 async fn add_partitions_one(
     t: &TxnCoordinator,
     broker: &Broker,

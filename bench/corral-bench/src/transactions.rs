@@ -51,18 +51,25 @@ fn produce_error(resp: &[u8], topic: &str) -> i16 {
     resp.get(at..at + 2).map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]))
 }
 
-/// One producer's loop; its latencies (µs per transaction, or per batch when idempotent).
-async fn producer(
+/// What every producer of a run shares: the load's shape and its counters.
+struct Run {
     target: String,
     topic: String,
-    p: i32,
     per_txn: usize,
     idempotent: bool,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
-) -> Result<Vec<u64>, String> {
-    let mut c = connect(&target).await.map_err(|e| format!("connect: {e}"))?;
+    stop: AtomicBool,
+    /// Transactions (or batches) acknowledged.
+    done: AtomicU64,
+    /// AddPartitionsToTxn answered with an error (the transaction is not counted).
+    errors: AtomicU64,
+}
+
+/// Producer `p`'s loop; its latencies (µs per transaction, or per batch when idempotent).
+async fn producer(run: Arc<Run>, p: i32) -> Result<Vec<u64>, String> {
+    let Run { target, topic, per_txn, idempotent, stop, done, errors } = &*run;
+    let (per_txn, idempotent) = (*per_txn, *idempotent);
+    let topic = topic.as_str();
+    let mut c = connect(target).await.map_err(|e| format!("connect: {e}"))?;
     let txn_id = format!("bench-{topic}-{p}");
     let tid = (!idempotent).then_some(txn_id.as_str());
     let (pid, epoch) = init(&mut c, tid).await?;
@@ -78,7 +85,7 @@ async fn producer(
                 .with_v3_and_below_producer_epoch(epoch)
                 .with_v3_and_below_topics(vec![
                     add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
-                        .with_name(TopicName(s(&topic)))
+                        .with_name(TopicName(s(topic)))
                         .with_partitions(vec![p]),
                 ]);
             let r = c.call(3, &add).await.map_err(|e| format!("AddPartitionsToTxn: {e}"))?;
@@ -96,10 +103,10 @@ async fn producer(
             tid.is_some(),
         );
         sequence = sequence.wrapping_add(per_txn as i32);
-        let frame = produce(&mut c, &topic, p, tid, batch);
+        let frame = produce(&mut c, topic, p, tid, batch);
         let resp = c.round_trip(&frame).await.map_err(|e| format!("Produce: {e}"))?;
-        if produce_error(&resp, &topic) != 0 {
-            return Err(format!("Produce: error code {}", produce_error(&resp, &topic)));
+        if produce_error(&resp, topic) != 0 {
+            return Err(format!("Produce: error code {}", produce_error(&resp, topic)));
         }
         if let Some(t) = tid {
             let end = EndTxnRequest::default()
@@ -128,18 +135,24 @@ pub async fn run(a: &Args) {
     let mode = if idempotent { "idempotent" } else { "transactional" };
     let topic = format!("txn-{per_txn}-{mode}");
     ensure_topic(&target, &topic, producers as i32).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+
+    let run = Arc::new(Run {
+        target,
+        topic,
+        per_txn,
+        idempotent,
+        stop: AtomicBool::new(false),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
     let failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let cpu0 = pid.map(cpu_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..producers {
-        let (target, topic, stop, done, errors, failure) =
-            (target.clone(), topic.clone(), stop.clone(), done.clone(), errors.clone(), failure.clone());
+        let (run, failure) = (run.clone(), failure.clone());
         tasks.push(tokio::spawn(async move {
-            match producer(target, topic, p as i32, per_txn, idempotent, stop, done, errors).await {
+            match producer(run, p as i32).await {
                 Ok(lat) => lat,
                 Err(e) => {
                     failure.lock().expect("failure").get_or_insert(e);
@@ -148,8 +161,8 @@ pub async fn run(a: &Args) {
             }
         }));
     }
-    let (elapsed, cpu, _, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), None, tasks).await;
-    let total = done.load(Ordering::Relaxed);
+    let (elapsed, cpu, _, lat) = finish_run(seconds, &run.stop, started, pid.zip(cpu0), None, tasks).await;
+    let total = run.done.load(Ordering::Relaxed);
     let failed = failure.lock().expect("failure").clone().map_or(String::new(), |e| format!(",\"error\":{}", json_str(&e)));
     println!(
         "{{\"scenario\":\"transactions\",\"mode\":\"{mode}\",\"producers\":{producers},\"records_per_txn\":{per_txn},\"per_sec\":{:.0},\"records_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"server_cpu_us_per_op\":{:.2},\"retried\":{}{failed}}}",
@@ -158,6 +171,6 @@ pub async fn run(a: &Args) {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         cpu_per_op(cpu, total),
-        errors.load(Ordering::Relaxed),
+        run.errors.load(Ordering::Relaxed),
     );
 }
