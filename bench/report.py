@@ -335,11 +335,12 @@ w("")
 w("corral with a data dir: 10 producers, each on its own connection and partition, in a closed loop of "
   "AddPartitionsToTxn, a transactional Produce (acks -1) and EndTxn(commit), whose reply comes after the transaction's "
   "state is fsynced and its markers are written. The baseline is the same batches from 10 idempotent producers without "
-  "transactions; the peers are librdkafka's mock cluster (one broker, nothing on disk) and Tansu (memory engine). Then a read-back of the fetch scenario's messages at isolation level "
+  "transactions. Without a disk (`--ephemeral`) corral is compared with the peers, which keep transactions in memory: "
+  "librdkafka's mock cluster (one broker) and Tansu (memory engine). Then a read-back of the fetch scenario's messages at isolation level "
   "read_committed and read_uncommitted.")
 w("")
-w("| records per transaction | transactions/s | records/s | p50 ms | p99 ms | idempotent batches/s | transactional ÷ idempotent | mock cluster transactions/s (no disk) | Tansu transactions/s (memory) |")
-w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+w("| records per transaction | transactions/s | records/s | p50 ms | p99 ms | idempotent batches/s | transactional ÷ idempotent | corral --ephemeral transactions/s | mock cluster transactions/s (no disk) | Tansu transactions/s (memory) |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for n in (1, 100):
     t = med("transactions", "corral", "per_sec", mode="transactional", records_per_txn=n)
     i = med("transactions", "corral", "per_sec", mode="idempotent", records_per_txn=n)
@@ -348,6 +349,7 @@ for n in (1, 100):
       f"{cell(med('transactions', 'corral', 'p50_ms', mode='transactional', records_per_txn=n), '{:.3f}')} | "
       f"{cell(med('transactions', 'corral', 'p99_ms', mode='transactional', records_per_txn=n), '{:.3f}')} | "
       f"{cell(i, '{:,.0f}', 'transactions', 'corral', mode='idempotent', records_per_txn=n)} | {ratio(t, i)} | "
+      f"{cell(med('transactions', 'corral-memory', 'per_sec', records_per_txn=n), '{:,.0f}', 'transactions', 'corral-memory', records_per_txn=n)} | "
       f"{cell(med('transactions', 'mock', 'per_sec', records_per_txn=n), '{:,.0f}', 'transactions', 'mock', records_per_txn=n)} | "
       f"{cell(med('transactions', 'tansu', 'per_sec', records_per_txn=n), '{:,.0f}', 'transactions', 'tansu', records_per_txn=n) if TANSU else 'not available'} |")
 w("")
@@ -483,7 +485,7 @@ w("corral-bench offsets-replay --bin target/release/corral --records 10000000")
 w("corral-bench compaction --commits 10000000 --keys 10000")
 w("corral-bench restart --bin target/release/corral --megabytes 1024")
 w("python3 bench/clients.py --corral target/release/corral --tansu TANSU --systems corral,tansu,mock --runs 3")
-w("corral-bench transactions --target ADDR --producers 10 --records-per-txn 1|100 --seconds 5 [--idempotent] --pid SERVER_PID   # corral-disk")
+w("corral-bench transactions --target ADDR --producers 10 --records-per-txn 1|100 --seconds 5 [--idempotent] --pid SERVER_PID   # corral-disk; the mock: --no-create")
 w("corral-bench fetch --target ADDR --messages 200000 [--read-committed]")
 w("# proxy section (bash bench/run.sh --only proxy runs it alone), over a fresh corral --ephemeral each time:")
 w("corral proxy --upstream BROKER --listen 127.0.0.1:PORT --ephemeral")

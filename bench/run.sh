@@ -331,6 +331,12 @@ if want transactions; then
         stop
       done
     done
+    # corral without a disk (--ephemeral), beside the peers that keep transactions in memory
+    for n in 1 100; do
+      start corral
+      record corral-memory "$BENCH" transactions --target "$ADDR" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$PID"
+      stop
+    done
     # the peer: librdkafka's mock cluster (one broker; it keeps nothing on disk) with its own
     # transaction coordinator
     for n in 1 100; do
@@ -349,7 +355,7 @@ with socket.create_connection((host, int(port)), timeout=10) as c:
     c.sendall(f"create {sys.argv[2]} 10\n".encode())
     print(c.makefile().readline().strip(), file=sys.stderr)
 PY
-        record mock "$BENCH" transactions --target "$mock_addr" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$mock_pid"
+        record mock "$BENCH" transactions --target "$mock_addr" --producers 10 --records-per-txn "$n" --seconds "$SECS" --pid "$mock_pid" --no-create
       else
         printf '{"system":"mock","result":{"scenario":"transactions","mode":"transactional","records_per_txn":%s,"error":"the mock cluster did not start"}}\n' "$n" | tee -a "$RESULTS" >&2
       fi

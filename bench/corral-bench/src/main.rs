@@ -16,7 +16,7 @@
 //!     corral-bench offsets-replay --bin PATH [--records N]
 //!     corral-bench compaction [--commits N] [--keys K]
 //!     corral-bench restart --bin PATH [--megabytes M]
-//!     corral-bench transactions --target HOST:PORT [--producers P] [--records-per-txn N] [--seconds S] [--idempotent] [--pid PID]
+//!     corral-bench transactions --target HOST:PORT [--producers P] [--records-per-txn N] [--seconds S] [--idempotent] [--no-create] [--pid PID]
 //!
 //! `produce` and `fetch` send each partition's requests to the address of its leader in a
 //! Metadata response from `--target`, so they run unchanged through `corral proxy` (whose
