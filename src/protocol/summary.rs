@@ -61,6 +61,19 @@ fn code_of(resp: &ResponseKind) -> i16 {
         ResponseKind::IncrementalAlterConfigs(r) => first(r.responses.iter().map(|x| x.error_code)),
         ResponseKind::DescribeLogDirs(r) => first(std::iter::once(r.error_code).chain(r.results.iter().map(|x| x.error_code))),
         ResponseKind::DescribeAcls(r) => r.error_code,
+        ResponseKind::EndTxn(r) => r.error_code,
+        ResponseKind::AddPartitionsToTxn(r) => first(
+            std::iter::once(r.error_code)
+                .chain(r.results_by_topic_v3_and_below.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code)))
+                .chain(
+                    r.results_by_transaction
+                        .iter()
+                        .flat_map(|x| x.topic_results.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code))),
+                ),
+        ),
+        ResponseKind::DescribeTransactions(r) => first(r.transaction_states.iter().map(|t| t.error_code)),
+        ResponseKind::ListTransactions(r) => r.error_code,
+        ResponseKind::DescribeProducers(r) => first(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))),
         _ => 0,
     }
 }
@@ -84,5 +97,12 @@ mod tests {
             )]);
         assert_eq!(error_of(&ResponseKind::Produce(produce)), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
         assert_eq!(error_of(&ResponseKind::Metadata(MetadataResponse::default())), ErrorCode::NONE);
+        assert_eq!(error_of(&ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(48))), ErrorCode::INVALID_TXN_STATE);
+        let add = AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+            add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default().with_results_by_partition(vec![
+                add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default().with_partition_error_code(90),
+            ]),
+        ]);
+        assert_eq!(error_of(&ResponseKind::AddPartitionsToTxn(add)), ErrorCode::PRODUCER_FENCED);
     }
 }
