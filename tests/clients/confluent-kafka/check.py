@@ -6,9 +6,10 @@ Group members run as subprocesses (member.py) driven by ../groupcheck.py. In pro
 (CORRAL_MODE=proxy, see ../run.sh) topics are made through the mock upstream's control port,
 and create-topic and delete-topic are SKIPs: the mock has no CreateTopics or DeleteTopics.
 The transaction checks (txn-*) use fresh topics, groups and transactional ids each run. In
-proxy mode txn-commit-abort goes through to the upstream's transaction coordinator;
-txn-send-offsets is a SKIP (corral proxy refuses AddOffsetsToTxn and TxnOffsetCommit) and so is
-txn-fencing (the mock upstream does not fence).
+proxy mode they are SKIPs: txn-send-offsets because corral proxy refuses AddOffsetsToTxn and
+TxnOffsetCommit, txn-fencing because the mock upstream does not fence, txn-commit-abort because
+the mock's read_committed Fetch returns aborted records (after its transactions ran through
+the proxy and the read_uncommitted half passed: a failure there is a FAIL).
 """
 import json
 import os
@@ -521,29 +522,36 @@ def txn_read(topic, isolation, parts=3):
     return sorted(got), high, sorted(set(range(parts)) - at_end)
 
 
-def txn_read_problems(topic, txns, parts=3):
-    """What is wrong with `topic` as read_committed and read_uncommitted consumers read it,
-    given the transactions (see txn_layout) that wrote it: [] when nothing is."""
+def txn_read_problems(topic, txns, parts=3, isolations=("read_committed", "read_uncommitted")):
+    """What is wrong with `topic` as consumers of each of `isolations` read it, given the
+    transactions (see txn_layout) that wrote it: [] when nothing is."""
     want_rc, want_ru, ends = txn_layout(txns, parts)
-    got_rc, high_rc, short_rc = txn_read(topic, "read_committed", parts)
-    got_ru, high_ru, short_ru = txn_read(topic, "read_uncommitted", parts)
+    want = {"read_committed": want_rc, "read_uncommitted": want_ru}
     problems = []
-    for label, got, want in (("read_committed", got_rc, want_rc), ("read_uncommitted", got_ru, want_ru)):
-        why = txn_diff(got, want)
+    for isolation in isolations:
+        got, high, short = txn_read(topic, isolation, parts)
+        why = txn_diff(got, want[isolation])
         if why:
-            problems.append("%s read %s" % (label, why))
-    if high_rc != ends or high_ru != ends:
-        problems.append("end offsets %s (read_committed: %s), expected %s (an offset for each record and each marker)"
-                        % (high_ru, high_rc, ends))
-    if short_rc or short_ru:
-        problems.append("no end of partition within 15 s: read_committed %s, read_uncommitted %s" % (short_rc, short_ru))
+            problems.append("%s read %s" % (isolation, why))
+        if high != ends:
+            problems.append("end offsets %s as %s sees them, expected %s (an offset for each record and each marker)"
+                            % (high, isolation, ends))
+        if short:
+            problems.append("%s: no end of partitions %s within 15 s" % (isolation, short))
     return problems
+
+
+# proxy mode: what the upstream does not do, and what txn-commit-abort checks instead
+UPSTREAM_READ_COMMITTED = ("the upstream, librdkafka's mock cluster, hands read_committed consumers aborted records "
+                           "(checked instead: commit, abort, commit through the proxy and the log as read_uncommitted "
+                           "reads it, markers' offsets included)")
 
 
 def check_txn_commit_abort():
     """txn-commit-abort: one transactional producer commits A, aborts B, commits C (4 records in
     each of 3 partitions each); read_committed reads exactly A and C, read_uncommitted A, B and
-    C, at the offsets the markers leave. Runs in proxy mode too (the upstream's coordinator)."""
+    C, at the offsets the markers leave. In proxy mode a SKIP after the same transactions and the
+    read_uncommitted half (whose failure is a FAIL): see UPSTREAM_READ_COMMITTED."""
     topic = "ck-txn-ca-" + SFX
     create(topic, 3)
     a, b, c = txn_records("A", 4), txn_records("B", 4), txn_records("C", 4)
@@ -556,6 +564,13 @@ def check_txn_commit_abort():
             p.commit_transaction(15)
         else:
             p.abort_transaction(15)
+    if PROXY:
+        problems = txn_read_problems(topic, [(a, True), (b, False), (c, True)], isolations=("read_uncommitted",))
+        if problems:
+            bad("txn-commit-abort", "; ".join(problems))
+        else:
+            skip("txn-commit-abort", UPSTREAM_READ_COMMITTED)
+        return
     problems = txn_read_problems(topic, [(a, True), (b, False), (c, True)])
     if problems:
         bad("txn-commit-abort", "; ".join(problems))
@@ -671,9 +686,9 @@ def check_txn_fencing():
     too, followed by the abort marker its fencing wrote."""
     if PROXY:
         # its InitProducerId gives the second producer a new producer id and leaves the first
-        # one's id, epoch and open transaction as they were
+        # one's id, epoch and open transaction as they were: the first one's commit succeeds
         skip("txn-fencing", "the upstream, librdkafka's mock cluster, does not fence a transactional producer when "
-             "another inits the same transactional.id")
+             "another inits the same transactional.id (the first one's commit succeeds)")
         return
     topic, tid = "ck-txn-fence-" + SFX, "ck-txn-fence-" + SFX
     create(topic, 3)
@@ -687,11 +702,13 @@ def check_txn_fencing():
     p2.init_transactions(20)
     t_init = time.monotonic() - t
     problems = []
+    fenced = None
     try:
         p1.commit_transaction(10)
         problems.append("the fenced producer's commit succeeded")
     except KafkaException as e:
         err = e.args[0]
+        fenced = err.name()
         if err.code() not in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) or not err.fatal():
             problems.append("the fenced producer's commit failed with %s (code %d, fatal %s), expected a fatal "
                             "_FENCED or PRODUCER_FENCED" % (err.str(), err.code(), err.fatal()))
@@ -702,8 +719,8 @@ def check_txn_fencing():
     if problems:
         bad("txn-fencing", "; ".join(problems))
     else:
-        ok("txn-fencing", "the second init_transactions took %.1f s and fenced the first producer (fatal _FENCED "
-           "on its commit); its open transaction was aborted, never read_committed" % t_init)
+        ok("txn-fencing", "the second init_transactions took %.1f s and fenced the first producer (fatal %s "
+           "on its commit); its open transaction was aborted, never read_committed" % (t_init, fenced))
 
 
 for fn in (check_data_plane, check_produce_consume_10k, check_idempotent_producer, check_groups,
