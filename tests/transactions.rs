@@ -437,3 +437,50 @@ async fn the_transaction_apis_answer_kafkas_errors_at_each_version() {
     assert_eq!(r.responses[0].partition_responses[0].error_code, 48);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_list_offsets_limits_only_latest_and_timestamps() {
+    let server = TestServer::start().await;
+    create_topic(&server.bootstrap(), "lo", 1).await;
+    let mut c = RawClient::connect(server.addr).await;
+    let list = |ts: i64| {
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(1).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(s("lo")))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)]),
+        ])
+    };
+    let offset = |r: ListOffsetsResponse| r.topics[0].partitions[0].offset;
+    // an empty partition: EARLIEST and LATEST are both 0 (EARLIEST is not limited by the LSO)
+    assert_eq!(offset(c.send(9, &list(-2)).await), 0);
+    assert_eq!(offset(c.send(9, &list(-1)).await), 0);
+    // an open transaction's records: LATEST stops before them, a timestamp lookup finds nothing
+    let first = c.send(4, &init("lo-1", 60_000)).await;
+    let (pid, epoch) = (first.producer_id.0, first.producer_epoch);
+    assert_eq!(partition_codes(&c.send(3, &add_partitions("lo-1", pid, epoch, "lo", vec![0])).await), vec![0]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let batch = corral_testkit::records::producer_batch(
+        [corral_testkit::records::Rec { key: None, value: Some(bytes::Bytes::from_static(b"v")), timestamp: now }],
+        pid,
+        epoch,
+        0,
+        true,
+    );
+    let produce = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(s("lo-1"))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("lo")))
+                .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
+        ]);
+    assert_eq!(c.send(9, &produce).await.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(offset(c.send(9, &list(-2)).await), 0);
+    assert_eq!(offset(c.send(9, &list(-1)).await), 0, "LATEST is the last stable offset");
+    assert_eq!(offset(c.send(9, &list(now - 1000)).await), -1, "the open transaction's record is not stable");
+    assert_eq!(c.send(3, &end("lo-1", pid, epoch, true)).await.error_code, 0);
+    assert_eq!(offset(c.send(9, &list(-1)).await), 2, "after the record and its marker");
+    assert_eq!(offset(c.send(9, &list(now - 1000)).await), 0);
+    server.stop().await;
+}

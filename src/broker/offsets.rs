@@ -21,7 +21,9 @@ pub const LATEST_TIERED: i64 = -5;
 /// offset is answered, and LATEST is the last stable offset.
 pub fn lookup(partition: &Partition, ts: i64, committed_only: bool) -> Result<(i64, i64), ErrorCode> {
     let found = lookup_any(partition, ts, committed_only)?;
-    if committed_only && ts != LATEST && found.0 >= 0 && found.0 >= partition.lock().last_stable_offset() {
+    // a timestamp lookup (not EARLIEST, LATEST and the like) answers only a stable offset
+    let by_timestamp = ts >= 0 || ts == MAX_TIMESTAMP;
+    if committed_only && by_timestamp && found.0 >= 0 && found.0 >= partition.lock().last_stable_offset() {
         return Ok((-1, -1));
     }
     Ok(found)
