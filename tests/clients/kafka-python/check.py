@@ -49,7 +49,7 @@ except ImportError as e:
     bad("install", "kafka-python is not installed: %s" % e)
     sys.exit(1)
 from groupcheck import (CORRAL_NODE_ID, EXPECT_BROKERS, PROXY, UPSTREAM_LACKS, GroupRun,  # noqa: E402
-                        mock_create, scenario_kill, scenario_leave)
+                        mock_create, scenario_kill, scenario_leave, txn_diff, txn_layout, txn_records)
 
 print("# kafka-python %s" % kafka.__version__, file=sys.stderr)
 T0 = time.monotonic()
@@ -436,38 +436,6 @@ def bounded(what, fn, timeout=15):
     if "error" in box:
         raise box["error"]
     return box.get("result")
-
-
-def txn_records(tag, per_partition, parts=3):
-    """[(partition, key, value)]: per_partition records for each partition, in produce order."""
-    return [(q, "%s-k%d-%d" % (tag, q, i), "%s-v%d-%d" % (tag, q, i)) for q in range(parts) for i in range(per_partition)]
-
-
-def txn_layout(txns, parts=3):
-    """The log a run of transactions leaves in a fresh topic: txns is [(records, committed)]
-    in the order they ended. Returns (what read_committed must read, what read_uncommitted
-    must read, each partition's end offset), the reads as sorted [(partition, offset, key, value)]."""
-    nxt = dict.fromkeys(range(parts), 0)
-    rc, ru = [], []
-    for recs, committed in txns:
-        for q, k, v in recs:
-            r = (q, nxt[q], k, v)
-            nxt[q] += 1
-            ru.append(r)
-            if committed:
-                rc.append(r)
-        for q in {r[0] for r in recs}:
-            nxt[q] += 1  # the marker
-    return sorted(rc), sorted(ru), nxt
-
-
-def txn_diff(got, want):
-    """None when the two sorted record lists are equal, else how they differ."""
-    if got == want:
-        return None
-    g, w = set(got), set(want)
-    return "%d records, expected %d; missing %s; unexpected %s%s" % (
-        len(got), len(want), sorted(w - g)[:3], sorted(g - w)[:3], "; some twice" if len(g) != len(got) else "")
 
 
 def txn_producer(tid):
