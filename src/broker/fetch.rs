@@ -114,10 +114,10 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 drop(state);
                 match plan.map_or(Ok(bytes::Bytes::new()), |p| p.read()) {
                     Ok(records) => {
-                        let records = if committed_only { below(records, end) } else { records };
+                        let (records, last) = if committed_only { below(records, end) } else { (records, None) };
                         if committed_only {
                             // only those that begin before the end of what is returned
-                            let upto = last_offset_in(&records).map_or(fp.fetch_offset, |l| l + 1);
+                            let upto = last.map_or(fp.fetch_offset, |l| l + 1);
                             pd.aborted_transactions = Some(
                                 aborted
                                     .iter()
@@ -155,31 +155,19 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
     Built { response: FetchResponse::default().with_responses(responses), bytes: total, errored }
 }
 
-/// The batches of `records` that begin before `end` (a read_committed read stops at the last
-/// stable offset).
-fn below(records: Bytes, end: i64) -> Bytes {
-    let mut at = 0usize;
-    while let Some(h) = records.get(at..).and_then(BatchHeader::parse) {
-        if h.base_offset >= end || at + h.total_len() > records.len() {
-            break;
-        }
-        at += h.total_len();
-    }
-    records.slice(..at)
-}
-
-/// The last offset of the last whole batch in `records`.
-fn last_offset_in(records: &Bytes) -> Option<i64> {
+/// The whole batches of `records` that begin before `end` (a read_committed read stops at the
+/// last stable offset), and the last offset among them: one walk over the headers.
+fn below(records: Bytes, end: i64) -> (Bytes, Option<i64>) {
     let mut at = 0usize;
     let mut last = None;
     while let Some(h) = records.get(at..).and_then(BatchHeader::parse) {
-        if at + h.total_len() > records.len() {
+        if h.base_offset >= end || at + h.total_len() > records.len() {
             break;
         }
         last = Some(h.last_offset());
         at += h.total_len();
     }
-    last
+    (records.slice(..at), last)
 }
 
 /// Fetch with long poll.
