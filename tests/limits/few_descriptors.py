@@ -27,7 +27,8 @@ Checks, printed as PASS/FAIL lines:
     closed either acknowledged or refused with KAFKA_STORAGE_ERROR (corral cannot reopen the
     file), a commit acknowledged, refused with a coordinator error or still being retried by
     the client; everything acknowledged reads back and nothing refused does; once the flood
-    closes, corral logs "accepting connections again" last, serves a new client, commits are
+    closes, corral serves a new client and has logged "accepting connections again" last
+    (its first accept that works says so), commits are
     acknowledged again, and a coordinator shard whose reload kept failing meanwhile is back
     within 5 s (its retry backoff's cap);
   * stopped (SIGTERM) and started again on the same data dir with the default cap: every
@@ -634,12 +635,14 @@ def flood_uncapped(server, b, ledger, expected_commit):
     closed_at = time.time()
     note(f"{label}: flood closed; corral holds {server.fds()} descriptors")
     check(f"after the {label}: corral is still running", server.alive(), server.log_tail())
+    served(b, f"after the {label}, a new client", ledger, PROBES_UNCAPPED)
+    # recovery is logged by the first accept that works: the backlog may have emptied (the flood's
+    # sockets reset) while accepts still failed, so it is the new client's connection that shows it
     lines = accept_lines(server.log_since(mark))
     failed = [l for l in lines if "accept failed" in l]
     again = [l for l in lines if "accepting connections again" in l]
     check(f"after the {label}: corral logs 'accepting connections again' (last, once per time accept failed)",
           bool(lines) and "accepting connections again" in lines[-1] and len(again) == len(failed), "\n".join(lines[-6:]))
-    served(b, f"after the {label}, a new client", ledger, PROBES_UNCAPPED)
     expected_commit = finish_commits(b, committer, expected_commit, 12, f"after the {label}", closed_at)
     # a shard whose append failed retries its reload while descriptors are out, backing off to
     # at most 5 s: once the flood closed, it is back within that
