@@ -299,7 +299,6 @@ pub async fn handle_delete_records(broker: &Broker, _version: i16, req: DeleteRe
                 let removal = state.log.delete_before(target);
                 let start = state.log.start_offset();
                 state.producers.forget_before(start);
-                state.txns.forget_before(start);
                 (removal, start)
             };
             match tokio::task::spawn_blocking(move || removal.run()).await {

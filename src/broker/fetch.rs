@@ -110,7 +110,7 @@ fn build(broker: &Broker, version: i16, req: &FetchRequest, waiter: Option<&Arc<
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
                 // planned under the partition's lock, read outside it
                 let plan = state.log.read_plan(fp.fetch_offset, limit, total == 0);
-                let aborted = if committed_only { state.txns.aborted_between(fp.fetch_offset, end) } else { Vec::new() };
+                let aborted = if committed_only { state.log.txns().aborted_between(fp.fetch_offset, end) } else { Vec::new() };
                 drop(state);
                 match plan.map_or(Ok(bytes::Bytes::new()), |p| p.read()) {
                     Ok(records) => {

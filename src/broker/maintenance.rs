@@ -71,21 +71,7 @@ impl Broker {
                 let removal = if c.delete { s.log.enforce_retention(now, c.retention_ms, c.retention_bytes) } else { Default::default() };
                 let start = s.log.start_offset();
                 s.producers.forget_before(start);
-                s.txns.forget_before(start);
-                let plan = if c.compact {
-                    let settled = crate::log::batches::Settled {
-                        last_stable_offset: s.last_stable_offset(),
-                        aborted: s
-                            .txns
-                            .aborted_between(0, i64::MAX)
-                            .iter()
-                            .map(|a| (a.producer_id, a.first_offset, a.last_offset))
-                            .collect(),
-                    };
-                    s.log.begin_compaction(now, c.delete_retention_ms, settled)
-                } else {
-                    Ok(None)
-                };
+                let plan = if c.compact { s.log.begin_compaction(now, c.delete_retention_ms) } else { Ok(None) };
                 let storage = s.log.storage();
                 let work = s.log.take_flush_work();
                 drop(s);

@@ -5,7 +5,6 @@ pub mod catalog;
 pub mod partition;
 pub mod producer;
 pub mod topic_config;
-pub mod txns;
 
 mod admin;
 mod configs;
@@ -204,12 +203,10 @@ impl Broker {
         let dir = partition_dir(id, index);
         let storage = self.data.storage(&dir).map_err(|e| LogError::Io { what: dir.clone(), source: e })?;
         let mut producers = ProducerTable::default();
-        let mut txns = txns::PartitionTxns::default();
-        let log = BatchLog::open(&format!("{topic}-{index}"), storage, batch_config(cfg), |h, bytes| {
+        let log = BatchLog::open(&format!("{topic}-{index}"), storage, batch_config(cfg), |h, _| {
             producers.record(h, h.base_offset, h.max_timestamp);
-            txns.observe(h, bytes);
         })?;
-        Ok(Partition::new(index, log, producers, txns, crate::clock::now_ms()))
+        Ok(Partition::new(index, log, producers, crate::clock::now_ms()))
     }
 
     /// Writes a catalog entry and makes it durable (blocking: call it on a blocking thread).

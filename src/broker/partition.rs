@@ -10,7 +10,6 @@ use tokio::sync::Notify;
 
 use super::producer::{ProducerTable, Verdict};
 use super::topic_config::TopicConfig;
-use super::txns::PartitionTxns;
 use crate::batch::{self, BatchHeader, Marker};
 use crate::error::ErrorCode;
 use crate::log::batches::BatchLog;
@@ -23,8 +22,6 @@ pub const LEADER_EPOCH: i32 = 0;
 pub struct PartitionState {
     pub log: BatchLog,
     pub producers: ProducerTable,
-    /// Open transactions, the aborted index, the last stable offset.
-    pub txns: PartitionTxns,
     /// When the log was last synced (ms), for `flush.ms`.
     pub last_flush_ms: i64,
 }
@@ -32,7 +29,7 @@ pub struct PartitionState {
 impl PartitionState {
     /// The last stable offset (read_committed consumers read up to it).
     pub fn last_stable_offset(&self) -> i64 {
-        self.txns.last_stable_offset(self.log.next_offset())
+        self.log.last_stable_offset()
     }
 }
 
@@ -79,10 +76,10 @@ fn flush_in_background(work: crate::log::batches::FlushWork) {
 
 impl Partition {
     /// A partition over an opened log, with the producer state its last segment held.
-    pub fn new(index: i32, log: BatchLog, producers: ProducerTable, txns: PartitionTxns, now_ms: i64) -> Self {
+    pub fn new(index: i32, log: BatchLog, producers: ProducerTable, now_ms: i64) -> Self {
         Partition {
             index,
-            state: Mutex::new(PartitionState { log, producers, txns, last_flush_ms: now_ms }),
+            state: Mutex::new(PartitionState { log, producers, last_flush_ms: now_ms }),
             waiters: Mutex::new(Vec::new()),
             transactional: std::sync::atomic::AtomicBool::new(false),
         }
@@ -131,7 +128,7 @@ impl Partition {
                 message: format!("producer {} epoch {} is older than {epoch}", h.producer_id, h.producer_epoch),
             });
         }
-        if !h.is_transactional() && h.has_producer_id() && state.txns.open_of(h.producer_id).is_some() {
+        if !h.is_transactional() && h.has_producer_id() && state.log.txns().open_of(h.producer_id).is_some() {
             return Err(AppendError {
                 code: ErrorCode::INVALID_TXN_STATE,
                 message: format!("producer {} has a transaction open on this partition", h.producer_id),
@@ -192,7 +189,6 @@ impl Partition {
             state.last_flush_ms = now_ms;
         }
         state.producers.record(&stored, base, stored.max_timestamp);
-        state.txns.observe(&stored, &bytes);
         let log_start = state.log.start_offset();
         let work = if rolled { state.log.take_flush_work() } else { None };
         drop(state);

@@ -22,14 +22,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::LogError;
 use super::segments::{self, Compaction, Framing, Parsed, Segment, Segments};
 use super::storage::{Storage, StorageFile};
+use super::txns::{OpenTxn, PartitionTxns, SegmentTxns};
 use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 
 /// Bytes between sparse index entries.
 const INDEX_INTERVAL: u64 = 4096;
 /// The file holding the log start offset moved by DeleteRecords.
 const LOG_START_FILE: &str = "log-start-offset";
-/// Present in a partition that has been part of a transaction: its every segment is walked
-/// at open, so the transactions in it (open ones, the aborted index) are rebuilt whole.
+/// Present in a partition that has been part of a transaction: its sealed segments get
+/// transaction files (`<base>.txnindex`, [`SegmentTxns`]), and at open a segment without a
+/// matching one is walked, so the transactions (open ones, the aborted index) come back whole.
 const TRANSACTIONAL_FILE: &str = "transactional";
 
 /// Marks a partition's log as holding transactional batches (before the first can be
@@ -57,11 +59,14 @@ pub(crate) struct BatchMeta {
     last_offset: i64,
     max_timestamp: i64,
     bytes_since_index: u64,
+    /// Of a sealed segment of a transactional log: the transactions open at its end (what a
+    /// compaction ending with it writes into its transaction file). `None`: none were.
+    open_at_end: Option<Arc<Vec<(i64, OpenTxn)>>>,
 }
 
 impl BatchMeta {
     fn empty(base: i64) -> Self {
-        BatchMeta { index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL }
+        BatchMeta { index: Vec::new(), last_offset: base - 1, max_timestamp: -1, bytes_since_index: INDEX_INTERVAL, open_at_end: None }
     }
 
     /// Records a batch at `pos` in the index and the segment's bounds.
@@ -115,6 +120,10 @@ fn index_name(base: i64) -> String {
     format!("{base:020}.index")
 }
 
+fn txn_index_name(base: i64) -> String {
+    format!("{base:020}.txnindex")
+}
+
 /// One partition's log.
 #[derive(Debug)]
 pub struct BatchLog {
@@ -130,9 +139,16 @@ pub struct BatchLog {
     /// The log start offset last written to its file (writes happen outside the partition's
     /// lock, one at a time, never moving it back).
     start_written: Arc<std::sync::Mutex<i64>>,
+    /// The transactions the log holds.
+    txns: PartitionTxns,
+    /// The log holds transactional batches (its sealed segments get transaction files).
+    transactional: bool,
+    /// The base of the last segment removed from the front, whose transaction file stays: the
+    /// transactions open where the log now starts, for a walk of its first segment.
+    txn_start_file: Option<i64>,
 }
 
-/// A sealed segment whose sync, index file and recovery point are owed.
+/// A sealed segment whose sync, index file(s) and recovery point are owed.
 #[derive(Debug, Clone)]
 struct Sealed {
     base: i64,
@@ -141,6 +157,8 @@ struct Sealed {
     size: u64,
     /// The base of the segment after it.
     next_base: i64,
+    /// Its transaction file, in a transactional log.
+    txns: Option<SegmentTxns>,
 }
 
 /// The sealed segments a log owes work for, shared between the log (under its partition's
@@ -176,6 +194,9 @@ impl FlushWork {
         for s in &todo {
             s.file.sync()?;
             write_index(&*self.storage, s.base, &s.meta, s.size)?;
+            if let Some(t) = &s.txns {
+                write_txn_index(&*self.storage, s.base, t)?;
+            }
         }
         self.storage.sync_dir()?;
         if let Some(last) = todo.last() {
@@ -209,16 +230,25 @@ impl SyncPlan {
 #[must_use = "the removed segments' files are still on disk until the removal runs"]
 pub struct Removal {
     storage: Option<Arc<dyn Storage>>,
+    segments: usize,
     files: Vec<String>,
+    /// The transaction file the last segment removed leaves behind, written first.
+    start_txns: Option<(String, Vec<u8>)>,
     /// The new log start offset, written before any file goes.
     start: Option<i64>,
     start_written: Option<Arc<std::sync::Mutex<i64>>>,
 }
 
 impl Removal {
+    /// A segment's files go with the removal.
+    fn take(&mut self, name: String, base: i64) {
+        self.segments += 1;
+        self.files.extend([name, index_name(base)]);
+    }
+
     /// How many segments went.
     pub fn segments(&self) -> usize {
-        self.files.len() / 2
+        self.segments
     }
 
     /// Writes the new log start offset, removes the files, syncs the directory. Blocking I/O.
@@ -232,6 +262,9 @@ impl Removal {
                 segments::write_number(&*storage, LOG_START_FILE, start)?;
                 *written = start;
             }
+        }
+        if let Some((name, bytes)) = &self.start_txns {
+            write_whole(&*storage, name, bytes)?;
         }
         for name in &self.files {
             storage.remove(name)?;
@@ -332,26 +365,22 @@ impl TimestampPlan {
 
 /// What compaction must know of a partition's transactions: nothing at or past the last
 /// stable offset is compacted (its transactions are undecided), and the batches of aborted
-/// transactions — `(producer id, first offset, marker offset)` — are dropped rather than
-/// allowed to supersede committed records. Control batches (markers) are always kept.
+/// transactions are dropped rather than allowed to supersede committed records. Control
+/// batches (markers) are always kept.
 #[derive(Debug, Clone)]
-pub struct Settled {
-    pub last_stable_offset: i64,
-    pub aborted: Vec<(i64, i64, i64)>,
-}
-
-impl Default for Settled {
-    /// A log without transactions.
-    fn default() -> Self {
-        Settled { last_stable_offset: i64::MAX, aborted: Vec::new() }
-    }
+struct Settled {
+    last_stable_offset: i64,
+    aborted: Vec<super::txns::AbortedTxn>,
 }
 
 impl Settled {
     fn aborted(&self, h: &BatchHeader) -> bool {
         h.is_transactional()
             && !h.is_control()
-            && self.aborted.iter().any(|(pid, first, last)| *pid == h.producer_id && h.base_offset >= *first && h.base_offset < *last)
+            && self
+                .aborted
+                .iter()
+                .any(|a| a.producer_id == h.producer_id && h.base_offset >= a.first_offset && h.base_offset < a.last_offset)
     }
 }
 
@@ -370,6 +399,10 @@ pub struct CompactionPlan {
     now: i64,
     delete_retention_ms: i64,
     settled: Settled,
+    /// In a transactional log, the compacted segment's transaction file, its size to be filled
+    /// in (compaction keeps every marker, so the aborted transactions are those of the inputs,
+    /// and the open ones at its end those at the last input's end).
+    txns: Option<SegmentTxns>,
 }
 
 /// A compacted segment written and sealed, ready to swap in.
@@ -379,6 +412,7 @@ pub struct CompactedSegment {
     meta: BatchMeta,
     size: u64,
     inputs: usize,
+    txns: Option<SegmentTxns>,
 }
 
 impl CompactionPlan {
@@ -425,6 +459,7 @@ impl CompactionPlan {
         let first = self.inputs[0].0;
         let c = Compaction::begin(&self.storage, first, self.end).map_err(err)?;
         let mut meta = BatchMeta::empty(first);
+        meta.open_at_end = self.txns.as_ref().map(|t| Arc::new(t.open.clone()));
         let mut size = 0u64;
         let mut copy = || -> Result<(), LogError> {
             for (_, file, in_size) in &self.inputs {
@@ -458,7 +493,8 @@ impl CompactionPlan {
             c.abandon();
             return Err(e);
         }
-        Ok(Some(CompactedSegment { c, meta, size, inputs: self.inputs.len() }))
+        let txns = self.txns.map(|t| SegmentTxns { size, ..t });
+        Ok(Some(CompactedSegment { c, meta, size, inputs: self.inputs.len(), txns }))
     }
 }
 
@@ -468,28 +504,33 @@ fn segments_file(base: i64) -> String {
 
 impl CompactedSegment {
     /// The last step, outside the lock: old files go, the new segment takes its name and gets
-    /// its index file.
+    /// its index file (and transaction file).
     pub fn finish(self, old: Vec<String>, storage: &Arc<dyn Storage>) -> io::Result<usize> {
         let base = self.c.first();
         let mut doomed = old.clone();
         for name in &old {
             if let Some(n) = crate::log::SegmentName::parse(name) {
                 doomed.push(index_name(n.base));
+                doomed.push(txn_index_name(n.base));
             }
         }
-        let (meta, size, inputs) = (self.meta.clone(), self.size, self.inputs);
+        let (meta, size, inputs, txns) = (self.meta.clone(), self.size, self.inputs, self.txns.clone());
         self.c.finish(&doomed)?;
         write_index(&**storage, base, &meta, size)?;
+        if let Some(t) = &txns {
+            write_txn_index(&**storage, base, t)?;
+        }
         Ok(inputs)
     }
 }
 
 impl BatchLog {
     /// Opens (or creates) a partition log. Segments before the recovery point with a valid
-    /// index file are trusted as they are; the others are walked (CRC-checked), and a torn tail
+    /// index file (and, in a log marked with [`mark_transactional`], a transaction file that
+    /// matches) are trusted as they are; the others are walked (CRC-checked), and a torn tail
     /// cut (see the engine's recovery rules). `each` sees the header and bytes of every batch
-    /// walked, in order (to rebuild producer and transaction state); a log marked with
-    /// [`mark_transactional`] has every segment walked, the others only what may be unsynced.
+    /// walked, in order (to rebuild producer state); the log's transactions are rebuilt from
+    /// the transaction files and the walked batches.
     pub fn open(
         name: &str,
         storage: Arc<dyn Storage>,
@@ -503,7 +544,9 @@ impl BatchLog {
         // sealed segment was synced if it has its index file (the flush writes the index after
         // the sync): those are trusted, the others walked leniently.
         let has_point = segments::has_recovery_point(&*storage).map_err(err)?;
-        let walk_all = segments::read_number(&*storage, TRANSACTIONAL_FILE).map_err(err)?.is_some();
+        let transactional = segments::read_number(&*storage, TRANSACTIONAL_FILE).map_err(err)?.is_some();
+        let mut txns = PartitionTxns::default();
+        let txn_start_file = if transactional { take_start_txns(&*storage, &names, &mut txns).map_err(err)? } else { None };
         let recovery_point = if has_point { segments::recovery_point(&*storage, &names).map_err(err)? } else { i64::MAX };
         let mut segs = Segments::new(name, storage.clone());
         let mut next = 0i64;
@@ -521,23 +564,59 @@ impl BatchLog {
                 });
             }
             let last = i + 1 == names.len();
-            let indexed =
-                if base >= recovery_point || last || walk_all { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
+            let mut indexed = if base >= recovery_point || last { None } else { load_index(&*storage, base, &seg_name).map_err(err)? };
             let lenient = base >= recovery_point || last || indexed.is_none() && !has_point;
+            if transactional && let Some(s) = &mut indexed {
+                // the transaction file must be there and match the segment, else the segment is walked
+                let end = seg_id.end.or_else(|| names.get(i + 1).map(|n| n.base));
+                match load_txn_index(&*storage, base).map_err(err)? {
+                    Some(t) if t.size == s.size && Some(t.end) == end => {
+                        txns.take_segment(&t);
+                        s.meta.open_at_end = Some(Arc::new(t.open));
+                    }
+                    _ => indexed = None,
+                }
+            }
             let (segment, cut) = match indexed {
                 Some(s) => (s, false),
                 None => {
                     let mut meta = BatchMeta::empty(base);
+                    let mut walked = txns.clone();
                     let r = segs.recover::<BatchFraming>(seg_id, lenient, |pos, h, bytes| {
                         meta.note(pos, &h);
+                        walked.observe(&h, bytes);
                         each(&h, bytes);
                     })?;
                     if !last && !r.cut {
+                        let end = seg_id.end.unwrap_or(meta.last_offset + 1).max(base);
+                        // a transaction file that matches the segment as walked is used rather
+                        // than the walk: it knows the transactions whose batches compaction
+                        // dropped (a walk sees their markers only)
+                        let file = if transactional { load_txn_index(&*storage, base).map_err(err)? } else { None };
+                        let file = file.filter(|t| t.size == r.size && t.end == end);
+                        let has_file = file.is_some();
+                        let t = match file {
+                            Some(t) => {
+                                txns.take_segment(&t);
+                                Some(t)
+                            }
+                            None => {
+                                txns = walked;
+                                transactional.then(|| txns.segment(base, end, r.size))
+                            }
+                        };
+                        meta.open_at_end = t.as_ref().map(|t| Arc::new(t.open.clone()));
                         // derived data: without it (a full disk, say) the next open walks the
                         // segment again; it must not keep the log from opening
-                        if let Err(e) = write_index(&*storage, base, &meta, r.size) {
-                            tracing::warn!(partition = name, segment = seg_name.as_str(), "cannot write the segment's index file: {e}");
+                        let written = write_index(&*storage, base, &meta, r.size).and_then(|()| match &t {
+                            Some(t) if !has_file => write_txn_index(&*storage, base, t),
+                            _ => Ok(()),
+                        });
+                        if let Err(e) = written {
+                            tracing::warn!(partition = name, segment = seg_name.as_str(), "cannot write the segment's index files: {e}");
                         }
+                    } else {
+                        txns = walked;
                     }
                     (Segment { name: seg_name, file: r.file, size: r.size, sealed: !last && !r.cut, meta }, r.cut)
                 }
@@ -563,9 +642,13 @@ impl BatchLog {
             unflushed: 0,
             owed: Arc::default(),
             start_written: Arc::new(std::sync::Mutex::new(start)),
+            txns,
+            transactional,
+            txn_start_file,
         };
+        log.txns.forget_before(start);
         // a removal that wrote the new start offset but crashed before its files went
-        if log.segs.map.first_key_value().is_some_and(|(_, s)| s.sealed && s.meta.last_offset < start) {
+        if !log.sealed_below(start).is_empty() {
             log.drop_segments_below(start).map_err(err)?;
         }
         if log.segs.map.is_empty() {
@@ -583,9 +666,13 @@ impl BatchLog {
         if seg.size == 0 {
             return Ok(());
         }
-        let (meta, size) = (seg.meta.clone(), seg.size);
+        let size = seg.size;
+        let txns = self.transactional.then(|| self.txns.segment(base, self.next, size));
+        let active = self.segs.map.last_entry().expect("segment").into_mut();
+        active.meta.open_at_end = txns.as_ref().map(|t| Arc::new(t.open.clone()));
+        let meta = active.meta.clone();
         let file = self.segs.seal_active();
-        self.owed.sealed().push(Sealed { base, file, meta, size, next_base: self.next });
+        self.owed.sealed().push(Sealed { base, file, meta, size, next_base: self.next, txns });
         self.unflushed = 0;
         self.segs.start_segment(self.next, BatchMeta::empty(self.next))
     }
@@ -618,6 +705,8 @@ impl BatchLog {
             self.unflushed -= 1;
             return Err(e);
         }
+        self.txns.observe(h, batch);
+        self.transactional |= h.is_transactional();
         Ok(rolled)
     }
 
@@ -674,6 +763,18 @@ impl BatchLog {
         self.segs.map.values().map(|s| s.size).sum()
     }
 
+    /// The transactions the log holds: open ones, the aborted index.
+    pub fn txns(&self) -> &PartitionTxns {
+        &self.txns
+    }
+
+    /// The last stable offset (read_committed consumers read up to it): never below the log
+    /// start offset, as in Kafka (a transaction whose first batches retention or
+    /// DeleteRecords removed holds back nothing before the start).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns.last_stable_offset(self.next).max(self.start)
+    }
+
     /// Plans a read of whole batches from the one holding `offset` (no I/O: do it with
     /// [`ReadPlan::read`] once the partition's lock is released). `None` past the end.
     pub fn read_plan(&self, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadPlan> {
@@ -725,34 +826,65 @@ impl BatchLog {
             return removal;
         }
         self.start = offset;
+        self.txns.forget_before(offset);
         removal.start = Some(offset);
-        let doomed: Vec<i64> = self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
-        for base in doomed {
+        let doomed = self.sealed_below(offset);
+        removal.start_txns = self.start_txns_file(&doomed);
+        for &base in &doomed {
             if let Some(seg) = self.segs.map.remove(&base) {
-                removal.files.push(seg.name);
-                removal.files.push(index_name(base));
+                removal.take(seg.name, base);
             }
             self.owed.sealed().retain(|s| s.base != base);
         }
+        removal.files.extend(self.txn_files_going(&doomed));
         removal.storage = Some(self.storage.clone());
         removal.start_written = Some(self.start_written.clone());
         removal
     }
 
+    /// The sealed segments that end at or before `offset` (a segment ends where the next one
+    /// starts: compaction may have left no record at the end of its range).
+    fn sealed_below(&self, offset: i64) -> Vec<i64> {
+        let bases: Vec<(i64, bool)> = self.segs.map.iter().map(|(b, s)| (*b, s.sealed)).collect();
+        bases.windows(2).take_while(|w| w[1].0 <= offset).filter(|w| w[0].1).map(|w| w[0].0).collect()
+    }
+
     fn drop_segments_below(&mut self, offset: i64) -> io::Result<()> {
-        let doomed: Vec<i64> = self.segs.map.iter().filter(|(_, s)| s.sealed && s.meta.last_offset < offset).map(|(b, _)| *b).collect();
-        for base in doomed {
-            self.remove_segment(base)?;
+        let doomed = self.sealed_below(offset);
+        if let Some((name, bytes)) = self.start_txns_file(&doomed) {
+            write_whole(&*self.storage, &name, &bytes)?;
+        }
+        for &base in &doomed {
+            if let Some(seg) = self.segs.map.remove(&base) {
+                self.storage.remove(&seg.name)?;
+            }
+            self.owed.sealed().retain(|s| s.base != base);
+            self.storage.remove(&index_name(base))?;
+        }
+        for name in self.txn_files_going(&doomed) {
+            self.storage.remove(&name)?;
         }
         self.storage.sync_dir()
     }
 
-    fn remove_segment(&mut self, base: i64) -> io::Result<()> {
-        if let Some(seg) = self.segs.map.remove(&base) {
-            self.storage.remove(&seg.name)?;
-        }
-        self.owed.sealed().retain(|s| s.base != base);
-        self.storage.remove(&index_name(base))
+    /// Of segments about to be removed from the front (still in the map): the transaction
+    /// file the last of them leaves behind (see `txn_start_file`), written from memory, since its
+    /// flush may not have run: the transactions open at its end.
+    fn start_txns_file(&self, removing: &[i64]) -> Option<(String, Vec<u8>)> {
+        let last = *removing.iter().max()?;
+        let seg = self.segs.map.get(&last).filter(|_| self.transactional)?;
+        let end = self.segs.map.range(last + 1..).next().map_or(seg.meta.last_offset + 1, |(b, _)| *b);
+        let open = seg.meta.open_at_end.as_deref().cloned().unwrap_or_default();
+        Some((txn_index_name(last), SegmentTxns { size: seg.size, end, aborted: Vec::new(), open }.encode()))
+    }
+
+    /// The transaction files that go with segments removed from the front: all but the last
+    /// one's, which stays (see `txn_start_file`) in place of the one that stayed before.
+    fn txn_files_going(&mut self, removed: &[i64]) -> Vec<String> {
+        let Some(&last) = removed.iter().max() else { return Vec::new() };
+        let mut going: Vec<String> = removed.iter().filter(|b| **b != last).map(|b| txn_index_name(*b)).collect();
+        going.extend(self.txn_start_file.replace(last).filter(|b| *b != last).map(txn_index_name));
+        going
     }
 
     /// Applies retention: takes out sealed segments older than `retention_ms`, and the oldest
@@ -760,6 +892,7 @@ impl BatchLog {
     /// offset past them. No I/O: their files go when the returned [`Removal`] runs.
     pub fn enforce_retention(&mut self, now: i64, retention_ms: i64, retention_bytes: i64) -> Removal {
         let mut removal = Removal::default();
+        let mut doomed = Vec::new();
         loop {
             let total = self.size_bytes();
             let Some((&base, oldest)) = self.segs.map.first_key_value() else { break };
@@ -771,17 +904,23 @@ impl BatchLog {
             if !(too_old || too_big) {
                 break;
             }
-            let next_start = oldest.meta.last_offset + 1;
+            // its end, not its last offset + 1: compaction may have emptied its tail
+            let next_start = self.segs.map.range(base + 1..).next().map_or(oldest.meta.last_offset + 1, |(b, _)| *b);
+            if let Some(f) = self.start_txns_file(&[base]) {
+                removal.start_txns = Some(f);
+            }
             if let Some(seg) = self.segs.map.remove(&base) {
-                removal.files.push(seg.name);
-                removal.files.push(index_name(base));
+                removal.take(seg.name, base);
+                doomed.push(base);
             }
             self.owed.sealed().retain(|s| s.base != base);
             if next_start > self.start {
                 self.start = next_start;
+                self.txns.forget_before(next_start);
                 removal.start = Some(next_start);
             }
         }
+        removal.files.extend(self.txn_files_going(&doomed));
         if !removal.files.is_empty() {
             removal.storage = Some(self.storage.clone());
             removal.start_written = Some(self.start_written.clone());
@@ -799,12 +938,13 @@ impl BatchLog {
     /// active segment and plans the rewrite of every sealed segment. `None` when there is
     /// nothing to compact. Then [`CompactionPlan::write`] (outside the lock),
     /// [`BatchLog::swap_compacted`] (under it) and [`CompactedSegment::finish`] (outside).
-    pub fn begin_compaction(&mut self, now: i64, delete_retention_ms: i64, settled: Settled) -> io::Result<Option<CompactionPlan>> {
+    pub fn begin_compaction(&mut self, now: i64, delete_retention_ms: i64) -> io::Result<Option<CompactionPlan>> {
         let sealed = self.segs.map.values().filter(|s| s.sealed).count();
         if sealed < 2 && self.segs.map.len() < 2 {
             return Ok(None);
         }
         self.roll()?;
+        let settled = Settled { last_stable_offset: self.last_stable_offset(), aborted: self.txns.aborted_between(i64::MIN, i64::MAX) };
         let (&end, _) = self.segs.active();
         // only segments wholly below the last stable offset: their transactions are decided
         let inputs: Vec<(i64, Arc<dyn StorageFile>, u64)> = self
@@ -818,8 +958,13 @@ impl BatchLog {
         if inputs.is_empty() {
             return Ok(None);
         }
-        let end = self.segs.map.range(inputs.last().expect("one").0 + 1..).next().map_or(end, |(b, _)| *b);
+        let last = inputs.last().expect("one").0;
+        let end = self.segs.map.range(last + 1..).next().map_or(end, |(b, _)| *b);
         let newer = self.segs.map.range(end..).map(|(b, s)| (*b, s.file.clone(), s.size)).collect();
+        let txns = self.transactional.then(|| {
+            let open = self.segs.map.get(&last).and_then(|s| s.meta.open_at_end.clone());
+            SegmentTxns { open: open.map(|o| o.to_vec()).unwrap_or_default(), ..self.txns.segment(inputs[0].0, end, 0) }
+        });
         Ok(Some(CompactionPlan {
             name: self.name.clone(),
             storage: self.storage.clone(),
@@ -829,6 +974,7 @@ impl BatchLog {
             now,
             delete_retention_ms,
             settled,
+            txns,
         }))
     }
 
@@ -845,7 +991,7 @@ impl BatchLog {
     pub fn compact(&mut self, now: i64, delete_retention_ms: i64) -> Result<usize, LogError> {
         let name = self.name.clone();
         let err = |e: io::Error| LogError::Io { what: format!("compacting partition {name}"), source: e };
-        let Some(plan) = self.begin_compaction(now, delete_retention_ms, Settled::default()).map_err(err)? else { return Ok(0) };
+        let Some(plan) = self.begin_compaction(now, delete_retention_ms).map_err(err)? else { return Ok(0) };
         let Some(done) = plan.write()? else { return Ok(0) };
         let old = self.swap_compacted(&done);
         let storage = self.storage.clone();
@@ -907,6 +1053,50 @@ fn compact_batch(b: &Bytes, newest: &HashMap<Bytes, i64>, now: i64, delete_reten
     Some(out.freeze())
 }
 
+/// Writes a derived file whole: to a temporary name, synced, renamed.
+fn write_whole(storage: &dyn Storage, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    storage.remove(&tmp)?;
+    let f = storage.open(&tmp, true)?;
+    f.append(bytes)?;
+    f.sync()?;
+    storage.rename(&tmp, name)
+}
+
+/// A segment's transaction file ([`SegmentTxns`]).
+fn write_txn_index(storage: &dyn Storage, base: i64, t: &SegmentTxns) -> io::Result<()> {
+    write_whole(storage, &txn_index_name(base), &t.encode())
+}
+
+/// At open: the transaction file of the last segment removed from the front (one ending where
+/// the first segment begins) gives the transactions open there; older ones go. Returns its base.
+fn take_start_txns(storage: &dyn Storage, names: &[crate::log::SegmentName], txns: &mut PartitionTxns) -> io::Result<Option<i64>> {
+    let Some(first) = names.first().map(|n| n.base) else { return Ok(None) };
+    let mut older: Vec<i64> =
+        storage.list()?.iter().filter_map(|n| n.strip_suffix(".txnindex")?.parse().ok()).filter(|b| *b < first).collect();
+    older.sort_unstable();
+    let mut kept = None;
+    if let Some(&last) = older.last()
+        && let Some(t) = load_txn_index(storage, last)?
+        && t.end == first
+    {
+        txns.take_segment(&t);
+        kept = Some(last);
+    }
+    for b in older.into_iter().filter(|b| Some(*b) != kept) {
+        storage.remove(&txn_index_name(b))?;
+    }
+    Ok(kept)
+}
+
+/// A segment's transaction file, if it is there and whole.
+fn load_txn_index(storage: &dyn Storage, base: i64) -> io::Result<Option<SegmentTxns>> {
+    let Ok(f) = storage.open(&txn_index_name(base), false) else { return Ok(None) };
+    let mut b = vec![0u8; f.len()? as usize];
+    f.read_at(0, &mut b)?;
+    Ok(SegmentTxns::decode(&b))
+}
+
 /// Index file: `i64 last_offset, i64 max_timestamp, u64 size`, then `(i64 offset, u32 pos)`
 /// pairs, then a CRC-32C of all of it. Written to a temporary name, synced, renamed.
 fn write_index(storage: &dyn Storage, base: i64, meta: &BatchMeta, size: u64) -> io::Result<()> {
@@ -920,13 +1110,7 @@ fn write_index(storage: &dyn Storage, base: i64, meta: &BatchMeta, size: u64) ->
     }
     let crc = crc32c::crc32c(&b);
     b.put_u32(crc);
-    let name = index_name(base);
-    let tmp = format!("{name}.tmp");
-    storage.remove(&tmp)?;
-    let f = storage.open(&tmp, true)?;
-    f.append(&b)?;
-    f.sync()?;
-    storage.rename(&tmp, &name)
+    write_whole(storage, &index_name(base), &b)
 }
 
 /// A sealed segment from its index file, if the file is there, whole, and matches the segment.
@@ -961,6 +1145,7 @@ fn load_index(storage: &dyn Storage, base: i64, seg_name: &str) -> io::Result<Op
             last_offset: i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
             max_timestamp: i64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
             bytes_since_index: 0,
+            open_at_end: None,
         },
     }))
 }
@@ -1347,8 +1532,10 @@ mod tests {
         let open_from = put(&mut log, "c", "1", Some(9)); // undecided: the last stable offset
         put(&mut log, "c", "0", None);
         log.seal_active().unwrap();
-        let settled = Settled { last_stable_offset: open_from, aborted: vec![(7, 1, abort)] };
-        let plan = log.begin_compaction(0, 0, settled).unwrap().unwrap();
+        assert_eq!(log.last_stable_offset(), open_from);
+        let aborted = super::super::txns::AbortedTxn { producer_id: 7, first_offset: 1, last_offset: abort };
+        assert_eq!(log.txns().aborted_between(0, i64::MAX), vec![aborted]);
+        let plan = log.begin_compaction(0, 0).unwrap().unwrap();
         let done = plan.write().unwrap().unwrap();
         let old = log.swap_compacted(&done);
         let storage = log.storage();
@@ -1360,5 +1547,201 @@ mod tests {
         assert_eq!(pairs, vec![("a", "1"), ("b", "2"), ("c", "1"), ("c", "0")]);
         let reopened = BatchLog::open("p", Arc::new(mem), config(200), |_, _| {}).unwrap();
         assert_eq!(reopened.next_offset(), log.next_offset());
+    }
+
+    /// One step of a transactional partition's life, for the transaction-file tests.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A transactional record of producer `pid` (opens or continues its transaction).
+        Txn(i64),
+        /// A COMMIT or ABORT marker of `pid`.
+        End(i64, bool),
+        /// A plain record.
+        Plain,
+        /// A flush of what rolls left owed (the background flush ran).
+        Flush,
+        /// Compaction (begin, write, swap, finish).
+        Compact,
+        /// DeleteRecords up to `n`% of the way to the high watermark.
+        DeleteTo(u8),
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        let step = prop_oneof![
+            6 => (1i64..5).prop_map(Step::Txn),
+            3 => ((1i64..5), any::<bool>()).prop_map(|(p, c)| Step::End(p, c)),
+            3 => Just(Step::Plain),
+            2 => Just(Step::Flush),
+            1 => Just(Step::Compact),
+            1 => (0u8..60).prop_map(Step::DeleteTo),
+        ];
+        proptest::collection::vec(step, 1..120)
+    }
+
+    /// Runs the steps on a new transactional log of small segments; flushes at the end.
+    fn transactional_log(mem: &MemoryStorage, steps: &[Step]) -> BatchLog {
+        let storage: Arc<dyn Storage> = Arc::new(mem.clone());
+        mark_transactional(&*storage).unwrap();
+        let mut log = BatchLog::open("p", storage.clone(), config(300), |_, _| {}).unwrap();
+        let mut n = 0;
+        for step in steps {
+            n += 1;
+            match step {
+                Step::Txn(pid) => drop(put(&mut log, &format!("k{}", n % 7), &n.to_string(), Some(*pid))),
+                Step::End(pid, commit) => drop(marker(&mut log, *pid, *commit)),
+                Step::Plain => drop(put(&mut log, &format!("k{}", n % 7), &n.to_string(), None)),
+                Step::Flush => {
+                    if let Some(w) = log.take_flush_work() {
+                        w.run().unwrap();
+                    }
+                }
+                Step::Compact => {
+                    if let Some(plan) = log.begin_compaction(0, i64::MAX).unwrap()
+                        && let Some(done) = plan.write().unwrap()
+                    {
+                        let old = log.swap_compacted(&done);
+                        done.finish(old, &storage).unwrap();
+                    }
+                }
+                Step::DeleteTo(pct) => {
+                    let to = log.next_offset() * i64::from(*pct) / 100;
+                    log.delete_before(to).run().unwrap();
+                }
+            }
+        }
+        if let Some(w) = log.take_flush_work() {
+            w.run().unwrap();
+        }
+        log.sync().unwrap();
+        log
+    }
+
+    /// Reopens `mem`; returns the log and the offsets of the batches start-up walked.
+    fn reopen(mem: &MemoryStorage) -> (BatchLog, Vec<i64>) {
+        let mut walked = Vec::new();
+        let log = BatchLog::open("p", Arc::new(mem.clone()), config(300), |h, _| walked.push(h.base_offset)).unwrap();
+        (log, walked)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Start-up takes the sealed segments' transactions from their files (walking only the
+        /// last segment) and ends with the state the log had; with a transaction file gone
+        /// or damaged, it walks that segment and still ends there.
+        #[test]
+        fn transaction_files_bring_back_the_state_the_log_had(steps in steps(), victim in 0usize..64, damage in proptest::prelude::any::<bool>()) {
+            let mem = MemoryStorage::new();
+            let log = transactional_log(&mem, &steps);
+            let (again, walked) = reopen(&mem);
+            proptest::prop_assert_eq!(again.txns(), log.txns());
+            proptest::prop_assert_eq!(again.last_stable_offset(), log.last_stable_offset());
+            // (from the recovery point on, segments are walked anyway: compaction does not move it)
+            let names = crate::log::segment_names(&mem.list().unwrap());
+            let active = segments::recovery_point(&mem, &names).unwrap();
+            proptest::prop_assert!(walked.iter().all(|o| *o >= active), "walked {:?}, the recovery point is {}", walked, active);
+            // every sealed segment has its file; take one away or damage it
+            let first = *log.segs.map.first_key_value().unwrap().0;
+            let files: Vec<String> = mem.list().unwrap().into_iter().filter(|n| n.ends_with(".txnindex") && n[..20].parse::<i64>().unwrap() >= first).collect();
+            let sealed = log.segs.map.values().filter(|s| s.sealed).count();
+            proptest::prop_assert_eq!(files.len(), sealed);
+            if !files.is_empty() {
+                let name = &files[victim % files.len()];
+                let base: i64 = name.trim_end_matches(".txnindex").parse().unwrap();
+                let seg = &log.segs.map[&base];
+                if damage {
+                    let mut b = mem.bytes(name).unwrap();
+                    let at = b.len() / 2;
+                    b[at] ^= 0x40;
+                    mem.set_bytes(name, b);
+                } else {
+                    mem.remove(name).unwrap();
+                }
+                let (third, walked) = reopen(&mem);
+                proptest::prop_assert!(seg.size == 0 || walked.iter().any(|o| *o >= base && *o <= seg.meta.last_offset), "{} not walked", name);
+                proptest::prop_assert_eq!(third.last_stable_offset(), log.last_stable_offset());
+                proptest::prop_assert_eq!(third.txns().open().collect::<Vec<_>>(), log.txns().open().collect::<Vec<_>>());
+                if seg.name.contains('-') {
+                    // a compacted segment walked: the data of its aborted transactions is gone,
+                    // so their index entries (which covered nothing left) may be too
+                    let end = crate::log::SegmentName::parse(&seg.name).unwrap().end.unwrap();
+                    proptest::prop_assert_eq!(third.txns().aborted_between(end, i64::MAX), log.txns().aborted_between(end, i64::MAX));
+                } else {
+                    proptest::prop_assert_eq!(third.txns(), log.txns());
+                }
+                // ... and wrote the file again: the next start walks only the last segment
+                let (_, walked) = reopen(&mem);
+                proptest::prop_assert!(walked.iter().all(|o| *o >= active));
+            }
+        }
+    }
+
+    /// A compacted segment whose last records were dropped (an aborted transaction) ends past
+    /// its last offset; DeleteRecords into that gap keeps it, and the log opens again and again.
+    #[test]
+    fn a_start_in_a_compacted_segments_empty_tail_keeps_the_segment() {
+        use Step::*;
+        // segments of 300 bytes hold four of these batches: [plain, aborted x3] [open txn, abort ...];
+        // the open transaction keeps compaction to the first, whose tail it drops
+        let steps = [Plain, Txn(1), Txn(1), Txn(1), Txn(3), End(1, false), Compact];
+        let mem = MemoryStorage::new();
+        let mut log = transactional_log(&mem, &steps);
+        let (&first, seg) = log.segs.map.first_key_value().unwrap();
+        let end = crate::log::SegmentName::parse(&seg.name).unwrap().end.expect("a compacted segment");
+        assert!(seg.meta.last_offset + 1 < end, "the compacted segment {} ends in a gap (last offset {})", seg.name, seg.meta.last_offset);
+        let size = seg.size;
+        log.delete_before(end - 1).run().unwrap();
+        assert_eq!(log.segs.map.first_key_value().map(|(b, _)| *b), Some(first), "the segment holding the new start stays");
+        for _ in 0..2 {
+            let (again, _) = reopen(&mem);
+            assert_eq!((again.start_offset(), again.next_offset()), (end - 1, log.next_offset()));
+            assert_eq!(again.segs.map.first_key_value().map(|(b, _)| *b), Some(first));
+        }
+        // retention that takes the segment moves the start to its end, where the next begins
+        let mut again = reopen(&mem).0;
+        let removal = again.enforce_retention(0, -1, (again.size_bytes() - size) as i64);
+        assert!(removal.segments() >= 1);
+        removal.run().unwrap();
+        assert_eq!(again.start_offset(), *again.segs.map.first_key_value().unwrap().0);
+        let (third, _) = reopen(&mem);
+        assert_eq!(third.start_offset(), again.start_offset());
+    }
+
+    /// Retention takes a segment's transaction file with it, and the index forgets the
+    /// transactions aborted wholly below the new start.
+    #[test]
+    fn retention_removes_transaction_files_with_their_segments() {
+        let mem = MemoryStorage::new();
+        let mut steps = Vec::new();
+        for pid in 1..=6 {
+            steps.extend([Step::Txn(pid), Step::Txn(pid), Step::End(pid, pid % 2 == 0), Step::Plain]);
+        }
+        let mut log = transactional_log(&mem, &steps);
+        let before = log.txns().aborted_between(0, i64::MAX);
+        assert_eq!(before.len(), 3);
+        let names = |mem: &MemoryStorage| -> Vec<String> {
+            let mut v = mem.list().unwrap().into_iter().filter(|n| n.ends_with(".txnindex")).collect::<Vec<_>>();
+            v.sort();
+            v
+        };
+        assert!(names(&mem).len() >= 3, "{:?}", names(&mem));
+        let bases: Vec<i64> = log.segs.map.keys().copied().collect();
+        let removal = log.enforce_retention(0, -1, (log.size_bytes() / 2) as i64);
+        assert!(removal.segments() >= 1);
+        removal.run().unwrap();
+        // one transaction file per sealed segment left; of those that went, only the last one's
+        // (the transactions open where the log now starts)
+        let first = *log.segs.map.first_key_value().unwrap().0;
+        let last_gone = bases.iter().copied().filter(|b| *b < first).max().unwrap();
+        let mut kept: Vec<String> = log.segs.map.iter().filter(|(_, s)| s.sealed).map(|(b, _)| txn_index_name(*b)).collect();
+        kept.insert(0, txn_index_name(last_gone));
+        assert_eq!(names(&mem), kept);
+        let start = log.start_offset();
+        let after = log.txns().aborted_between(0, i64::MAX);
+        assert_eq!(after, before.iter().copied().filter(|a| a.last_offset >= start).collect::<Vec<_>>());
+        assert!(after.len() < before.len(), "the segments that went held an aborted transaction");
+        let (again, _) = reopen(&mem);
+        assert_eq!(again.txns(), log.txns());
     }
 }

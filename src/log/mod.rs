@@ -10,6 +10,8 @@
 //!   shard) and the topic metadata log — with group-commit fsync.
 //! - [`batches`]: partition logs of Kafka record batches, with a sparse offset index,
 //!   retention, DeleteRecords and compaction of user topics.
+//! - [`txns`]: a partition's transactions as its log holds them (open ones, the aborted
+//!   index, the last stable offset), and their per-segment snapshot files.
 //! - [`datadir`]: the data directory: its lock, its format version, where everything lives.
 
 pub mod batches;
@@ -17,6 +19,7 @@ pub mod datadir;
 pub mod keyed;
 pub mod segments;
 pub mod storage;
+pub mod txns;
 
 /// A storage problem.
 #[derive(Debug, thiserror::Error)]

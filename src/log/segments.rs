@@ -268,7 +268,9 @@ impl<M> Segments<M> {
         for seg in later {
             tracing::warn!(log, segment = seg.file().as_str(), "dropping a segment written after a torn tail");
             storage.remove(&seg.file()).map_err(err)?;
-            storage.remove(&format!("{:020}.index", seg.base)).map_err(err)?;
+            for derived in ["index", "txnindex"] {
+                storage.remove(&format!("{:020}.{derived}", seg.base)).map_err(err)?;
+            }
         }
         storage.sync_dir().map_err(err)
     }
@@ -447,7 +449,7 @@ impl<M> Segments<M> {
     }
 }
 
-/// Finishes a compaction that reached its `.swap` file (removes the segments and index files it
+/// Finishes a compaction that reached its `.swap` file (removes the segments and derived files it
 /// replaces, renames it), or discards one that did not (a `.compact` file), and removes
 /// temporary files (`.tmp`).
 fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
@@ -462,8 +464,8 @@ fn recover_compaction(storage: &dyn Storage) -> io::Result<()> {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable compaction file {name}")));
             };
             for other in storage.list()? {
-                let base =
-                    SegmentName::parse(&other).map(|n| n.base).or_else(|| other.strip_suffix(".index").and_then(|b| b.parse::<i64>().ok()));
+                let derived = || other.strip_suffix(".index").or_else(|| other.strip_suffix(".txnindex"))?.parse::<i64>().ok();
+                let base = SegmentName::parse(&other).map(|n| n.base).or_else(derived);
                 if base.is_some_and(|b| b >= first && b < end) {
                     storage.remove(&other)?;
                 }

@@ -305,7 +305,7 @@ pub fn describe_producers(broker: &Broker, req: DescribeProducersRequest) -> Des
                                 .with_last_sequence(last_seq)
                                 .with_last_timestamp(last_ts)
                                 .with_coordinator_epoch(0)
-                                .with_current_txn_start_offset(state.txns.open_of(pid).map_or(-1, |o| o.first_offset))
+                                .with_current_txn_start_offset(state.log.txns().open_of(pid).map_or(-1, |o| o.first_offset))
                         })
                         .collect();
                     PartitionResponse::default().with_partition_index(i).with_active_producers(producers)

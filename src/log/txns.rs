@@ -5,10 +5,17 @@
 //! Everything here is derived from the log: a transactional data batch opens (or continues)
 //! its producer's transaction, a control batch (COMMIT or ABORT marker) ends it; an ABORT
 //! ends it in the aborted index as `(producer id, first offset, marker offset)`. The same
-//! [`PartitionTxns::observe`] runs on every append and on every batch walked at start-up, so
-//! the state after a restart is the state before it.
+//! [`PartitionTxns::observe`] runs on every append and on every batch walked at start-up.
+//!
+//! So that start-up need not walk every segment, each sealed segment of a transactional log
+//! gets a [`SegmentTxns`] file beside it (`<base>.txnindex`, layout in `FORMAT.md`): the
+//! transactions aborted by a marker in the segment, and those open at its end. A start-up
+//! takes a segment from that file, or walks it when the file is missing or does not match;
+//! either way the state after a restart is the state before it.
 
 use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Buf, BufMut, BytesMut};
 
 use crate::batch::{self, BatchHeader};
 
@@ -105,6 +112,97 @@ impl PartitionTxns {
     /// Whether the partition has ever seen a transaction that is still open or in its index.
     pub fn is_empty(&self) -> bool {
         self.open.is_empty() && self.aborted.is_empty()
+    }
+
+    /// The snapshot file of a segment `[base, end)` of `size` bytes that ends where the log
+    /// ends now: its aborted transactions, and every transaction open now.
+    pub(crate) fn segment(&self, base: i64, end: i64, size: u64) -> SegmentTxns {
+        let from = self.aborted.partition_point(|a| a.last_offset < base);
+        let aborted = self.aborted.iter().skip(from).take_while(|a| a.last_offset < end).copied().collect();
+        SegmentTxns { size, end, aborted, open: self.open().collect() }
+    }
+
+    /// Takes in a segment from its snapshot file, as if it had been walked: its aborted
+    /// transactions join the index, and the open ones are those open at its end.
+    pub(crate) fn take_segment(&mut self, s: &SegmentTxns) {
+        self.aborted.extend(s.aborted.iter().copied());
+        self.open = s.open.iter().copied().collect();
+    }
+}
+
+/// What a sealed segment's transaction file holds (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentTxns {
+    /// The segment's size in bytes and its end (the next segment's base): a file that does not
+    /// match its segment (one rewritten by compaction, say) is not used.
+    pub size: u64,
+    pub end: i64,
+    /// Transactions whose ABORT marker is in the segment, in marker order.
+    pub aborted: Vec<AbortedTxn>,
+    /// Transactions open at the segment's end, by producer id.
+    pub open: Vec<(i64, OpenTxn)>,
+}
+
+/// The layout version of a transaction file.
+const SEGMENT_TXNS_VERSION: i8 = 0;
+
+impl SegmentTxns {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = BytesMut::with_capacity(29 + self.aborted.len() * 24 + self.open.len() * 34);
+        b.put_i8(SEGMENT_TXNS_VERSION);
+        b.put_u64(self.size);
+        b.put_i64(self.end);
+        b.put_u32(self.aborted.len() as u32);
+        for a in &self.aborted {
+            b.put_i64(a.producer_id);
+            b.put_i64(a.first_offset);
+            b.put_i64(a.last_offset);
+        }
+        b.put_u32(self.open.len() as u32);
+        for (pid, o) in &self.open {
+            b.put_i64(*pid);
+            b.put_i16(o.producer_epoch);
+            b.put_i64(o.first_offset);
+            b.put_i64(o.last_offset);
+            b.put_i64(o.start_timestamp);
+        }
+        let crc = crc32c::crc32c(&b);
+        b.put_u32(crc);
+        b.to_vec()
+    }
+
+    /// A file's contents, or `None` if they are not a whole, current-version file.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<SegmentTxns> {
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let mut b = body;
+        if b.remaining() < 21 || b.get_i8() != SEGMENT_TXNS_VERSION {
+            return None;
+        }
+        let (size, end) = (b.get_u64(), b.get_i64());
+        let n = b.get_u32() as usize;
+        if b.remaining() < n.checked_mul(24)? {
+            return None;
+        }
+        let aborted =
+            (0..n).map(|_| AbortedTxn { producer_id: b.get_i64(), first_offset: b.get_i64(), last_offset: b.get_i64() }).collect();
+        if b.remaining() < 4 {
+            return None;
+        }
+        let n = b.get_u32() as usize;
+        if b.remaining() != n.checked_mul(34)? {
+            return None;
+        }
+        let open = (0..n)
+            .map(|_| {
+                let pid = b.get_i64();
+                let producer_epoch = b.get_i16();
+                (pid, OpenTxn { producer_epoch, first_offset: b.get_i64(), last_offset: b.get_i64(), start_timestamp: b.get_i64() })
+            })
+            .collect();
+        Some(SegmentTxns { size, end, aborted, open })
     }
 }
 
