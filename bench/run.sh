@@ -3,7 +3,7 @@
 # machine's limit (an echo server with Kafka's framing), every scenario in one run, then
 # BENCHMARKS.md written from the results by bench/report.py.
 #
-#     bash bench/run.sh            # the full run (about ten minutes), rewrites BENCHMARKS.md
+#     bash bench/run.sh            # the full run (about 25 minutes), rewrites BENCHMARKS.md
 #     bash bench/run.sh --tiny     # every scenario once at a tiny size (CI: the code cannot
 #                                  # rot; timings are not judged), report in target/bench/
 #     bash bench/run.sh [--tiny] --only proxy[,produce,...]
