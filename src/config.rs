@@ -188,6 +188,13 @@ pub struct Config {
     /// `upstream.metadata.max.age.ms` (proxy mode): how often corral refreshes its view of the
     /// upstream cluster on its own (client Metadata requests refresh it too).
     pub upstream_metadata_max_age_ms: u64,
+    /// `proxy.cluster.name` (proxy mode, upstream store): several proxies with the same name in
+    /// front of the same upstream share the coordinator (members of the upstream group
+    /// `__corral-<name>`). Unset: one proxy serves every shard.
+    pub proxy_cluster_name: Option<String>,
+    /// `proxy.cluster.session.timeout.ms`: the session timeout of a proxy's membership in that
+    /// group (how long a dead proxy keeps its shards).
+    pub proxy_cluster_session_timeout_ms: i32,
     /// Keys the file had that corral does not know; logged once tracing is up.
     pub unknown_keys: Vec<String>,
     /// Keys the file set (DescribeConfigs reports them as STATIC_BROKER_CONFIG).
@@ -244,6 +251,8 @@ impl Default for Config {
             upstream_connect_timeout_ms: 5_000,
             upstream_response_max_bytes: 256 << 20,
             upstream_metadata_max_age_ms: 30_000,
+            proxy_cluster_name: None,
+            proxy_cluster_session_timeout_ms: 10_000,
             unknown_keys: Vec::new(),
             explicit: Default::default(),
         }
@@ -355,6 +364,8 @@ impl Config {
                 self.offsets_store_topic = t
             }
             "mirror.offsets" => self.mirror_offsets = v.bool()?,
+            "proxy.cluster.name" => self.proxy_cluster_name = Some(parse_cluster_name(&v.string()?).map_err(|m| v.err(m))?),
+            "proxy.cluster.session.timeout.ms" => self.proxy_cluster_session_timeout_ms = v.int_in(1_000, 300_000)? as i32,
             "proxy.node.ports" => self.proxy_node_ports = parse_node_ports(&v.string()?).map_err(|m| v.err(m))?,
             k if k.starts_with("proxy.node.ports.") => {
                 let id =
@@ -392,6 +403,12 @@ impl Config {
                 message: "is larger than group.max.session.timeout.ms".into(),
             });
         }
+        if self.proxy_cluster_name.is_some() && self.offsets_store != OffsetsStoreKind::Upstream {
+            return Err(ConfigError::Value {
+                key: "proxy.cluster.name".into(),
+                message: "proxies share the coordinator through the upstream offsets store: it needs offsets.store=upstream".into(),
+            });
+        }
         Ok(())
     }
 
@@ -401,6 +418,17 @@ impl Config {
         if self.explicit.contains("node.id") || self.explicit.contains("broker.id") { self.node_id } else { PROXY_NODE_ID }
     }
 
+    /// The node id of a proxy sharing the coordinator: `node.id` when set, else one derived from
+    /// its advertised address (stable across restarts, distinct between proxies on different
+    /// addresses), above [`PROXY_NODE_ID`].
+    pub fn shared_proxy_node_id(&self, advertised: &HostPort) -> i32 {
+        if self.explicit.contains("node.id") || self.explicit.contains("broker.id") {
+            return self.node_id;
+        }
+        let h = crc32c::crc32c(format!("{}:{}", advertised.host, advertised.port).as_bytes());
+        PROXY_NODE_ID + (h % 100_000_000) as i32
+    }
+
     /// `offsets.retention.minutes` in milliseconds.
     pub fn offsets_retention_ms(&self) -> i64 {
         self.offsets_retention_minutes.saturating_mul(60_000)
@@ -408,6 +436,15 @@ impl Config {
 }
 
 /// Parses `host:port[,host:port...]` (each may carry Kafka's `PLAINTEXT://`).
+/// A `proxy.cluster.name` / `--cluster-name`: it names the upstream group `__corral-<name>`
+/// and the shards' producer ids, so it must make a valid group and transactional id.
+pub fn parse_cluster_name(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.len() > 200 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!("{v:?}: a cluster name is 1 to 200 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(v.to_string())
+}
+
 pub fn parse_upstream(s: &str) -> Result<Vec<HostPort>, String> {
     let list: Vec<HostPort> = s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(HostPort::parse).collect::<Result<_, _>>()?;
     if list.is_empty() {

@@ -59,6 +59,11 @@ struct ProxyArgs {
     /// pointed at it see the progress [default: true].
     #[arg(long, value_name = "BOOL", env = "CORRAL_MIRROR_OFFSETS", num_args = 0..=1, default_missing_value = "true")]
     mirror_offsets: Option<bool>,
+    /// Share the coordinator with every proxy of this name in front of the same upstream
+    /// (config key `proxy.cluster.name`): each serves the shards the upstream group
+    /// `__corral-<NAME>` assigns it. Unset: this proxy serves every shard.
+    #[arg(long, value_name = "NAME", env = "CORRAL_CLUSTER_NAME")]
+    cluster_name: Option<String>,
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -91,6 +96,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
         }
         if let Some(m) = p.mirror_offsets {
             config.mirror_offsets = m;
+        }
+        if let Some(n) = &p.cluster_name {
+            config.proxy_cluster_name = Some(corral::config::parse_cluster_name(n).map_err(|e| format!("--cluster-name: {e}"))?);
         }
         if config.upstream.is_empty() {
             return Err(

@@ -45,6 +45,15 @@ impl DataPlane {
         }
     }
 
+    /// The node serving coordinator shard `shard`: corral's own, unless several proxies share
+    /// the coordinator (then whichever the last assignment named; `None` while it moves).
+    pub fn coordinator_for(&self, shard: usize) -> Option<NodeAddr> {
+        match self {
+            DataPlane::Broker(_) => Some(self.me()),
+            DataPlane::Proxy(p) => p.owner_of(shard),
+        }
+    }
+
     /// The number of partitions of `topic`, if it exists: what the coordinator checks commits
     /// and offset deletions against. The proxy answers from its cached view of the upstream and
     /// asks the upstream on a miss.

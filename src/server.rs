@@ -202,6 +202,9 @@ impl Server {
         };
         tracing::info!("shutting down: letting in-flight requests finish");
         ctx.shutdown.cancel();
+        if let DataPlane::Proxy(p) = &ctx.plane {
+            p.stopped().await;
+        }
         ctx.coordinator.fail_parked();
         listeners.close();
         listeners.wait().await;

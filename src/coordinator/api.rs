@@ -50,7 +50,7 @@ fn s(v: impl Into<String>) -> StrBytes {
 fn status_error(status: ShardStatus) -> ErrorCode {
     match status {
         ShardStatus::Loading => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
-        ShardStatus::Active | ShardStatus::Failed => ErrorCode::NOT_COORDINATOR,
+        ShardStatus::Active | ShardStatus::Failed | ShardStatus::NotOwned => ErrorCode::NOT_COORDINATOR,
     }
 }
 
@@ -70,29 +70,46 @@ pub fn find_coordinator(c: &Caller<'_>, version: i16, req: FindCoordinatorReques
             _ => (ErrorCode::INVALID_REQUEST, Some("unknown coordinator key type")),
         }
     };
-    let me = c.plane.me();
+    // a group's coordinator is whoever serves its shard: corral itself, or (several proxies
+    // sharing the coordinator) the proxy the last assignment named; none while it moves
+    let node = |key_type: i8, key: &str| -> Result<crate::plane::NodeAddr, (ErrorCode, Option<&'static str>)> {
+        match answer(key_type, key) {
+            (ErrorCode::NONE, _) if key_type == 0 => c
+                .plane
+                .coordinator_for(c.coordinator.shard_of(key))
+                .ok_or((ErrorCode::COORDINATOR_NOT_AVAILABLE, Some("the group's coordinator shard is moving between proxies"))),
+            (ErrorCode::NONE, _) => Ok(c.plane.me()),
+            failed => Err(failed),
+        }
+    };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (code, msg) = answer(req.key_type, key.as_str());
-                let e = CoordinatorEntry::default().with_key(key).with_error_code(code.code()).with_error_message(msg.map(s));
-                if code == ErrorCode::NONE {
-                    e.with_node_id(BrokerId(me.id)).with_host(me.host.clone()).with_port(me.port)
-                } else {
-                    e.with_node_id(BrokerId(-1)).with_host(StrBytes::default()).with_port(-1)
+                let e = CoordinatorEntry::default().with_key(key.clone());
+                match node(req.key_type, key.as_str()) {
+                    Ok(n) => e.with_error_code(0).with_node_id(BrokerId(n.id)).with_host(n.host).with_port(n.port),
+                    Err((code, msg)) => e
+                        .with_error_code(code.code())
+                        .with_error_message(msg.map(s))
+                        .with_node_id(BrokerId(-1))
+                        .with_host(StrBytes::default())
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (code, msg) = answer(if version >= 1 { req.key_type } else { 0 }, req.key.as_str());
+    let (found, code, msg) = match node(if version >= 1 { req.key_type } else { 0 }, req.key.as_str()) {
+        Ok(n) => (Some(n), ErrorCode::NONE, None),
+        Err((code, msg)) => (None, code, msg),
+    };
     let mut r = FindCoordinatorResponse::default().with_error_code(code.code());
     if version >= 1 {
         r.error_message = msg.map(s);
     }
-    if code == ErrorCode::NONE {
+    if let Some(me) = found {
         r.node_id = BrokerId(me.id);
         r.host = me.host;
         r.port = me.port;

@@ -55,6 +55,16 @@ pub trait OffsetsStore: Send + Sync + std::fmt::Debug {
 
     /// Makes everything appended durable now (at shutdown).
     fn sync_all(&self);
+
+    /// Whether the shard's last write failed because another writer fenced this one (several
+    /// proxies sharing the coordinator: the shard is someone else's now).
+    fn fenced(&self, _shard: usize) -> bool {
+        false
+    }
+
+    /// The shard is served elsewhere from now on: stop writing it and drop what is queued
+    /// (never acknowledged). Does not wait; a later [`OffsetsStore::reset`] does.
+    fn release(&self, _shard: usize) {}
 }
 
 /// The offsets logs of all shards in a data dir: one compacted keyed log per shard

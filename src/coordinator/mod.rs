@@ -151,6 +151,8 @@ pub enum ShardStatus {
     /// A request got no answer: dropped at shutdown, or by a reload after a store failure
     /// (NOT_COORDINATOR).
     Failed,
+    /// Another proxy serves the shard (several proxies share the coordinator): NOT_COORDINATOR.
+    NotOwned,
 }
 
 /// Everything one shard's lock covers.
@@ -202,6 +204,9 @@ pub struct Coordinator {
     fatal: Mutex<Option<String>>,
     /// Wakes whoever waits for a fatal error or for every shard to finish loading.
     load_events: Notify,
+    /// Woken when a shard is given up because the store found it fenced (another proxy took
+    /// it): the proxy's group membership joins again.
+    pub fenced: Notify,
 }
 
 impl Coordinator {
@@ -229,6 +234,7 @@ impl Coordinator {
             shutdown,
             fatal: Mutex::new(None),
             load_events: Notify::new(),
+            fenced: Notify::new(),
         })
     }
 
@@ -250,7 +256,7 @@ impl Coordinator {
     /// COORDINATOR_LOAD_IN_PROGRESS), re-arms its timers, then serves. Blocking I/O.
     pub fn load_shard(&self, i: usize) -> Result<(), crate::log::LogError> {
         let (fresh, out) = self.read_shard(i)?;
-        self.install(i, fresh, out);
+        self.install(i, fresh, out, None);
         Ok(())
     }
 
@@ -280,9 +286,13 @@ impl Coordinator {
         Ok((fresh, out))
     }
 
-    /// Makes a rebuilt shard the live one and serves it (ending a reload, if one ran).
-    fn install(&self, i: usize, fresh: Shard, out: Output) {
+    /// Makes a rebuilt shard the live one and serves it (ending a reload, if one ran), unless
+    /// the shard changed hands since the load began (`incarnation` is no longer its own).
+    fn install(&self, i: usize, fresh: Shard, out: Output, incarnation: Option<u64>) -> bool {
         let mut st = self.lock(i);
+        if incarnation.is_some_and(|inc| inc != st.incarnation) {
+            return false;
+        }
         st.shard = fresh;
         st.status = ShardStatus::Active;
         st.reloading = false;
@@ -291,6 +301,7 @@ impl Coordinator {
         drop(st);
         debug_assert!(d.sends.is_empty());
         self.shards[i].timer_wake.notify_one();
+        true
     }
 
     /// Starts the store's background work (flushers, compaction) of every loaded shard
@@ -480,7 +491,7 @@ impl Coordinator {
             for (waiting, reply) in d.sends {
                 waiting.send(reply, failure);
             }
-            self.reload(d.shard);
+            self.after_store_failure(d.shard);
             return;
         }
         if d.sends.is_empty() {
@@ -491,7 +502,7 @@ impl Coordinator {
             for (waiting, reply) in d.sends {
                 waiting.send(reply, failure);
             }
-            self.reload(d.shard);
+            self.after_store_failure(d.shard);
             return;
         }
         let current = self.lock(d.shard).incarnation == d.incarnation;
@@ -500,49 +511,84 @@ impl Coordinator {
         }
     }
 
+    /// A failed append or sync: a shard the store found fenced (another proxy took it) is
+    /// given up; any other failure reloads it.
+    fn after_store_failure(&self, shard: usize) {
+        if self.log.fenced(shard) {
+            tracing::warn!(shard, "another proxy took the shard (its producer was fenced): giving it up");
+            self.lose(shard);
+            self.fenced.notify_one();
+        } else {
+            self.reload(shard);
+        }
+    }
+
+    /// Stops serving a shard at once (under its lock): bumps its incarnation (replies to
+    /// records appended before go out as NOT_COORDINATOR), drops its timers and answers its
+    /// parked requests NOT_COORDINATOR.
+    fn stop_serving(st: &mut ShardState, status: ShardStatus) {
+        st.status = status;
+        st.incarnation += 1;
+        st.timers = Timers::default();
+        for (id, reply) in st.shard.fail_parked(ErrorCode::NOT_COORDINATOR) {
+            if let Some(waiting) = st.parked.remove(&id) {
+                // in the failure's shape: a parked join learns no member id (checklist 106)
+                waiting.send(reply, Some(ErrorCode::NOT_COORDINATOR));
+            }
+        }
+        // anything else still parked learns of it as a closed channel (NOT_COORDINATOR)
+        st.parked.clear();
+    }
+
     /// Reloads a shard after a store failure (see the module docs): at once it stops serving
     /// and answers its parked requests; a task then has the store discard what was never
     /// durable and loads the shard again, retrying with backoff while that fails.
     fn reload(&self, shard: usize) {
-        {
+        let incarnation = {
             let mut st = self.lock(shard);
-            if st.reloading {
+            if st.reloading || st.status == ShardStatus::NotOwned {
                 return;
             }
             st.reloading = true;
-            st.status = ShardStatus::Loading;
-            st.incarnation += 1;
-            st.timers = Timers::default();
-            for (id, reply) in st.shard.fail_parked(ErrorCode::NOT_COORDINATOR) {
-                if let Some(waiting) = st.parked.remove(&id) {
-                    // in the failure's shape: a parked join learns no member id (checklist 106)
-                    waiting.send(reply, Some(ErrorCode::NOT_COORDINATOR));
-                }
-            }
-            // anything else still parked learns of it as a closed channel (NOT_COORDINATOR)
-            st.parked.clear();
-        }
+            Self::stop_serving(&mut st, ShardStatus::Loading);
+            st.incarnation
+        };
         metrics::counter!("corral_coordinator_shard_reloads_total").increment(1);
+        self.spawn_load(shard, incarnation, true);
+    }
+
+    /// Loads a shard in the background for incarnation `incarnation`: the store resets it (drops
+    /// what was never durable; a shared store fences the previous owner), then it is read and
+    /// served. Retried with backoff while it fails; abandoned once the shard changed hands.
+    fn spawn_load(&self, shard: usize, incarnation: u64, reload: bool) {
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
             loop {
+                if me.lock(shard).incarnation != incarnation {
+                    return;
+                }
                 let m = me.clone();
-                let done = tokio::task::spawn_blocking(move || {
+                let result = tokio::task::spawn_blocking(move || {
                     m.log.reset(shard)?;
                     m.read_shard(shard)
                 })
                 .await;
-                match done {
+                match result {
                     Ok(Ok((fresh, out))) => {
                         // the flusher runs before the first request can append again
                         me.log.clone().start(shard, me.shutdown.clone());
-                        me.install(shard, fresh, out);
-                        tracing::info!(shard, "coordinator shard reloaded after a store failure");
+                        // a reload after a failure is news; a gained shard is one of many, summed up
+                        // by the membership's line
+                        match me.install(shard, fresh, out, Some(incarnation)) {
+                            true if reload => tracing::info!(shard, "coordinator shard reloaded after a store failure"),
+                            true => tracing::debug!(shard, "coordinator shard loaded: this proxy serves it"),
+                            false => {}
+                        }
                         return;
                     }
-                    Ok(Err(e)) => tracing::warn!(shard, "reloading the shard failed: {e}; retrying in {delay:?}"),
-                    Err(e) => tracing::error!(shard, "reloading the shard panicked: {e}; retrying in {delay:?}"),
+                    Ok(Err(e)) => tracing::warn!(shard, "loading the shard failed: {e}; retrying in {delay:?}"),
+                    Err(e) => tracing::error!(shard, "loading the shard panicked: {e}; retrying in {delay:?}"),
                 }
                 tokio::select! {
                     _ = me.shutdown.cancelled() => return,
@@ -551,6 +597,52 @@ impl Coordinator {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         });
+    }
+
+    /// Marks every shard as served elsewhere (a proxy sharing the coordinator starts owning
+    /// none; the group's assignment gives it shards with [`Coordinator::gain`]).
+    pub fn disown_all(&self) {
+        for i in 0..self.shards.len() {
+            self.lock(i).status = ShardStatus::NotOwned;
+        }
+    }
+
+    /// Whether this proxy owns `shard` (served, or loading).
+    pub fn owns(&self, shard: usize) -> bool {
+        shard < self.shards.len() && self.lock(shard).status != ShardStatus::NotOwned
+    }
+
+    /// A shard this proxy now owns: it loads in the background (groups answer
+    /// COORDINATOR_LOAD_IN_PROGRESS meanwhile) — the store fences the previous owner before the
+    /// shard is read — and serves once loaded.
+    pub fn gain(&self, shard: usize) {
+        let incarnation = {
+            let mut st = self.lock(shard);
+            if st.status != ShardStatus::NotOwned {
+                return;
+            }
+            st.status = ShardStatus::Loading;
+            st.reloading = false;
+            st.incarnation += 1;
+            st.incarnation
+        };
+        self.spawn_load(shard, incarnation, false);
+    }
+
+    /// A shard another proxy serves from now on: it stops serving at once (parked requests
+    /// answer NOT_COORDINATOR), its groups leave memory, and the store stops writing it.
+    pub fn lose(&self, shard: usize) {
+        {
+            let mut st = self.lock(shard);
+            if st.status == ShardStatus::NotOwned {
+                return;
+            }
+            st.reloading = false;
+            Self::stop_serving(&mut st, ShardStatus::NotOwned);
+            st.shard = Shard::new(st.shard.config.clone(), IdSource::Random);
+        }
+        self.log.release(shard);
+        tracing::debug!(shard, "coordinator shard given up: another proxy serves it");
     }
 
     /// Runs one input through a shard and waits for its answer, of the kind `A` the input's

@@ -93,6 +93,11 @@ pub enum Record {
 /// Kafka reader skips it as unknown.
 pub const PENDING_OFFSET_KEY_VERSION: i16 = 1000;
 
+/// Key version of the fence record a proxy writes to an upstream offsets partition it gains
+/// (several proxies sharing the coordinator): its producer's new epoch, which refuses the
+/// previous owner's writes from then on. Replay skips it.
+pub const FENCE_KEY_VERSION: i16 = 1001;
+
 /// A record that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed coordinator record: {0}")]

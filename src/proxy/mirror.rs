@@ -138,6 +138,17 @@ impl OffsetsStore for Mirrored {
     fn sync_all(&self) {
         self.inner.sync_all();
     }
+
+    fn fenced(&self, shard: usize) -> bool {
+        self.inner.fenced(shard)
+    }
+
+    /// Also forgets the shard's notes not mirrored yet: their positions belong to a writer
+    /// that has stopped.
+    fn release(&self, shard: usize) {
+        self.inner.release(shard);
+        self.notes.groups.lock().expect("mirror lock").retain(|_, c| c.shard != shard);
+    }
 }
 
 fn s(v: &str) -> StrBytes {

@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod forward;
+pub mod membership;
 pub mod mirror;
 pub mod pool;
 pub mod rewrite;
@@ -167,6 +168,11 @@ pub struct Proxy {
     coordinator: OnceLock<Arc<Coordinator>>,
     /// How the offsets store is described on the start line.
     store_description: OnceLock<String>,
+    /// Several proxies share the coordinator (`proxy.cluster.name`): who serves which shard,
+    /// and this proxy's membership of the upstream group that decides it.
+    shard_map: OnceLock<Arc<membership::ShardMap>>,
+    membership: OnceLock<Arc<membership::Membership>>,
+    membership_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What [`open`] builds.
@@ -193,6 +199,30 @@ impl Proxy {
 
     pub fn own_id(&self) -> i32 {
         self.me.id
+    }
+
+    /// The proxy serving coordinator shard `shard`: this one, unless several share the
+    /// coordinator (then the last assignment's owner; `None` while the shard moves).
+    pub fn owner_of(&self, shard: usize) -> Option<NodeAddr> {
+        match self.shard_map.get() {
+            Some(map) => map.owner(shard),
+            None => Some(self.me()),
+        }
+    }
+
+    /// The other proxies sharing the coordinator (listed in Metadata: clients must know every
+    /// node FindCoordinator may name).
+    pub fn peers(&self) -> Vec<NodeAddr> {
+        self.shard_map.get().map(|m| m.peers()).unwrap_or_default()
+    }
+
+    /// Waits (at most three seconds) for the membership task to give up its shards and leave
+    /// the upstream group, once shutdown has begun.
+    pub async fn stopped(&self) {
+        let task = self.membership_task.lock().expect("membership task lock").take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
     }
 
     /// Calls upstream node `node` with corral's own request (at the best version both sides
@@ -354,6 +384,10 @@ impl Proxy {
     /// Starts serving the node listeners and keeping the cluster view fresh.
     pub fn start(self: &Arc<Self>, ctx: &Context) {
         self.cluster.start(ctx);
+        if let Some(m) = self.membership.get() {
+            let task = tokio::spawn(m.clone().run(ctx.shutdown.clone()));
+            *self.membership_task.lock().expect("membership task lock") = Some(task);
+        }
         let me = self.clone();
         let shutdown = ctx.shutdown.clone();
         tokio::spawn(async move {
@@ -429,7 +463,8 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
         client_id: "corral".to_string(),
     };
     let (first, mut meta, meta_version) = bootstrap(&config, &settings).await?;
-    let own_id = config.proxy_node_id();
+    let sharing = config.proxy_cluster_name.as_deref().map(|n| membership::Sharing::new(n, config.proxy_cluster_session_timeout_ms));
+    let own_id = if sharing.is_some() { config.shared_proxy_node_id(&advertised) } else { config.proxy_node_id() };
     if meta.brokers.iter().any(|b| b.node_id.0 == own_id) {
         return Err(ServerError::Fatal(format!(
             "the upstream cluster has a broker with node id {own_id}, corral's own: set node.id to an id it does not use"
@@ -448,6 +483,9 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
         upstream_versions,
         coordinator: OnceLock::new(),
         store_description: OnceLock::new(),
+        shard_map: OnceLock::new(),
+        membership: OnceLock::new(),
+        membership_task: std::sync::Mutex::new(None),
     });
     rewrite::metadata(&proxy, meta_version, &mut meta);
     log_upstream_versions(&proxy, &versions);
@@ -469,9 +507,11 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
             (crate::server::local_offsets_logs(&config, &data, partitions), Some(data), partitions)
         }
         OffsetsStoreKind::Upstream => {
-            let store = store::UpstreamStore::open(proxy.clone(), &config.offsets_store_topic, config.offsets_topic_num_partitions)
-                .await
-                .map_err(|e| ServerError::Fatal(format!("offsets store: {e}")))?;
+            let fencing = sharing.clone().map(|sharing| store::Fencing { sharing, owner: own_id });
+            let store =
+                store::UpstreamStore::open(proxy.clone(), &config.offsets_store_topic, config.offsets_topic_num_partitions, fencing)
+                    .await
+                    .map_err(|e| ServerError::Fatal(format!("offsets store: {e}")))?;
             let partitions = store.partitions();
             let _ = proxy.store_description.set(format!("upstream topic {} ({partitions} partitions)", config.offsets_store_topic));
             (store, None, partitions)
@@ -484,6 +524,15 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
         coordinator.load_all()?;
     }
     let _ = proxy.coordinator.set(coordinator.clone());
+    if let Some(sharing) = sharing {
+        // no shard is served until the upstream group assigns some
+        coordinator.disown_all();
+        let map = Arc::new(membership::ShardMap::new(proxy.me()));
+        let _ = proxy.shard_map.set(map.clone());
+        tracing::info!(group = %sharing.group, node_id = own_id, "sharing the coordinator with the other proxies of the upstream group");
+        let m = membership::Membership::new(proxy.clone(), coordinator.clone(), map, sharing, &config.offsets_store_topic);
+        let _ = proxy.membership.set(m);
+    }
     let ctx = Context {
         conn_limit: Arc::new(Semaphore::new(config.connection_limit())),
         config,

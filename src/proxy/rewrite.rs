@@ -51,11 +51,13 @@ pub fn metadata(proxy: &Proxy, version: i16, resp: &mut MetadataResponse) {
         resp.controller_id = BrokerId(listed_controller(proxy, resp.controller_id.0));
     }
     let me = proxy.me();
-    let mut own = MetadataResponseBroker::default().with_node_id(BrokerId(me.id)).with_host(me.host).with_port(me.port);
-    if version >= 1 {
-        own.rack = None;
+    for n in std::iter::once(me).chain(proxy.peers()) {
+        let mut node = MetadataResponseBroker::default().with_node_id(BrokerId(n.id)).with_host(n.host).with_port(n.port);
+        if version >= 1 {
+            node.rack = None;
+        }
+        resp.brokers.push(node);
     }
-    resp.brokers.push(own);
 }
 
 /// DescribeCluster: the same broker list as Metadata (corral's node included, for a broker
@@ -75,8 +77,9 @@ pub fn describe_cluster(proxy: &Proxy, version: i16, resp: &mut DescribeClusterR
     }
     resp.controller_id = BrokerId(listed_controller(proxy, resp.controller_id.0));
     if version < 1 || resp.endpoint_type == 1 {
-        let me = proxy.me();
-        resp.brokers.push(DescribeClusterBroker::default().with_broker_id(BrokerId(me.id)).with_host(me.host).with_port(me.port));
+        for n in std::iter::once(proxy.me()).chain(proxy.peers()) {
+            resp.brokers.push(DescribeClusterBroker::default().with_broker_id(BrokerId(n.id)).with_host(n.host).with_port(n.port));
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{Notify, watch};
@@ -63,6 +64,24 @@ enum Durable {
     Upto(i64),
     /// The shard's producer stopped: nothing more will be acknowledged.
     Failed(String),
+    /// The upstream refused the shard's producer as fenced: another proxy took the shard.
+    Fenced(String),
+}
+
+/// Why a batch was not acknowledged.
+enum SendFailure {
+    /// INVALID_PRODUCER_EPOCH or PRODUCER_FENCED: a newer owner of the shard bumped the epoch.
+    Fenced(String),
+    Other(String),
+}
+
+/// Several proxies share the coordinator: each shard has its own producer (a transactional id
+/// per shard), whose epoch a proxy bumps when it gains the shard, fencing the previous owner.
+#[derive(Debug, Clone)]
+pub struct Fencing {
+    pub sharing: super::membership::Sharing,
+    /// This proxy's node id (in the fence record, for whoever reads the topic).
+    pub owner: i32,
 }
 
 /// Records queued for one shard.
@@ -94,13 +113,19 @@ pub struct UpstreamStore {
     /// The partition leaders, by partition (refreshed when a request meets a moved leader).
     leaders: RwLock<Vec<i32>>,
     runtime: tokio::runtime::Handle,
+    fencing: Option<Fencing>,
 }
 
 impl UpstreamStore {
     /// Makes sure the topic exists (created compacted with `partitions` partitions when it does
     /// not; an existing topic keeps its own count, which then is the number of shards) and
     /// gets a producer id for writing to it.
-    pub async fn open(proxy: Arc<Proxy>, topic: &str, partitions: i32) -> Result<Arc<UpstreamStore>, UpstreamError> {
+    pub async fn open(
+        proxy: Arc<Proxy>,
+        topic: &str,
+        partitions: i32,
+        fencing: Option<Fencing>,
+    ) -> Result<Arc<UpstreamStore>, UpstreamError> {
         let mut meta = proxy.refresh(Some(&[topic])).await?;
         let exists = meta
             .topics
@@ -152,6 +177,7 @@ impl UpstreamStore {
                 .collect(),
             leaders: RwLock::new(leaders),
             runtime: tokio::runtime::Handle::current(),
+            fencing,
         }))
     }
 
@@ -307,7 +333,7 @@ impl UpstreamStore {
     /// a reset knows nothing more will land once the task has ended.
     async fn produce_loop(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
         let producer = *self.shards[shard].producer.lock().expect("producer lock");
-        let mut sequence: i32 = 0;
+        let mut sequence: i32 = producer.base_sequence;
         let mut acked: i64 = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -342,7 +368,12 @@ impl UpstreamStore {
                     self.shards[shard].durable.send_replace(Durable::Upto(acked));
                     metrics::counter!("corral_proxy_offsets_store_records_total").increment(batch.len() as u64);
                 }
-                Err(reason) => {
+                Err(SendFailure::Fenced(reason)) => {
+                    tracing::warn!(topic = %self.topic, partition = shard, "the offsets store's producer for the shard was fenced: {reason}");
+                    self.shards[shard].durable.send_replace(Durable::Fenced(reason));
+                    return;
+                }
+                Err(SendFailure::Other(reason)) => {
                     tracing::error!(topic = %self.topic, partition = shard, "the offsets store cannot write: {reason}; the shard stops serving");
                     self.shards[shard].durable.send_replace(Durable::Failed(reason));
                     return;
@@ -353,7 +384,7 @@ impl UpstreamStore {
 
     /// Sends one batch until the upstream acknowledges it; `Err` only for a failure that
     /// retrying cannot fix (or shutdown before it was acknowledged).
-    async fn send_batch(&self, shard: usize, records: Bytes, shutdown: &CancellationToken) -> Result<(), String> {
+    async fn send_batch(&self, shard: usize, records: Bytes, shutdown: &CancellationToken) -> Result<(), SendFailure> {
         let mut delay = Duration::from_millis(50);
         loop {
             let leader = self.leader(shard);
@@ -377,21 +408,62 @@ impl UpstreamStore {
                     tracing::debug!(partition = shard, "offsets store produce: {e}; retrying");
                     ErrorCode::REQUEST_TIMED_OUT
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(SendFailure::Other(e.to_string())),
             };
             match code {
                 ErrorCode::NONE | ErrorCode::DUPLICATE_SEQUENCE_NUMBER => return Ok(()),
+                c @ (ErrorCode::INVALID_PRODUCER_EPOCH | ErrorCode::PRODUCER_FENCED) => {
+                    return Err(SendFailure::Fenced(format!("Produce answered with error {c}")));
+                }
                 c if kafka_retriable(c) || c == ErrorCode::UNKNOWN_SERVER_ERROR => {
                     if shutdown.is_cancelled() && delay > Duration::from_secs(1) {
-                        return Err("shutting down before the upstream acknowledged".into());
+                        return Err(SendFailure::Other("shutting down before the upstream acknowledged".into()));
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                     self.refresh_leaders().await;
                 }
-                c => return Err(format!("Produce answered with error {c}")),
+                c => return Err(SendFailure::Other(format!("Produce answered with error {c}"))),
             }
         }
+    }
+
+    /// Takes shard `shard` over from whichever proxy wrote it before: bumps the epoch of the
+    /// shard's own producer and writes a fence record with it, acknowledged (acks=all), so the
+    /// upstream refuses the previous owner's writes from here on and the partition read next
+    /// holds everything it had acknowledged. Returns the producer, its next sequence after the
+    /// fence.
+    async fn fence(&self, shard: usize, f: &Fencing) -> Result<ProducerStamp, String> {
+        let id = f.sharing.shard_producer(shard);
+        let (init, _) = self
+            .proxy
+            .call_any(5, |_| {
+                InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.clone()))))
+                    .with_transaction_timeout_ms(60_000)
+            })
+            .await
+            .map_err(|e| format!("InitProducerId for {id}: {e}"))?;
+        let code = ErrorCode::from(init.error_code);
+        if code != ErrorCode::NONE {
+            return Err(format!("InitProducerId for {id} answered {code}"));
+        }
+        let stamp = ProducerStamp { producer_id: init.producer_id.0, producer_epoch: init.producer_epoch, base_sequence: 0 };
+        let mut key = Vec::with_capacity(4 + f.sharing.group.len());
+        key.extend_from_slice(&crate::coordinator::record::FENCE_KEY_VERSION.to_be_bytes());
+        key.extend_from_slice(&(f.sharing.group.len() as i16).to_be_bytes());
+        key.extend_from_slice(f.sharing.group.as_bytes());
+        let mut value = Vec::with_capacity(14);
+        value.extend_from_slice(&0i16.to_be_bytes());
+        value.extend_from_slice(&f.owner.to_be_bytes());
+        value.extend_from_slice(&crate::clock::now_ms().to_be_bytes());
+        let batch = encode_batch(&[(Some(&key[..]), Some(&value[..]))], crate::clock::now_ms(), stamp).expect("one record");
+        match self.send_batch(shard, Bytes::from(batch), &CancellationToken::new()).await {
+            Ok(()) => {}
+            Err(SendFailure::Fenced(m) | SendFailure::Other(m)) => return Err(format!("writing the fence record: {m}")),
+        }
+        tracing::debug!(topic = %self.topic, partition = shard, producer_id = stamp.producer_id, epoch = stamp.producer_epoch, "fenced the shard's previous owner");
+        Ok(ProducerStamp { base_sequence: 1, ..stamp })
     }
 }
 
@@ -509,6 +581,9 @@ impl OffsetsStore for UpstreamStore {
         if let Durable::Failed(m) = &*s.durable.borrow() {
             return Err(io::Error::other(m.clone()));
         }
+        if let Durable::Fenced(m) = &*s.durable.borrow() {
+            return Err(io::Error::other(m.clone()));
+        }
         let mut q = s.queue.lock().expect("queue lock");
         q.records.extend(records.iter().map(|r| (r.key.clone(), r.value.clone())));
         q.appended += records.len() as i64;
@@ -528,13 +603,13 @@ impl OffsetsStore for UpstreamStore {
             let seen = rx
                 .wait_for(|d| match d {
                     Durable::Upto(p) => *p >= position,
-                    Durable::Failed(_) => true,
+                    Durable::Failed(_) | Durable::Fenced(_) => true,
                 })
                 .await
                 .map_err(|_| io::Error::other("the offsets store stopped"))?;
             match &*seen {
                 Durable::Upto(_) => Ok(()),
-                Durable::Failed(m) => Err(io::Error::other(m.clone())),
+                Durable::Failed(m) | Durable::Fenced(m) => Err(io::Error::other(m.clone())),
             }
         })
     }
@@ -558,7 +633,10 @@ impl OffsetsStore for UpstreamStore {
             stop.cancel();
             let _ = self.runtime.block_on(handle);
         }
-        let producer = self.runtime.block_on(init_producer(&self.proxy)).map_err(|e| fail(e.to_string()))?;
+        let producer = match &self.fencing {
+            Some(f) => self.runtime.block_on(self.fence(shard, f)).map_err(fail)?,
+            None => self.runtime.block_on(init_producer(&self.proxy)).map_err(|e| fail(e.to_string()))?,
+        };
         *s.producer.lock().expect("producer lock") = producer;
         *s.queue.lock().expect("queue lock") = Queue::default();
         s.durable.send_replace(Durable::Upto(0));
@@ -569,5 +647,115 @@ impl OffsetsStore for UpstreamStore {
     fn sync_all(&self) {
         // Acknowledged records are durable upstream already; what is still queued at shutdown
         // was never acknowledged to anyone.
+    }
+
+    fn fenced(&self, shard: usize) -> bool {
+        matches!(*self.shards[shard].durable.borrow(), Durable::Fenced(_))
+    }
+
+    /// Stops the producer task (a batch in flight may still land: its epoch is fenced by
+    /// whoever gains the shard), drops the queue, and fails whoever waits.
+    fn release(&self, shard: usize) {
+        let s = &self.shards[shard];
+        if let Some((stop, _)) = &*s.task.lock().expect("task lock") {
+            stop.cancel();
+        }
+        *s.queue.lock().expect("queue lock") = Queue::default();
+        s.durable.send_replace(Durable::Failed("the shard is served by another proxy".into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Mode};
+    use crate::plane::DataPlane;
+    use crate::proxy::membership::Sharing;
+
+    /// An in-memory corral broker on a free port: the upstream.
+    async fn broker() -> (String, tokio::sync::oneshot::Sender<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(crate::server::run(l, Config { ephemeral: true, ..Config::default() }, async move {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    async fn proxy_over(up: &str) -> Arc<Proxy> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config {
+            mode: Mode::Proxy,
+            ephemeral: true,
+            listen: "127.0.0.1:0".into(),
+            upstream: crate::config::parse_upstream(up).unwrap(),
+            mirror_offsets: false,
+            ..Config::default()
+        };
+        match super::super::open(&l, config, CancellationToken::new()).await.unwrap().ctx.plane {
+            DataPlane::Proxy(p) => p,
+            DataPlane::Broker(_) => unreachable!("proxy mode"),
+        }
+    }
+
+    fn record(k: &str) -> RawRecord {
+        RawRecord { key: Bytes::from(k.to_string()), value: Some(Bytes::from_static(b"v")) }
+    }
+
+    /// Every key read back from shard 0 (the fence records show as their key version).
+    async fn keys(store: &Arc<UpstreamStore>) -> Vec<String> {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            s.load(0, &mut |k, _| {
+                let fence = k.get(..2).is_some_and(|v| i16::from_be_bytes([v[0], v[1]]) == crate::coordinator::record::FENCE_KEY_VERSION);
+                keys.push(if fence { "fence".to_string() } else { String::from_utf8_lossy(k).into_owned() });
+            })
+            .unwrap();
+            keys
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn take_over(store: &Arc<UpstreamStore>) {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.reset(0)).await.unwrap().unwrap();
+        store.clone().start(0, CancellationToken::new());
+    }
+
+    /// Fencing, deterministically: proxy B taking shard 0 over from proxy A reads everything A
+    /// had acknowledged, and from then on the upstream refuses A's appends (A learns it is
+    /// fenced and acknowledges nothing more).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shard_taken_over_refuses_the_previous_owners_writes_and_keeps_what_it_acknowledged() {
+        let (up, _stop) = broker().await;
+        let (pa, pb) = (proxy_over(&up).await, proxy_over(&up).await);
+        let sharing = Sharing::new("fence-test", 10_000);
+        let topic = "fence-test-offsets";
+        let a = UpstreamStore::open(pa, topic, 2, Some(Fencing { sharing: sharing.clone(), owner: 1 })).await.unwrap();
+        let b = UpstreamStore::open(pb, topic, 2, Some(Fencing { sharing, owner: 2 })).await.unwrap();
+        take_over(&a).await;
+        let at = a.append(0, &[record("a1")]).unwrap();
+        a.wait_durable(0, at).await.unwrap();
+        assert!(!a.fenced(0));
+        // B takes the shard: it reads what A acknowledged
+        take_over(&b).await;
+        assert_eq!(keys(&b).await, ["fence", "a1", "fence"]);
+        // A, not knowing yet, appends: refused upstream, never acknowledged
+        let at = a.append(0, &[record("a2")]).unwrap();
+        let refused = a.wait_durable(0, at).await;
+        assert!(refused.is_err(), "a stale owner's append was acknowledged");
+        assert!(a.fenced(0), "the store says why: fenced");
+        assert!(a.append(0, &[record("a3")]).is_err(), "a fenced store takes no more appends");
+        let at = b.append(0, &[record("b1")]).unwrap();
+        b.wait_durable(0, at).await.unwrap();
+        assert_eq!(keys(&b).await, ["fence", "a1", "fence", "b1"], "nothing of the stale owner's landed");
+        // and A taking it back fences B in turn
+        take_over(&a).await;
+        let at = b.append(0, &[record("b2")]).unwrap();
+        assert!(b.wait_durable(0, at).await.is_err());
+        assert_eq!(keys(&a).await, ["fence", "a1", "fence", "b1", "fence"]);
     }
 }

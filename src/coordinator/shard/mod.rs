@@ -187,6 +187,7 @@ impl Shard {
                     g.persisted = Some(v.clone());
                 }
             }
+            Record::Unknown { key_version: super::record::FENCE_KEY_VERSION } => {}
             Record::Unknown { key_version } => {
                 tracing::warn!(key_version, "skipping a coordinator record of an unknown type");
             }

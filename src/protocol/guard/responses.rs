@@ -30,6 +30,10 @@ pub(crate) const RESPONSE_SHAPES: &[Shape] = &[
     api(8, "OffsetCommit", 2, 10, 8, OFFSET_COMMIT),
     api(9, "OffsetFetch", 1, 10, 6, OFFSET_FETCH),
     api(10, "FindCoordinator", 0, 6, 3, FIND_COORDINATOR),
+    api(11, "JoinGroup", 0, 9, 6, JOIN_GROUP),
+    api(12, "Heartbeat", 0, 4, 4, HEARTBEAT),
+    api(13, "LeaveGroup", 0, 5, 4, LEAVE_GROUP),
+    api(14, "SyncGroup", 0, 5, 4, SYNC_GROUP),
     api(18, "ApiVersions", 0, 4, 3, API_VERSIONS),
     api(19, "CreateTopics", 2, 7, 5, CREATE_TOPICS),
     api(20, "DeleteTopics", 1, 6, 4, DELETE_TOPICS),
@@ -38,6 +42,46 @@ pub(crate) const RESPONSE_SHAPES: &[Shape] = &[
     api(42, "DeleteGroups", 0, 2, 2, DELETE_GROUPS),
     api(47, "OffsetDelete", 0, 0, NEVER, OFFSET_DELETE),
     api(60, "DescribeCluster", 0, 2, 0, DESCRIBE_CLUSTER),
+];
+
+/// `JoinGroupResponse` (crate versions 0-9).
+const JOIN_GROUP: &[Field] = &[
+    field("throttle_time_ms", Int32, 2, MAX),
+    field("error_code", Int16, 0, MAX),
+    field("generation_id", Int32, 0, MAX),
+    field("protocol_type", NullableStr, 7, MAX),
+    field("protocol_name", NullableStr, 0, MAX),
+    field("leader", Str, 0, MAX),
+    field("skip_assignment", Bool, 9, MAX),
+    field("member_id", Str, 0, MAX),
+    field("members", Array(&Struct(JOIN_GROUP_MEMBER)), 0, MAX),
+];
+
+/// `JoinGroupResponseMember` (crate versions 0-9).
+const JOIN_GROUP_MEMBER: &[Field] =
+    &[field("member_id", Str, 0, MAX), field("group_instance_id", NullableStr, 5, MAX), field("metadata", Ty::Bytes, 0, MAX)];
+
+/// `HeartbeatResponse` (crate versions 0-4).
+const HEARTBEAT: &[Field] = &[field("throttle_time_ms", Int32, 1, MAX), field("error_code", Int16, 0, MAX)];
+
+/// `LeaveGroupResponse` (crate versions 0-5).
+const LEAVE_GROUP: &[Field] = &[
+    field("throttle_time_ms", Int32, 1, MAX),
+    field("error_code", Int16, 0, MAX),
+    field("members", Array(&Struct(LEAVE_GROUP_MEMBER)), 3, MAX),
+];
+
+/// `MemberResponse` (crate versions 0-5).
+const LEAVE_GROUP_MEMBER: &[Field] =
+    &[field("member_id", Str, 3, MAX), field("group_instance_id", NullableStr, 3, MAX), field("error_code", Int16, 3, MAX)];
+
+/// `SyncGroupResponse` (crate versions 0-5).
+const SYNC_GROUP: &[Field] = &[
+    field("throttle_time_ms", Int32, 1, MAX),
+    field("error_code", Int16, 0, MAX),
+    field("protocol_type", NullableStr, 5, MAX),
+    field("protocol_name", NullableStr, 5, MAX),
+    field("assignment", Ty::Bytes, 0, MAX),
 ];
 
 /// `ProduceResponse` (crate versions 3-13).
