@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestProxy, TestServer};
 use corral_testkit::{Client, ServerProcess, s};
-use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -250,11 +250,13 @@ struct Committers {
 }
 
 impl Committers {
+    /// Two consumers per group, so partitions are shared out and move between members.
     fn start(bootstrap: &str, groups: usize, topic: &str) -> Committers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked: Arc<Mutex<HashMap<(usize, i32), i64>>> = Arc::default();
-        let threads = (0..groups)
-            .map(|g| {
+        let threads = (0..groups * 2)
+            .map(|i| {
+                let g = i / 2;
                 let (b, t, stop, acked) = (bootstrap.to_string(), topic.to_string(), stop.clone(), acked.clone());
                 std::thread::spawn(move || {
                     let c = consumer(&b, &format!("chaos-{g}"));
@@ -292,9 +294,62 @@ impl Committers {
     }
 }
 
+/// The partitions each member of `group` is assigned in the generation its coordinator
+/// describes (found through `via`): DescribeGroups v5, each member's ConsumerProtocol
+/// assignment read. `None` while the group cannot be described (moving, rebalancing).
+async fn assignments(via: SocketAddr, group: &str) -> Option<Vec<Vec<i32>>> {
+    let coordinator = coordinator_via(via, group).await.ok()?;
+    let mut c = Client::connect(coordinator, "scale-out-test").await.ok()?;
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let (r, _): (DescribeGroupsResponse, usize) = c.call_leaving(5, &req).await.ok()?;
+    let g = r.groups.first().filter(|g| g.error_code == 0 && g.group_state.as_str() == "Stable")?;
+    g.members.iter().map(|m| parse_assignment(&m.member_assignment)).collect()
+}
+
+/// The partitions of a ConsumerProtocol assignment (every topic's; the test uses one topic).
+fn parse_assignment(b: &[u8]) -> Option<Vec<i32>> {
+    let mut at = 2usize;
+    let mut read_i32 = |at: &mut usize| -> Option<i32> {
+        let v = i32::from_be_bytes(b.get(*at..*at + 4)?.try_into().ok()?);
+        *at += 4;
+        Some(v)
+    };
+    let topics = read_i32(&mut at)?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let len = i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?) as usize;
+        at += 2 + len;
+        for _ in 0..read_i32(&mut at)? {
+            out.push(read_i32(&mut at)?);
+        }
+    }
+    Some(out)
+}
+
 /// After a step: every acknowledged commit is there (read through `via`), no committed offset
-/// went backwards since the last check, and the committers keep committing.
+/// went backwards since the last check, no partition of a group has two owners in the
+/// generation its coordinator describes, and the committers keep committing.
 async fn check_step(label: &str, via: &str, committers: &Committers, last: &mut HashMap<(usize, i32), i64>, groups: usize) {
+    for g in 0..groups {
+        let group = format!("chaos-{g}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let members = loop {
+            if let Some(m) = assignments(via.parse().unwrap(), &group).await {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "{label}: {group} was not described Stable within 20 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut owners: HashMap<i32, usize> = HashMap::new();
+        for (m, parts) in members.iter().enumerate() {
+            for p in parts {
+                if let Some(other) = owners.insert(*p, m) {
+                    panic!("{label}: {group} partition {p} has two owners in one generation (members {other} and {m}): {members:?}");
+                }
+            }
+        }
+        assert_eq!(owners.len(), 4, "{label}: {group}: every partition of chaos-in has an owner: {members:?}");
+    }
     let acked = committers.snapshot();
     let via = via.to_string();
     let read =
@@ -390,6 +445,98 @@ async fn proxies_killed_paused_and_replaced_lose_no_committed_offset() {
     committers.finish();
     for mut p in proxies {
         let _ = p.terminate();
+    }
+    upstream.stop().await;
+}
+
+/// Counts a consumer's assignments (each is a rebalance it took part in).
+struct Assignments(Arc<Mutex<Vec<Vec<i32>>>>);
+
+impl rdkafka::ClientContext for Assignments {}
+
+impl rdkafka::consumer::ConsumerContext for Assignments {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(tpl) = r {
+            self.0.lock().unwrap().push(tpl.elements().iter().map(|e| e.partition()).collect());
+        }
+    }
+}
+
+/// A static member (group.instance.id) whose coordinating proxy stops: the shard moves, the
+/// member finds the new coordinator and goes on — same assignment, no rebalance — as after a
+/// Kafka coordinator failover (checklist: static membership survives a coordinator change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_keeps_its_assignment_when_its_coordinator_proxy_stops() {
+    let upstream = TestServer::start_with(low_session_floor).await;
+    let up = upstream.bootstrap();
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(TestProxy::start_with(&up, shared).await);
+    }
+    let addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr).collect();
+    settled(&addrs, Duration::from_secs(30)).await;
+    let bootstrap = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    create_topic(&bootstrap, "so-static-in", 2).await;
+    produce(&bootstrap, "so-static-in", 2, 4_000).await;
+
+    let assigned: Arc<Mutex<Vec<Vec<i32>>>> = Arc::default();
+    let consumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let member = {
+        let (b, assigned, consumed, stop) = (bootstrap.clone(), assigned.clone(), consumed.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c: BaseConsumer<Assignments> = ClientConfig::new()
+                .set("bootstrap.servers", &b)
+                .set("group.id", "so-static")
+                .set("group.instance.id", "so-static-1")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "500")
+                .create_with_context(Assignments(assigned))
+                .unwrap();
+            c.subscribe(&["so-static-in"]).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                    let _ = c.commit_message(&m, CommitMode::Sync);
+                    consumed.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    let wait_consumed = |n: usize| {
+        let consumed = consumed.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while consumed.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            consumed.load(Ordering::Relaxed)
+        }
+    };
+    assert!(wait_consumed(50).await >= 50, "the static member consumes");
+    let before = assigned.lock().unwrap().clone();
+    assert_eq!(before.len(), 1, "one assignment so far: {before:?}");
+
+    // stop the proxy that coordinates the group
+    let coordinator = coordinator_via(addrs[0], "so-static").await.unwrap();
+    let i = proxies.iter().position(|p| p.addr == coordinator).expect("a proxy coordinates it");
+    proxies.remove(i).stop().await.unwrap();
+    let live: Vec<SocketAddr> = proxies.iter().map(|p| p.addr).collect();
+    settled(&live, Duration::from_secs(30)).await;
+    let moved_to = coordinator_via(live[0], "so-static").await.unwrap();
+    assert_ne!(moved_to, coordinator);
+    let now = consumed.load(Ordering::Relaxed);
+    assert!(wait_consumed(now + 200).await >= now + 200, "the static member goes on consuming after its coordinator moved");
+    let after = assigned.lock().unwrap().clone();
+    assert_eq!(after, before, "no rebalance: the member kept its assignment");
+    let members = assignments(live[0], "so-static").await.expect("the new coordinator describes the group");
+    assert_eq!(members.len(), 1);
+    stop.store(true, Ordering::Relaxed);
+    member.join().unwrap();
+    for p in proxies {
+        p.stop().await.unwrap();
     }
     upstream.stop().await;
 }

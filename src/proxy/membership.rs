@@ -380,6 +380,11 @@ impl Membership {
         Arc::new(Membership { proxy, coordinator, map, sharing, topic: topic.to_string(), shards, last: Mutex::new((String::new(), None)) })
     }
 
+    /// The upstream group's name.
+    pub fn group(&self) -> &str {
+        &self.sharing.group
+    }
+
     fn session(&self) -> Duration {
         Duration::from_millis(self.sharing.session_timeout_ms.max(1) as u64)
     }

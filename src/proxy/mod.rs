@@ -373,8 +373,12 @@ impl Proxy {
             .into_iter()
             .map(|(id, up, port)| format!("node {id} ({up}) on {}:{port}", self.cluster.advertised_host))
             .collect();
+        let shared = match self.membership.get() {
+            Some(m) => format!(", coordinator shared with the proxies of upstream group {} (this one is node {})", m.group(), self.me.id),
+            None => String::new(),
+        };
         format!(
-            "upstream cluster {} [{}], offsets store {}",
+            "upstream cluster {} [{}], offsets store {}{shared}",
             self.cluster.cluster_id().unwrap_or_else(|| "(unknown)".into()),
             nodes.join(", "),
             self.store_description.get().map(String::as_str).unwrap_or("(none)")
