@@ -309,7 +309,7 @@ async fn assignments(via: SocketAddr, group: &str) -> Option<Vec<Vec<i32>>> {
 /// The partitions of a ConsumerProtocol assignment (every topic's; the test uses one topic).
 fn parse_assignment(b: &[u8]) -> Option<Vec<i32>> {
     let mut at = 2usize;
-    let mut read_i32 = |at: &mut usize| -> Option<i32> {
+    let read_i32 = |at: &mut usize| -> Option<i32> {
         let v = i32::from_be_bytes(b.get(*at..*at + 4)?.try_into().ok()?);
         *at += 4;
         Some(v)
