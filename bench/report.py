@@ -193,6 +193,13 @@ PROXY_SHAPES = ((1, 1), (-1, 1), (-1, 100))
 RATIO_GOAL, ADDED_GOAL_US, PROXY_FA_GOAL_S = 0.9, 50, 0.1
 
 
+p1 = med("coordinator", "proxies-1", "ops_per_sec")
+p3 = med("coordinator", "proxies-3", "ops_per_sec")
+target("coordinator ops/s, 3 proxies sharing the coordinator ÷ 1 proxy (2 cores in all)", "> 1×", p3, "{:,.0f}/s", p1,
+       "(1 proxy)" if p1 is not None else "1 proxy " + cell(None, "", "coordinator", "proxies-1"), ratio(p3, p1),
+       None if p1 is None or p3 is None else p3 > p1)
+
+
 def added_us(proxy_ms, direct_ms):
     return None if proxy_ms is None or direct_ms is None else (proxy_ms - direct_ms) * 1000
 
@@ -467,6 +474,35 @@ for name, label in (("proxy-mock", "corral proxy over the mock cluster"), ("mock
 w("")
 
 # ------------------------------------------------------------------------- commands
+w("### Several proxies sharing the coordinator (`corral proxy --cluster-name`)")
+w("")
+w("One corral broker (`--ephemeral`) as the upstream and 1, 2 or 3 `corral proxy --cluster-name bench` in front of it, "
+  "sharing the coordinator through the upstream group `__corral-bench` (each with `max.connections = 15000`: group traffic "
+  "needs no upstream link per client connection, so one proxy may take every member); the same groups and members as the coordinator "
+  "scenario, each member connected to its group's coordinator as FindCoordinator names it (`--find-coordinator`). "
+  "On this 2-core machine the proxies, the upstream and the load generator share two cores, so more proxies cannot "
+  "add CPU: read the ratio as what sharing costs here, not as what it adds on machines of their own. Then, with three "
+  "proxies, one is SIGKILLed and the time until every group is served again is measured (`failover`: every live proxy "
+  "names the same live coordinator and it describes the group; it is about the membership's session timeout, 10 s by "
+  "default, counted from the killed proxy's last heartbeat).")
+w("")
+shared_sizes = {(r["result"].get("groups", 0), r["result"].get("members", 0)) for r in rows
+                if r["system"].startswith("proxies-") and r["result"].get("scenario") == "coordinator"}
+shared_label = ", ".join(f"{g_ * m_:,} members" for g_, m_ in sorted(shared_sizes)) or "no run"
+w(f"| proxies | heartbeat+commit ops/s ({shared_label}) | p50 ms | p99 ms | ÷ one proxy |")
+w("| --- | --- | --- | --- | --- |")
+one = med("coordinator", "proxies-1", "ops_per_sec")
+for n in (1, 2, 3):
+    v = med("coordinator", f"proxies-{n}", "ops_per_sec")
+    w(f"| {n} | {cell(v, '{:,.0f}', 'coordinator', f'proxies-{n}')} | "
+      f"{cell(med('coordinator', f'proxies-{n}', 'p50_ms'), '{:.3f}')} | {cell(med('coordinator', f'proxies-{n}', 'p99_ms'), '{:.3f}')} | "
+      f"{ratio(v, one)} |")
+w("")
+fo = med("failover", "proxies-3", "seconds_until_all_served")
+w(f"- **SIGKILL of one of three proxies → every group served again:** {cell(fo, '{:.2f} s', 'failover', 'proxies-3')} "
+  "(session timeout 10 s).")
+w("")
+
 w("## How it was run")
 w("")
 w("`bash bench/run.sh` builds the release binaries, fetches Tansu, and runs, per scenario and system, a fresh server:")
@@ -494,6 +530,10 @@ w("corral-bench produce --target BROKER --acks 1|-1 --records-per-batch 1|100 --
 w("corral-bench fetch --target PROXY|BROKER --messages 1000000 --pid PID [--upstream-pid BROKER_PID]")
 w("corral-bench relay-server --listen 127.0.0.1:PORT --upstream BROKER       # the limit: produce/fetch --leader-addr RELAY")
 w("python3 bench/clients.py --corral target/release/corral --systems proxy-mock --scenarios first_assignment --runs 5")
+w("# scale-out section: a fresh corral --ephemeral, then N = 1, 2, 3 proxies sharing the coordinator")
+w("corral proxy --upstream BROKER --listen 127.0.0.1:PORT --ephemeral --cluster-name bench --config shared.toml   # N times; max.connections = 15000")
+w("corral-bench coordinator --target PROXY1 --groups 1000 --members 10 --seconds 5 --find-coordinator")
+w("kill -9 PROXY1; corral-bench failover --targets PROXY2,PROXY3 --groups 1000   # N = 3")
 w("```")
 w("")
 w("Raw results (one JSON line per run) are in `target/bench/results-full.jsonl` after a run.")
@@ -509,7 +549,7 @@ SECTION_SCENARIOS = {
     "startup": {"startup"}, "coordinator": {"coordinator"}, "join-storm": {"join-storm"}, "produce": {"produce"},
     "fetch": {"fetch"}, "commits": {"commits"}, "offsets": {"offsets-replay", "compaction", "restart"},
     "clients": {"first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"}, "proxy": set(),
-    "transactions": {"transactions"},
+    "transactions": {"transactions"}, "scale-out": {"failover"},
 }
 sections = ONLY if ONLY is not None else list(SECTION_SCENARIOS)
 want = set().union(*(SECTION_SCENARIOS.get(x, set()) for x in sections))

@@ -10,7 +10,7 @@
 #                                  # some sections only; results and report in target/bench/
 #                                  # (BENCHMARKS.md is never written from a partial run)
 #
-# Sections: startup coordinator join-storm produce fetch commits offsets clients proxy transactions
+# Sections: startup coordinator join-storm produce fetch commits offsets clients proxy transactions scale-out
 # ("proxy": produce and fetch through `corral proxy` over a corral broker, through a plain TCP
 # relay (the limit) and directly to the same kind of broker, run after run; first assignment
 # through corral proxy over librdkafka's mock cluster).
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS="startup coordinator join-storm produce fetch commits offsets clients proxy transactions"
+SECTIONS="startup coordinator join-storm produce fetch commits offsets clients proxy transactions scale-out"
 SIZE=full
 ONLY=""
 while [ $# -gt 0 ]; do
@@ -407,6 +407,44 @@ if want proxy; then
   [ "$SIZE" = full ] && CLIENT_RUNS=5
   python3 bench/clients.py --corral "$CORRAL" --systems "$PROXY_CLIENT_SYSTEMS" --scenarios first_assignment --runs "$CLIENT_RUNS" \
     | while IFS= read -r line; do printf '{"system":"clients","result":%s}\n' "$line"; done | tee -a "$RESULTS" >&2
+fi
+
+if want scale-out; then
+  echo "== scale-out: 1, 2 and 3 proxies sharing the coordinator over one corral broker; SIGKILL of one of three" >&2
+  # group traffic only (no upstream link per client connection): one proxy may take every member
+  printf '"max.connections" = 15000\n' > "$OUT/shared.toml"
+  for run in $(seq "$RUNS"); do
+  for n in 1 2 3; do
+    start corral
+    up_pid=$PID up_addr=$ADDR
+    shared_pids=() shared_addrs=() ok=1
+    for i in $(seq "$n"); do
+      port=$(free_port_block 3) || { ok=0; break; }
+      "$CORRAL" proxy --upstream "$up_addr" --listen "127.0.0.1:$port" --ephemeral --cluster-name bench \
+        --config "$OUT/shared.toml" >"$OUT/shared-$i.log" 2>&1 &
+      shared_pids+=("$!")
+      PIDS+=("$!")
+      shared_addrs+=("127.0.0.1:$port")
+      answers "127.0.0.1:$port" || ok=0
+    done
+    targets=$(IFS=,; echo "${shared_addrs[*]}")
+    if [ "$ok" = 1 ]; then
+      # every shard assigned and loaded before the load starts (failover doubles as the wait)
+      timeout 120 "$BENCH" failover --targets "$targets" --groups 200 --limit-seconds 60 >&2 || true
+      record "proxies-$n" "$BENCH" coordinator --target "${shared_addrs[0]}" --groups "$NGROUPS" --members "$MEMBERS" \
+        --seconds "$SECS" --find-coordinator --limit-seconds 120
+      if [ "$n" = 3 ]; then
+        kill -9 "${shared_pids[0]}"
+        record "proxies-3" "$BENCH" failover --targets "${shared_addrs[1]},${shared_addrs[2]}" --groups 1000 --limit-seconds 60
+      fi
+    else
+      printf '{"system":"proxies-%s","result":{"scenario":"coordinator","error":"a proxy did not start (no free ports, or no Metadata answer within 15 s)"}}\n' "$n" | tee -a "$RESULTS" >&2
+    fi
+    for p in "${shared_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    PID=$up_pid
+    stop
+  done
+  done
 fi
 
 echo "== report" >&2

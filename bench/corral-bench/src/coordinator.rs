@@ -20,7 +20,7 @@ pub async fn join_storm(a: &Args) {
     let groups: usize = a.get("groups", 100);
     let members: usize = a.get("members", 10);
     let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
-    match converge(&target, groups, members, limit).await {
+    match converge(&target, groups, members, false, limit).await {
         Ok((_, took)) => println!(
             "{{\"scenario\":\"join-storm\",\"groups\":{groups},\"members\":{members},\"seconds_until_all_assigned\":{:.3}}}",
             took.as_secs_f64()
@@ -60,7 +60,9 @@ pub async fn run(a: &Args) {
             .await
             .expect("metadata");
         let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
-        let (ms, took) = match converge(&target, groups, members, limit).await {
+        // --find-coordinator: several proxies share the coordinator; each member connects to its
+        // group's coordinator, as a client does
+        let (ms, took) = match converge(&target, groups, members, a.flag("find-coordinator"), limit).await {
             Ok(r) => r,
             Err(e) => {
                 println!("{{\"scenario\":\"coordinator\",\"groups\":{groups},\"members\":{members},\"error\":\"{e}\"}}");

@@ -104,10 +104,70 @@ async fn connect_until(target: &str, deadline: Instant) -> std::io::Result<Clien
     }
 }
 
+/// Where members connect: `target` itself, or (several proxies sharing the coordinator) each
+/// group's coordinator as FindCoordinator on `target` names it — looked up once per group,
+/// again when a member's connection fails.
+#[derive(Debug)]
+pub struct Route {
+    target: String,
+    coordinators: Option<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl Route {
+    async fn lookup(&self, conn: &mut Client, group: &str) -> Option<String> {
+        let r = conn.call(3, &FindCoordinatorRequest::default().with_key(s(group)).with_key_type(0)).await.ok()?;
+        (r.error_code == 0).then(|| format!("{}:{}", r.host.as_str(), r.port))
+    }
+
+    /// Resolves every group's coordinator over one connection (`find`), or routes to `target`.
+    pub async fn new(target: &str, groups: &[String], find: bool) -> std::io::Result<Route> {
+        let mut route = Route { target: target.to_string(), coordinators: None };
+        if find {
+            let mut conn = connect(target).await?;
+            let mut map = std::collections::HashMap::new();
+            for g in groups {
+                if let Some(addr) = route.lookup(&mut conn, g).await {
+                    map.insert(g.clone(), addr);
+                }
+            }
+            route.coordinators = Some(std::sync::Mutex::new(map));
+        }
+        Ok(route)
+    }
+
+    /// A connection for a member of `group`; `stale`: its last one failed (look again).
+    async fn connect(&self, group: &str, stale: bool, deadline: Instant) -> std::io::Result<Client> {
+        let Some(map) = &self.coordinators else { return connect_until(&self.target, deadline).await };
+        loop {
+            let known = map.lock().expect("route lock").get(group).cloned().filter(|_| !stale);
+            let addr = match known {
+                Some(a) => Some(a),
+                None => {
+                    let mut c = connect_until(&self.target, deadline).await?;
+                    let a = self.lookup(&mut c, group).await;
+                    if let Some(a) = &a {
+                        map.lock().expect("route lock").insert(group.to_string(), a.clone());
+                    }
+                    a
+                }
+            };
+            if let Some(addr) = addr
+                && let Ok(conn) = connect(&addr).await
+            {
+                return Ok(conn);
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no coordinator found for {group}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// One member until it holds an assignment every other member has seen stable: join, sync,
 /// heartbeat every 100 ms, rejoin on any group error, reconnect on a broken connection.
-async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: usize, deadline: Instant) -> std::io::Result<Member> {
-    let mut conn = connect_until(target, deadline).await?;
+async fn converge_member(route: &Route, group: &str, done: &AtomicU64, everyone: usize, deadline: Instant) -> std::io::Result<Member> {
+    let mut conn = route.connect(group, false, deadline).await?;
     let mut member_id = String::new();
     let mut generation = -1;
     let mut settled = false;
@@ -128,7 +188,7 @@ async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: 
                 Err(e) => {
                     last = e.to_string();
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    conn = connect_until(target, deadline).await?;
+                    conn = route.connect(group, true, deadline).await?;
                     continue;
                 }
             }
@@ -161,7 +221,7 @@ async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: 
                 unsettle(&mut settled);
                 generation = -1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                conn = connect_until(target, deadline).await?;
+                conn = route.connect(group, true, deadline).await?;
             }
         }
     }
@@ -170,19 +230,27 @@ async fn converge_member(target: &str, group: &str, done: &AtomicU64, everyone: 
 /// Every member joins and syncs, then heartbeats until a whole pass succeeds. Returns the
 /// members and the time until all held an assignment of the final generation, or an error
 /// when the groups did not settle within `limit`.
-pub async fn converge(target: &str, groups: usize, members: usize, limit: Duration) -> std::io::Result<(Vec<Member>, Duration)> {
+pub async fn converge(
+    target: &str,
+    groups: usize,
+    members: usize,
+    find: bool,
+    limit: Duration,
+) -> std::io::Result<(Vec<Member>, Duration)> {
     let started = Instant::now();
     let deadline = started + limit;
     let done = Arc::new(AtomicU64::new(0));
+    let names: Vec<String> = (0..groups).map(group_name).collect();
+    let route = Arc::new(Route::new(target, &names, find).await?);
     let mut tasks = Vec::new();
     for g in 0..groups {
         for _ in 0..members {
-            let target = target.to_string();
+            let route = route.clone();
             let group = group_name(g);
             let done = done.clone();
             tasks.push(tokio::spawn(async move {
                 // a broker may hold a JoinGroup without answering: the deadline bounds every call
-                match tokio::time::timeout_at(deadline.into(), converge_member(&target, &group, &done, groups * members, deadline)).await {
+                match tokio::time::timeout_at(deadline.into(), converge_member(&route, &group, &done, groups * members, deadline)).await {
                     Ok(r) => r,
                     Err(_) => {
                         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the group did not settle (a request went unanswered)"))

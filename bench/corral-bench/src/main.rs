@@ -6,7 +6,7 @@
 //!
 //!     corral-bench startup --bin PATH [--runs N] [--tansu]
 //!     corral-bench echo-server --listen HOST:PORT
-//!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw]
+//!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw] [--find-coordinator]
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]
 //!     corral-bench produce --target HOST:PORT [--acks 1|-1] [--records-per-batch N] [--connections C] [--seconds S] [--raw]
 //!         [--pid PID] [--upstream-pid PID] [--leader-addr HOST:PORT]
@@ -17,6 +17,7 @@
 //!     corral-bench compaction [--commits N] [--keys K]
 //!     corral-bench restart --bin PATH [--megabytes M]
 //!     corral-bench transactions --target HOST:PORT [--producers P] [--records-per-txn N] [--seconds S] [--idempotent] [--no-create] [--pid PID]
+//!     corral-bench failover --targets HOST:PORT,... [--groups G] [--limit-seconds S]
 //!
 //! `produce` and `fetch` send each partition's requests to the address of its leader in a
 //! Metadata response from `--target`, so they run unchanged through `corral proxy` (whose
@@ -35,6 +36,7 @@ mod args;
 mod commits;
 mod coordinator;
 mod echo_server;
+mod failover;
 mod fetch;
 mod groups;
 mod kafka;
@@ -70,6 +72,7 @@ fn main() {
             "compaction" => offsets::compaction(&args).await,
             "restart" => restart::run(&args).await,
             "transactions" => transactions::run(&args).await,
+            "failover" => failover::run(&args).await,
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);
