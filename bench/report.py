@@ -486,8 +486,8 @@ w("One corral broker (`--ephemeral`) as the upstream and 1, 2 or 3 `corral proxy
   "names the same live coordinator and it describes the group; it is about the membership's session timeout, 10 s by "
   "default, counted from the killed proxy's last heartbeat).")
 w("")
-shared_sizes = {(r["result"].get("groups", 0), r["result"].get("members", 0)) for r in rows
-                if r["system"].startswith("proxies-") and r["result"].get("scenario") == "coordinator"}
+shared_sizes = {(r["result"]["groups"], r["result"]["members"]) for r in rows
+                if r["system"].startswith("proxies-") and r["result"].get("scenario") == "coordinator" and "groups" in r["result"]}
 shared_label = ", ".join(f"{g_ * m_:,} members" for g_, m_ in sorted(shared_sizes)) or "no run"
 w(f"| proxies | heartbeat+commit ops/s ({shared_label}) | p50 ms | p99 ms | ÷ one proxy |")
 w("| --- | --- | --- | --- | --- |")

@@ -123,17 +123,20 @@ start() {
 stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
 # free_port_block N: a port whose next N-1 ports are free too (a proxy's node listeners sit at
-# its listen port + 1 + node id)
+# its listen port + 1 + node id). Checked as corral binds (SO_REUSEADDR): a port whose earlier
+# connections linger in TIME_WAIT — thousands of them after a 10,000-member run — is free to it.
 free_port_block() {
   python3 - "$1" <<'PY'
 import socket, sys
 n = int(sys.argv[1])
+def sock():
+    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); return t
 for _ in range(100):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
+    s = sock(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
     socks = []
     try:
         for p in range(base, base + n):
-            t = socket.socket(); socks.append(t); t.bind(("127.0.0.1", p))
+            t = sock(); socks.append(t); t.bind(("127.0.0.1", p))
         print(base); break
     except OSError:
         pass

@@ -1134,4 +1134,76 @@ mod tests {
         assert!(t.by_key.is_empty());
         assert_eq!(t.earliest(), None);
     }
+
+    /// Shards gained and lost at runtime (several proxies sharing the coordinator), in process:
+    /// a shard not owned answers NOT_COORDINATOR (checklist 5); one gained answers
+    /// COORDINATOR_LOAD_IN_PROGRESS while it loads (checklist 6), then serves what its store
+    /// holds; a commit in flight when the shard is lost is answered NOT_COORDINATOR, never as a
+    /// success; a parked join is answered NOT_COORDINATOR and the group leaves memory (checklist
+    /// 110).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_5_6_110_a_shard_lost_and_gained_at_runtime() {
+        use crate::log::storage::FaultOp;
+        let (c, data, plane) = faulty().await;
+        let cl = caller(&c, &plane);
+        let g = "moving-group";
+        let shard = c.shard_of(g);
+        assert_eq!(commit(&c, &plane, g, 5).await, ErrorCode::NONE);
+        // a commit whose record is appended but not yet durable when the shard is lost
+        let gate = data.hold(FaultOp::Sync).expect("a memory data dir");
+        let in_flight = {
+            let (c, plane) = (c.clone(), plane.clone());
+            tokio::spawn(async move { commit(&c, &plane, g, 6).await })
+        };
+        let gate = tokio::task::spawn_blocking(move || {
+            assert!(gate.wait_reached(Duration::from_secs(5)), "the commit's sync was reached");
+            gate
+        })
+        .await
+        .unwrap();
+        c.lose(shard);
+        gate.open();
+        assert_eq!(in_flight.await.unwrap(), ErrorCode::NOT_COORDINATOR, "a commit in flight when the shard was lost");
+        assert!(!c.owns(shard));
+        // 5: not owned
+        assert_eq!(commit(&c, &plane, g, 7).await, ErrorCode::NOT_COORDINATOR);
+        assert_eq!(fetched(&c, &plane, g).await, Err(ErrorCode::NOT_COORDINATOR));
+        // 6: gained, loading (held on its first read), then serving what the store holds
+        let gate = data.hold(FaultOp::Read).expect("a memory data dir");
+        c.gain(shard);
+        assert!(c.owns(shard));
+        assert_eq!(commit(&c, &plane, g, 8).await, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+        gate.open();
+        let offset = once_loaded(async || fetched(&c, &plane, g).await).await.unwrap();
+        // the acknowledged commit is there; the one answered NOT_COORDINATOR may be too (its
+        // record had been written, as when a reply is lost)
+        assert!(offset == 5 || offset == 6, "committed offset {offset} after the shard came back");
+        // 110: a join parked in a rebalance when the shard is lost
+        let pg = "parked-group";
+        let ps = c.shard_of(pg);
+        let first = api::join_group(&cl, 5, static_join(pg, "i1")).await;
+        assert_eq!(ErrorCode::from(first.error_code), ErrorCode::NONE);
+        let parked = {
+            let (c, plane) = (c.clone(), plane.clone());
+            tokio::spawn(async move { api::join_group(&caller(&c, &plane), 5, static_join(pg, "i2")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!parked.is_finished(), "the second member waits for the first to rejoin");
+        c.lose(ps);
+        let answer = parked.await.unwrap();
+        assert_eq!((ErrorCode::from(answer.error_code), answer.member_id.as_str()), (ErrorCode::NOT_COORDINATOR, ""));
+        c.gain(ps);
+        let d = once_loaded(async || {
+            let d =
+                api::describe_groups(&cl, 5, DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(pg))]));
+            match ErrorCode::from(d.groups[0].error_code) {
+                ErrorCode::NONE => Ok(d),
+                e => Err(e),
+            }
+        })
+        .await
+        .unwrap();
+        // what the store held: the first member's join (its record); the parked one left nothing
+        assert!(d.groups[0].members.iter().all(|m| m.group_instance_id.as_deref() != Some("i2")), "{:?}", d.groups[0].members);
+    }
 }
