@@ -531,7 +531,7 @@ w("corral-bench fetch --target PROXY|BROKER --messages 1000000 --pid PID [--upst
 w("corral-bench relay-server --listen 127.0.0.1:PORT --upstream BROKER       # the limit: produce/fetch --leader-addr RELAY")
 w("python3 bench/clients.py --corral target/release/corral --systems proxy-mock --scenarios first_assignment --runs 5")
 w("# scale-out section: a fresh corral --ephemeral, then N = 1, 2, 3 proxies sharing the coordinator")
-w("corral proxy --upstream BROKER --listen 127.0.0.1:PORT --ephemeral --cluster-name bench --config shared.toml   # N times; max.connections = 15000")
+w("corral proxy --upstream BROKER --listen 127.0.0.1:0 --ephemeral --cluster-name bench --config shared.toml   # N times; max.connections = 15000")
 w("corral-bench coordinator --target PROXY1 --groups 1000 --members 10 --seconds 5 --find-coordinator")
 w("kill -9 PROXY1; corral-bench failover --targets PROXY2,PROXY3 --groups 1000   # N = 3")
 w("```")

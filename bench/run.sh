@@ -422,13 +422,20 @@ if want scale-out; then
     up_pid=$PID up_addr=$ADDR
     shared_pids=() shared_addrs=() ok=1
     for i in $(seq "$n"); do
-      port=$(free_port_block 3) || { ok=0; break; }
-      "$CORRAL" proxy --upstream "$up_addr" --listen "127.0.0.1:$port" --ephemeral --cluster-name bench \
+      # port 0: the proxy and its node listener take free ports (after a 10,000-member run few
+      # blocks of consecutive free ports are left); its start line says where it listens
+      "$CORRAL" proxy --upstream "$up_addr" --listen 127.0.0.1:0 --ephemeral --cluster-name bench \
         --config "$OUT/shared.toml" >"$OUT/shared-$i.log" 2>&1 &
       shared_pids+=("$!")
       PIDS+=("$!")
-      shared_addrs+=("127.0.0.1:$port")
-      answers "127.0.0.1:$port" || ok=0
+      addr=""
+      for _ in $(seq 200); do
+        addr=$(grep -ao 'proxy listening on 127\.0\.0\.1:[0-9]*' "$OUT/shared-$i.log" | head -n 1 | sed 's/.* on //') || true
+        [ -n "$addr" ] && break
+        sleep 0.05
+      done
+      shared_addrs+=("$addr")
+      [ -n "$addr" ] && answers "$addr" || ok=0
     done
     targets=$(IFS=,; echo "${shared_addrs[*]}")
     if [ "$ok" = 1 ]; then

@@ -587,6 +587,7 @@ impl Coordinator {
                         }
                         return;
                     }
+                    Ok(Err(_)) if me.shutdown.is_cancelled() => return,
                     Ok(Err(e)) => tracing::warn!(shard, "loading the shard failed: {e}; retrying in {delay:?}"),
                     Err(e) => tracing::error!(shard, "loading the shard panicked: {e}; retrying in {delay:?}"),
                 }

@@ -512,10 +512,15 @@ pub async fn open(listener: &TcpListener, config: Config, shutdown: Cancellation
         }
         OffsetsStoreKind::Upstream => {
             let fencing = sharing.clone().map(|sharing| store::Fencing { sharing, owner: own_id });
-            let store =
-                store::UpstreamStore::open(proxy.clone(), &config.offsets_store_topic, config.offsets_topic_num_partitions, fencing)
-                    .await
-                    .map_err(|e| ServerError::Fatal(format!("offsets store: {e}")))?;
+            let store = store::UpstreamStore::open(
+                proxy.clone(),
+                &config.offsets_store_topic,
+                config.offsets_topic_num_partitions,
+                fencing,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| ServerError::Fatal(format!("offsets store: {e}")))?;
             let partitions = store.partitions();
             let _ = proxy.store_description.set(format!("upstream topic {} ({partitions} partitions)", config.offsets_store_topic));
             (store, None, partitions)

@@ -114,6 +114,9 @@ pub struct UpstreamStore {
     leaders: RwLock<Vec<i32>>,
     runtime: tokio::runtime::Handle,
     fencing: Option<Fencing>,
+    /// The server's shutdown: a blocking load or reset in flight gives up at once (the runtime
+    /// it blocks on is about to go).
+    shutdown: CancellationToken,
 }
 
 impl UpstreamStore {
@@ -125,6 +128,7 @@ impl UpstreamStore {
         topic: &str,
         partitions: i32,
         fencing: Option<Fencing>,
+        shutdown: CancellationToken,
     ) -> Result<Arc<UpstreamStore>, UpstreamError> {
         let mut meta = proxy.refresh(Some(&[topic])).await?;
         let exists = meta
@@ -178,7 +182,19 @@ impl UpstreamStore {
             leaders: RwLock::new(leaders),
             runtime: tokio::runtime::Handle::current(),
             fencing,
+            shutdown,
         }))
+    }
+
+    /// Runs `f` to completion on the runtime from a blocking thread, unless the server shuts
+    /// down first.
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> Result<T, String> {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => Err("the server is shutting down".to_string()),
+                r = f => Ok(r),
+            }
+        })
     }
 
     /// The number of partitions, which is the number of coordinator shards.
@@ -565,7 +581,7 @@ async fn wait_for_topic(proxy: &Proxy, topic: &str) -> Result<kafka_protocol::me
 
 impl OffsetsStore for UpstreamStore {
     fn load(&self, shard: usize, each: &mut Replay<'_>) -> Result<(), LogError> {
-        let count = self.runtime.block_on(self.read_partition(shard, each)).map_err(|reason| LogError::Corrupt {
+        let count = self.block_on(self.read_partition(shard, each)).and_then(|r| r).map_err(|reason| LogError::Corrupt {
             file: format!("{}-{shard}", self.topic),
             offset: 0,
             reason,
@@ -634,8 +650,8 @@ impl OffsetsStore for UpstreamStore {
             let _ = self.runtime.block_on(handle);
         }
         let producer = match &self.fencing {
-            Some(f) => self.runtime.block_on(self.fence(shard, f)).map_err(fail)?,
-            None => self.runtime.block_on(init_producer(&self.proxy)).map_err(|e| fail(e.to_string()))?,
+            Some(f) => self.block_on(self.fence(shard, f)).and_then(|r| r).map_err(fail)?,
+            None => self.block_on(init_producer(&self.proxy)).and_then(|r| r.map_err(|e| e.to_string())).map_err(fail)?,
         };
         *s.producer.lock().expect("producer lock") = producer;
         *s.queue.lock().expect("queue lock") = Queue::default();
@@ -734,8 +750,10 @@ mod tests {
         let (pa, pb) = (proxy_over(&up).await, proxy_over(&up).await);
         let sharing = Sharing::new("fence-test", 10_000);
         let topic = "fence-test-offsets";
-        let a = UpstreamStore::open(pa, topic, 2, Some(Fencing { sharing: sharing.clone(), owner: 1 })).await.unwrap();
-        let b = UpstreamStore::open(pb, topic, 2, Some(Fencing { sharing, owner: 2 })).await.unwrap();
+        let a = UpstreamStore::open(pa, topic, 2, Some(Fencing { sharing: sharing.clone(), owner: 1 }), CancellationToken::new())
+            .await
+            .unwrap();
+        let b = UpstreamStore::open(pb, topic, 2, Some(Fencing { sharing, owner: 2 }), CancellationToken::new()).await.unwrap();
         take_over(&a).await;
         let at = a.append(0, &[record("a1")]).unwrap();
         a.wait_durable(0, at).await.unwrap();
