@@ -162,6 +162,16 @@ fn low_session_floor(config: &mut corral::Config) {
     config.group_min_session_timeout_ms = 1_000;
 }
 
+/// An upstream corral broker and three in-process proxies sharing the coordinator.
+async fn three_shared_proxies() -> (TestServer, Vec<TestProxy>) {
+    let upstream = TestServer::start_with(low_session_floor).await;
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(TestProxy::start_with(&upstream.bootstrap(), shared).await);
+    }
+    (upstream, proxies)
+}
+
 fn shared(config: &mut corral::Config) {
     config.proxy_cluster_name = Some("scale".into());
     config.proxy_cluster_session_timeout_ms = SESSION_MS;
@@ -174,12 +184,8 @@ fn shared(config: &mut corral::Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_split_the_shards_and_hand_them_over_when_one_stops_or_joins() {
     let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_test_writer().try_init();
-    let upstream = TestServer::start_with(low_session_floor).await;
+    let (upstream, mut proxies) = three_shared_proxies().await;
     let up = upstream.bootstrap();
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        proxies.push(TestProxy::start_with(&up, shared).await);
-    }
     let addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr).collect();
     let (took, owners) = settled(&addrs, Duration::from_secs(30)).await;
     eprintln!("three proxies settled in {took:?}: {owners:?}");
@@ -467,15 +473,10 @@ impl rdkafka::consumer::ConsumerContext for Assignments {
 
 /// A static member (group.instance.id) whose coordinating proxy stops: the shard moves, the
 /// member finds the new coordinator and goes on — same assignment, no rebalance — as after a
-/// Kafka coordinator failover (checklist: static membership survives a coordinator change).
+/// Kafka coordinator failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_keeps_its_assignment_when_its_coordinator_proxy_stops() {
-    let upstream = TestServer::start_with(low_session_floor).await;
-    let up = upstream.bootstrap();
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        proxies.push(TestProxy::start_with(&up, shared).await);
-    }
+    let (upstream, mut proxies) = three_shared_proxies().await;
     let addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr).collect();
     settled(&addrs, Duration::from_secs(30)).await;
     let bootstrap = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
