@@ -82,6 +82,19 @@ def member(a):
         common.update({"debug": os.environ["EOS_DEBUG"], "log_level": 7})
     assigned = set()
 
+    def committed(c, parts, label, within, pause):
+        """The group's committed offsets of `parts`, asked again (after `pause` s) while the
+        coordinator answers an error, for up to `within` s; each error is emitted as `label`."""
+        deadline = time.time() + within
+        while True:
+            try:
+                return c.committed(parts, timeout=10)
+            except KafkaException as e:
+                emit("ERR", label, e.args[0].name())
+                if time.time() > deadline:
+                    raise
+                time.sleep(pause)
+
     def on_assign(c, parts):
         # Start each partition at the group's committed offset, fetched here (read_committed:
         # require_stable, so this waits while a transaction still holds offsets of the partition
@@ -91,15 +104,7 @@ def member(a):
         # INVALID instead of "stored", starts it there and resets to the beginning ("Adding ...
         # back to pending list because on-going transaction is blocking offset retrieval", then
         # "Starting pending assigned partition ... at offset INVALID"): the input again.
-        deadline = time.time() + TXN_TIMEOUT_MS / 1000 + 15
-        while True:
-            try:
-                got = c.committed(parts, timeout=10)
-                break
-            except KafkaException as e:
-                emit("ERR", "committed-on-assign", e.args[0].name())
-                if time.time() > deadline:
-                    raise
+        got = committed(c, parts, "committed-on-assign", TXN_TIMEOUT_MS / 1000 + 15, pause=0)
         for tp in got:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
@@ -151,16 +156,7 @@ def member(a):
         parts = [TopicPartition(IN, p) for p in sorted(assigned)]
         if not parts:
             return
-        deadline = time.time() + 60
-        while True:
-            try:
-                got = consumer.committed(parts, timeout=10)
-                break
-            except KafkaException as e:
-                emit("ERR", "committed", e.args[0].name())
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+        got = committed(consumer, parts, "committed", 60, pause=0.2)
         try:
             for tp in got:
                 consumer.seek(TopicPartition(IN, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
