@@ -244,6 +244,8 @@ SYSTEMS=(corral)
 if want startup; then
   echo "== startup" >&2
   record corral "$BENCH" startup --bin "$CORRAL" --runs "$STARTUP_RUNS"
+  # The floor: a server that only listens (corral-bench echo-server), same toolchain and runtime.
+  record floor "$BENCH" startup --bin "$BENCH" --floor --runs "$STARTUP_RUNS"
   [ -n "$TANSU" ] && record tansu "$BENCH" startup --bin "$TANSU" --tansu --runs "$STARTUP_RUNS"
 fi
 

@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 
 pub async fn run(listen: &str) {
     let l = TcpListener::bind(listen).await.expect("bind echo");
-    eprintln!("echo listening on {}", l.local_addr().expect("addr"));
+    // On stdout, as corral prints its own: `startup --floor` reads the address from it.
+    println!("echo listening on {}", l.local_addr().expect("addr"));
     loop {
         let (mut sock, _) = l.accept().await.expect("accept");
         let _ = sock.set_nodelay(true);

@@ -4,7 +4,7 @@
 //!
 //!     cargo build --release -p corral-bench        # target/release/corral-bench
 //!
-//!     corral-bench startup --bin PATH [--runs N] [--tansu]
+//!     corral-bench startup --bin PATH [--runs N] [--tansu | --floor]   (--floor: PATH is corral-bench itself)
 //!     corral-bench echo-server --listen HOST:PORT
 //!     corral-bench coordinator --target HOST:PORT [--groups G] [--members M] [--seconds S] [--raw] [--find-coordinator]
 //!     corral-bench join-storm --target HOST:PORT [--groups G] [--members M]

@@ -30,16 +30,26 @@ fn port_for_tansu() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// What `startup` starts: corral; Tansu; or the floor, a server that does nothing at start but
+/// listen (`corral-bench echo-server`, this binary: the same toolchain, runtime and release
+/// profile as corral), which answers the Metadata frame with its own bytes.
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Corral,
+    Tansu,
+    Floor,
+}
+
 /// Spawn → first answered Metadata, measured without a runtime in the way: corral is started
 /// on port 0 and its address read from the line it prints once it listens; Tansu, on a port
 /// chosen here, found by a blocking connect loop (50 µs apart). The clock starts when `spawn`
 /// is called.
-fn startup_once(bin: &str, tansu: bool) -> (f64, u64) {
+fn startup_once(bin: &str, system: System) -> (f64, u64) {
     let frame = metadata_v1_frame();
     let mut cmd = Command::new(bin);
     cmd.stderr(Stdio::null());
     let started;
-    let server = if tansu {
+    let server = if system == System::Tansu {
         let addr = SocketAddr::from(([127, 0, 0, 1], port_for_tansu().expect("a port for tansu")));
         let url = format!("tcp://{addr}");
         cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
@@ -47,7 +57,10 @@ fn startup_once(bin: &str, tansu: bool) -> (f64, u64) {
         started = Instant::now();
         ServerProcess::spawn_at(&mut cmd, addr)
     } else {
-        cmd.args(["--ephemeral", "--listen", "127.0.0.1:0"]);
+        match system {
+            System::Floor => cmd.args(["echo-server", "--listen", "127.0.0.1:0"]),
+            _ => cmd.args(["--ephemeral", "--listen", "127.0.0.1:0"]),
+        };
         started = Instant::now();
         ServerProcess::spawn(&mut cmd)
     };
@@ -74,12 +87,18 @@ fn startup_once(bin: &str, tansu: bool) -> (f64, u64) {
 pub async fn run(a: &Args) {
     let bin = a.str("bin");
     let runs: usize = a.get("runs", 9);
-    let tansu = a.flag("tansu");
+    let system = if a.flag("tansu") {
+        System::Tansu
+    } else if a.flag("floor") {
+        System::Floor
+    } else {
+        System::Corral
+    };
     let (mut times, mut rss) = tokio::task::spawn_blocking(move || {
         let mut times = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
-            let (t, r) = startup_once(&bin, tansu);
+            let (t, r) = startup_once(&bin, system);
             times.push(t);
             rss.push(r as f64);
         }
@@ -89,7 +108,11 @@ pub async fn run(a: &Args) {
     .expect("startup runs");
     println!(
         "{{\"scenario\":\"startup\",\"broker\":\"{}\",\"first_metadata_ms_median\":{:.2},\"idle_rss_kib_median\":{:.0},\"runs\":{runs}}}",
-        if tansu { "tansu" } else { "corral" },
+        match system {
+            System::Corral => "corral",
+            System::Tansu => "tansu",
+            System::Floor => "floor",
+        },
         median(&mut times),
         median(&mut rss)
     );
