@@ -89,16 +89,9 @@ fn protocol(c: &mut Criterion) {
     });
 }
 
+/// The shard settings of a default corral.
 fn config() -> ShardConfig {
-    ShardConfig {
-        initial_rebalance_delay_ms: 0,
-        min_session_timeout_ms: 6_000,
-        max_session_timeout_ms: 1_800_000,
-        max_size: usize::MAX,
-        offsets_retention_ms: 7 * 24 * 3_600_000,
-        offsets_retention_check_interval_ms: 600_000,
-        offset_metadata_max_bytes: 4096,
-    }
+    ShardConfig::from_config(&corral::config::Config::default())
 }
 
 fn join_input(group: &str, member_id: &str) -> JoinInput {

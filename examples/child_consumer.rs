@@ -3,9 +3,11 @@
 //! only a separate process can die without its socket being closed politely or a LeaveGroup
 //! being sent. It is a program, not a test, so it is never counted as a passing one.
 //!
-//!     child_consumer BOOTSTRAP GROUP TOPIC
+//!     child_consumer BOOTSTRAP GROUP TOPIC [consumer]
 //!
-//! Joins GROUP subscribed to TOPIC with the consumer settings the test's own members use, and
+//! Joins GROUP subscribed to TOPIC with the consumer settings the test's own members use (with
+//! `consumer`: the next-generation protocol, `group.protocol=consumer`, whose session and
+//! heartbeat settings are the coordinator's; tests/rdkafka_consumer_protocol.rs), and
 //! prints `OWNED p p ...` (the partitions it owns, possibly none) on stdout every time its
 //! assignment changes. It runs until it is killed, or until its stdin reaches end of file (the
 //! test that started it is gone), and then exits at once, without leaving the group.
@@ -46,22 +48,29 @@ impl ConsumerContext for Owned {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [bootstrap, group, topic] = args.as_slice() else {
-        eprintln!("usage: child_consumer BOOTSTRAP GROUP TOPIC");
-        std::process::exit(2);
+    let (bootstrap, group, topic, modern) = match args.as_slice() {
+        [b, g, t] => (b, g, t, false),
+        [b, g, t, p] if p == "consumer" => (b, g, t, true),
+        _ => {
+            eprintln!("usage: child_consumer BOOTSTRAP GROUP TOPIC [consumer]");
+            std::process::exit(2);
+        }
     };
-    // The same settings as `consumer_config` in tests/rdkafka_groups.rs: the test's timing
-    // assertions rely on this session timeout.
     let (tx, rx) = mpsc::channel();
-    let consumer: BaseConsumer<Owned> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .set("enable.auto.commit", "false")
-        .create_with_context(Owned(tx, Default::default()))
-        .expect("a consumer");
+        .set("enable.auto.commit", "false");
+    if modern {
+        config.set("group.protocol", "consumer");
+    } else {
+        // The same settings as `consumer_config` in tests/rdkafka_groups.rs: the test's timing
+        // assertions rely on this session timeout.
+        config.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "500");
+    }
+    let consumer: BaseConsumer<Owned> = config.create_with_context(Owned(tx, Default::default())).expect("a consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
 
     // The parent holds our stdin; when it is gone, so are we (no LeaveGroup either way).

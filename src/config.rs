@@ -143,6 +143,14 @@ pub struct Config {
     pub group_max_session_timeout_ms: i32,
     /// `group.max.size`.
     pub group_max_size: i32,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol (KIP-848) member's session.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`.
+    pub group_consumer_max_size: i32,
+    /// `group.consumer.assignors`: the server-side assignors, the first the default.
+    pub group_consumer_assignors: Vec<crate::coordinator::consumer::Assignor>,
     /// `offsets.topic.num.partitions`: the number of coordinator shards. Never change it
     /// once a data dir exists (group placement depends on it).
     pub offsets_topic_num_partitions: i32,
@@ -233,6 +241,10 @@ impl Default for Config {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: i32::MAX,
+            group_consumer_assignors: vec![crate::coordinator::consumer::Assignor::Uniform, crate::coordinator::consumer::Assignor::Range],
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
@@ -344,6 +356,10 @@ impl Config {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = v.int_in(0, i32::MAX as i64)? as i32,
             "group.max.size" => self.group_max_size = v.int_in(1, i32::MAX as i64)? as i32,
+            "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms = v.int_in(1, i32::MAX as i64)? as i32,
+            "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms = v.int_in(1, i32::MAX as i64)? as i32,
+            "group.consumer.max.size" => self.group_consumer_max_size = v.int_in(1, i32::MAX as i64)? as i32,
+            "group.consumer.assignors" => self.group_consumer_assignors = parse_assignors(&v.string()?).map_err(|m| v.err(m))?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int_in(1, 10_000)? as i32,
             "offsets.retention.minutes" => self.offsets_retention_minutes = v.int_in(1, i64::MAX / 60_000)?,
             "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = v.int_in(1, i64::MAX)?,
@@ -443,6 +459,21 @@ pub fn parse_cluster_name(v: &str) -> Result<String, String> {
         return Err(format!("{v:?}: a cluster name is 1 to 200 letters, digits, '.', '_' or '-'"));
     }
     Ok(v.to_string())
+}
+
+/// `group.consumer.assignors`: a comma-separated list of server-side assignor names.
+fn parse_assignors(s: &str) -> Result<Vec<crate::coordinator::consumer::Assignor>, String> {
+    let names: Vec<&str> = s.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Err("at least one assignor".into());
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            crate::coordinator::consumer::Assignor::by_name(n)
+                .ok_or_else(|| format!("unknown assignor `{n}` (corral has uniform and range)"))
+        })
+        .collect()
 }
 
 pub fn parse_upstream(s: &str) -> Result<Vec<HostPort>, String> {

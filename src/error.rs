@@ -11,7 +11,7 @@ use std::fmt;
 /// version, a count or an epoch. It becomes the wire's `i16` only where a kafka-protocol struct
 /// is filled in ([`ErrorCode::code`]); an `i16` read from a response becomes one with
 /// `ErrorCode::from`. It prints as Kafka names it, with its number: `NOT_COORDINATOR (16)`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ErrorCode(i16);
 
 impl ErrorCode {
@@ -144,9 +144,14 @@ error_codes! {
     UNKNOWN_TOPIC_ID = 100,
     INCONSISTENT_TOPIC_ID = 103,
     TRANSACTIONAL_ID_NOT_FOUND = 105,
+    FENCED_MEMBER_EPOCH = 110,
+    UNRELEASED_INSTANCE_ID = 111,
+    UNSUPPORTED_ASSIGNOR = 112,
+    STALE_MEMBER_EPOCH = 113,
     MISMATCHED_ENDPOINT_TYPE = 114,
     UNSUPPORTED_ENDPOINT_TYPE = 115,
     TRANSACTION_ABORTABLE = 120,
+    INVALID_REGULAR_EXPRESSION = 128,
 }
 
 #[cfg(test)]

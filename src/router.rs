@@ -126,6 +126,12 @@ pub async fn route(ctx: &Context, conn: &ConnInfo, req: Request) -> Reply {
         RequestKind::DescribeGroups(r) => return send(ResponseKind::DescribeGroups(group_api::describe_groups(c, v, r))),
         RequestKind::DeleteGroups(r) => return send(ResponseKind::DeleteGroups(group_api::delete_groups(c, v, r).await)),
         RequestKind::OffsetDelete(r) => return send(ResponseKind::OffsetDelete(group_api::offset_delete(c, v, r).await)),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            return send(ResponseKind::ConsumerGroupHeartbeat(group_api::consumer_group_heartbeat(c, v, r).await));
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            return send(ResponseKind::ConsumerGroupDescribe(group_api::consumer_group_describe(c, v, r)));
+        }
         RequestKind::AddOffsetsToTxn(r) => {
             return send(ResponseKind::AddOffsetsToTxn(match &ctx.txn {
                 Some(t) => txn_api::add_offsets_to_txn(t, v, r).await,

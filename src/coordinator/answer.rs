@@ -9,6 +9,7 @@
 
 use tokio::sync::oneshot;
 
+use super::consumer::HeartbeatResult;
 use super::shard::{JoinResult, LeaveResult, OffsetDeleteResult, Reply, SyncResult};
 use crate::error::ErrorCode;
 
@@ -40,6 +41,7 @@ pub enum Waiting {
     OffsetDelete(oneshot::Sender<OffsetDeleteResult>),
     /// Failure is its own answer here: the sender is dropped (the caller sees a closed channel).
     TxnEnded(oneshot::Sender<TxnEnded>),
+    ConsumerHeartbeat(oneshot::Sender<HeartbeatResult>),
 }
 
 /// The answer of one kind of coordinator call.
@@ -66,6 +68,7 @@ answer!(Committed, Commit);
 answer!(GroupDeleted, DeleteGroup);
 answer!(OffsetDeleteResult, OffsetDelete);
 answer!(TxnEnded, TxnEnded);
+answer!(HeartbeatResult, ConsumerHeartbeat);
 
 impl Waiting {
     /// Sends `reply` — or, with `failure`, the same kind of answer carrying that error code
@@ -107,6 +110,13 @@ impl Waiting {
             (Waiting::OffsetDelete(tx), Reply::OffsetDelete(r)) => {
                 let _ = tx.send(match failure {
                     Some(code) => OffsetDeleteResult { error: code, partitions: Vec::new() },
+                    None => r,
+                });
+            }
+            (Waiting::ConsumerHeartbeat(tx), Reply::ConsumerHeartbeat(r)) => {
+                // a failed write: the member learns nothing of it but the error
+                let _ = tx.send(match failure {
+                    Some(code) => HeartbeatResult { error: code, ..Default::default() },
                     None => r,
                 });
             }

@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::Instrument;
 
 use super::answer::{Committed, GroupDeleted, Heartbeated};
+use super::consumer::{Assignment, HeartbeatInput as ConsumerHeartbeatInput, HeartbeatResult as ConsumerHeartbeatResult, TopicView};
 use super::group::Protocol;
 use super::shard::{
     CommitInput, CommitPartition, FetchedOffset, FetchedPartition, HeartbeatInput, JoinInput, JoinResult, LeaveInput, LeaveResult,
@@ -462,13 +463,17 @@ async fn fetch_group(
     group: &str,
     wanted: Option<Vec<(String, i32)>>,
     require_stable: bool,
+    member: (Option<&str>, i32),
 ) -> Result<Vec<FetchedPartition>, ErrorCode> {
     let shard = c.coordinator.shard_of(group);
     let (rows, position) = c
         .coordinator
-        .read(shard, |sh| sh.fetch_offsets(group, wanted.as_deref(), require_stable))
-        .map(|rows| (rows, c.coordinator.log.appended(shard)))
-        .map_err(status_error)?;
+        .read(shard, |sh| {
+            sh.check_offset_fetch(group, member.0, member.1)?;
+            Ok::<_, ErrorCode>(sh.fetch_offsets(group, wanted.as_deref(), require_stable))
+        })
+        .map_err(status_error)?
+        .map(|rows| (rows, c.coordinator.log.appended(shard)))?;
     c.coordinator.log.wait_durable(shard, position).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
     Ok(rows)
 }
@@ -496,7 +501,8 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
             let wanted = wanted_of(g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
-            let entry = match fetch_group(c, g.group_id.as_str(), wanted, req.require_stable).await {
+            let member = (g.member_id.as_ref().map(|m| m.as_str()), g.member_epoch);
+            let entry = match fetch_group(c, g.group_id.as_str(), wanted, req.require_stable, member).await {
                 Ok(rows) => OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
                     by_topic(rows)
                         .into_iter()
@@ -524,7 +530,7 @@ pub async fn offset_fetch(c: &Caller<'_>, version: i16, req: OffsetFetchRequest)
     }
     let wanted = wanted_of(req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect()));
     let explicit = wanted.clone();
-    let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted, version >= 7 && req.require_stable).await {
+    let (rows, error) = match fetch_group(c, req.group_id.as_str(), wanted, version >= 7 && req.require_stable, (None, -1)).await {
         Ok(rows) => (rows, ErrorCode::NONE),
         Err(code) => {
             // Before v2 a group-level error goes into every requested partition.
@@ -581,7 +587,7 @@ pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> List
                     if !states.is_empty() && !states.iter().any(|f| *f == g.state.to_lowercase()) {
                         continue;
                     }
-                    if !types.is_empty() && !types.iter().any(|f| f == "classic") {
+                    if !types.is_empty() && !types.iter().any(|f| f == g.group_type) {
                         continue;
                     }
                     let mut e = ListedGroup::default().with_group_id(GroupId(s(g.group_id))).with_protocol_type(s(g.protocol_type));
@@ -589,7 +595,7 @@ pub fn list_groups(c: &Caller<'_>, version: i16, req: ListGroupsRequest) -> List
                         e.group_state = s(g.state);
                     }
                     if version >= 5 {
-                        e.group_type = s("classic");
+                        e.group_type = s(g.group_type);
                     }
                     groups.push(e);
                 }
@@ -628,6 +634,14 @@ pub fn describe_groups(c: &Caller<'_>, version: i16, req: DescribeGroupsRequest)
                     d.group_state = s("Dead");
                 }
                 Ok(None) => d.group_state = s("Dead"),
+                Ok(Some(desc)) if desc.not_classic => {
+                    // a consumer group (KIP-848): ConsumerGroupDescribe describes it
+                    d.group_state = s("Dead");
+                    if version >= 6 {
+                        d.error_code = ErrorCode::GROUP_ID_NOT_FOUND.code();
+                        d.error_message = Some(s(format!("Group {} is not a classic group.", gid.as_str())));
+                    }
+                }
                 Ok(Some(desc)) => {
                     d.group_state = s(desc.state);
                     d.protocol_type = s(desc.protocol_type);
@@ -717,4 +731,146 @@ pub async fn offset_delete(c: &Caller<'_>, _version: i16, req: OffsetDeleteReque
         }
     }
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+// ---------------------------------------------------------------------- KIP-848
+
+/// The broker's topics as the consumer-group coordinator sees them.
+struct BrokerTopics<'a>(&'a crate::broker::Broker);
+
+impl TopicView for BrokerTopics<'_> {
+    fn by_name(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.0.topic(name).map(|t| (t.id, t.partition_count()))
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.topics().iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+fn to_assignment(tps: impl IntoIterator<Item = (uuid::Uuid, Vec<i32>)>) -> Assignment {
+    let mut a = Assignment::new();
+    for (id, ps) in tps {
+        a.entry(id).or_default().extend(ps);
+    }
+    a
+}
+
+/// ConsumerGroupHeartbeat (KIP-848). Served in broker mode, where the coordinator sees the
+/// topics and their ids.
+pub async fn consumer_group_heartbeat(c: &Caller<'_>, version: i16, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+    let fail = |code: ErrorCode, message: Option<String>| {
+        ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(message.map(s))
+    };
+    let crate::plane::DataPlane::Broker(broker) = c.plane else {
+        return fail(ErrorCode::UNSUPPORTED_VERSION, Some("corral proxy does not serve the consumer group protocol yet".into()));
+    };
+    let h = ConsumerHeartbeatInput {
+        version,
+        group_id: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|i| i.to_string()),
+        rack_id: req.rack_id.map(|r| r.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req.subscribed_topic_names.map(|ns| ns.into_iter().map(|n| n.to_string()).collect()),
+        subscribed_topic_regex: if version >= 1 { req.subscribed_topic_regex.map(|r| r.to_string()) } else { None },
+        server_assignor: req.server_assignor.map(|a| a.to_string()),
+        owned: req.topic_partitions.map(|tps| to_assignment(tps.into_iter().map(|tp| (tp.topic_id, tp.partitions)))),
+        client_id: c.client_id.to_string(),
+        client_host: c.client_host.clone(),
+    };
+    let shard = c.coordinator.shard_of(&h.group_id);
+    let topics = BrokerTopics(broker);
+    let r: ConsumerHeartbeatResult = match c.coordinator.call(shard, move |sh, now, id| sh.consumer_heartbeat(now, id, h, &topics)).await {
+        Ok(r) => r,
+        Err(status) => return fail(status_error(status), None),
+    };
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(r.error.code())
+        .with_error_message(r.message.map(s))
+        .with_member_id(r.member_id.map(s))
+        .with_member_epoch(r.member_epoch)
+        .with_heartbeat_interval_ms(r.heartbeat_interval_ms);
+    if let Some(a) = r.assignment {
+        resp.assignment = Some(
+            consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                a.into_iter()
+                    .map(|(id, ps)| {
+                        consumer_group_heartbeat_response::TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps.into_iter().collect())
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    resp
+}
+
+/// ConsumerGroupDescribe (KIP-848).
+pub fn consumer_group_describe(c: &Caller<'_>, version: i16, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+    use consumer_group_describe_response::{Assignment as DescribedAssignment, DescribedGroup as Described, Member, TopicPartitions};
+    let groups =
+        req.group_ids
+            .into_iter()
+            .map(|gid| {
+                let mut d = Described::default()
+                    .with_group_id(gid.clone())
+                    .with_authorized_operations(if req.include_authorized_operations { GROUP_OPERATIONS } else { i32::MIN });
+                if gid.is_empty() {
+                    return d.with_error_code(ErrorCode::INVALID_GROUP_ID.code());
+                }
+                let shard = c.coordinator.shard_of(gid.as_str());
+                match c.coordinator.read(shard, |sh| sh.describe_consumer_group(gid.as_str())) {
+                    Err(status) => d.with_error_code(status_error(status).code()),
+                    Ok(Err((code, message))) => d.with_error_code(code.code()).with_error_message(Some(s(message))),
+                    Ok(Ok(desc)) => {
+                        let names = &desc.topic_names;
+                        let assignment = |a: &Assignment| {
+                            DescribedAssignment::default().with_topic_partitions(
+                                a.iter()
+                                    .map(|(id, ps)| {
+                                        TopicPartitions::default()
+                                            .with_topic_id(*id)
+                                            .with_topic_name(TopicName(s(names.get(id).cloned().unwrap_or_default())))
+                                            .with_partitions(ps.iter().copied().collect())
+                                    })
+                                    .collect(),
+                            )
+                        };
+                        d.group_state = s(desc.state);
+                        d.group_epoch = desc.epoch;
+                        d.assignment_epoch = desc.assignment_epoch;
+                        d.assignor_name = s(desc.assignor);
+                        d.members = desc
+                            .members
+                            .iter()
+                            .map(|dm| {
+                                let m = &dm.member;
+                                let mut e = Member::default()
+                                    .with_member_id(s(m.id.clone()))
+                                    .with_instance_id(m.meta.instance_id.clone().map(s))
+                                    .with_rack_id(m.meta.rack_id.clone().map(s))
+                                    .with_member_epoch(m.epoch)
+                                    .with_client_id(s(m.meta.client_id.clone()))
+                                    .with_client_host(s(m.meta.client_host.clone()))
+                                    .with_subscribed_topic_names(
+                                        m.meta.subscribed_topic_names.iter().map(|n| TopicName(s(n.clone()))).collect(),
+                                    )
+                                    .with_subscribed_topic_regex(m.meta.subscribed_topic_regex.clone().map(s))
+                                    .with_assignment(assignment(&m.assigned))
+                                    .with_target_assignment(assignment(&dm.target));
+                                if version >= 1 {
+                                    // KIP-1099: 1 = a member of the consumer protocol
+                                    e.member_type = 1;
+                                }
+                                e
+                            })
+                            .collect();
+                        d
+                    }
+                }
+            })
+            .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

@@ -1319,7 +1319,10 @@ fn item_84_static_join_validation() {
 fn item_85_simple_group_commit() {
     let mut kit = Kit::new();
     assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 1), ("t", 1, 2)])), vec![ErrorCode::NONE; 2]);
-    assert_eq!(kit.shard.list(), vec![GroupListing { group_id: "g".into(), protocol_type: String::new(), state: "Empty" }]);
+    assert_eq!(
+        kit.shard.list(),
+        vec![GroupListing { group_id: "g".into(), protocol_type: String::new(), state: "Empty", group_type: "classic" }]
+    );
     assert!(group_records(&kit.records).is_empty(), "no GroupMetadata record for a simple group");
     assert_eq!(kit.records.len(), 2);
 }
@@ -1757,7 +1760,7 @@ fn item_108_unknown_record_types_are_skipped() {
     kit.stable("g", 1);
     let mut raws = kit.raw_records();
     raws.insert(1, RawRecord { key: Bytes::from_static(&[0, 255, 0, 1, b'x']), value: Some(Bytes::from_static(b"whatever")) });
-    raws.push(RawRecord { key: Bytes::from_static(&[0, 3, 0, 1, b'g']), value: None });
+    raws.push(RawRecord { key: Bytes::from_static(&[0, 9, 0, 1, b'g']), value: None });
     let loaded = Kit::loaded(config(), kit.now, &raws);
     assert!(loaded.group("g").is(GroupState::Stable));
     assert_eq!(loaded.records.len(), kit.records.len());

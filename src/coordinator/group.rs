@@ -128,6 +128,9 @@ pub struct Group {
     pub pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetEntry>>,
     /// The last GroupMetadata value applied: what a restart would load.
     pub persisted: Option<GroupValue>,
+    /// Set when the group is a consumer group of the next-generation protocol (KIP-848): its
+    /// members are there, and the classic part above stays Empty.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -152,6 +155,25 @@ impl Group {
             offsets: Default::default(),
             pending_txn: BTreeMap::new(),
             persisted: None,
+            consumer: None,
+        }
+    }
+
+    /// Whether the group has no members of either protocol (the classic part Empty).
+    pub fn is_empty_group(&self) -> bool {
+        self.is(GroupState::Empty) && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    /// Its type as ListGroups names it.
+    pub fn type_name(&self) -> &'static str {
+        if self.consumer.is_some() { "consumer" } else { "classic" }
+    }
+
+    /// Its state as ListGroups and DescribeGroups name it.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state().name(),
+            None => self.state.name(),
         }
     }
 
@@ -262,6 +284,9 @@ impl Group {
     /// (a consumer group whose subscriptions cannot be parsed). A group that is not a consumer
     /// group, or has no members, subscribes to nothing.
     pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        if let Some(c) = &self.consumer {
+            return Some(c.subscribed_names().into_iter().collect());
+        }
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
             return Some(HashSet::new());
         }

@@ -20,6 +20,7 @@
 
 pub mod answer;
 pub mod api;
+pub mod consumer;
 pub mod group;
 pub mod log;
 pub mod record;
@@ -27,6 +28,8 @@ pub mod shard;
 
 #[cfg(test)]
 mod checklist;
+#[cfg(test)]
+mod checklist_848;
 #[cfg(test)]
 mod replay_props;
 #[cfg(test)]
@@ -410,11 +413,11 @@ impl Coordinator {
         for i in 0..self.shards.len() {
             let st = self.lock(i);
             for g in st.shard.groups() {
-                *states.entry(g.state.name()).or_default() += 1;
-                members += g.members.len();
+                *states.entry(g.state_name()).or_default() += 1;
+                members += g.members.len() + g.consumer.as_ref().map_or(0, |c| c.members.len());
             }
         }
-        for state in ["Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead"] {
+        for state in ["Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Assigning", "Reconciling"] {
             metrics::gauge!("corral_groups", "state" => state).set(states.get(state).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!("corral_group_members").set(members as f64);
@@ -648,7 +651,11 @@ impl Coordinator {
 
     /// Runs one input through a shard and waits for its answer, of the kind `A` the input's
     /// request expects. `Err` if the shard is not serving (the status says why).
-    async fn call<A: Answer>(&self, shard: usize, input: impl FnOnce(&mut Shard, i64, RequestId) -> Output) -> Result<A, ShardStatus> {
+    pub(crate) async fn call<A: Answer>(
+        &self,
+        shard: usize,
+        input: impl FnOnce(&mut Shard, i64, RequestId) -> Output,
+    ) -> Result<A, ShardStatus> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let d = {
@@ -669,7 +676,7 @@ impl Coordinator {
     }
 
     /// Reads a shard's state under its lock.
-    fn read<T>(&self, shard: usize, f: impl FnOnce(&Shard) -> T) -> Result<T, ShardStatus> {
+    pub(crate) fn read<T>(&self, shard: usize, f: impl FnOnce(&Shard) -> T) -> Result<T, ShardStatus> {
         let st = self.lock(shard);
         if st.status != ShardStatus::Active {
             return Err(st.status);

@@ -3,14 +3,18 @@
 //!
 //! A record is a key and a nullable value, each starting with an int16 version. The key version
 //! is the record type: 0 and 1 are OffsetCommit keys `{group, topic, partition}`, 2 is a
-//! GroupMetadata key `{group}`; a null value is a tombstone. Types 3 and up (KIP-848, share and
-//! streams groups) are skipped when read, as Kafka's loader skips unknown types.
+//! GroupMetadata key `{group}`; a null value is a tombstone. Types 3 to 8 are the consumer groups
+//! of KIP-848 ([`ConsumerRecord`]); other types (share and streams groups) are skipped when
+//! read, as Kafka's loader skips unknown types.
 //!
 //! Writers use key version 1 for offsets, value version 3 (or 1 when the commit carries an
 //! explicit expire timestamp), and GroupMetadata value version 3, as Kafka does. Readers accept
 //! OffsetCommit values 0-4 and GroupMetadata values 0-4.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use uuid::Uuid;
+
+use super::consumer::assignor::Assignment;
 
 /// A record as stored: key bytes and value bytes (`None` = tombstone).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +87,270 @@ pub enum Record {
         partition: i32,
         value: Option<OffsetValue>,
     },
+    /// A record of a consumer group (KIP-848), types 3 to 8.
+    Consumer(ConsumerRecord),
     /// A record type corral does not handle; skipped.
     Unknown {
         key_version: i16,
     },
+}
+
+/// A subscribed topic as a consumer group's subscription metadata (type 4) records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub id: Uuid,
+    pub name: String,
+    pub partitions: i32,
+}
+
+/// A consumer-group member's metadata (type 5): who it is and what it subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+/// A consumer-group member's current assignment (type 8): the epoch it reconciled to and the
+/// partitions it owns or must revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CurrentAssignmentValue {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    /// Kafka's MemberState: 0 stable, 1 unrevoked partitions, 2 unreleased partitions.
+    pub state: i8,
+    pub assigned: Assignment,
+    pub pending_revocation: Assignment,
+}
+
+/// The records of a consumer group (KIP-848), each with its key; `None` values are tombstones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerRecord {
+    /// Type 3: the group epoch.
+    GroupEpoch { group: String, epoch: Option<i32> },
+    /// Type 4: the subscribed topics' metadata.
+    SubscriptionMetadata { group: String, topics: Option<Vec<TopicMetadata>> },
+    /// Type 5: a member's metadata.
+    Member { group: String, member: String, value: Option<ConsumerMemberValue> },
+    /// Type 6: the target assignment's epoch.
+    TargetEpoch { group: String, epoch: Option<i32> },
+    /// Type 7: a member's target assignment.
+    TargetMember { group: String, member: String, value: Option<Assignment> },
+    /// Type 8: a member's current assignment.
+    CurrentAssignment { group: String, member: String, value: Option<CurrentAssignmentValue> },
+}
+
+impl ConsumerRecord {
+    /// The group the record belongs to.
+    pub fn group(&self) -> &str {
+        match self {
+            ConsumerRecord::GroupEpoch { group, .. }
+            | ConsumerRecord::SubscriptionMetadata { group, .. }
+            | ConsumerRecord::Member { group, .. }
+            | ConsumerRecord::TargetEpoch { group, .. }
+            | ConsumerRecord::TargetMember { group, .. }
+            | ConsumerRecord::CurrentAssignment { group, .. } => group,
+        }
+    }
+
+    fn encode(&self) -> RawRecord {
+        let mut k = BytesMut::new();
+        let key = |k: &mut BytesMut, version: i16, group: &str, member: Option<&str>| {
+            k.put_i16(version);
+            put_str(k, group);
+            if let Some(m) = member {
+                put_str(k, m);
+            }
+        };
+        // every value is version 0 of a flexible schema: compact fields, then tagged fields
+        let value = |f: &dyn Fn(&mut BytesMut)| {
+            let mut b = BytesMut::new();
+            b.put_i16(0);
+            f(&mut b);
+            put_uvarint(&mut b, 0);
+            b.freeze()
+        };
+        let value = match self {
+            ConsumerRecord::GroupEpoch { group, epoch } => {
+                key(&mut k, 3, group, None);
+                epoch.map(|e| value(&|b| b.put_i32(e)))
+            }
+            ConsumerRecord::SubscriptionMetadata { group, topics } => {
+                key(&mut k, 4, group, None);
+                topics.as_ref().map(|topics| {
+                    value(&|b| {
+                        put_uvarint(b, topics.len() as u32 + 1);
+                        for t in topics {
+                            b.put_slice(t.id.as_bytes());
+                            put_compact_str(b, Some(&t.name));
+                            b.put_i32(t.partitions);
+                            put_uvarint(b, 1); // PartitionMetadata (racks): none
+                            put_uvarint(b, 0);
+                        }
+                    })
+                })
+            }
+            ConsumerRecord::Member { group, member, value: v } => {
+                key(&mut k, 5, group, Some(member));
+                v.as_ref().map(|v| {
+                    value(&|b| {
+                        put_compact_str(b, v.instance_id.as_deref());
+                        put_compact_str(b, v.rack_id.as_deref());
+                        put_compact_str(b, Some(&v.client_id));
+                        put_compact_str(b, Some(&v.client_host));
+                        put_uvarint(b, v.subscribed_topic_names.len() as u32 + 1);
+                        for t in &v.subscribed_topic_names {
+                            put_compact_str(b, Some(t));
+                        }
+                        put_compact_str(b, v.subscribed_topic_regex.as_deref());
+                        b.put_i32(v.rebalance_timeout_ms);
+                        put_compact_str(b, v.server_assignor.as_deref());
+                    })
+                })
+            }
+            ConsumerRecord::TargetEpoch { group, epoch } => {
+                key(&mut k, 6, group, None);
+                epoch.map(|e| value(&|b| b.put_i32(e)))
+            }
+            ConsumerRecord::TargetMember { group, member, value: v } => {
+                key(&mut k, 7, group, Some(member));
+                v.as_ref().map(|a| value(&|b| put_assignment(b, a)))
+            }
+            ConsumerRecord::CurrentAssignment { group, member, value: v } => {
+                key(&mut k, 8, group, Some(member));
+                v.as_ref().map(|v| {
+                    value(&|b| {
+                        b.put_i32(v.member_epoch);
+                        b.put_i32(v.previous_member_epoch);
+                        b.put_i8(v.state);
+                        put_assignment(b, &v.assigned);
+                        put_assignment(b, &v.pending_revocation);
+                    })
+                })
+            }
+        };
+        RawRecord { key: k.freeze(), value }
+    }
+
+    fn decode(key_version: i16, k: &mut Reader<'_>, value: Option<&[u8]>) -> Result<ConsumerRecord, RecordError> {
+        let group = k.string(false)?.ok_or(RecordError("null group"))?;
+        let member = if matches!(key_version, 5 | 7 | 8) { Some(k.string(false)?.ok_or(RecordError("null member id"))?) } else { None };
+        let mut v = match value {
+            None => None,
+            Some(v) => {
+                let mut r = Reader { b: v };
+                if r.i16()? != 0 {
+                    return Err(RecordError("unknown consumer group value version"));
+                }
+                Some(r)
+            }
+        };
+        let member = member.unwrap_or_default();
+        let record = match key_version {
+            3 => ConsumerRecord::GroupEpoch { group, epoch: v.as_mut().map(|r| r.i32()).transpose()? },
+            4 => ConsumerRecord::SubscriptionMetadata { group, topics: v.as_mut().map(decode_topics).transpose()? },
+            5 => ConsumerRecord::Member { group, member, value: v.as_mut().map(decode_member).transpose()? },
+            6 => ConsumerRecord::TargetEpoch { group, epoch: v.as_mut().map(|r| r.i32()).transpose()? },
+            7 => ConsumerRecord::TargetMember { group, member, value: v.as_mut().map(|r| r.assignment()).transpose()? },
+            _ => ConsumerRecord::CurrentAssignment { group, member, value: v.as_mut().map(decode_current).transpose()? },
+        };
+        if let Some(r) = v.as_mut() {
+            r.skip_tags()?;
+        }
+        Ok(record)
+    }
+}
+
+fn decode_topics(r: &mut Reader<'_>) -> Result<Vec<TopicMetadata>, RecordError> {
+    let n = r.compact_count(16 + 1 + 4 + 1 + 1)?;
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.uuid()?;
+        let name = r.string(true)?.ok_or(RecordError("null topic name"))?;
+        let partitions = r.i32()?;
+        // the partitions' racks: read past them
+        for _ in 0..r.compact_count(4 + 1 + 1)? {
+            r.i32()?;
+            for _ in 0..r.compact_count(1)? {
+                r.string(true)?;
+            }
+            r.skip_tags()?;
+        }
+        r.skip_tags()?;
+        topics.push(TopicMetadata { id, name, partitions });
+    }
+    Ok(topics)
+}
+
+fn decode_member(r: &mut Reader<'_>) -> Result<ConsumerMemberValue, RecordError> {
+    let instance_id = r.string(true)?;
+    let rack_id = r.string(true)?;
+    let client_id = r.string(true)?.unwrap_or_default();
+    let client_host = r.string(true)?.unwrap_or_default();
+    let n = r.compact_count(1)?;
+    let mut subscribed_topic_names = Vec::with_capacity(n);
+    for _ in 0..n {
+        subscribed_topic_names.push(r.string(true)?.ok_or(RecordError("null topic name"))?);
+    }
+    let subscribed_topic_regex = r.string(true)?;
+    let rebalance_timeout_ms = r.i32()?;
+    let server_assignor = r.string(true)?;
+    Ok(ConsumerMemberValue {
+        instance_id,
+        rack_id,
+        client_id,
+        client_host,
+        subscribed_topic_names,
+        subscribed_topic_regex,
+        rebalance_timeout_ms,
+        server_assignor,
+    })
+}
+
+fn decode_current(r: &mut Reader<'_>) -> Result<CurrentAssignmentValue, RecordError> {
+    Ok(CurrentAssignmentValue {
+        member_epoch: r.i32()?,
+        previous_member_epoch: r.i32()?,
+        state: r.i8()?,
+        assigned: r.assignment()?,
+        pending_revocation: r.assignment()?,
+    })
+}
+
+fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+fn put_compact_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            put_uvarint(b, s.len() as u32 + 1);
+            b.put_slice(s.as_bytes());
+        }
+        None => put_uvarint(b, 0),
+    }
+}
+
+/// `[]TopicPartitions` of the consumer-group records: compact array of {TopicId, Partitions[]}.
+fn put_assignment(b: &mut BytesMut, a: &Assignment) {
+    put_uvarint(b, a.len() as u32 + 1);
+    for (id, partitions) in a {
+        b.put_slice(id.as_bytes());
+        put_uvarint(b, partitions.len() as u32 + 1);
+        for p in partitions {
+            b.put_i32(*p);
+        }
+        put_uvarint(b, 0);
+    }
 }
 
 /// Key version (record type) of [`Record::PendingOffset`]: far above Kafka's own types, so a
@@ -136,6 +400,37 @@ impl Reader<'_> {
     fn i32(&mut self) -> Result<i32, RecordError> {
         self.need(4)?;
         Ok(self.b.get_i32())
+    }
+    fn i8(&mut self) -> Result<i8, RecordError> {
+        self.need(1)?;
+        Ok(self.b.get_i8())
+    }
+    fn uuid(&mut self) -> Result<Uuid, RecordError> {
+        let b: [u8; 16] = self.take(16)?.try_into().map_err(|_| RecordError("truncated"))?;
+        Ok(Uuid::from_bytes(b))
+    }
+    /// A compact array's length (null reads as empty), refused if the rest of the record
+    /// cannot hold that many items of at least `min_item` bytes.
+    fn compact_count(&mut self, min_item: usize) -> Result<usize, RecordError> {
+        let n = (self.uvarint()? as usize).saturating_sub(1);
+        if n > self.b.len() / min_item.max(1) {
+            return Err(RecordError("array count exceeds the record"));
+        }
+        Ok(n)
+    }
+    /// A `[]TopicPartitions` of the consumer-group records.
+    fn assignment(&mut self) -> Result<Assignment, RecordError> {
+        let mut a = Assignment::new();
+        for _ in 0..self.compact_count(16 + 1 + 1)? {
+            let id = self.uuid()?;
+            let mut partitions = std::collections::BTreeSet::new();
+            for _ in 0..self.compact_count(4)? {
+                partitions.insert(self.i32()?);
+            }
+            self.skip_tags()?;
+            a.insert(id, partitions);
+        }
+        Ok(a)
     }
     fn i64(&mut self) -> Result<i64, RecordError> {
         self.need(8)?;
@@ -254,6 +549,7 @@ impl Record {
                 });
                 RawRecord { key: k.freeze(), value }
             }
+            Record::Consumer(c) => c.encode(),
             Record::Unknown { .. } => unreachable!("unknown records are never written"),
         }
     }
@@ -297,6 +593,7 @@ impl Record {
                 };
                 Ok(Record::PendingOffset { producer_id, group, topic, partition, value })
             }
+            3..=8 => Ok(Record::Consumer(ConsumerRecord::decode(key_version, &mut k, value)?)),
             v => Ok(Record::Unknown { key_version: v }),
         }
     }
@@ -305,6 +602,7 @@ impl Record {
     pub fn group_id(&self) -> Option<&str> {
         match self {
             Record::Offset { group, .. } | Record::Group { group, .. } | Record::PendingOffset { group, .. } => Some(group),
+            Record::Consumer(c) => Some(c.group()),
             Record::Unknown { .. } => None,
         }
     }

@@ -29,6 +29,10 @@ pub(crate) fn config() -> ShardConfig {
         offsets_retention_ms: 7 * 24 * 3_600_000,
         offsets_retention_check_interval_ms: 600_000,
         offset_metadata_max_bytes: 4096,
+        consumer_session_timeout_ms: 45_000,
+        consumer_heartbeat_interval_ms: 5_000,
+        consumer_max_size: usize::MAX,
+        consumer_assignors: vec![crate::coordinator::consumer::Assignor::Uniform, crate::coordinator::consumer::Assignor::Range],
     }
 }
 
@@ -125,6 +129,47 @@ pub(crate) fn commit(group: &str, member: &str, generation: i32, parts: &[(&str,
     }
 }
 
+/// The topics of the KIP-848 tests: "t" (6 partitions, id 1), "u" (3 partitions, id 2).
+pub(crate) fn topics() -> std::collections::BTreeMap<String, (uuid::Uuid, i32)> {
+    [("t".to_string(), (uuid::Uuid::from_u128(1), 6)), ("u".to_string(), (uuid::Uuid::from_u128(2), 3))].into_iter().collect()
+}
+
+/// A ConsumerGroupHeartbeat v1 that joins `group` as `member`, subscribed to `subscribed`.
+pub(crate) fn cjoin(group: &str, member: &str, subscribed: &[&str]) -> crate::coordinator::consumer::HeartbeatInput {
+    crate::coordinator::consumer::HeartbeatInput {
+        version: 1,
+        group_id: group.into(),
+        member_id: member.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(subscribed.iter().map(|t| t.to_string()).collect()),
+        owned: Some(Default::default()),
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        ..Default::default()
+    }
+}
+
+/// A regular ConsumerGroupHeartbeat v1: only the member, its epoch and what it owns.
+pub(crate) fn cbeat(
+    group: &str,
+    member: &str,
+    epoch: i32,
+    owned: Option<crate::coordinator::consumer::Assignment>,
+) -> crate::coordinator::consumer::HeartbeatInput {
+    crate::coordinator::consumer::HeartbeatInput {
+        version: 1,
+        group_id: group.into(),
+        member_id: member.into(),
+        member_epoch: epoch,
+        rebalance_timeout_ms: -1,
+        owned,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        ..Default::default()
+    }
+}
+
 impl Kit {
     pub(crate) fn new() -> Self {
         Self::with(config())
@@ -208,6 +253,26 @@ impl Kit {
         match self.replies.remove(&id) {
             Some(Reply::Leave(r)) => r,
             other => panic!("leave got {other:?}"),
+        }
+    }
+
+    /// A ConsumerGroupHeartbeat against [`topics`].
+    pub(crate) fn cgh(&mut self, h: crate::coordinator::consumer::HeartbeatInput) -> crate::coordinator::consumer::HeartbeatResult {
+        self.cgh_over(h, &topics())
+    }
+
+    /// A ConsumerGroupHeartbeat against `view`.
+    pub(crate) fn cgh_over(
+        &mut self,
+        h: crate::coordinator::consumer::HeartbeatInput,
+        view: &dyn crate::coordinator::consumer::TopicView,
+    ) -> crate::coordinator::consumer::HeartbeatResult {
+        let id = self.id();
+        let out = self.shard.consumer_heartbeat(self.now, id, h, view);
+        self.take(out);
+        match self.replies.remove(&id) {
+            Some(Reply::ConsumerHeartbeat(r)) => r,
+            other => panic!("consumer heartbeat got {other:?}"),
         }
     }
 

@@ -73,6 +73,8 @@ fn code_of(resp: &ResponseKind) -> i16 {
         ),
         ResponseKind::DescribeTransactions(r) => first(r.transaction_states.iter().map(|t| t.error_code)),
         ResponseKind::ListTransactions(r) => r.error_code,
+        ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code,
+        ResponseKind::ConsumerGroupDescribe(r) => first(r.groups.iter().map(|g| g.error_code)),
         ResponseKind::DescribeProducers(r) => first(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))),
         _ => 0,
     }

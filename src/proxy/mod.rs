@@ -79,7 +79,8 @@ pub fn answered_locally(api_key: ApiKey) -> bool {
 
 /// Apis the guard can check that a proxy still does not forward: SASL (corral does not
 /// authenticate to the upstream on a client's behalf), and the KIP-848 group apis (corral
-/// coordinates groups itself; until it serves that protocol, clients use the classic one).
+/// coordinates groups itself, and serves that protocol only in broker mode so far: clients of a
+/// proxy use the classic one).
 const NOT_FORWARDED: &[ApiKey] =
     &[ApiKey::SaslHandshake, ApiKey::SaslAuthenticate, ApiKey::ConsumerGroupHeartbeat, ApiKey::ConsumerGroupDescribe];
 

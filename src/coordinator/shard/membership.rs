@@ -27,6 +27,20 @@ impl Shard {
             cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::INVALID_SESSION_TIMEOUT, &j.member_id)));
             return self.done(cx);
         }
+        if let Some(g) = self.groups.get_mut(&j.group_id)
+            && let Some(c) = &g.consumer
+        {
+            if !c.members.is_empty() {
+                // classic members in a consumer group (online migration) are not served
+                cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::GROUP_ID_NOT_FOUND, &j.member_id)));
+                return self.done(cx);
+            }
+            // an empty consumer group becomes a classic group (§4.7)
+            for r in crate::coordinator::consumer::ConsumerGroup::deletion_records(&j.group_id) {
+                cx.emit(Record::Consumer(r));
+            }
+            g.consumer = None;
+        }
         if !j.member_id.is_empty() && !self.groups.contains_key(&j.group_id) {
             cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::UNKNOWN_MEMBER_ID, &j.member_id)));
             return self.done(cx);

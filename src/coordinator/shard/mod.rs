@@ -12,6 +12,7 @@
 //! and `offsets` (OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, expiry). The inputs
 //! and answers are in `types`, re-exported here.
 
+mod consumer;
 mod membership;
 mod offsets;
 mod types;
@@ -173,14 +174,49 @@ impl Shard {
                 }
             },
             Record::Group { group, value: None } => {
-                self.groups.remove(group);
+                // the classic group ends; its offsets (already tombstoned when the group is
+                // deleted) and a consumer group taking its place stay
+                if let Some(g) = self.groups.get_mut(group) {
+                    if g.offsets.is_empty() && g.pending_txn.is_empty() && g.consumer.is_none() {
+                        self.groups.remove(group);
+                    } else {
+                        let mut fresh = Group::new(group, now);
+                        fresh.offsets = std::mem::take(&mut g.offsets);
+                        fresh.pending_txn = std::mem::take(&mut g.pending_txn);
+                        fresh.consumer = g.consumer.take();
+                        *g = fresh;
+                    }
+                }
+            }
+            Record::Consumer(c) => {
+                let id = c.group();
+                let removes_group = matches!(c, super::record::ConsumerRecord::GroupEpoch { epoch: None, .. });
+                if removes_group {
+                    if let Some(g) = self.groups.get_mut(id) {
+                        g.consumer = None;
+                        let nothing_left = g.is_empty_group()
+                            && g.members.is_empty()
+                            && g.pending_members.is_empty()
+                            && g.offsets.is_empty()
+                            && g.pending_txn.is_empty()
+                            && g.persisted.is_none();
+                        if nothing_left {
+                            self.groups.remove(id);
+                        }
+                    }
+                    return;
+                }
+                let g = self.groups.entry(id.to_string()).or_insert_with(|| Group::new(id, now));
+                g.consumer.get_or_insert_with(Default::default).apply(c);
             }
             Record::Group { group, value: Some(v) } => {
                 if self.loading {
-                    let (offsets, pending) = self.groups.remove(group).map(|g| (g.offsets, g.pending_txn)).unwrap_or_default();
+                    let (offsets, pending, consumer) =
+                        self.groups.remove(group).map(|g| (g.offsets, g.pending_txn, g.consumer)).unwrap_or_default();
                     let mut g = load_group(group, v, now);
                     g.offsets = offsets;
                     g.pending_txn = pending;
+                    g.consumer = consumer;
                     self.groups.insert(group.clone(), g);
                 } else {
                     let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
@@ -222,6 +258,14 @@ impl Shard {
             if g.members.len() > rules.config.max_size && g.is(GroupState::Stable) {
                 rules.prepare_rebalance(&mut cx, g);
             }
+            if let Some(c) = &g.consumer {
+                for m in c.members.values() {
+                    cx.set(consumer::session_key(&g.id, &m.id), rules.config.consumer_session_timeout_ms as i64);
+                    if m.state == crate::coordinator::consumer::MemberState::UnrevokedPartitions {
+                        cx.set(consumer::revoke_key(&g.id, &m.id, m.epoch), m.meta.rebalance_timeout_ms.max(0) as i64);
+                    }
+                }
+            }
         }
         cx.set(TimerKey::OffsetExpiry, self.config.offsets_retention_check_interval_ms);
         self.done(cx)
@@ -253,6 +297,8 @@ impl Shard {
                     rules.on_sync_timer(&mut cx, g, *generation);
                 }
             }
+            TimerKey::ConsumerSession { group, member } => self.consumer_session_expired(&mut cx, group, member),
+            TimerKey::ConsumerRevoke { group, member, epoch } => self.consumer_revocation_expired(&mut cx, group, member, *epoch),
         }
         self.done(cx)
     }
@@ -262,6 +308,15 @@ impl Shard {
     /// DescribeGroups of one group; `None` if unknown.
     pub fn describe(&self, group: &str) -> Option<GroupDescription> {
         let g = self.groups.get(group)?;
+        if g.consumer.is_some() {
+            return Some(GroupDescription {
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol_data: String::new(),
+                members: Vec::new(),
+                not_classic: true,
+            });
+        }
         let stable = g.is(GroupState::Stable);
         let protocol = g.protocol_name.clone().unwrap_or_default();
         Some(GroupDescription {
@@ -280,6 +335,7 @@ impl Shard {
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
+            not_classic: false,
         })
     }
 
@@ -290,8 +346,9 @@ impl Shard {
             .filter(|g| !g.is(GroupState::Dead))
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state.name(),
+                protocol_type: if g.consumer.is_some() { "consumer".to_string() } else { g.protocol_type.clone().unwrap_or_default() },
+                state: g.state_name(),
+                group_type: g.type_name(),
             })
             .collect()
     }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use super::types::*;
 use super::{Cx, Shard, heartbeat_key};
 use crate::coordinator::RequestId;
+use crate::coordinator::consumer::ConsumerGroup;
 use crate::coordinator::group::{Group, GroupState};
 use crate::coordinator::record::{OffsetValue, Record};
 use crate::error::ErrorCode;
@@ -128,6 +129,23 @@ impl Shard {
         }
     }
 
+    /// §4.8 check of an OffsetFetch v9 that names a member (checklist 134): in a consumer
+    /// group, a member id must be a member's and its epoch current. Admin fetches (no member,
+    /// epoch −1) and classic groups are not checked.
+    pub fn check_offset_fetch(&self, group: &str, member_id: Option<&str>, member_epoch: i32) -> Result<(), ErrorCode> {
+        let Some(cg) = self.groups.get(group).and_then(|g| g.consumer.as_ref()) else { return Ok(()) };
+        let member_id = match member_id {
+            None if member_epoch < 0 => return Ok(()),
+            None => "",
+            Some(m) => m,
+        };
+        let m = cg.members.get(member_id).ok_or(ErrorCode::UNKNOWN_MEMBER_ID)?;
+        if m.epoch != member_epoch {
+            return Err(ErrorCode::STALE_MEMBER_EPOCH);
+        }
+        Ok(())
+    }
+
     /// OffsetDelete (§3.3).
     pub fn delete_offsets(&mut self, now: i64, req: RequestId, group: &str, partitions: Vec<(String, i32)>) -> Output {
         let mut cx = Cx { now, out: Output::default() };
@@ -135,11 +153,11 @@ impl Shard {
             cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: ErrorCode::GROUP_ID_NOT_FOUND, partitions: Vec::new() }));
             return self.done(cx);
         };
-        if !g.is(GroupState::Empty) && g.protocol_type.as_deref() != Some("consumer") {
+        if !g.is_empty_group() && g.consumer.is_none() && g.protocol_type.as_deref() != Some("consumer") {
             cx.reply(req, Reply::OffsetDelete(OffsetDeleteResult { error: ErrorCode::NON_EMPTY_GROUP, partitions: Vec::new() }));
             return self.done(cx);
         }
-        let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
+        let subscribed = if g.is_empty_group() { Some(HashSet::new()) } else { g.subscribed_topics() };
         let mut results = Vec::with_capacity(partitions.len());
         let mut tombstones = Vec::new();
         for (topic, partition) in partitions {
@@ -166,7 +184,7 @@ impl Shard {
         let code = match self.groups.get(group) {
             None => ErrorCode::GROUP_ID_NOT_FOUND,
             Some(g) if g.is(GroupState::Dead) => ErrorCode::GROUP_ID_NOT_FOUND,
-            Some(g) if !g.is(GroupState::Empty) => ErrorCode::NON_EMPTY_GROUP,
+            Some(g) if !g.is_empty_group() => ErrorCode::NON_EMPTY_GROUP,
             Some(g) => {
                 let mut records: Vec<Record> = g
                     .offsets
@@ -181,6 +199,9 @@ impl Shard {
                         partition: *p,
                         value: None,
                     }));
+                }
+                if g.consumer.is_some() {
+                    records.extend(ConsumerGroup::deletion_records(group).map(Record::Consumer));
                 }
                 records.push(Record::Group { group: group.to_string(), value: None });
                 for r in records {
@@ -228,7 +249,7 @@ impl Shard {
                 _ => None,
             };
             let Some(base) = base else { continue };
-            let subscribed = if g.is(GroupState::Empty) { Some(HashSet::new()) } else { g.subscribed_topics() };
+            let subscribed = if g.is_empty_group() { Some(HashSet::new()) } else { g.subscribed_topics() };
             let mut expired = 0;
             for ((t, p), o) in &g.offsets {
                 if subscribed.as_ref().is_none_or(|s| s.contains(t)) {
@@ -243,7 +264,10 @@ impl Shard {
                     records.push(Record::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: None });
                 }
             }
-            if expired == g.offsets.len() && g.is(GroupState::Empty) && g.members.is_empty() && g.pending_txn.is_empty() {
+            if expired == g.offsets.len() && g.is_empty_group() && g.members.is_empty() && g.pending_txn.is_empty() {
+                if g.consumer.is_some() {
+                    records.extend(ConsumerGroup::deletion_records(&g.id).map(Record::Consumer));
+                }
                 records.push(Record::Group { group: g.id.clone(), value: None });
             }
         }
@@ -257,6 +281,9 @@ impl Shard {
 /// A transactional commit (TxnOffsetCommit) may come without member and generation from any
 /// group, and is not refused while the group completes a rebalance.
 fn validate_commit(g: &Group, c: &CommitInput, transactional: bool) -> Result<(), ErrorCode> {
+    if let Some(cg) = &g.consumer {
+        return validate_consumer_commit(cg, c, transactional);
+    }
     if g.is(GroupState::Dead) {
         return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
     }
@@ -273,6 +300,26 @@ fn validate_commit(g: &Group, c: &CommitInput, transactional: bool) -> Result<()
     }
     if !transactional && g.is(GroupState::CompletingRebalance) {
         return Err(ErrorCode::REBALANCE_IN_PROGRESS);
+    }
+    Ok(())
+}
+
+/// §4.8 validation of a commit to a consumer group (checklist 133): the member epoch stands for
+/// the generation. Without one (−1) only an empty group takes commits (an admin's); members of
+/// the consumer protocol must use OffsetCommit v9 or later.
+fn validate_consumer_commit(g: &ConsumerGroup, c: &CommitInput, transactional: bool) -> Result<(), ErrorCode> {
+    if transactional && c.generation_id < 0 && c.member_id.is_empty() && c.group_instance_id.is_none() {
+        return Ok(());
+    }
+    if c.generation_id < 0 {
+        return if g.members.is_empty() { Ok(()) } else { Err(ErrorCode::UNKNOWN_MEMBER_ID) };
+    }
+    let m = g.members.get(&c.member_id).ok_or(ErrorCode::UNKNOWN_MEMBER_ID)?;
+    if !transactional && c.version < 9 {
+        return Err(ErrorCode::UNSUPPORTED_VERSION);
+    }
+    if c.generation_id != m.epoch {
+        return Err(ErrorCode::STALE_MEMBER_EPOCH);
     }
     Ok(())
 }

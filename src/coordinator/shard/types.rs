@@ -18,6 +18,12 @@ pub struct ShardConfig {
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: i64,
     pub offset_metadata_max_bytes: usize,
+    /// Consumer-protocol (KIP-848) groups.
+    pub consumer_session_timeout_ms: i32,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_max_size: usize,
+    /// The server-side assignors; the first is the default.
+    pub consumer_assignors: Vec<crate::coordinator::consumer::Assignor>,
 }
 
 impl ShardConfig {
@@ -30,6 +36,10 @@ impl ShardConfig {
             offsets_retention_ms: c.offsets_retention_ms(),
             offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
             offset_metadata_max_bytes: c.offset_metadata_max_bytes as usize,
+            consumer_session_timeout_ms: c.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: c.group_consumer_heartbeat_interval_ms,
+            consumer_max_size: c.group_consumer_max_size as usize,
+            consumer_assignors: c.group_consumer_assignors.clone(),
         }
     }
 }
@@ -46,6 +56,10 @@ pub enum TimerKey {
     Sync { group: String, generation: i32 },
     /// The periodic offset expiry sweep of the shard.
     OffsetExpiry,
+    /// A consumer-protocol member's session.
+    ConsumerSession { group: String, member: String },
+    /// A consumer-protocol member that must revoke partitions by then, at this epoch.
+    ConsumerRevoke { group: String, member: String, epoch: i32 },
 }
 
 /// A timer request.
@@ -227,6 +241,8 @@ pub enum Reply {
     /// A transaction's end applied to this shard's pending offsets.
     TxnEnded,
     OffsetDelete(OffsetDeleteResult),
+    /// A ConsumerGroupHeartbeat's answer.
+    ConsumerHeartbeat(crate::coordinator::consumer::HeartbeatResult),
 }
 
 /// What handling one input produced.
@@ -269,6 +285,8 @@ pub struct GroupDescription {
     pub protocol_type: String,
     pub protocol_data: String,
     pub members: Vec<DescribedMember>,
+    /// A consumer group (KIP-848): DescribeGroups shows it as Dead (from v6: not found).
+    pub not_classic: bool,
 }
 
 /// One member of a DescribeGroups answer.
@@ -290,4 +308,6 @@ pub struct GroupListing {
     /// "" for a group that only commits offsets (a simple group).
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }

@@ -20,8 +20,8 @@ use Ty::{
 /// is `SUPPORTED` in `protocol/mod.rs`, a subset. The apis marked "forwarded only" are not
 /// served at all in broker mode (it refuses them at the version check, as it advertises no
 /// version of them); their shapes are walked only in proxy mode, before they are forwarded.
-/// Those marked "refused in both modes" corral neither serves nor forwards (SASL, the KIP-848
-/// group apis); "broker mode only" ones (transactional offset commits) a proxy refuses.
+/// Those marked "refused in both modes" corral neither serves nor forwards (SASL); "broker mode
+/// only" ones (transactional offset commits, the KIP-848 group apis) a proxy refuses.
 pub(crate) const SHAPES: &[Shape] = &[
     api(0, "Produce", 3, 13, 9, PRODUCE),
     api(1, "Fetch", 4, 18, 12, FETCH),
@@ -101,7 +101,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     api(66, "ListTransactions", 0, 2, 0, LIST_TRANSACTIONS),
     api(
         68,
-        "ConsumerGroupHeartbeat", // refused in both modes
+        "ConsumerGroupHeartbeat", // broker mode only
         0,
         1,
         0,
@@ -109,7 +109,7 @@ pub(crate) const SHAPES: &[Shape] = &[
     ),
     api(
         69,
-        "ConsumerGroupDescribe", // refused in both modes
+        "ConsumerGroupDescribe", // broker mode only
         0,
         1,
         0,

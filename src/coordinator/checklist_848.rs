@@ -1,0 +1,412 @@
+//! Checklist items 116-135 of `reference/kafka-group-coordinator.md` §5 (KIP-848 consumer
+//! groups), each as a pure test with literal time. 116, 117 and 120 are the request and epoch
+//! checks in `consumer/mod.rs`; the rest drive the shard through [`Kit`].
+
+use uuid::Uuid;
+
+use super::consumer::{Assignment, ConsumerGroupState, HeartbeatInput, MemberState};
+use super::record::{ConsumerRecord, Record};
+use super::shard::{CommitInput, ShardConfig, TimerKey};
+use super::testkit::{Kit, cbeat, cjoin, commit, config};
+use crate::error::ErrorCode;
+
+fn t() -> Uuid {
+    Uuid::from_u128(1)
+}
+
+fn parts(a: &Option<Assignment>) -> Vec<i32> {
+    a.as_ref().and_then(|a| a.get(&t())).map(|s| s.iter().copied().collect()).unwrap_or_default()
+}
+
+fn owned(ps: &[i32]) -> Option<Assignment> {
+    Some(
+        [(t(), ps.iter().copied().collect())]
+            .into_iter()
+            .filter(|(_, s): &(Uuid, std::collections::BTreeSet<i32>)| !s.is_empty())
+            .collect(),
+    )
+}
+
+fn consumer_types(records: &[Record]) -> Vec<u8> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Consumer(c) => Some(match c {
+                ConsumerRecord::GroupEpoch { .. } => 3,
+                ConsumerRecord::SubscriptionMetadata { .. } => 4,
+                ConsumerRecord::Member { .. } => 5,
+                ConsumerRecord::TargetEpoch { .. } => 6,
+                ConsumerRecord::TargetMember { .. } => 7,
+                ConsumerRecord::CurrentAssignment { .. } => 8,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checklist 118: the first member of a new group gets epoch 1, the heartbeat interval and
+/// its assignment (every partition of "t"); the records are member, subscription metadata,
+/// group epoch, target member, target epoch, current assignment.
+#[test]
+fn item_118_first_member_creates_the_group() {
+    let mut kit = Kit::new();
+    let r = kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!((r.error, r.member_id.as_deref(), r.member_epoch, r.heartbeat_interval_ms), (ErrorCode::NONE, Some("a"), 1, 5_000));
+    assert_eq!(parts(&r.assignment), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(consumer_types(&kit.records), vec![5, 4, 3, 7, 6, 8]);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!((c.epoch, c.assignment_epoch, c.state()), (1, 1, ConsumerGroupState::Stable));
+    // v0 without a member id: the coordinator makes one
+    let r = kit.cgh(HeartbeatInput { version: 0, member_id: String::new(), ..cjoin("g2", "", &["t"]) });
+    assert_eq!((r.error, r.member_id.as_deref()), (ErrorCode::NONE, Some("member-1")));
+}
+
+/// Checklist 119: epoch > 0 on an unknown group; an unknown member id with epoch 1.
+#[test]
+fn item_119_unknown_group_and_member() {
+    let mut kit = Kit::new();
+    assert_eq!(kit.cgh(cbeat("nope", "a", 100, None)).error, ErrorCode::GROUP_ID_NOT_FOUND);
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.cgh(cbeat("g", "zzz", 1, None)).error, ErrorCode::UNKNOWN_MEMBER_ID);
+}
+
+/// Checklist 121: group.consumer.max.size reached refuses a new member, not an existing one.
+#[test]
+fn item_121_max_size() {
+    let mut kit = Kit::with(ShardConfig { consumer_max_size: 1, ..config() });
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.cgh(cjoin("g", "b", &["t"])).error, ErrorCode::GROUP_MAX_SIZE_REACHED);
+    assert_eq!(kit.cgh(cbeat("g", "a", 1, None)).error, ErrorCode::NONE);
+}
+
+/// Checklist 122: partitions moving from a to b: a revokes first, staying at its epoch; b gets
+/// nothing of a's until a's heartbeat no longer lists it.
+#[test]
+fn item_122_reconciliation() {
+    let mut kit = Kit::new();
+    let a = kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(parts(&a.assignment), vec![0, 1, 2, 3, 4, 5]);
+    let b = kit.cgh(cjoin("g", "b", &["t"]));
+    // b is at epoch 2 but its partitions are a's still
+    assert_eq!((b.member_epoch, parts(&b.assignment)), (2, vec![]));
+    let target_b = kit.group("g").consumer.as_ref().unwrap().target["b"].get(&t()).cloned().unwrap();
+    assert_eq!(target_b.len(), 3);
+    assert_eq!(kit.group("g").consumer.as_ref().unwrap().members["b"].state, MemberState::UnreleasedPartitions);
+    // a heartbeats still owning everything: told to keep only its target, at epoch 1
+    let r = kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2, 3, 4, 5])));
+    assert_eq!(r.member_epoch, 1);
+    let kept = parts(&r.assignment);
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kit.group("g").consumer.as_ref().unwrap().members["a"].state, MemberState::UnrevokedPartitions);
+    assert!(kit.has_timer(&TimerKey::ConsumerRevoke { group: "g".into(), member: "a".into(), epoch: 1 }).is_some());
+    // b asks again: still nothing
+    assert_eq!(parts(&kit.cgh(cbeat("g", "b", 2, owned(&[]))).assignment), Vec::<i32>::new());
+    // a lets them go: epoch 2, stable
+    let r = kit.cgh(cbeat("g", "a", 1, owned(&kept)));
+    assert_eq!(r.member_epoch, 2);
+    assert!(kit.has_timer(&TimerKey::ConsumerRevoke { group: "g".into(), member: "a".into(), epoch: 1 }).is_none());
+    // now b gets them
+    let r = kit.cgh(cbeat("g", "b", 2, owned(&[])));
+    assert_eq!(parts(&r.assignment), target_b.iter().copied().collect::<Vec<_>>());
+    assert_eq!(kit.group("g").consumer.as_ref().unwrap().state(), ConsumerGroupState::Stable);
+}
+
+/// Checklist 123: a member that does not revoke within its rebalance timeout is fenced and
+/// the group epoch bumped.
+#[test]
+fn item_123_revocation_timeout() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    kit.cgh(cjoin("g", "b", &["t"]));
+    kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2, 3, 4, 5])));
+    let epoch = kit.group("g").consumer.as_ref().unwrap().epoch;
+    kit.advance(29_999);
+    assert!(kit.group("g").consumer.as_ref().unwrap().members.contains_key("a"));
+    kit.advance(1);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert!(!c.members.contains_key("a"));
+    assert_eq!(c.epoch, epoch + 1);
+    assert_eq!(kit.cgh(cbeat("g", "a", 1, owned(&[]))).error, ErrorCode::UNKNOWN_MEMBER_ID);
+}
+
+/// Checklist 124: a silent member is removed after group.consumer.session.timeout.ms, with
+/// tombstones for its records 8, 7 and 5, and the group epoch bumped.
+#[test]
+fn item_124_session_timeout() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    kit.cgh(cjoin("g", "b", &["t"]));
+    kit.advance(40_000);
+    kit.cgh(cbeat("g", "b", 2, None));
+    let from = kit.records.len();
+    kit.advance(5_000);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!(c.members.keys().collect::<Vec<_>>(), vec!["b"]);
+    assert_eq!(c.epoch, 3);
+    let written = &kit.records[from..];
+    assert!(matches!(&written[0], Record::Consumer(ConsumerRecord::CurrentAssignment { member, value: None, .. }) if member == "a"));
+    assert!(matches!(&written[1], Record::Consumer(ConsumerRecord::TargetMember { member, value: None, .. }) if member == "a"));
+    assert!(matches!(&written[2], Record::Consumer(ConsumerRecord::Member { member, value: None, .. }) if member == "a"));
+    // b's next heartbeat brings the new target: all of "t"
+    let r = kit.cgh(cbeat("g", "b", 2, owned(&[3, 4, 5])));
+    assert_eq!((r.member_epoch, parts(&r.assignment)), (3, vec![0, 1, 2, 3, 4, 5]));
+}
+
+/// Checklist 125: leaving with epoch −1 answers epoch −1 and bumps the group epoch.
+#[test]
+fn item_125_leave_bumps_the_epoch() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let r = kit.cgh(cbeat("g", "a", -1, None));
+    assert_eq!((r.error, r.member_epoch), (ErrorCode::NONE, -1));
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!((c.epoch, c.state()), (2, ConsumerGroupState::Empty));
+    assert!(kit.has_timer(&TimerKey::ConsumerSession { group: "g".into(), member: "a".into() }).is_none());
+}
+
+/// Checklist 126: a static member leaving with −2 keeps its partitions without an epoch bump,
+/// and its return under a new member id gets them back.
+#[test]
+fn item_126_static_member_away_and_back() {
+    let mut kit = Kit::new();
+    let first = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cjoin("g", "a", &["t"]) });
+    kit.cgh(cjoin("g", "b", &["t"]));
+    kit.cgh(cbeat("g", "a", 1, owned(&parts(&first.assignment))));
+    let mine = parts(&kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2]))).assignment);
+    let a_now = kit.group("g").consumer.as_ref().unwrap().members["a"].clone();
+    let epoch = kit.group("g").consumer.as_ref().unwrap().epoch;
+    let r = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cbeat("g", "a", -2, None) });
+    assert_eq!(r.member_epoch, -2);
+    assert_eq!(kit.group("g").consumer.as_ref().unwrap().epoch, epoch, "no bump on a static leave");
+    let back = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cjoin("g", "a2", &["t"]) });
+    assert_eq!(back.error, ErrorCode::NONE);
+    let expected = if mine.is_empty() { a_now.assigned.get(&t()).map(|s| s.iter().copied().collect()).unwrap_or_default() } else { mine };
+    assert_eq!(parts(&back.assignment), expected);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!(c.epoch, epoch, "no bump on the return either");
+    assert!(!c.members.contains_key("a"));
+    assert_eq!(c.static_members.get("i").map(String::as_str), Some("a2"));
+}
+
+/// Checklist 127: a new member taking an active static member's instance id.
+#[test]
+fn item_127_unreleased_instance_id() {
+    let mut kit = Kit::new();
+    kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cjoin("g", "a", &["t"]) });
+    let r = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cjoin("g", "b", &["t"]) });
+    assert_eq!(r.error, ErrorCode::UNRELEASED_INSTANCE_ID);
+    // and an old id heartbeating for an instance now someone else's is fenced
+    let r = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cbeat("g", "zz", 1, None) });
+    assert_eq!(r.error, ErrorCode::FENCED_INSTANCE_ID);
+}
+
+/// Checklist 128: a heartbeat of nulls gets no assignment; a full one does.
+#[test]
+fn item_128_assignment_only_when_changed_or_full() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.cgh(cbeat("g", "a", 1, None)).assignment, None);
+    let full =
+        HeartbeatInput { rebalance_timeout_ms: 30_000, subscribed_topic_names: Some(vec!["t".into()]), ..cbeat("g", "a", 1, owned(&[0])) };
+    assert_eq!(parts(&kit.cgh(full).assignment), vec![0, 1, 2, 3, 4, 5]);
+}
+
+/// Checklist 129 (its half corral serves): an empty classic group becomes a consumer group; a
+/// classic group with members is not upgraded online.
+#[test]
+fn item_129_classic_groups() {
+    let mut kit = Kit::new();
+    kit.stable("busy", 1);
+    assert_eq!(kit.cgh(cjoin("busy", "a", &["t"])).error, ErrorCode::GROUP_ID_NOT_FOUND);
+    // a simple group (offsets only) becomes a consumer group and keeps its offsets
+    assert_eq!(kit.commit(commit("simple", "", -1, &[("t", 0, 42)])), vec![ErrorCode::NONE]);
+    let r = kit.cgh(cjoin("simple", "a", &["t"]));
+    assert_eq!(r.error, ErrorCode::NONE);
+    assert_eq!(kit.group("simple").offsets.len(), 1);
+    // and back: once empty, a classic JoinGroup turns it into a classic group
+    kit.cgh(cbeat("simple", "a", -1, None));
+    let (member, _) = kit.join_new(super::testkit::join("simple", ""));
+    assert!(!member.is_empty());
+    assert!(kit.group("simple").consumer.is_none());
+    assert_eq!(kit.group("simple").offsets.len(), 1);
+}
+
+/// Checklist 133: consumer-protocol members commit with OffsetCommit v9 and their epoch.
+#[test]
+fn item_133_commits_check_the_member_epoch() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let c = |version: i16, epoch: i32| CommitInput { version, ..commit("g", "a", epoch, &[("t", 0, 5)]) };
+    assert_eq!(kit.commit(c(8, 1)), vec![ErrorCode::UNSUPPORTED_VERSION]);
+    assert_eq!(kit.commit(c(9, 2)), vec![ErrorCode::STALE_MEMBER_EPOCH]);
+    assert_eq!(kit.commit(c(9, 1)), vec![ErrorCode::NONE]);
+    // an admin commit (no member, −1) only while the group is empty
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 6)])), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
+    kit.cgh(cbeat("g", "a", -1, None));
+    assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 6)])), vec![ErrorCode::NONE]);
+}
+
+/// Checklist 134: OffsetFetch v9 with a stale epoch, an unknown member, or as an admin.
+#[test]
+fn item_134_fetches_check_the_member_epoch() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.shard.check_offset_fetch("g", Some("a"), 0), Err(ErrorCode::STALE_MEMBER_EPOCH));
+    assert_eq!(kit.shard.check_offset_fetch("g", Some("x"), 1), Err(ErrorCode::UNKNOWN_MEMBER_ID));
+    assert_eq!(kit.shard.check_offset_fetch("g", None, -1), Ok(()));
+    assert_eq!(kit.shard.check_offset_fetch("g", Some("a"), 1), Ok(()));
+}
+
+/// Checklist 135: ConsumerGroupDescribe of an unknown or a classic group.
+#[test]
+fn item_135_describe_errors() {
+    let mut kit = Kit::new();
+    kit.stable("classic", 1);
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.shard.describe_consumer_group("nope").unwrap_err().0, ErrorCode::GROUP_ID_NOT_FOUND);
+    assert_eq!(kit.shard.describe_consumer_group("classic").unwrap_err().0, ErrorCode::GROUP_ID_NOT_FOUND);
+    let d = kit.shard.describe_consumer_group("g").unwrap();
+    assert_eq!((d.state, d.epoch, d.assignment_epoch, d.assignor, d.members.len()), ("Stable", 1, 1, "uniform", 1));
+    // and the classic api shows it as not a classic group
+    assert!(kit.shard.describe("g").unwrap().not_classic);
+}
+
+/// A restart keeps every consumer group, member epoch and assignment: the records replayed
+/// (through a real keyed log, compacted or not) rebuild the same groups.
+#[test]
+fn consumer_groups_survive_a_replay() {
+    let mut kit = Kit::new();
+    let a = kit.cgh(HeartbeatInput { instance_id: Some("i".into()), ..cjoin("g", "a", &["t", "u"]) });
+    kit.cgh(cjoin("g", "b", &["t"]));
+    kit.cgh(cbeat("g", "a", a.member_epoch, owned(&parts(&a.assignment))));
+    kit.cgh(cjoin("h", "c", &["u"]));
+    kit.cgh(cbeat("h", "c", -1, None));
+    for compact in [false, true] {
+        let (replayed, _) = kit.replayed_through_log(compact);
+        for g in ["g", "h"] {
+            let live = kit.group(g).consumer.clone().unwrap();
+            let back = replayed.group(g).unwrap().consumer.clone().unwrap();
+            assert_eq!(back, live, "group {g} (compacted: {compact})");
+        }
+    }
+}
+
+mod props {
+    //! Random runs of consumer-protocol members: after every step, (1) no partition is held
+    //! (assigned or pending revocation) by two members, (2) the target assignment gives every
+    //! subscribed partition to exactly one member that subscribes to its topic, and (3) the
+    //! records written so far, replayed, rebuild the same groups.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Client `c` joins (or rejoins) subscribed to "t", or to "t" and "u".
+        Join { c: usize, both: bool, stat: bool },
+        /// Client `c` heartbeats, reporting what it owns (as told by its last answer).
+        Beat { c: usize },
+        /// Client `c` leaves (−1), or steps away as a static member (−2).
+        Leave { c: usize, away: bool },
+        /// Time passes (sessions of 45 s, revocation deadlines of 30 s).
+        Wait { ms: i64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            2 => (0..5usize, any::<bool>(), any::<bool>()).prop_map(|(c, both, stat)| Step::Join { c, both, stat }),
+            6 => (0..5usize).prop_map(|c| Step::Beat { c }),
+            1 => (0..5usize, any::<bool>()).prop_map(|(c, away)| Step::Leave { c, away }),
+            1 => (1_000..50_000i64).prop_map(|ms| Step::Wait { ms }),
+        ]
+    }
+
+    /// A client as it sees itself: its member id, epoch and owned partitions.
+    #[derive(Debug, Clone, Default)]
+    struct Client {
+        id: Option<String>,
+        instance: Option<String>,
+        epoch: i32,
+        owned: Assignment,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn members_never_share_a_partition_and_replay_rebuilds_the_groups(steps in prop::collection::vec(step(), 1..60)) {
+            let mut kit = Kit::new();
+            let mut clients: Vec<Client> = vec![Client::default(); 5];
+            let mut fresh = 0;
+            for s in steps {
+                match s {
+                    Step::Join { c, both, stat } => {
+                        fresh += 1;
+                        let topics: &[&str] = if both { &["t", "u"] } else { &["t"] };
+                        let id = format!("m{fresh}");
+                        let instance = if stat { Some(format!("i{c}")) } else { None };
+                        let r = kit.cgh(HeartbeatInput { instance_id: instance.clone(), ..cjoin("g", &id, topics) });
+                        if r.error == ErrorCode::NONE {
+                            clients[c] = Client { id: Some(id), instance, epoch: r.member_epoch, owned: r.assignment.unwrap_or_default() };
+                        }
+                    }
+                    Step::Beat { c } => {
+                        let Some(id) = clients[c].id.clone() else { continue };
+                        let h = HeartbeatInput { instance_id: clients[c].instance.clone(), ..cbeat("g", &id, clients[c].epoch, Some(clients[c].owned.clone())) };
+                        let r = kit.cgh(h);
+                        match r.error {
+                            ErrorCode::NONE => {
+                                clients[c].epoch = r.member_epoch;
+                                if let Some(a) = r.assignment {
+                                    clients[c].owned = a;
+                                }
+                            }
+                            // fenced or gone: it drops everything and rejoins later
+                            _ => clients[c] = Client::default(),
+                        }
+                    }
+                    Step::Leave { c, away } => {
+                        let Some(id) = clients[c].id.clone() else { continue };
+                        let epoch = if away && clients[c].instance.is_some() { -2 } else { -1 };
+                        kit.cgh(HeartbeatInput { instance_id: clients[c].instance.clone(), ..cbeat("g", &id, epoch, None) });
+                        clients[c] = Client::default();
+                    }
+                    Step::Wait { ms } => kit.advance(ms),
+                }
+                let Some(cg) = kit.shard.group("g").and_then(|g| g.consumer.clone()) else { continue };
+                // (1) held by one member at most
+                let mut held: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
+                for m in cg.members.values() {
+                    for (t, ps) in m.assigned.iter().chain(m.pending_revocation.iter()) {
+                        for p in ps {
+                            if let Some(other) = held.insert((*t, *p), m.id.clone()) {
+                                prop_assert!(false, "partition {t}/{p} held by {other} and {}", m.id);
+                            }
+                        }
+                    }
+                }
+                // (2) the target: each subscribed partition once, to a subscriber
+                if cg.assignment_epoch == cg.epoch && !cg.members.is_empty() {
+                    let mut targeted: BTreeSet<(Uuid, i32)> = BTreeSet::new();
+                    for (id, a) in &cg.target {
+                        let m = &cg.members[id];
+                        for (t, ps) in a {
+                            let name = cg.subscription_metadata.values().find(|x| x.id == *t).map(|x| x.name.clone()).unwrap();
+                            prop_assert!(m.meta.subscribed_topic_names.contains(&name), "{id} got {name} without subscribing");
+                            for p in ps {
+                                prop_assert!(targeted.insert((*t, *p)), "{t}/{p} targeted twice");
+                            }
+                        }
+                    }
+                    let expected: usize = cg.subscription_metadata.values().map(|t| t.partitions as usize).sum();
+                    prop_assert_eq!(targeted.len(), expected);
+                }
+                // (3) replay
+                let replayed = kit.replayed();
+                prop_assert_eq!(replayed.group("g").and_then(|g| g.consumer.clone()), Some(cg));
+            }
+        }
+    }
+}
