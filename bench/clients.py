@@ -79,6 +79,15 @@ Scenarios:
                     partition from each old member, the second gives them to the new one). The
                     2/2/2 split must then hold for 0.5 s (not counted), else the run fails.
 
+  first_assignment_848, sigkill_reassign_848, coop_settle_848
+                    The same three with group.protocol=consumer (KIP-848): the coordinator
+                    assigns (server-side assignor uniform, sticky, so coop_settle_848's third
+                    member also settles at 2/2/2 without a stop) and sets the timing; corral
+                    runs with group.consumer.session.timeout.ms=6000 and
+                    group.consumer.heartbeat.interval.ms=1000, the classic scenarios' client
+                    settings. The mock cluster serves the protocol with its own defaults;
+                    Tansu and corral proxy do not serve it (unsupported records).
+
   kcat_produce      A 1-partition topic is created; kcat produces --messages (200,000) messages
                     of 100 bytes from a prepared file (one a line, kcat -P -l FILE) with kcat's
                     default producer settings (acks=all); the time is the wall time of the
@@ -111,13 +120,18 @@ import uuid
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-SCENARIOS = ["first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"]
+SCENARIOS = ["first_assignment", "sigkill_reassign", "coop_settle", "first_assignment_848", "sigkill_reassign_848",
+             "coop_settle_848", "kcat_produce", "kcat_consume"]
 SYSTEMS = ["corral", "tansu", "mock", "proxy-mock"]
-ALONE = ["first_assignment", "kcat"]  # scenario groups measured with nothing else running
-TOGETHER = ["sigkill_reassign", "coop_settle"]  # may run for all systems at once
+ALONE = ["first_assignment", "first_assignment_848", "kcat"]  # scenario groups measured with nothing else running
+TOGETHER = ["sigkill_reassign", "coop_settle", "sigkill_reassign_848", "coop_settle_848"]  # may run for all systems at once
 MESSAGE_BYTES = 100
 SETTLE_CHECK_S = 0.5
 GROUP_TIMING = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+# The consumer protocol (KIP-848): the coordinator sets the timing; corral runs with the same
+# session and heartbeat interval as GROUP_TIMING (CORRAL_848_CONFIG).
+MODERN = {"group.protocol": "consumer"}
+CORRAL_848_CONFIG = "group.consumer.session.timeout.ms = 6000\ngroup.consumer.heartbeat.interval.ms = 1000\n"
 
 
 class RunError(Exception):
@@ -439,8 +453,11 @@ def start_system(name, args):
     if name == "proxy-mock":
         return ProxyOverMock(args)
     if name == "corral":
-        return ProcessServer("corral", lambda port: [args.corral, "--listen",
-                                                     "127.0.0.1:%d" % port, "--ephemeral"],
+        config = os.path.join(args.logdir, "corral-848.toml")
+        with open(config, "w") as f:
+            f.write(CORRAL_848_CONFIG)
+        return ProcessServer("corral", lambda port: [args.corral, "--listen", "127.0.0.1:%d" % port,
+                                                     "--ephemeral", "--config", config],
                              args.logdir)
     if name == "tansu":
         if not args.tansu:
@@ -503,7 +520,7 @@ def close_quietly(clients, wait=5):
 # raises RunError / Unsupported.
 
 
-def run_first_assignment(system, args):
+def run_first_assignment(system, args, extra=None):
     deadline = Deadline(args.timeout)
     topic, group = fresh_name("first"), fresh_name("first")
     system.create_topic(topic, 6, deadline)
@@ -514,7 +531,7 @@ def run_first_assignment(system, args):
         if parts and not assigned_at:
             assigned_at.append(time.perf_counter())
 
-    c = consumer(system.bootstrap, group, errors)
+    c = consumer(system.bootstrap, group, errors, **(extra or {}))
     try:
         t0 = time.perf_counter()
         c.subscribe([topic], on_assign=on_assign)
@@ -549,13 +566,13 @@ while time.monotonic() < end:
 class ChildMember:
     """The child-process group member; a thread follows what it prints."""
 
-    def __init__(self, bootstrap, topic, group, logdir):
+    def __init__(self, bootstrap, topic, group, logdir, timing=None):
         self.assigned = None
         self.lines = []
         self.err = os.path.join(logdir, "child-%s.err" % group)
         with open(self.err, "w") as errf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", CHILD, bootstrap, topic, group, json.dumps(GROUP_TIMING)],
+                [sys.executable, "-c", CHILD, bootstrap, topic, group, json.dumps(timing or GROUP_TIMING)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf, text=True,
                 bufsize=1)
         track(self)
@@ -580,13 +597,14 @@ class ChildMember:
         untrack(self)
 
 
-def run_sigkill_reassign(system, args):
+def run_sigkill_reassign(system, args, timing=None):
+    timing = timing or GROUP_TIMING
     deadline = Deadline(args.timeout)
     topic, group = fresh_name("sigkill"), fresh_name("sigkill")
     system.create_topic(topic, 6, deadline)
     errors = ClientErrors()
-    child = ChildMember(system.bootstrap, topic, group, args.logdir)
-    c = consumer(system.bootstrap, group, errors, **GROUP_TIMING)
+    child = ChildMember(system.bootstrap, topic, group, args.logdir, timing)
+    c = consumer(system.bootstrap, group, errors, **timing)
     try:
         c.subscribe([topic])
         while not (len(c.assignment()) == 3 and child.assigned == 3):
@@ -605,12 +623,12 @@ def run_sigkill_reassign(system, args):
         close_quietly([c])
 
 
-def run_coop_settle(system, args):
+def run_coop_settle(system, args, conf=None):
     deadline = Deadline(args.timeout)
     topic, group = fresh_name("coop"), fresh_name("coop")
     system.create_topic(topic, 6, deadline)
     errors = ClientErrors()
-    conf = dict(GROUP_TIMING, **{"partition.assignment.strategy": "cooperative-sticky"})
+    conf = conf or dict(GROUP_TIMING, **{"partition.assignment.strategy": "cooperative-sticky"})
     members = [consumer(system.bootstrap, group, errors, **conf) for _ in range(2)]
 
     def sizes():
@@ -749,7 +767,15 @@ def measure(name, group, wanted, args):
         measure_kcat(name, wanted, args)
         return
     runners = {"first_assignment": run_first_assignment,
-               "sigkill_reassign": run_sigkill_reassign, "coop_settle": run_coop_settle}
+               "sigkill_reassign": run_sigkill_reassign, "coop_settle": run_coop_settle,
+               "first_assignment_848": lambda sy, a: run_first_assignment(sy, a, MODERN),
+               "sigkill_reassign_848": lambda sy, a: run_sigkill_reassign(sy, a, MODERN),
+               "coop_settle_848": lambda sy, a: run_coop_settle(sy, a, MODERN)}
+    if group.endswith("_848") and name in ("tansu", "proxy-mock"):
+        why = ("Tansu does not serve the consumer protocol (no ConsumerGroupHeartbeat)" if name == "tansu"
+               else "corral proxy serves the classic protocol only")
+        emit({"scenario": group, "system": name, "unsupported": why})
+        return
     runs, system = [], None
     try:
         system = start_system(name, args)
@@ -814,7 +840,8 @@ def measure_kcat(name, wanted, args):
 
 
 def groups_of(wanted):
-    groups = [g for g in ["first_assignment", "sigkill_reassign", "coop_settle"] if g in wanted]
+    groups = [g for g in ["first_assignment", "first_assignment_848", "sigkill_reassign", "coop_settle",
+                          "sigkill_reassign_848", "coop_settle_848"] if g in wanted]
     if "kcat_produce" in wanted or "kcat_consume" in wanted:
         groups.append("kcat")
     return groups

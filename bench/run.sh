@@ -262,6 +262,13 @@ if want coordinator; then
         record "$sys" "$BENCH" coordinator --target "$ADDR" --groups "$size" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" --limit-seconds 60
         stop
       done
+      if [ "$size" = "$NGROUPS" ]; then
+        # the same members on the consumer protocol (KIP-848): ConsumerGroupHeartbeat + OffsetCommit v9
+        start corral
+        record corral-848 "$BENCH" coordinator --target "$ADDR" --groups "$size" --members "$MEMBERS" --seconds "$SECS" --pid "$PID" \
+          --limit-seconds 60 --protocol consumer
+        stop
+      fi
     done
   done
 fi

@@ -12,6 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use uuid::Uuid;
 
 /// A valid frame (without size prefix) for `key` at `version`, from the crate's defaults with
 /// a couple of array entries where that is easy to add.
@@ -235,6 +236,26 @@ fn seed(key: ApiKey, version: i16) -> Bytes {
         ),
         ApiKey::ListTransactions => {
             enc(key, version, ListTransactionsRequest::default().with_state_filters(vec![StrBytes::from_static_str("Ongoing")]))
+        }
+        ApiKey::ConsumerGroupHeartbeat => enc(
+            key,
+            version,
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(StrBytes::from_static_str("m"))
+                .with_instance_id(Some(StrBytes::from_static_str("i")))
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![t()]))
+                .with_subscribed_topic_regex(if version >= 1 { Some(StrBytes::from_static_str("^t.*")) } else { None })
+                .with_server_assignor(Some(StrBytes::from_static_str("uniform")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(Uuid::from_u128(7))
+                        .with_partitions(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ConsumerGroupDescribe => {
+            enc(key, version, ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]))
         }
         other => panic!("no fuzz seed for {other:?}: add one when adding it to the version table"),
     }

@@ -507,6 +507,41 @@ async fn exercise(c: &mut RawClient, key: ApiKey, v: i16) {
             assert_eq!(r.error_code, 0);
             assert!(r.transaction_states.iter().any(|t| t.transactional_id.as_str() == id));
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            // a member of the consumer protocol joins: epoch 1 and its partitions of "vt"
+            let group = format!("vt-848-{v}");
+            let r = c
+                .send(
+                    v,
+                    &ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(s(&group)))
+                        .with_member_id(s(if v >= 1 { "vt-member" } else { "" }))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(30_000)
+                        .with_subscribed_topic_names(Some(vec![topic("vt")]))
+                        .with_topic_partitions(Some(vec![])),
+                )
+                .await;
+            assert_eq!((r.error_code, r.member_epoch), (0, 1), "{:?}", r.error_message);
+            assert!(r.member_id.is_some_and(|m| !m.is_empty()));
+            let a = r.assignment.expect("the assignment of a join");
+            assert_eq!(a.topic_partitions.len(), 1);
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let group = format!("vt-848-describe-{v}");
+            let join = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_id(s("vt-member"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![topic("vt")]))
+                .with_topic_partitions(Some(vec![]));
+            assert_eq!(c.send(1, &join).await.error_code, 0);
+            let r = c.send(v, &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(&group))])).await;
+            let g = &r.groups[0];
+            assert_eq!((g.error_code, g.group_state.as_str(), g.group_epoch, g.members.len()), (0, "Stable", 1, 1));
+            assert_eq!(g.members[0].member_type, if v >= 1 { 1 } else { -1 });
+        }
         other => panic!("no exercise for {other:?}: add one when adding it to the version table"),
     }
 }

@@ -37,10 +37,30 @@ pub async fn run(a: &Args) {
     let members: usize = a.get("members", 10);
     let seconds: f64 = a.get("seconds", 10.0);
     let raw = a.flag("raw");
+    // --protocol consumer: members of the next-generation protocol (KIP-848), heartbeating
+    // with ConsumerGroupHeartbeat v1 and committing with OffsetCommit v9 at their member epoch
+    let modern = a.get("protocol", "classic".to_string()) == "consumer";
     let pid: Option<u32> = a.opt("pid");
     let mut conns: Vec<(Client, Bytes, Bytes)> = Vec::new();
     let mut join_time = 0.0;
-    if raw {
+    if modern {
+        let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
+        match converge_consumer(&target, groups, members, limit).await {
+            Ok((ms, took)) => {
+                join_time = took.as_secs_f64();
+                for (mut c, group, member, epoch) in ms {
+                    let (hb, cm) = consumer_op_frames(&mut c, &group, &member, epoch);
+                    conns.push((c, hb, cm));
+                }
+            }
+            Err(e) => {
+                println!(
+                    "{{\"scenario\":\"coordinator\",\"protocol\":\"consumer\",\"groups\":{groups},\"members\":{members},\"error\":\"{e}\"}}"
+                );
+                return;
+            }
+        }
+    } else if raw {
         for g in 0..groups {
             for m in 0..members {
                 let mut c = connect(&target).await.expect("connect");
@@ -91,8 +111,10 @@ pub async fn run(a: &Args) {
                 let t = Instant::now();
                 match c.round_trip(frame).await {
                     Ok(resp) => {
-                        // an error code shows where a response carries one, non-zero = error
-                        if !raw && i.is_multiple_of(2) && resp.len() >= 10 && resp[8..10] != [0, 0] {
+                        // the heartbeat's error code, after the correlation id (and the tagged
+                        // fields of a flexible header) and the throttle time; non-zero = error
+                        let at = if modern { 9 } else { 8 };
+                        if !raw && i.is_multiple_of(2) && resp.len() >= at + 2 && resp[at..at + 2] != [0, 0] {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -108,7 +130,8 @@ pub async fn run(a: &Args) {
     let (elapsed, cpu, _, lat) = finish_run(seconds, &stop, started, pid.zip(cpu0), None, tasks).await;
     let total = ops.load(Ordering::Relaxed);
     println!(
-        "{{\"scenario\":\"coordinator\",\"raw\":{raw},\"groups\":{groups},\"members\":{members},\"join_seconds\":{join_time:.3},\"ops_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"errors\":{},\"server_cpu_us_per_op\":{:.2}}}",
+        "{{\"scenario\":\"coordinator\",\"protocol\":\"{}\",\"raw\":{raw},\"groups\":{groups},\"members\":{members},\"join_seconds\":{join_time:.3},\"ops_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"errors\":{},\"server_cpu_us_per_op\":{:.2}}}",
+        if modern { "consumer" } else { "classic" },
         total as f64 / elapsed,
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
@@ -133,4 +156,113 @@ fn op_frames(c: &mut Client, group: &str, member: &str, generation: i32) -> (Byt
             )]),
     );
     (hb, cm)
+}
+
+/// The prebuilt steady-state ConsumerGroupHeartbeat (v1: member and epoch only, every other
+/// field null, "unchanged") and OffsetCommit (v9, at the member epoch) frames of one member.
+fn consumer_op_frames(c: &mut Client, group: &str, member: &str, epoch: i32) -> (Bytes, Bytes) {
+    let hb = c.frame(
+        1,
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1),
+    );
+    let cm = c.frame(
+        9,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(
+                vec![offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42)],
+            )]),
+    );
+    (hb, cm)
+}
+
+/// A consumer-protocol member while its group converges.
+struct Modern {
+    conn: Client,
+    group: String,
+    member: String,
+    epoch: i32,
+    owned: Vec<consumer_group_heartbeat_request::TopicPartitions>,
+}
+
+/// Every member joins with ConsumerGroupHeartbeat (epoch 0), then all heartbeat, each
+/// reporting what it was last given, pass after pass, until a whole pass changes no member's
+/// epoch or assignment. Returns each member's connection, group, id and epoch, and the time.
+async fn converge_consumer(
+    target: &str,
+    groups: usize,
+    members: usize,
+    limit: Duration,
+) -> std::io::Result<(Vec<(Client, String, String, i32)>, Duration)> {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut ms = Vec::with_capacity(groups * members);
+    for g in 0..groups {
+        for m in 0..members {
+            ms.push(Modern {
+                conn: connect(target).await?,
+                group: group_name(g),
+                member: format!("m-{g}-{m}"),
+                epoch: 0,
+                owned: Vec::new(),
+            });
+        }
+    }
+    let mut first = true;
+    loop {
+        let tasks: Vec<_> = ms.into_iter().map(|m| tokio::spawn(beat(m, first))).collect();
+        let mut next = Vec::with_capacity(tasks.len());
+        let mut any_changed = false;
+        for t in tasks {
+            let (m, changed) = t.await.map_err(std::io::Error::other)??;
+            any_changed |= changed;
+            next.push(m);
+        }
+        ms = next;
+        if !first && !any_changed {
+            break;
+        }
+        first = false;
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the consumer groups did not settle"));
+        }
+    }
+    Ok((ms.into_iter().map(|m| (m.conn, m.group, m.member, m.epoch)).collect(), started.elapsed()))
+}
+
+/// One heartbeat of a converging member (the join when `join`); whether it changed anything.
+async fn beat(mut m: Modern, join: bool) -> std::io::Result<(Modern, bool)> {
+    let mut req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(&m.group)))
+        .with_member_id(s(&m.member))
+        .with_member_epoch(m.epoch)
+        .with_rebalance_timeout_ms(-1)
+        .with_topic_partitions(Some(m.owned.clone()));
+    if join {
+        req = req.with_rebalance_timeout_ms(60_000).with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]));
+    }
+    let r = m.conn.call(1, &req).await?;
+    if r.error_code != 0 {
+        return Err(std::io::Error::other(format!("ConsumerGroupHeartbeat of {} answered error {}", m.member, r.error_code)));
+    }
+    let mut changed = r.member_epoch != m.epoch;
+    m.epoch = r.member_epoch;
+    if let Some(a) = r.assignment {
+        let owned: Vec<_> = a
+            .topic_partitions
+            .into_iter()
+            .map(|tp| {
+                consumer_group_heartbeat_request::TopicPartitions::default().with_topic_id(tp.topic_id).with_partitions(tp.partitions)
+            })
+            .collect();
+        changed |= owned != m.owned;
+        m.owned = owned;
+    }
+    Ok((m, changed))
 }

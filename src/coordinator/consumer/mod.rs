@@ -314,18 +314,19 @@ impl ConsumerGroup {
         ]
     }
 
-    /// The subscription metadata the members' subscriptions give against `topics`, with
-    /// `changed` standing in for the member of that id (None: it leaves).
+    /// The subscription metadata the members' subscriptions give against `topics`, without
+    /// the members `removed` and with a member subscribed as `added`.
     pub fn compute_subscription_metadata(
         &self,
-        changed: (&str, Option<&ConsumerMemberValue>),
+        removed: &[&str],
+        added: Option<&ConsumerMemberValue>,
         topics: &dyn TopicView,
     ) -> BTreeMap<String, TopicMetadata> {
         // the group's subscriptions with the changed member's old one taken out, its new one in
         let mut names: BTreeMap<&str, isize> = self.name_counts.iter().map(|(k, n)| (k.as_str(), *n as isize)).collect();
         let mut regex_counts: BTreeMap<&str, isize> = self.regex_counts.iter().map(|(k, n)| (k.as_str(), *n as isize)).collect();
-        let old = self.members.get(changed.0).map(|m| &m.meta);
-        for (meta, delta) in old.map(|m| (m, -1)).into_iter().chain(changed.1.map(|m| (m, 1))) {
+        let gone = removed.iter().filter_map(|id| self.members.get(*id)).map(|m| (&m.meta, -1));
+        for (meta, delta) in gone.chain(added.map(|m| (m, 1))) {
             for n in &meta.subscribed_topic_names {
                 *names.entry(n).or_default() += delta;
             }

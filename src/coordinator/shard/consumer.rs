@@ -211,7 +211,8 @@ impl Shard {
                 value: Some(member.meta.clone()),
             }));
         }
-        let metadata = cg.compute_subscription_metadata((&mid, Some(&member.meta)), topics);
+        let removed: Vec<&str> = std::iter::once(mid.as_str()).chain(replaced.map(|p| p.id.as_str())).collect();
+        let metadata = cg.compute_subscription_metadata(&removed, Some(&member.meta), topics);
         let mut bump = subscription_changed;
         if metadata != cg.subscription_metadata {
             records.push(Record::Consumer(ConsumerRecord::SubscriptionMetadata {
@@ -370,7 +371,7 @@ impl Shard {
         for r in ConsumerGroup::removal_records(gid, member) {
             cx.emit(Record::Consumer(r));
         }
-        let metadata = cg.compute_subscription_metadata((member, None), &Known(&cg.subscription_metadata));
+        let metadata = cg.compute_subscription_metadata(&[member], None, &Known(&cg.subscription_metadata));
         if metadata != cg.subscription_metadata {
             cx.emit(Record::Consumer(ConsumerRecord::SubscriptionMetadata {
                 group: gid.to_string(),
