@@ -44,6 +44,16 @@ pub async fn run(a: &Args) {
     let mut conns: Vec<(Client, Bytes, Bytes)> = Vec::new();
     let mut join_time = 0.0;
     if modern {
+        // the topic the members subscribe to and commit to (auto-created by Metadata)
+        let mut admin = connect(&target).await.expect("connect");
+        admin
+            .call(
+                9,
+                &MetadataRequest::default()
+                    .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])),
+            )
+            .await
+            .expect("metadata");
         let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
         match converge_consumer(&target, groups, members, limit).await {
             Ok((ms, took)) => {

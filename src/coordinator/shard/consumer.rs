@@ -86,6 +86,9 @@ impl Shard {
                 }
             };
         }
+        if let Some(r) = self.steady_heartbeat(cx, &h, topics) {
+            return Ok(r);
+        }
         let config = &self.config;
         let gid = h.group_id.as_str();
         let mid = h.member_id.clone();
@@ -305,6 +308,46 @@ impl Shard {
             cx.emit(r);
         }
         Ok(answer)
+    }
+
+    /// The common heartbeat, answered without working anything out: a stable member at the
+    /// group's epoch, sending nothing new (every field null or as before), in a group whose
+    /// subscribed topics are as they were (no regular expression to look for new ones). It
+    /// re-arms the session; the answer is what the full algorithm would give — no records, no
+    /// assignment.
+    fn steady_heartbeat(&self, cx: &mut Cx, h: &HeartbeatInput, topics: &dyn TopicView) -> Option<HeartbeatResult> {
+        let cg = self.groups.get(&h.group_id)?.consumer.as_ref()?;
+        let m = cg.members.get(&h.member_id)?;
+        let meta = &m.meta;
+        let same = |new: &Option<String>, old: &Option<String>| new.is_none() || new == old;
+        let steady = h.member_epoch > 0
+            && h.member_epoch == m.epoch
+            && m.state == MemberState::Stable
+            && m.epoch == cg.assignment_epoch
+            && cg.epoch == cg.assignment_epoch
+            && same(&h.instance_id, &meta.instance_id)
+            && same(&h.rack_id, &meta.rack_id)
+            && (h.rebalance_timeout_ms == -1 || h.rebalance_timeout_ms == meta.rebalance_timeout_ms)
+            && h.subscribed_topic_names.is_none()
+            && h.subscribed_topic_regex.is_none()
+            && same(&h.server_assignor, &meta.server_assignor)
+            && h.owned.as_ref().is_none_or(|o| *o == m.assigned)
+            && h.client_id == meta.client_id
+            && h.client_host == meta.client_host
+            && cg.regex_counts.is_empty()
+            && cg.subscription_metadata.values().all(|t| topics.by_name(&t.name) == Some((t.id, t.partitions)));
+        if !steady {
+            return None;
+        }
+        cx.set(session_key(&h.group_id, &m.id), self.config.consumer_session_timeout_ms as i64);
+        Some(HeartbeatResult {
+            error: ErrorCode::NONE,
+            message: None,
+            member_id: Some(m.id.clone()),
+            member_epoch: m.epoch,
+            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+            assignment: h.is_full().then(|| m.assigned.clone()),
+        })
     }
 
     /// A heartbeat with epoch −1 (leave) or −2 (a static member away for a while, §4.5).
