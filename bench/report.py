@@ -186,6 +186,15 @@ for g_, m_ in sizes:
     c_, t_ = med("coordinator", "corral", "ops_per_sec", **sz), med("coordinator", "tansu", "ops_per_sec", **sz)
     w(f"| … against Tansu, {g_ * m_:,} members | ≥ 5× Tansu | {cell(c_, '{:,.0f}/s')} | {cell(t_, '{:,.0f}/s', 'coordinator', 'tansu', **sz)} (Tansu) | "
       f"{ratio(c_, t_)} | {'—' if c_ is None or t_ is None else ('yes' if c_ >= 5 * t_ else '**no**')} |")
+# the consumer protocol (KIP-848): beside the classic figures of the same run
+fa8 = med("first_assignment_848", "corral", "median_s")
+target("first assignment, consumer protocol (KIP-848, confluent-kafka)", "≤ 1 heartbeat interval (1 s)", fa8, "{:.3f} s", fa,
+       "(classic protocol)", ratio(fa8, fa), None if fa8 is None else fa8 <= 1.0)
+co8 = med("coop_settle_848", "corral", "median_s")
+target("third member settled, consumer protocol", "—", co8, "{:.2f} s", co, "(classic cooperative-sticky)", ratio(co8, co))
+c848 = med("coordinator", "corral-848", "ops_per_sec", **big)
+target(f"consumer-protocol heartbeat+commit ops/s, {big.get('groups', 0) * big.get('members', 0):,} members", "—", c848, "{:,.0f}/s", cc,
+       f"(classic; the limit {ce:,.0f}/s)" if ce else "(classic)", ratio(c848, cc))
 rp = med("offsets-replay", "corral", "load_seconds_median")
 target("offsets log replay, 10M records", "≤ 2 s", rp, "{:.2f} s", None, "", "—", None if rp is None else rp <= 2)
 tx = med("transactions", "corral", "per_sec", mode="transactional", records_per_txn=1)
@@ -290,6 +299,15 @@ for g_, m_ in sizes:
           f"{cell(med('coordinator', name, 'p99_ms', **sz), '{:.2f}')} | {cell(med('coordinator', name, 'p999_ms', **sz), '{:.2f}')} | "
           f"{cell(med('coordinator', name, 'server_cpu_us_per_op', **sz), '{:.2f}')} | {ratio(ops, lim, '{:.0%}')} | "
           f"{ratio(cor, ops) if name == 'tansu' else ''} |")
+    if results("coordinator", "corral-848", **sz):
+        ops = med("coordinator", "corral-848", "ops_per_sec", **sz)
+        w(f"| {g_} × {m_} | corral, consumer protocol | {cell(ops, '{:,.0f}', 'coordinator', 'corral-848', **sz)} | "
+          f"{cell(med('coordinator', 'corral-848', 'p50_ms', **sz), '{:.2f}')} | {cell(med('coordinator', 'corral-848', 'p99_ms', **sz), '{:.2f}')} | "
+          f"{cell(med('coordinator', 'corral-848', 'p999_ms', **sz), '{:.2f}')} | "
+          f"{cell(med('coordinator', 'corral-848', 'server_cpu_us_per_op', **sz), '{:.2f}')} | {ratio(ops, lim, '{:.0%}')} | |")
+w("")
+w("The consumer-protocol row: the same members on KIP-848, each alternating ConsumerGroupHeartbeat v1 (member id and "
+  "epoch only, as a stable member sends it) and OffsetCommit v9 at its member epoch (`--protocol consumer`).")
 w("")
 
 w("### Join storm (`corral-bench join-storm`)")
@@ -407,6 +425,9 @@ for scen, field, fmt, label in (
     ("first_assignment", "median_s", "{:.3f} s", "subscribe → first assignment, fresh group"),
     ("sigkill_reassign", "median_s", "{:.2f} s", "SIGKILLed member's partitions reassigned (6 s session)"),
     ("coop_settle", "median_s", "{:.2f} s", "cooperative-sticky third member settled"),
+    ("first_assignment_848", "median_s", "{:.3f} s", "consumer protocol (KIP-848): subscribe → first assignment"),
+    ("sigkill_reassign_848", "median_s", "{:.2f} s", "consumer protocol: SIGKILLed member's partitions reassigned (6 s session)"),
+    ("coop_settle_848", "median_s", "{:.2f} s", "consumer protocol: third member settled (2/2/2)"),
     ("kcat_produce", "median_msgs_per_s", "{:,.0f} msg/s", "kcat produce"),
     ("kcat_consume", "median_msgs_per_s", "{:,.0f} msg/s", "kcat consume"),
 ):
@@ -414,7 +435,10 @@ for scen, field, fmt, label in (
     w(f"| {label} | {cell(vals['corral'], fmt, scen, 'corral')} | {cell(vals['tansu'], fmt, scen, 'tansu')} | "
       f"{cell(vals['mock'], fmt, scen, 'mock')} | {ratio(vals['corral'], vals['tansu'])} | {ratio(vals['corral'], vals['mock'])} |")
 w("")
-w("Ratios are corral divided by the peer: below 1 is better for times, above 1 is better for rates.")
+w("Ratios are corral divided by the peer: below 1 is better for times, above 1 is better for rates. The consumer-protocol "
+  "rows use `group.protocol=consumer`: the coordinator assigns and sets the timing; corral runs with "
+  "`group.consumer.session.timeout.ms = 6000` and `group.consumer.heartbeat.interval.ms = 1000`, the classic rows' client "
+  "settings; the mock cluster with its own defaults; Tansu does not serve the protocol.")
 w("")
 
 w("### Proxy mode (`corral proxy`)")
@@ -559,7 +583,8 @@ scenarios = {r["result"].get("scenario") for r in rows}
 SECTION_SCENARIOS = {
     "startup": {"startup"}, "coordinator": {"coordinator"}, "join-storm": {"join-storm"}, "produce": {"produce"},
     "fetch": {"fetch"}, "commits": {"commits"}, "offsets": {"offsets-replay", "compaction", "restart"},
-    "clients": {"first_assignment", "sigkill_reassign", "coop_settle", "kcat_produce", "kcat_consume"}, "proxy": set(),
+    "clients": {"first_assignment", "sigkill_reassign", "coop_settle", "first_assignment_848", "sigkill_reassign_848",
+                "coop_settle_848", "kcat_produce", "kcat_consume"}, "proxy": set(),
     "transactions": {"transactions"}, "scale-out": {"failover"},
 }
 sections = ONLY if ONLY is not None else list(SECTION_SCENARIOS)
