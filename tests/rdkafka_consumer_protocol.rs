@@ -10,14 +10,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{Poller, TestServer, child_consumer_exe, spawn_child_consumer, wait_for};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -78,8 +75,7 @@ impl ConsumerContext for Recorder {
 /// A consumer of the consumer protocol, polling on its own thread until stopped.
 struct Member {
     seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    poller: Poller,
 }
 
 enum Subscription<'a> {
@@ -90,7 +86,6 @@ enum Subscription<'a> {
 impl Member {
     fn start(bootstrap: &str, group: &str, sub: Subscription<'_>, extra: &[(&str, &str)]) -> Member {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", bootstrap)
@@ -107,9 +102,9 @@ impl Member {
             Subscription::Topics(t) => consumer.subscribe(t).unwrap(),
             Subscription::Regex(r) => consumer.subscribe(&[r]).unwrap(),
         }
-        let (s2, stop2) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
+        let s2 = seen.clone();
+        let poller = Poller::spawn(move |stop| {
+            while !stop.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                     let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
                     let mut s = s2.lock().unwrap();
@@ -127,7 +122,7 @@ impl Member {
             // dropping closes the consumer: its leave heartbeat
             drop(consumer);
         });
-        Member { seen, stop, thread: Some(thread) }
+        Member { seen, poller }
     }
 
     fn topics(bootstrap: &str, group: &str, topics: &[&str]) -> Member {
@@ -142,32 +137,10 @@ impl Member {
         self.owned().into_iter().filter(|(t, _)| t == topic).map(|(_, p)| p).collect()
     }
 
-    /// Stops polling and closes the consumer (its leave heartbeat), off the runtime's
-    /// workers: closing waits for the coordinator, which they serve.
-    async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
-        }
+    /// Stops polling and closes the consumer (its leave heartbeat).
+    async fn stop(self) {
+        self.poller.stop().await;
     }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
@@ -224,7 +197,7 @@ async fn three_members_share_six_partitions_and_consume_everything_once() {
     produce(&b, "six", 6, 50, "").await;
     wait_for(30 * SECOND, "every message", || counts(&refs).len() == 300).await;
     for m in members.iter() {
-        m.stop.store(true, Ordering::Relaxed);
+        m.poller.halt();
     }
     let counts = counts(&refs);
     let twice: Vec<&String> = counts.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v).collect();
@@ -302,25 +275,7 @@ async fn leaving_and_killed_members_hand_their_partitions_over() {
     assert!(took < 3 * SECOND, "a clean leave took {took:?}, as long as a session timeout");
     // a third member in a process of its own, then SIGKILLed
     let exe = tokio::task::spawn_blocking(child_consumer_exe).await.unwrap();
-    let mut child = KillOnDrop(
-        Command::new(exe)
-            .args([b.as_str(), "g-leave", "six", "consumer"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let out = BufReader::new(child.0.stdout.take().unwrap());
-    let child_owned: Arc<Mutex<BTreeSet<i32>>> = Arc::new(Mutex::new(BTreeSet::new()));
-    let co = child_owned.clone();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("OWNED") {
-                *co.lock().unwrap() = rest.split_whitespace().map(|p| p.parse().unwrap()).collect();
-            }
-        }
-    });
+    let (mut child, child_owned) = spawn_child_consumer(exe, &[b.as_str(), "g-leave", "six", "consumer"]);
     wait_for(30 * SECOND, "three members with two partitions each", || {
         refs.iter().all(|m| m.owned().len() == 2) && child_owned.lock().unwrap().len() == 2
     })
@@ -336,36 +291,6 @@ async fn leaving_and_killed_members_hand_their_partitions_over() {
         m.stop().await;
     }
     server.stop().await;
-}
-
-/// A process killed when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The child consumer (examples/child_consumer.rs), built for this test profile.
-fn child_consumer_exe() -> PathBuf {
-    let me = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = me.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test binary>");
-    let exe = profile_dir.join("examples").join(format!("child_consumer{}", std::env::consts::EXE_SUFFIX));
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_string(),
-        Some(other) => other.to_string(),
-        None => panic!("no profile directory above {}", me.display()),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "child_consumer", "--profile", &profile])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build --example child_consumer: {status}");
-    exe
 }
 
 /// A static member (group.instance.id) that closes and comes back gets its partitions back.

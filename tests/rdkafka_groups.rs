@@ -8,14 +8,11 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestProxy, TestServer};
+use common::{Poller, TestProxy, TestServer, child_consumer_exe, spawn_child_consumer, wait_for};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -73,8 +70,7 @@ impl ConsumerContext for Recorder {
 /// A consumer polling on its own thread until stopped.
 struct Member {
     seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    poller: Poller,
 }
 
 fn consumer_config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ClientConfig {
@@ -94,15 +90,14 @@ fn consumer_config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Clie
 impl Member {
     fn start(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> Member {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
         let mut config = consumer_config(bootstrap, group, extra);
         // statistics (served by `poll`) count the member's heartbeats; see `wait_settled`
         config.set("statistics.interval.ms", "100");
         let consumer: BaseConsumer<Recorder> = config.create_with_context(Recorder(seen.clone())).unwrap();
         consumer.subscribe(&[topic]).unwrap();
-        let (s2, stop2) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
+        let s2 = seen.clone();
+        let poller = Poller::spawn(move |stop| {
+            while !stop.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                     let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
                     s2.lock().unwrap().consumed.push((m.partition(), m.offset(), v));
@@ -111,7 +106,7 @@ impl Member {
             // dropping closes the consumer: LeaveGroup for dynamic members
             drop(consumer);
         });
-        Member { seen, stop, thread: Some(thread) }
+        Member { seen, poller }
     }
 
     fn owned(&self) -> BTreeSet<i32> {
@@ -126,34 +121,10 @@ impl Member {
         self.seen.lock().unwrap().heartbeats
     }
 
-    /// Stops polling and closes the consumer (a LeaveGroup for a dynamic member), off the
-    /// runtime's workers: closing waits for the coordinator, which may be served by them.
-    async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
-        }
+    /// Stops polling and closes the consumer (a LeaveGroup for a dynamic member).
+    async fn stop(self) {
+        self.poller.stop().await;
     }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Waits until `cond` holds, up to `limit`; returns how long it took. Sleeps on tokio's timer
-/// between looks, so the server under test keeps the runtime's workers.
-async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
 }
 
 /// Heartbeats a member must send, with no rebalance event meanwhile, for the group to count
@@ -311,69 +282,13 @@ async fn a_member_that_leaves_cleanly_hands_over_at_once_on(server: Target) {
     server.stop().await;
 }
 
-/// A child process that cannot outlive a failed test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The example program examples/child_consumer.rs: a member in a process of its own, so that
-/// it can be SIGKILLed. Built here (a no-op when it is up to date) because a `cargo test` run
-/// filtered to this target builds no examples; it sits in the examples directory beside the
-/// `deps` directory holding this test binary.
-fn child_consumer_exe() -> PathBuf {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let me = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = me.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test binary>");
-        let exe = profile_dir.join("examples").join(format!("child_consumer{}", std::env::consts::EXE_SUFFIX));
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(other) => other.to_string(),
-            None => panic!("no profile directory above {}", me.display()),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "child_consumer", "--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build --example child_consumer: {status}");
-        assert!(exe.is_file(), "cargo built the example, but not at {}", exe.display());
-        exe
-    })
-    .clone()
-}
-
 async fn a_killed_member_loses_its_partitions_after_the_session_timeout_on(server: Target) {
     let b = server.bootstrap();
     server.topic_with_messages("six", 6, 1).await;
     let a = Member::start(&b, "g-kill", "six", &[]);
     let c = Member::start(&b, "g-kill", "six", &[]);
     let exe = tokio::task::spawn_blocking(child_consumer_exe).await.unwrap();
-    let mut child = KillOnDrop(
-        Command::new(exe)
-            .args([b.as_str(), "g-kill", "six"])
-            .stdin(Stdio::piped()) // held open until the child is killed; its end of file ends the child
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let out = BufReader::new(child.0.stdout.take().unwrap());
-    let child_owned: Arc<Mutex<BTreeSet<i32>>> = Arc::new(Mutex::new(BTreeSet::new()));
-    let co = child_owned.clone();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("OWNED") {
-                *co.lock().unwrap() = rest.split_whitespace().map(|p| p.parse().unwrap()).collect();
-            }
-        }
-    });
+    let (mut child, child_owned) = spawn_child_consumer(exe, &[b.as_str(), "g-kill", "six"]);
     wait_for(30 * SECOND, "three members with two partitions each", || {
         a.owned().len() == 2 && c.owned().len() == 2 && child_owned.lock().unwrap().len() == 2
     })

@@ -221,3 +221,118 @@ pub fn consume_committing(config: &rdkafka::ClientConfig, topic: &str, want: usi
     }
     got
 }
+
+// ---------------------------------------------------------------------- rdkafka tests
+
+/// Waits until `cond` holds, up to `limit`; returns how long it took. Sleeps on tokio's timer
+/// between looks, so the server under test keeps the runtime's workers.
+pub async fn wait_for(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// A child process that cannot outlive a failed test.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The example program examples/child_consumer.rs: a member in a process of its own, so that
+/// it can be SIGKILLed. Built here (a no-op when it is up to date) because a `cargo test` run
+/// filtered to this target builds no examples; it sits in the examples directory beside the
+/// `deps` directory holding this test binary.
+pub fn child_consumer_exe() -> std::path::PathBuf {
+    static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let me = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = me.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test binary>");
+        let exe = profile_dir.join("examples").join(format!("child_consumer{}", std::env::consts::EXE_SUFFIX));
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("no profile directory above {}", me.display()),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--example", "child_consumer", "--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build --example child_consumer: {status}");
+        assert!(exe.is_file(), "cargo built the example, but not at {}", exe.display());
+        exe
+    })
+    .clone()
+}
+
+/// Starts the child consumer (examples/child_consumer.rs) with `args` (BOOTSTRAP GROUP TOPIC
+/// [consumer]) and follows what it prints: the partitions it owns, as it reports them. Its
+/// stdin is held open until it is killed (its end of file ends the child).
+pub fn spawn_child_consumer(
+    exe: std::path::PathBuf,
+    args: &[&str],
+) -> (KillOnDrop, std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = KillOnDrop(
+        std::process::Command::new(exe).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let owned = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let follow = owned.clone();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("OWNED") {
+                *follow.lock().unwrap() = rest.split_whitespace().map(|p| p.parse().unwrap()).collect();
+            }
+        }
+    });
+    (child, owned)
+}
+
+/// A client's polling thread: runs until told to stop (its loop reads the flag it is given),
+/// then ends, closing its client. Dropped, it stops and is joined.
+pub struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    /// Runs `body` on a thread of its own with the stop flag.
+    pub fn spawn(body: impl FnOnce(std::sync::Arc<std::sync::atomic::AtomicBool>) + Send + 'static) -> Poller {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        Poller { stop, thread: Some(std::thread::spawn(move || body(flag))) }
+    }
+
+    /// Tells the thread to stop, without waiting for it.
+    pub fn halt(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops the thread and waits for it off the runtime's workers: closing a client waits
+    /// for the coordinator, which the workers may serve.
+    pub async fn stop(mut self) {
+        self.halt();
+        if let Some(t) = self.thread.take() {
+            tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.halt();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -45,15 +45,7 @@ pub async fn run(a: &Args) {
     let mut join_time = 0.0;
     if modern {
         // the topic the members subscribe to and commit to (auto-created by Metadata)
-        let mut admin = connect(&target).await.expect("connect");
-        admin
-            .call(
-                9,
-                &MetadataRequest::default()
-                    .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])),
-            )
-            .await
-            .expect("metadata");
+        create_topic(&target).await;
         let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
         match converge_consumer(&target, groups, members, limit).await {
             Ok((ms, took)) => {
@@ -80,15 +72,7 @@ pub async fn run(a: &Args) {
         }
     } else {
         // the topic the commits name
-        let mut admin = connect(&target).await.expect("connect");
-        admin
-            .call(
-                9,
-                &MetadataRequest::default()
-                    .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])),
-            )
-            .await
-            .expect("metadata");
+        create_topic(&target).await;
         let limit = Duration::from_secs_f64(a.get("limit-seconds", 120.0));
         // --find-coordinator: several proxies share the coordinator; each member connects to its
         // group's coordinator, as a client does
@@ -155,8 +139,28 @@ pub async fn run(a: &Args) {
 fn op_frames(c: &mut Client, group: &str, member: &str, generation: i32) -> (Bytes, Bytes) {
     let hb =
         c.frame(3, &HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation));
-    let cm = c.frame(
-        7,
+    let cm = commit_frame(c, 7, group, member, generation);
+    (hb, cm)
+}
+
+/// Creates the topic the members commit to (Metadata auto-creates it).
+async fn create_topic(target: &str) {
+    let mut admin = connect(target).await.expect("connect");
+    admin
+        .call(
+            9,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(TOPIC))))])),
+        )
+        .await
+        .expect("metadata");
+}
+
+/// A member's OffsetCommit of offset 42 to partition 0 of the topic, at `version`;
+/// `generation` is the generation (classic) or the member epoch (consumer protocol).
+fn commit_frame(c: &mut Client, version: i16, group: &str, member: &str, generation: i32) -> Bytes {
+    c.frame(
+        version,
         &OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_member_id(s(member))
@@ -164,8 +168,7 @@ fn op_frames(c: &mut Client, group: &str, member: &str, generation: i32) -> (Byt
             .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(
                 vec![offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42)],
             )]),
-    );
-    (hb, cm)
+    )
 }
 
 /// The prebuilt steady-state ConsumerGroupHeartbeat (v1: member and epoch only, every other
@@ -179,16 +182,7 @@ fn consumer_op_frames(c: &mut Client, group: &str, member: &str, epoch: i32) -> 
             .with_member_epoch(epoch)
             .with_rebalance_timeout_ms(-1),
     );
-    let cm = c.frame(
-        9,
-        &OffsetCommitRequest::default()
-            .with_group_id(GroupId(s(group)))
-            .with_member_id(s(member))
-            .with_generation_id_or_member_epoch(epoch)
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partitions(
-                vec![offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(42)],
-            )]),
-    );
+    let cm = commit_frame(c, 9, group, member, epoch);
     (hb, cm)
 }
 
