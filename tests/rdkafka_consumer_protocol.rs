@@ -392,3 +392,39 @@ async fn list_group_types(server: &TestServer) -> BTreeMap<String, String> {
     let r = c.send(5, &ListGroupsRequest::default()).await;
     r.groups.into_iter().map(|g| (g.group_id.to_string(), g.group_type.to_string())).collect()
 }
+
+/// A consumer of the classic protocol joins a group of the consumer protocol (its JoinGroup,
+/// SyncGroup and Heartbeat served by the consumer group): the three members share the topic,
+/// two partitions each, and every message is consumed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_member_joins_a_consumer_group() {
+    let server = server().await;
+    let b = server.bootstrap();
+    create_topic(&b, "six", 6).await;
+    let mut members: Vec<Member> = (0..2).map(|_| Member::topics(&b, "g-mixed", &["six"])).collect();
+    {
+        let refs: Vec<&Member> = members.iter().collect();
+        wait_for(30 * SECOND, "two members owning all", || covers(&refs, "six", 6)).await;
+    }
+    members.push(Member::start(
+        &b,
+        "g-mixed",
+        Subscription::Topics(&["six"]),
+        &[("group.protocol", "classic"), ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "200")],
+    ));
+    let refs: Vec<&Member> = members.iter().collect();
+    wait_for(30 * SECOND, "three members owning two each", || covers(&refs, "six", 6) && refs.iter().all(|m| m.owned().len() == 2)).await;
+    produce(&b, "six", 6, 20, "").await;
+    wait_for(30 * SECOND, "every message", || counts(&refs).len() == 120).await;
+    for m in members.iter() {
+        m.poller.halt();
+    }
+    let twice: Vec<String> = counts(&refs).into_iter().filter(|(_, n)| *n > 1).map(|(v, _)| v).collect();
+    assert!(twice.is_empty(), "consumed more than once: {twice:?}");
+    // the group is one consumer group, the classic member in it
+    assert_eq!(list_group_types(&server).await.get("g-mixed").map(String::as_str), Some("consumer"));
+    for m in members {
+        m.stop().await;
+    }
+    server.stop().await;
+}

@@ -176,7 +176,17 @@ pub async fn join_group(c: &Caller<'_>, version: i16, req: JoinGroupRequest) -> 
     let member_id = input.member_id.clone();
     let shard = c.coordinator.shard_of(&input.group_id);
     let span = tracing::debug_span!("join_group", group = %input.group_id, member = %member_id, instance = ?input.group_instance_id);
-    let result = match c.coordinator.call::<JoinResult>(shard, move |sh, now, id| sh.join(now, id, input)).instrument(span).await {
+    // the topics, for a JoinGroup into a consumer group (broker mode)
+    let topics = match c.plane {
+        crate::plane::DataPlane::Broker(b) => Some(BrokerTopics(b)),
+        crate::plane::DataPlane::Proxy(_) => None,
+    };
+    let result = match c
+        .coordinator
+        .call::<JoinResult>(shard, move |sh, now, id| sh.join_with(now, id, input, topics.as_ref().map(|t| t as &dyn TopicView)))
+        .instrument(span)
+        .await
+    {
         Ok(r) => r,
         Err(status) => JoinResult::error(status_error(status), &member_id),
     };

@@ -231,6 +231,98 @@ fn item_129_classic_groups() {
     assert_eq!(kit.group("simple").offsets.len(), 1);
 }
 
+/// A classic JoinGroup (v5) of a consumer subscribed to "t", as the Java client sends it.
+fn classic_join(group: &str, member: &str) -> super::shard::JoinInput {
+    super::shard::JoinInput {
+        protocols: vec![super::group::Protocol { name: "range".into(), metadata: super::testkit::subscription(&["t"]) }],
+        ..super::testkit::join(group, member)
+    }
+}
+
+/// Partitions of "t" in a ConsumerProtocol assignment (version 0).
+fn assigned_in(bytes: &[u8]) -> Vec<i32> {
+    let mut r = bytes;
+    use bytes::Buf;
+    assert_eq!(r.get_i16(), 0);
+    let mut out = Vec::new();
+    for _ in 0..r.get_i32() {
+        let n = r.get_i16() as usize;
+        assert_eq!(&r[..n], b"t");
+        r.advance(n);
+        for _ in 0..r.get_i32() {
+            out.push(r.get_i32());
+        }
+    }
+    out
+}
+
+/// Checklist 131: a classic member joins a consumer group: MEMBER_ID_REQUIRED, then a
+/// generation that is its member epoch, protocol type "consumer"; SyncGroup hands it the
+/// coordinator's assignment; its Heartbeat says REBALANCE_IN_PROGRESS when freed partitions wait
+/// for it, and its rejoin gets them (checklist 132).
+#[test]
+fn item_131_132_classic_member_in_a_consumer_group() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let id = kit.join(classic_join("g", ""));
+    let r = kit.joined(id).unwrap();
+    assert_eq!(r.error, ErrorCode::MEMBER_ID_REQUIRED);
+    let member = r.member_id.clone();
+    let id = kit.join(classic_join("g", &member));
+    let r = kit.joined(id).unwrap();
+    assert_eq!(
+        (r.error, r.generation_id, r.protocol_type.as_deref(), r.protocol_name.as_deref()),
+        (ErrorCode::NONE, 2, Some("consumer"), Some("range"))
+    );
+    assert!(r.leader.is_empty() && r.members.is_empty(), "a classic member of a consumer group is a follower");
+    // nothing yet: a still owns everything
+    let s = kit.sync(super::testkit::sync("g", &member, 2, &[]));
+    let s = kit.synced(s).unwrap();
+    assert_eq!((s.error, assigned_in(&s.assignment)), (ErrorCode::NONE, vec![]));
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &member, 2)), ErrorCode::NONE, "still waiting on a");
+    // a revokes its half
+    let kept = parts(&kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2, 3, 4, 5]))).assignment);
+    kit.cgh(cbeat("g", "a", 1, owned(&kept)));
+    // the classic member is told to rejoin, and its rejoin gets the freed partitions
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &member, 2)), ErrorCode::REBALANCE_IN_PROGRESS);
+    let id = kit.join(classic_join("g", &member));
+    let r = kit.joined(id).unwrap();
+    let s = kit.sync(super::testkit::sync("g", &member, r.generation_id, &[]));
+    let got = assigned_in(&kit.synced(s).unwrap().assignment);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|p| !kept.contains(p)));
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &member, r.generation_id)), ErrorCode::NONE);
+    // a wrong generation
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &member, 1)), ErrorCode::ILLEGAL_GENERATION);
+    // its commits: generation = member epoch (any OffsetCommit version)
+    assert_eq!(kit.commit(commit("g", &member, r.generation_id, &[("t", 0, 1)])), vec![ErrorCode::NONE]);
+    assert_eq!(kit.commit(commit("g", &member, 1, &[("t", 0, 1)])), vec![ErrorCode::ILLEGAL_GENERATION]);
+    // the group epoch moves on (a third member): rejoin
+    kit.cgh(cjoin("g", "c", &["t"]));
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &member, r.generation_id)), ErrorCode::REBALANCE_IN_PROGRESS);
+    // it does not rejoin within its rebalance timeout (30 s in the test join): removed
+    kit.advance(30_000);
+    assert!(!kit.group("g").consumer.as_ref().unwrap().members.contains_key(&member));
+    // the records replay to the same group, the classic member's metadata with them
+    let replayed = kit.replayed();
+    assert_eq!(replayed.group("g").unwrap().consumer, kit.group("g").consumer);
+}
+
+/// A classic member of a consumer group leaves with LeaveGroup: removed, the group epoch bumped.
+#[test]
+fn a_classic_member_leaves_a_consumer_group() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
+    let r = kit.joined(id).unwrap();
+    assert_eq!(r.error, ErrorCode::NONE, "v3: no MEMBER_ID_REQUIRED step");
+    let epoch = kit.group("g").consumer.as_ref().unwrap().epoch;
+    let left = kit.leave("g", &[(&r.member_id, None), ("nobody", None)]);
+    assert_eq!(left.members.iter().map(|m| m.error).collect::<Vec<_>>(), vec![ErrorCode::NONE, ErrorCode::UNKNOWN_MEMBER_ID]);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!((c.members.len(), c.epoch), (1, epoch + 1));
+}
+
 /// Checklist 133: consumer-protocol members commit with OffsetCommit v9 and their epoch.
 #[test]
 fn item_133_commits_check_the_member_epoch() {

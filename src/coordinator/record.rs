@@ -114,6 +114,16 @@ pub struct ConsumerMemberValue {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member of the classic protocol in a consumer group (tagged field 0).
+    pub classic: Option<ClassicMemberMeta>,
+}
+
+/// What a consumer group keeps of a member that joined with JoinGroup: its session timeout and
+/// the protocols it offered (ClassicMemberMetadata).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMeta {
+    pub session_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 /// A consumer-group member's current assignment (type 8): the epoch it reconciled to and the
@@ -168,13 +178,17 @@ impl ConsumerRecord {
             }
         };
         // every value is version 0 of a flexible schema: compact fields, then tagged fields
-        let value = |f: &dyn Fn(&mut BytesMut)| {
+        // `f` writes the fields; an empty tagged-field section ends them unless `f` writes its own
+        let value_tagged = |f: &dyn Fn(&mut BytesMut), writes_tags: bool| {
             let mut b = BytesMut::new();
             b.put_i16(0);
             f(&mut b);
-            put_uvarint(&mut b, 0);
+            if !writes_tags {
+                put_uvarint(&mut b, 0);
+            }
             b.freeze()
         };
+        let value = |f: &dyn Fn(&mut BytesMut)| value_tagged(f, false);
         let value = match self {
             ConsumerRecord::GroupEpoch { group, epoch } => {
                 key(&mut k, 3, group, None);
@@ -198,19 +212,41 @@ impl ConsumerRecord {
             ConsumerRecord::Member { group, member, value: v } => {
                 key(&mut k, 5, group, Some(member));
                 v.as_ref().map(|v| {
-                    value(&|b| {
-                        put_compact_str(b, v.instance_id.as_deref());
-                        put_compact_str(b, v.rack_id.as_deref());
-                        put_compact_str(b, Some(&v.client_id));
-                        put_compact_str(b, Some(&v.client_host));
-                        put_uvarint(b, v.subscribed_topic_names.len() as u32 + 1);
-                        for t in &v.subscribed_topic_names {
-                            put_compact_str(b, Some(t));
-                        }
-                        put_compact_str(b, v.subscribed_topic_regex.as_deref());
-                        b.put_i32(v.rebalance_timeout_ms);
-                        put_compact_str(b, v.server_assignor.as_deref());
-                    })
+                    value_tagged(
+                        &|b| {
+                            put_compact_str(b, v.instance_id.as_deref());
+                            put_compact_str(b, v.rack_id.as_deref());
+                            put_compact_str(b, Some(&v.client_id));
+                            put_compact_str(b, Some(&v.client_host));
+                            put_uvarint(b, v.subscribed_topic_names.len() as u32 + 1);
+                            for t in &v.subscribed_topic_names {
+                                put_compact_str(b, Some(t));
+                            }
+                            put_compact_str(b, v.subscribed_topic_regex.as_deref());
+                            b.put_i32(v.rebalance_timeout_ms);
+                            put_compact_str(b, v.server_assignor.as_deref());
+                            if let Some(c) = &v.classic {
+                                // tagged field 0: ClassicMemberMetadata (the caller writes no tags of its own)
+                                let mut t = BytesMut::new();
+                                t.put_i32(c.session_timeout_ms);
+                                put_uvarint(&mut t, c.protocols.len() as u32 + 1);
+                                for (name, meta) in &c.protocols {
+                                    put_compact_str(&mut t, Some(name));
+                                    put_uvarint(&mut t, meta.len() as u32 + 1);
+                                    t.put_slice(meta);
+                                    put_uvarint(&mut t, 0);
+                                }
+                                put_uvarint(&mut t, 0);
+                                put_uvarint(b, 1);
+                                put_uvarint(b, 0);
+                                put_uvarint(b, t.len() as u32);
+                                b.put_slice(&t);
+                            } else {
+                                put_uvarint(b, 0);
+                            }
+                        },
+                        true,
+                    )
                 })
             }
             ConsumerRecord::TargetEpoch { group, epoch } => {
@@ -259,7 +295,10 @@ impl ConsumerRecord {
             7 => ConsumerRecord::TargetMember { group, member, value: v.as_mut().map(|r| r.assignment()).transpose()? },
             _ => ConsumerRecord::CurrentAssignment { group, member, value: v.as_mut().map(decode_current).transpose()? },
         };
-        if let Some(r) = v.as_mut() {
+        // the member value read its own tagged fields (ClassicMemberMetadata)
+        if let Some(r) = v.as_mut()
+            && key_version != 5
+        {
             r.skip_tags()?;
         }
         Ok(record)
@@ -300,6 +339,24 @@ fn decode_member(r: &mut Reader<'_>) -> Result<ConsumerMemberValue, RecordError>
     let subscribed_topic_regex = r.string(true)?;
     let rebalance_timeout_ms = r.i32()?;
     let server_assignor = r.string(true)?;
+    let mut classic = None;
+    for _ in 0..r.uvarint()? {
+        let tag = r.uvarint()?;
+        let size = r.uvarint()? as usize;
+        let mut t = Reader { b: r.take(size)? };
+        if tag != 0 {
+            continue;
+        }
+        let session_timeout_ms = t.i32()?;
+        let mut protocols = Vec::new();
+        for _ in 0..t.compact_count(2)? {
+            let name = t.string(true)?.ok_or(RecordError("null protocol name"))?;
+            let meta = t.bytes(true)?;
+            t.skip_tags()?;
+            protocols.push((name, meta));
+        }
+        classic = Some(ClassicMemberMeta { session_timeout_ms, protocols });
+    }
     Ok(ConsumerMemberValue {
         instance_id,
         rack_id,
@@ -309,6 +366,7 @@ fn decode_member(r: &mut Reader<'_>) -> Result<ConsumerMemberValue, RecordError>
         subscribed_topic_regex,
         rebalance_timeout_ms,
         server_assignor,
+        classic,
     })
 }
 
@@ -769,5 +827,67 @@ mod tests {
         let n = lie.len();
         lie[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(Record::decode(&RawRecord { key: good.key.clone(), value: Some(Bytes::from(lie)) }).is_err());
+    }
+
+    /// The consumer-group records (types 3 to 8) round-trip, a classic member's metadata
+    /// (tagged field 0) included; cut short or lying about a count, they are refused.
+    #[test]
+    fn consumer_group_records_round_trip() {
+        let a: Assignment = [(Uuid::from_u128(9), [0, 2].into_iter().collect())].into_iter().collect();
+        let records = vec![
+            ConsumerRecord::GroupEpoch { group: "g".into(), epoch: Some(3) },
+            ConsumerRecord::SubscriptionMetadata {
+                group: "g".into(),
+                topics: Some(vec![TopicMetadata { id: Uuid::from_u128(9), name: "t".into(), partitions: 3 }]),
+            },
+            ConsumerRecord::Member {
+                group: "g".into(),
+                member: "m".into(),
+                value: Some(ConsumerMemberValue {
+                    instance_id: Some("i".into()),
+                    rack_id: None,
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    subscribed_topic_names: vec!["t".into(), "u".into()],
+                    subscribed_topic_regex: Some("^x".into()),
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: Some("range".into()),
+                    classic: Some(ClassicMemberMeta {
+                        session_timeout_ms: 10_000,
+                        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+                    }),
+                }),
+            },
+            ConsumerRecord::Member { group: "g".into(), member: "n".into(), value: Some(ConsumerMemberValue::default()) },
+            ConsumerRecord::TargetEpoch { group: "g".into(), epoch: Some(3) },
+            ConsumerRecord::TargetMember { group: "g".into(), member: "m".into(), value: Some(a.clone()) },
+            ConsumerRecord::CurrentAssignment {
+                group: "g".into(),
+                member: "m".into(),
+                value: Some(CurrentAssignmentValue {
+                    member_epoch: 3,
+                    previous_member_epoch: 2,
+                    state: 1,
+                    assigned: a.clone(),
+                    pending_revocation: a,
+                }),
+            },
+            ConsumerRecord::CurrentAssignment { group: "g".into(), member: "m".into(), value: None },
+        ];
+        for r in records {
+            let raw = Record::Consumer(r.clone()).encode();
+            assert_eq!(Record::decode(&raw).unwrap(), Record::Consumer(r), "{raw:?}");
+            if let Some(v) = &raw.value {
+                for cut in 2..v.len() {
+                    let _ = Record::decode(&RawRecord { key: raw.key.clone(), value: Some(v.slice(..cut)) });
+                }
+            }
+        }
+        // a huge array count is refused, not allocated
+        let mut lie = BytesMut::new();
+        lie.put_i16(0);
+        put_uvarint(&mut lie, u32::MAX);
+        let key = Record::Consumer(ConsumerRecord::TargetMember { group: "g".into(), member: "m".into(), value: None }).encode().key;
+        assert!(Record::decode(&RawRecord { key, value: Some(lie.freeze()) }).is_err());
     }
 }

@@ -17,7 +17,7 @@ use crate::coordinator::consumer::{
     Assignment, Assignor, ConsumerGroup, ConsumerMember, HeartbeatInput, HeartbeatResult, JOIN_EPOCH, LEAVE_EPOCH, MemberState,
     STATIC_LEAVE_EPOCH, TopicView, check_epoch, compile_regex, member_id_from, reconcile, validate,
 };
-use crate::coordinator::record::{ConsumerRecord, Record, TopicMetadata};
+use crate::coordinator::record::{ClassicMemberMeta, ConsumerRecord, Record, TopicMetadata};
 use crate::error::ErrorCode;
 
 pub(super) fn session_key(g: &str, m: &str) -> TimerKey {
@@ -30,7 +30,7 @@ pub(super) fn revoke_key(g: &str, m: &str, epoch: i32) -> TimerKey {
 
 /// The topics a group's subscription metadata already knows, as a [`TopicView`]: what a
 /// member's removal is computed against (no new topic can enter the group by a removal).
-struct Known<'a>(&'a BTreeMap<String, TopicMetadata>);
+pub(super) struct Known<'a>(pub(super) &'a BTreeMap<String, TopicMetadata>);
 
 impl TopicView for Known<'_> {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -89,6 +89,19 @@ impl Shard {
         if let Some(r) = self.steady_heartbeat(cx, &h, topics) {
             return Ok(r);
         }
+        self.member_steps(cx, h, topics, None)
+    }
+
+    /// Steps 1 to 8 of the heartbeat (§4.3) for a member joining or heartbeating; `classic` is
+    /// set for a member of the classic protocol (a JoinGroup into the consumer group, §4.7):
+    /// no epoch check (its JoinGroup carries none), its session is the classic one.
+    pub(super) fn member_steps(
+        &mut self,
+        cx: &mut Cx,
+        h: HeartbeatInput,
+        topics: &dyn TopicView,
+        classic: Option<ClassicMemberMeta>,
+    ) -> Result<HeartbeatResult, HeartbeatResult> {
         let config = &self.config;
         let gid = h.group_id.as_str();
         let mid = h.member_id.clone();
@@ -157,6 +170,7 @@ impl Shard {
         };
         if let Some(m) = existing
             && h.member_epoch != JOIN_EPOCH
+            && classic.is_none()
         {
             check_epoch(m, h.member_epoch, h.owned.as_ref())?;
         }
@@ -198,6 +212,10 @@ impl Shard {
         }
         meta.client_id = h.client_id.clone();
         meta.client_host = h.client_host.clone();
+        let session_ms = classic.as_ref().map_or(config.consumer_session_timeout_ms, |c| c.session_timeout_ms);
+        if classic.is_some() {
+            meta.classic = classic;
+        }
         let subscription_changed = is_new
             || meta.subscribed_topic_names != before.meta.subscribed_topic_names
             || meta.subscribed_topic_regex != before.meta.subscribed_topic_regex;
@@ -289,7 +307,7 @@ impl Shard {
             cx.set(revoke_key(gid, &mid, next.epoch), next.meta.rebalance_timeout_ms.max(0) as i64);
         }
         // 7. The session.
-        cx.set(session_key(gid, &mid), config.consumer_session_timeout_ms as i64);
+        cx.set(session_key(gid, &mid), session_ms as i64);
         if let Some(p) = replaced {
             cx.cancel(session_key(gid, &p.id));
             cx.cancel(revoke_key(gid, &p.id, p.epoch));
@@ -404,10 +422,12 @@ impl Shard {
 
     /// Removes a member (it left, or its session or revocation deadline passed): its records
     /// are tombstoned, the subscription metadata follows and the group epoch is bumped (§4.5).
-    fn fence_consumer_member(&mut self, cx: &mut Cx, gid: &str, member: &str) {
+    pub(super) fn fence_consumer_member(&mut self, cx: &mut Cx, gid: &str, member: &str) {
+        self.classic_join_due.remove(&(gid.to_string(), member.to_string()));
         let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else { return };
         let Some(m) = cg.members.get(member) else { return };
         cx.cancel(session_key(gid, member));
+        cx.cancel(super::mixed::classic_join_key(gid, member));
         if m.state == MemberState::UnrevokedPartitions {
             cx.cancel(revoke_key(gid, member, m.epoch));
         }

@@ -21,20 +21,33 @@ pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
 impl Shard {
     /// JoinGroup.
     pub fn join(&mut self, now: i64, req: RequestId, j: JoinInput) -> Output {
+        self.join_with(now, req, j, None)
+    }
+
+    /// JoinGroup, with the topics as they are now (a JoinGroup into a consumer group resolves
+    /// its subscription against them; without them, against what the group last saw).
+    pub fn join_with(
+        &mut self,
+        now: i64,
+        req: RequestId,
+        j: JoinInput,
+        topics: Option<&dyn crate::coordinator::consumer::TopicView>,
+    ) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         let waiter = Waiter { request: req, version: j.version };
         if j.session_timeout_ms < self.config.min_session_timeout_ms || j.session_timeout_ms > self.config.max_session_timeout_ms {
             cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::INVALID_SESSION_TIMEOUT, &j.member_id)));
             return self.done(cx);
         }
+        if self.classic_goes_to_consumer_group(&j.group_id) {
+            // a classic member joins a consumer group (§4.7)
+            let r = self.classic_join_consumer_group(&mut cx, j, topics);
+            cx.reply(req, Reply::Join(r));
+            return self.done(cx);
+        }
         if let Some(g) = self.groups.get_mut(&j.group_id)
-            && let Some(c) = &g.consumer
+            && g.consumer.is_some()
         {
-            if !c.members.is_empty() {
-                // classic members in a consumer group (online migration) are not served
-                cx.reply(req, Reply::Join(JoinResult::error(ErrorCode::GROUP_ID_NOT_FOUND, &j.member_id)));
-                return self.done(cx);
-            }
             // an empty consumer group becomes a classic group (§4.7)
             for r in crate::coordinator::consumer::ConsumerGroup::deletion_records(&j.group_id) {
                 cx.emit(Record::Consumer(r));
@@ -364,6 +377,10 @@ impl Shard {
     /// SyncGroup.
     pub fn sync(&mut self, now: i64, req: RequestId, s: SyncInput, version: i16) -> Output {
         let mut cx = Cx { now, out: Output::default() };
+        if self.classic_goes_to_consumer_group(&s.group_id) {
+            cx.reply(req, Reply::Sync(self.classic_sync_consumer_group(&s)));
+            return self.done(cx);
+        }
         let Some((mut rules, g)) = self.split(&s.group_id) else {
             cx.reply(req, Reply::Sync(SyncResult::error(ErrorCode::UNKNOWN_MEMBER_ID)));
             return self.done(cx);
@@ -464,6 +481,11 @@ impl Shard {
     /// Heartbeat.
     pub fn heartbeat(&mut self, now: i64, req: RequestId, h: HeartbeatInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
+        if self.classic_goes_to_consumer_group(&h.group_id) {
+            let code = self.classic_heartbeat_consumer_group(&mut cx, &h);
+            cx.reply(req, Reply::Heartbeat(code));
+            return self.done(cx);
+        }
         let code = match self.groups.get(&h.group_id) {
             None => ErrorCode::UNKNOWN_MEMBER_ID,
             Some(g) if g.is(GroupState::Dead) => ErrorCode::COORDINATOR_NOT_AVAILABLE,
@@ -549,6 +571,11 @@ impl Shard {
     /// LeaveGroup, in its batch form.
     pub fn leave(&mut self, now: i64, req: RequestId, l: LeaveInput) -> Output {
         let mut cx = Cx { now, out: Output::default() };
+        if self.classic_goes_to_consumer_group(&l.group_id) {
+            let r = self.classic_leave_consumer_group(&mut cx, l);
+            cx.reply(req, Reply::Leave(r));
+            return self.done(cx);
+        }
         let Some((mut rules, g)) = self.split(&l.group_id) else {
             let members = l
                 .members

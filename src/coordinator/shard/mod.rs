@@ -14,6 +14,7 @@
 
 mod consumer;
 mod membership;
+mod mixed;
 mod offsets;
 mod types;
 
@@ -41,6 +42,9 @@ pub struct Shard {
     ids: IdSource,
     /// Replaying the log at start-up: GroupMetadata records rebuild their groups.
     loading: bool,
+    /// Classic members of consumer groups told to rejoin, whose rejoin deadline is set (soft
+    /// state: set once per rejoin, not pushed out by each heartbeat).
+    classic_join_due: std::collections::HashSet<(String, String)>,
 }
 
 /// What the membership rules act with besides the group they act on: the settings, and where
@@ -98,7 +102,7 @@ impl Shard {
     /// An empty shard; [`Shard::begin_load`] and [`Shard::finish_load`] around a replay of its
     /// log make it the shard the log describes.
     pub fn new(config: ShardConfig, ids: IdSource) -> Self {
-        Shard { config, groups: Default::default(), ids, loading: false }
+        Shard { config, groups: Default::default(), ids, loading: false, classic_join_due: Default::default() }
     }
 
     /// The group with this id.
@@ -260,7 +264,8 @@ impl Shard {
             }
             if let Some(c) = &g.consumer {
                 for m in c.members.values() {
-                    cx.set(consumer::session_key(&g.id, &m.id), rules.config.consumer_session_timeout_ms as i64);
+                    let session = m.meta.classic.as_ref().map_or(rules.config.consumer_session_timeout_ms, |c| c.session_timeout_ms);
+                    cx.set(consumer::session_key(&g.id, &m.id), session as i64);
                     if m.state == crate::coordinator::consumer::MemberState::UnrevokedPartitions {
                         cx.set(consumer::revoke_key(&g.id, &m.id, m.epoch), m.meta.rebalance_timeout_ms.max(0) as i64);
                     }
@@ -299,6 +304,7 @@ impl Shard {
             }
             TimerKey::ConsumerSession { group, member } => self.consumer_session_expired(&mut cx, group, member),
             TimerKey::ConsumerRevoke { group, member, epoch } => self.consumer_revocation_expired(&mut cx, group, member, *epoch),
+            TimerKey::ConsumerClassicJoin { group, member } => self.classic_join_expired(&mut cx, group, member),
         }
         self.done(cx)
     }

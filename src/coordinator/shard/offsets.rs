@@ -315,6 +315,10 @@ fn validate_consumer_commit(g: &ConsumerGroup, c: &CommitInput, transactional: b
         return if g.members.is_empty() { Ok(()) } else { Err(ErrorCode::UNKNOWN_MEMBER_ID) };
     }
     let m = g.members.get(&c.member_id).ok_or(ErrorCode::UNKNOWN_MEMBER_ID)?;
+    if m.meta.classic.is_some() {
+        // a classic member: its generation is its member epoch
+        return if c.generation_id == m.epoch { Ok(()) } else { Err(ErrorCode::ILLEGAL_GENERATION) };
+    }
     if !transactional && c.version < 9 {
         return Err(ErrorCode::UNSUPPORTED_VERSION);
     }

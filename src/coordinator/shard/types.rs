@@ -60,6 +60,8 @@ pub enum TimerKey {
     ConsumerSession { group: String, member: String },
     /// A consumer-protocol member that must revoke partitions by then, at this epoch.
     ConsumerRevoke { group: String, member: String, epoch: i32 },
+    /// A classic member of a consumer group told to rejoin must have by then.
+    ConsumerClassicJoin { group: String, member: String },
 }
 
 /// A timer request.
