@@ -211,13 +211,39 @@ fn item_128_assignment_only_when_changed_or_full() {
     assert_eq!(parts(&kit.cgh(full).assignment), vec![0, 1, 2, 3, 4, 5]);
 }
 
-/// Checklist 129 (its half corral serves): an empty classic group becomes a consumer group; a
-/// classic group with members is not upgraded online.
+/// Checklist 129: a classic group with members of the consumer embedded protocol is upgraded
+/// when a consumer-protocol member joins (its members keep their partitions and are told to
+/// rejoin); one of another protocol type is not; an empty classic group simply becomes a
+/// consumer group, keeping its offsets, and back.
 #[test]
-fn item_129_classic_groups() {
+fn item_129_classic_groups_upgrade() {
     let mut kit = Kit::new();
-    kit.stable("busy", 1);
-    assert_eq!(kit.cgh(cjoin("busy", "a", &["t"])).error, ErrorCode::GROUP_ID_NOT_FOUND);
+    kit.stable_members(vec![super::shard::JoinInput { protocol_type: "connect".into(), ..super::testkit::join("other", "") }]);
+    let r = kit.cgh(cjoin("other", "a", &["t"]));
+    assert_eq!(r.error, ErrorCode::GROUP_ID_NOT_FOUND);
+    assert!(r.message.unwrap().contains("does not use the consumer embedded protocol"));
+    // a classic consumer group of one member holding all of "t"
+    let joined = kit.join_all(vec![classic_join("old", "")]);
+    let (old, generation) = (joined[0].0.clone(), joined[0].1.generation_id);
+    let all = assignment_bytes(&[0, 1, 2, 3, 4, 5]);
+    let s =
+        kit.sync(super::shard::SyncInput { assignments: vec![(old.clone(), all)], ..super::testkit::sync("old", &old, generation, &[]) });
+    assert_eq!(kit.synced(s).unwrap().error, ErrorCode::NONE);
+    let r = kit.cgh(cjoin("old", "a", &["t"]));
+    assert_eq!((r.error, r.member_epoch, parts(&r.assignment)), (ErrorCode::NONE, generation + 1, vec![]));
+    let c = kit.group("old").consumer.clone().unwrap();
+    assert_eq!((c.members[&old].epoch, c.members[&old].assigned.get(&t()).map(|s| s.len())), (generation, Some(6)));
+    assert!(c.members[&old].meta.classic.is_some());
+    // the classic member is told to rejoin; its rejoin keeps half and lets the rest go to a
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("old", &old, generation)), ErrorCode::REBALANCE_IN_PROGRESS);
+    let id = kit.join(classic_join("old", &old));
+    let r = kit.joined(id).unwrap();
+    assert_eq!((r.error, r.generation_id), (ErrorCode::NONE, generation + 1));
+    let s = kit.sync(super::testkit::sync("old", &old, r.generation_id, &[]));
+    assert_eq!(assigned_in(&kit.synced(s).unwrap().assignment).len(), 3);
+    assert_eq!(parts(&kit.cgh(cbeat("old", "a", generation + 1, owned(&[]))).assignment).len(), 3);
+    // the records rebuild the same group
+    assert_eq!(kit.replayed().group("old").unwrap().consumer, kit.group("old").consumer);
     // a simple group (offsets only) becomes a consumer group and keeps its offsets
     assert_eq!(kit.commit(commit("simple", "", -1, &[("t", 0, 42)])), vec![ErrorCode::NONE]);
     let r = kit.cgh(cjoin("simple", "a", &["t"]));
@@ -229,6 +255,48 @@ fn item_129_classic_groups() {
     assert!(!member.is_empty());
     assert!(kit.group("simple").consumer.is_none());
     assert_eq!(kit.group("simple").offsets.len(), 1);
+}
+
+/// Checklist 130: the last consumer-protocol member leaves a group whose other members are
+/// classic: it becomes a classic group of them and rebalances.
+#[test]
+fn item_130_downgrade_when_the_last_consumer_protocol_member_leaves() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
+    let b = kit.joined(id).unwrap().member_id;
+    let epoch = kit.group("g").consumer.as_ref().unwrap().epoch;
+    assert_eq!(kit.cgh(cbeat("g", "a", -1, None)).member_epoch, -1);
+    let g = kit.group("g");
+    assert!(g.consumer.is_none(), "downgraded");
+    assert_eq!(
+        (g.state, g.generation, g.protocol_type.as_deref()),
+        (super::group::GroupState::PreparingRebalance, epoch + 1, Some("consumer"))
+    );
+    assert_eq!(g.members.keys().cloned().collect::<Vec<_>>(), vec![b.clone()]);
+    // b learns of the rebalance and rejoins as in any classic group
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &b, epoch + 1)), ErrorCode::REBALANCE_IN_PROGRESS);
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", &b) });
+    let r = kit.joined(id).unwrap();
+    assert_eq!((r.error, r.generation_id, r.leader.as_str()), (ErrorCode::NONE, epoch + 2, b.as_str()));
+    // replayed, the group is classic
+    assert!(kit.replayed().group("g").unwrap().consumer.is_none());
+}
+
+/// A ConsumerProtocol assignment (version 0) of partitions of "t".
+fn assignment_bytes(ps: &[i32]) -> bytes::Bytes {
+    use bytes::BufMut;
+    let mut b = bytes::BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(1);
+    b.put_i16(1);
+    b.put_slice(b"t");
+    b.put_i32(ps.len() as i32);
+    for p in ps {
+        b.put_i32(*p);
+    }
+    b.put_i32(-1);
+    b.freeze()
 }
 
 /// A classic JoinGroup (v5) of a consumer subscribed to "t", as the Java client sends it.

@@ -89,6 +89,9 @@ impl Shard {
         if let Some(r) = self.steady_heartbeat(cx, &h, topics) {
             return Ok(r);
         }
+        if h.member_epoch == JOIN_EPOCH {
+            self.upgrade_classic_group(cx, &h.group_id, topics)?;
+        }
         self.member_steps(cx, h, topics, None)
     }
 
@@ -118,9 +121,9 @@ impl Shard {
                 Some(c) => c,
                 None if h.member_epoch != JOIN_EPOCH => return not_found(format!("Group {gid} is not a consumer group.")),
                 None if !g.is_empty_group() => {
-                    return not_found(format!(
-                        "Cannot upgrade classic group {gid} to consumer group because the online upgrade is not supported."
-                    ));
+                    // a JoinGroup into the consumer group found it classic still (not reached:
+                    // a heartbeat's join upgrades the group first)
+                    return not_found(format!("Group {gid} is not a consumer group."));
                 }
                 None => {
                     if g.persisted.is_some() {
@@ -424,6 +427,12 @@ impl Shard {
     /// are tombstoned, the subscription metadata follows and the group epoch is bumped (§4.5).
     pub(super) fn fence_consumer_member(&mut self, cx: &mut Cx, gid: &str, member: &str) {
         self.classic_join_due.remove(&(gid.to_string(), member.to_string()));
+        if !self.groups.get(gid).and_then(|g| g.consumer.as_ref()).is_some_and(|c| c.members.contains_key(member)) {
+            return;
+        }
+        if self.downgrade_consumer_group(cx, gid, member) {
+            return;
+        }
         let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else { return };
         let Some(m) = cg.members.get(member) else { return };
         cx.cancel(session_key(gid, member));

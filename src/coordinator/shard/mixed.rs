@@ -15,9 +15,10 @@ use super::consumer::{Known, session_key};
 use super::types::*;
 use super::{Cx, Shard};
 use crate::coordinator::consumer::{
-    Assignment, ConsumerGroup, ConsumerMember, HeartbeatInput as ConsumerHeartbeat, MemberState, member_id_from,
+    Assignment, ConsumerGroup, ConsumerMember, HeartbeatInput as ConsumerHeartbeat, HeartbeatResult, MemberState, TopicView, member_id_from,
 };
-use crate::coordinator::record::ClassicMemberMeta;
+use crate::coordinator::group::GroupState;
+use crate::coordinator::record::{ClassicMemberMeta, ConsumerMemberValue, ConsumerRecord, CurrentAssignmentValue, Record};
 use crate::error::ErrorCode;
 
 pub(super) fn classic_join_key(g: &str, m: &str) -> TimerKey {
@@ -133,12 +134,7 @@ impl Shard {
     }
 
     /// JoinGroup into a consumer group with members (checklist 131).
-    pub(super) fn classic_join_consumer_group(
-        &mut self,
-        cx: &mut Cx,
-        mut j: JoinInput,
-        topics: Option<&dyn super::super::consumer::TopicView>,
-    ) -> JoinResult {
+    pub(super) fn classic_join_consumer_group(&mut self, cx: &mut Cx, mut j: JoinInput, topics: Option<&dyn TopicView>) -> JoinResult {
         if self
             .live_consumer_group(&j.group_id)
             .is_some_and(|c| !c.members.contains_key(&j.member_id) && c.members.len() >= self.config.consumer_max_size)
@@ -173,7 +169,7 @@ impl Shard {
         // a member id the group does not know joins as a new member (as Kafka's does)
         let metadata = cg.subscription_metadata.clone();
         let known = Known(&metadata);
-        let view: &dyn super::super::consumer::TopicView = topics.unwrap_or(&known);
+        let view: &dyn TopicView = topics.unwrap_or(&known);
         let mut owned = Assignment::new();
         for (topic, ps) in &sub.owned {
             if let Some((id, _)) = view.by_name(topic) {
@@ -307,6 +303,210 @@ impl Shard {
             members.push(MemberError { member_id, group_instance_id, error });
         }
         LeaveResult { error: ErrorCode::NONE, members }
+    }
+}
+
+/// Reads a ConsumerProtocol assignment (versions 0-3): (topic, partitions); `None` if it does
+/// not parse.
+pub(crate) fn parse_assignment(b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut r = b;
+    if r.len() < 6 {
+        return None;
+    }
+    let _version = r.get_i16();
+    let n = r.get_i32();
+    if n < 0 || n as usize > r.len() / 6 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if r.len() < 2 {
+            return None;
+        }
+        let len = r.get_i16();
+        if len < 0 || r.len() < len as usize + 4 {
+            return None;
+        }
+        let topic = String::from_utf8(r[..len as usize].to_vec()).ok()?;
+        r.advance(len as usize);
+        let count = r.get_i32();
+        if count < 0 || count as usize > r.len() / 4 {
+            return None;
+        }
+        out.push((topic, (0..count).map(|_| r.get_i32()).collect()));
+    }
+    Some(out)
+}
+
+impl Shard {
+    /// The online upgrade (§4.7; checklist 129): a consumer-protocol member joins a classic
+    /// group with members. A group of the consumer embedded protocol within
+    /// `group.consumer.max.size` becomes a consumer group whose members are its classic ones, at
+    /// the classic generation as their epoch and with the assignments they hold; their parked
+    /// JoinGroup and SyncGroup are answered REBALANCE_IN_PROGRESS. The records are applied at
+    /// once (and again, to the same effect, when the step ends), so the join that follows sees
+    /// the consumer group.
+    pub(super) fn upgrade_classic_group(&mut self, cx: &mut Cx, gid: &str, topics: &dyn TopicView) -> Result<(), HeartbeatResult> {
+        let Some(g) = self.groups.get_mut(gid) else { return Ok(()) };
+        if g.consumer.is_some() || g.is_empty_group() {
+            return Ok(());
+        }
+        let refuse = |why: &str| {
+            Err(HeartbeatResult::error(
+                ErrorCode::GROUP_ID_NOT_FOUND,
+                format!("Cannot upgrade classic group {gid} to consumer group because {why}."),
+            ))
+        };
+        if g.protocol_type.as_deref() != Some("consumer") {
+            return refuse("the group does not use the consumer embedded protocol");
+        }
+        if g.members.len() > self.config.consumer_max_size {
+            return refuse("the group size exceeds the consumer group maximum size");
+        }
+        let generation = g.generation;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        cx.cancel(super::join_key(gid));
+        cx.cancel(TimerKey::Sync { group: gid.to_string(), generation });
+        let mut records = vec![Record::Group { group: gid.to_string(), value: None }];
+        let mut fresh = ConsumerGroup::default();
+        for m in g.members.values_mut() {
+            if let Some(w) = m.awaiting_join.take() {
+                cx.reply(w.request, Reply::Join(JoinResult::error(ErrorCode::REBALANCE_IN_PROGRESS, &m.id)));
+            }
+            if let Some(w) = m.awaiting_sync.take() {
+                cx.reply(w.request, Reply::Sync(SyncResult::error(ErrorCode::REBALANCE_IN_PROGRESS)));
+            }
+            cx.cancel(super::heartbeat_key(gid, &m.id));
+            cx.set(session_key(gid, &m.id), m.session_timeout_ms as i64);
+            let mut names: Vec<String> =
+                m.metadata(&protocol).and_then(|meta| parse_subscription(meta)).map(|s| s.topics).unwrap_or_default();
+            names.sort();
+            names.dedup();
+            let mut assigned = Assignment::new();
+            for (topic, ps) in parse_assignment(&m.assignment).unwrap_or_default() {
+                if let Some((id, count)) = topics.by_name(&topic) {
+                    assigned.entry(id).or_default().extend(ps.into_iter().filter(|p| *p >= 0 && *p < count));
+                }
+            }
+            let value = ConsumerMemberValue {
+                instance_id: m.instance_id.clone(),
+                rack_id: None,
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topic_names: names,
+                subscribed_topic_regex: None,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                server_assignor: None,
+                classic: Some(ClassicMemberMeta {
+                    session_timeout_ms: m.session_timeout_ms,
+                    protocols: m.protocols.iter().map(|p| (p.name.clone(), p.metadata.clone())).collect(),
+                }),
+            };
+            let current = CurrentAssignmentValue {
+                member_epoch: generation,
+                previous_member_epoch: generation - 1,
+                state: MemberState::Stable.code(),
+                assigned: assigned.clone(),
+                pending_revocation: Assignment::new(),
+            };
+            for r in [
+                ConsumerRecord::Member { group: gid.to_string(), member: m.id.clone(), value: Some(value) },
+                ConsumerRecord::TargetMember { group: gid.to_string(), member: m.id.clone(), value: Some(assigned) },
+                ConsumerRecord::CurrentAssignment { group: gid.to_string(), member: m.id.clone(), value: Some(current) },
+            ] {
+                fresh.apply(&r);
+                records.push(Record::Consumer(r));
+            }
+        }
+        let metadata = fresh.compute_subscription_metadata(&[], None, topics);
+        records.push(Record::Consumer(ConsumerRecord::SubscriptionMetadata {
+            group: gid.to_string(),
+            topics: Some(metadata.into_values().collect()),
+        }));
+        records.push(Record::Consumer(ConsumerRecord::TargetEpoch { group: gid.to_string(), epoch: Some(generation) }));
+        records.push(Record::Consumer(ConsumerRecord::GroupEpoch { group: gid.to_string(), epoch: Some(generation) }));
+        tracing::info!(group = gid, generation, "classic group upgraded to a consumer group");
+        for r in records {
+            self.apply(cx.now, &r);
+            cx.emit(r);
+        }
+        Ok(())
+    }
+
+    /// The online downgrade (§4.7; checklist 130): the last consumer-protocol member of a group
+    /// whose other members are all classic is leaving. The group becomes a classic group of
+    /// those members (generation: the bumped group epoch; assignments: their target
+    /// assignments), and rebalances. `false` if the group does not qualify.
+    pub(super) fn downgrade_consumer_group(&mut self, cx: &mut Cx, gid: &str, leaving: &str) -> bool {
+        let max_size = self.config.max_size;
+        let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else { return false };
+        let rest: Vec<&ConsumerMember> = cg.members.values().filter(|m| m.id != leaving).collect();
+        if rest.is_empty() || rest.iter().any(|m| m.meta.classic.is_none()) || rest.len() > max_size {
+            return false;
+        }
+        let generation = cg.epoch + 1;
+        let names = |id: &Uuid| cg.subscription_metadata.values().find(|t| t.id == *id).map(|t| t.name.clone());
+        let mut members = std::collections::BTreeMap::new();
+        let mut records = Vec::new();
+        for m in cg.members.values() {
+            records.extend(ConsumerGroup::removal_records(gid, &m.id).map(Record::Consumer));
+            cx.cancel(session_key(gid, &m.id));
+            cx.cancel(classic_join_key(gid, &m.id));
+            if m.state == MemberState::UnrevokedPartitions {
+                cx.cancel(super::consumer::revoke_key(gid, &m.id, m.epoch));
+            }
+        }
+        for m in &rest {
+            let classic = m.meta.classic.as_ref().expect("checked: every one is classic");
+            let version = classic.protocols.first().and_then(|(_, meta)| parse_subscription(meta)).map_or(0, |s| s.version);
+            let target = cg.target.get(&m.id).cloned().unwrap_or_default();
+            members.insert(
+                m.id.clone(),
+                crate::coordinator::group::Member {
+                    id: m.id.clone(),
+                    instance_id: m.meta.instance_id.clone(),
+                    client_id: m.meta.client_id.clone(),
+                    client_host: m.meta.client_host.clone(),
+                    session_timeout_ms: classic.session_timeout_ms,
+                    rebalance_timeout_ms: m.meta.rebalance_timeout_ms,
+                    protocol_type: "consumer".to_string(),
+                    protocols: classic
+                        .protocols
+                        .iter()
+                        .map(|(n, meta)| crate::coordinator::group::Protocol { name: n.clone(), metadata: meta.clone() })
+                        .collect(),
+                    assignment: encode_assignment(version, &target, &names),
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    is_new: false,
+                },
+            );
+        }
+        records.extend(ConsumerGroup::deletion_records(gid).map(Record::Consumer));
+        let now = cx.now;
+        let Some((mut rules, g)) = self.split(gid) else { return false };
+        g.generation = generation;
+        g.protocol_type = Some("consumer".to_string());
+        g.members = members;
+        g.static_members = g.members.values().filter_map(|m| Some((m.instance_id.clone()?, m.id.clone()))).collect();
+        g.protocol_name = g.select_protocol();
+        g.leader = g.members.keys().next().cloned();
+        g.pending_members.clear();
+        g.pending_sync.clear();
+        g.previous_state = GroupState::Empty;
+        g.state = GroupState::Stable;
+        g.state_timestamp = Some(now);
+        records.push(Record::Group { group: gid.to_string(), value: Some(g.snapshot(now, None)) });
+        for r in records {
+            cx.emit(r);
+        }
+        for m in g.members.values() {
+            cx.set(super::heartbeat_key(gid, &m.id), m.session_timeout_ms as i64);
+        }
+        tracing::info!(group = gid, generation, "consumer group downgraded to a classic group");
+        // the member that left makes the classic group rebalance at once
+        rules.prepare_rebalance(cx, g);
+        true
     }
 }
 
