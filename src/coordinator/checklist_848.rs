@@ -104,6 +104,8 @@ fn item_122_reconciliation() {
     // a lets them go: epoch 2, stable
     let r = kit.cgh(cbeat("g", "a", 1, owned(&kept)));
     assert_eq!(r.member_epoch, 2);
+    // every member at the target epoch, but b still waits for its partitions: Reconciling
+    assert_eq!(kit.group("g").consumer.as_ref().unwrap().state(), ConsumerGroupState::Reconciling);
     assert!(kit.has_timer(&TimerKey::ConsumerRevoke { group: "g".into(), member: "a".into(), epoch: 1 }).is_none());
     // now b gets them
     let r = kit.cgh(cbeat("g", "b", 2, owned(&[])));

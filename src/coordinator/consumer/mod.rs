@@ -161,7 +161,7 @@ impl ConsumerGroup {
             ConsumerGroupState::Empty
         } else if self.epoch > self.assignment_epoch {
             ConsumerGroupState::Assigning
-        } else if self.members.values().any(|m| m.epoch != self.assignment_epoch) {
+        } else if self.members.values().any(|m| m.epoch != self.assignment_epoch || m.state != MemberState::Stable) {
             ConsumerGroupState::Reconciling
         } else {
             ConsumerGroupState::Stable
@@ -533,15 +533,19 @@ pub fn reconcile(
             if owned.is_none() || any_owned(&m.pending_revocation, owned) {
                 return m.clone();
             }
-            next_assignment(m, (m.epoch + 1).min(target_epoch), target, owned, free)
+            // revoked: one epoch on if more must go, else to the target's
+            next_assignment(m, m.epoch + 1, target_epoch, target, owned, free)
         }
-        _ => next_assignment(m, target_epoch, target, owned, free),
+        _ => next_assignment(m, m.epoch, target_epoch, target, owned, free),
     }
 }
 
+/// The member's next state: at `revoking_epoch` if it must revoke partitions first, else at
+/// `target_epoch` with what it can have now.
 fn next_assignment(
     m: &ConsumerMember,
-    epoch: i32,
+    revoking_epoch: i32,
+    target_epoch: i32,
     target: &Assignment,
     owned: Option<&Assignment>,
     free: &dyn Fn(&Uuid, i32) -> bool,
@@ -583,6 +587,7 @@ fn next_assignment(
         next.assigned = keep;
         next.pending_revocation = revoke;
         next.previous_epoch = m.epoch;
+        next.epoch = revoking_epoch;
         return next;
     }
     for (t, ps) in add {
@@ -591,7 +596,7 @@ fn next_assignment(
     next.assigned = keep;
     next.state = if unreleased { MemberState::UnreleasedPartitions } else { MemberState::Stable };
     next.previous_epoch = m.epoch;
-    next.epoch = epoch;
+    next.epoch = target_epoch;
     next
 }
 
@@ -655,7 +660,14 @@ mod tests {
         );
         // 3 freed: stable with it
         let done = reconcile(&after, 2, &target, Some(&a(&[(1, &[0, 1])])), &all_free);
-        assert_eq!((done.state, done.epoch, done.assigned), (MemberState::Stable, 2, target));
+        assert_eq!((done.state, done.epoch, done.assigned), (MemberState::Stable, 2, target.clone()));
+        // a revocation finished while the target moved two epochs on: straight to the target's
+        // epoch, not one past the member's
+        let late = reconcile(&next, 3, &target, Some(&a(&[(1, &[0, 1])])), &all_free);
+        assert_eq!((late.state, late.epoch, late.previous_epoch), (MemberState::Stable, 3, 1));
+        // more to revoke against the newer target: one epoch on, revoking again
+        let again = reconcile(&next, 3, &a(&[(1, &[0])]), Some(&a(&[(1, &[0, 1])])), &all_free);
+        assert_eq!((again.state, again.epoch, again.pending_revocation), (MemberState::UnrevokedPartitions, 2, a(&[(1, &[1])])));
     }
 
     /// Checklist 120: greater epoch fenced; previous epoch accepted only with owned ⊆ assigned.

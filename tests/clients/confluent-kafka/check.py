@@ -10,6 +10,10 @@ proxy mode they are SKIPs: txn-send-offsets because corral proxy refuses AddOffs
 TxnOffsetCommit, txn-fencing because the mock upstream does not fence, txn-commit-abort because
 the mock's read_committed Fetch returns aborted records (after its transactions ran through
 the proxy and the read_uncommitted half passed: a failure there is a FAIL).
+The consumer-protocol-* checks run members of the KIP-848 protocol (group.protocol=consumer,
+member.py's ASSIGNOR "consumer") in fresh groups on fresh topics: assignment by the broker,
+ConsumerGroupDescribe and the group types of ListGroups, commit and resume, a clean leave. In
+proxy mode they are SKIPs: corral proxy serves the classic group protocol only.
 """
 import json
 import os
@@ -41,13 +45,13 @@ def skip(check, why):
 try:
     import confluent_kafka
     from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions,
-                                 KafkaError, KafkaException, Producer, TopicPartition)
+                                 ConsumerGroupType, KafkaError, KafkaException, Producer, TopicPartition)
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as e:
     bad("install", "confluent-kafka is not installed: %s" % e)
     sys.exit(1)
 from groupcheck import (CORRAL_NODE_ID, EXPECT_BROKERS, PROXY, UPSTREAM_LACKS, GroupRun,  # noqa: E402
-                        mock_create, scenario_kill, scenario_leave, txn_diff, txn_layout, txn_records,
+                        balanced, mock_create, scenario_kill, scenario_leave, txn_diff, txn_layout, txn_records,
                         wait_for)
 
 print("# confluent-kafka %s librdkafka %s" % (confluent_kafka.__version__, confluent_kafka.libversion()[0]),
@@ -260,13 +264,19 @@ def check_groups():
     scenario_kill(ok, bad, run, [MEMBER] * 3)
 
 
-def consume_some(group, topic, want, per_partition=0, strategy="roundrobin"):
+def consume_some(group, topic, want, per_partition=0, strategy="roundrobin", consumer_protocol=False):
     """Subscribe in `group`, read until `want` records and at least `per_partition` from
-    each of the 3 partitions (or 20 s), commit what was read, close."""
-    c = Consumer({"bootstrap.servers": B, "group.id": group, "client.id": "corral-ck-resume",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000,
-                  "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
-                  "partition.assignment.strategy": strategy})
+    each of the 3 partitions (or 20 s), commit what was read, close. With consumer_protocol a
+    member of the KIP-848 protocol (group.protocol=consumer: no session timeout, heartbeat
+    interval or assignment strategy of its own)."""
+    conf = {"bootstrap.servers": B, "group.id": group, "client.id": "corral-ck-resume",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 100}
+    if consumer_protocol:
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                     "partition.assignment.strategy": strategy})
+    c = Consumer(conf)
     c.subscribe([topic])
     got = []
     deadline = time.monotonic() + 20
@@ -287,12 +297,19 @@ def consume_some(group, topic, want, per_partition=0, strategy="roundrobin"):
 
 
 def check_commit_resume():
-    create("ck-resume", 3)
+    return commit_resume("commit-resume", "ck-resume", "ck-resume")
+
+
+def commit_resume(check, group, topic, consumer_protocol=False):
+    """300 records in 3 partitions; a member reads at least 100 (20 from each partition),
+    commits, closes; 30 more; a new member of the group reads on from the committed offsets.
+    Returns the final committed offsets."""
+    create(topic, 3)
     p = Producer({"bootstrap.servers": B, "client.id": "corral-ck-resume"})
-    produce_batch(p, "ck-resume", [(i % 3, "k%d" % i, "a%d" % i) for i in range(300)])
-    first, committed = consume_some("ck-resume", "ck-resume", 100, per_partition=20)
-    produce_batch(p, "ck-resume", [(i % 3, "k%d" % i, "b%d" % i) for i in range(30)])
-    second, committed2 = consume_some("ck-resume", "ck-resume", 330 - len(first))
+    produce_batch(p, topic, [(i % 3, "k%d" % i, "a%d" % i) for i in range(300)])
+    first, committed = consume_some(group, topic, 100, per_partition=20, consumer_protocol=consumer_protocol)
+    produce_batch(p, topic, [(i % 3, "k%d" % i, "b%d" % i) for i in range(30)])
+    second, committed2 = consume_some(group, topic, 330 - len(first), consumer_protocol=consumer_protocol)
     firsts = {}
     for r in second:
         firsts.setdefault(r[0], r[1])
@@ -311,9 +328,9 @@ def check_commit_resume():
     if any(committed2[q] != 110 for q in range(3)):
         problems.append("final committed offsets %s, expected 110 each" % committed2)
     if problems:
-        bad("commit-resume", "; ".join(problems))
+        bad(check, "; ".join(problems))
     else:
-        ok("commit-resume", "committed %s after %d records, restart resumed there" % (
+        ok(check, "committed %s after %d records, restart resumed there" % (
             [committed[q] for q in range(3)], len(first)))
     return committed2
 
@@ -692,8 +709,272 @@ def check_txn_fencing():
            "on its commit); its open transaction was aborted, never read_committed" % (t_init, fenced))
 
 
+# --- the consumer group protocol of KIP-848 (group.protocol=consumer) ----------------------
+# Broker mode only: `corral proxy` does not advertise ConsumerGroupHeartbeat, so clients there
+# use the classic protocol. The server's defaults (run.sh starts corral with them): members
+# heartbeat every group.consumer.heartbeat.interval.ms = 5 s and learn a new assignment on
+# their next heartbeat; a silent member is dropped after group.consumer.session.timeout.ms =
+# 45 s. So the waits below allow tens of seconds, and a handover after a clean leave must come
+# within two heartbeat intervals, far below the session timeout.
+CP_HEARTBEAT_S = 5.0
+CP_SESSION_S = 45.0
+CP_LEAVE_LIMIT_S = 2 * CP_HEARTBEAT_S + 2
+NO_CONSUMER_PROTOCOL = ("corral proxy serves the classic group protocol only (it does not advertise "
+                        "ConsumerGroupHeartbeat or ConsumerGroupDescribe)")
+cp_producer = []
+
+
+def cp_run(name, nparts=6):
+    """A GroupRun of consumer-protocol members (member.py with ASSIGNOR "consumer") on a fresh
+    topic of nparts partitions, in a fresh group."""
+    topic = "ck-cp-%s-%s" % (name, SFX)
+    create(topic, nparts)
+    if not cp_producer:
+        cp_producer.append(Producer({"bootstrap.servers": B, "client.id": "corral-ck-cp", "linger.ms": 2}))
+    return GroupRun(B, topic, "ck-cp-g-%s-%s" % (name, SFX), "consumer",
+                    lambda t, batch: produce_batch(cp_producer[0], t, batch), nparts)
+
+
+def cp_errors(run):
+    """What the members reported as errors (a failed commit, a consume error)."""
+    return ["%s: %s" % (m.name, e) for m in run.members for e in m.errors]
+
+
+def cp_describe_stable(run, nmembers, timeout=30):
+    """Describe run's group until it is Stable with nmembers members whose assignments cover
+    its partitions (members reconcile on heartbeats), or until timeout. Returns the last
+    description (None if every describe failed), the last describe error and how long it took."""
+    last = [None, None]
+    t0 = time.monotonic()
+
+    def stable():
+        try:
+            d = admin.describe_consumer_groups([run.group], request_timeout=10)[run.group].result(15)
+        except KafkaException as e:
+            last[1] = e
+            return False
+        last[0] = d
+        owned = [tp.partition for m in d.members for tp in m.assignment.topic_partitions]
+        return (d.state == ConsumerGroupState.STABLE and len(d.members) == nmembers
+                and sorted(owned) == list(range(run.nparts)))
+
+    wait_for(stable, timeout, step=0.25)
+    return last[0], last[1], time.monotonic() - t0
+
+
+def cp_description(d):
+    return "type %s state %s assignor %r simple %s, members %s" % (
+        d.type, d.state, d.partition_assignor, d.is_simple_consumer_group,
+        [(m.member_id, m.client_id, [(tp.topic, tp.partition) for tp in m.assignment.topic_partitions],
+          None if m.target_assignment is None else [(tp.topic, tp.partition) for tp in m.target_assignment.topic_partitions])
+         for m in d.members])
+
+
+def cp_describe_check(run, report):
+    """consumer-protocol-describe, while the three members of consumer-protocol-assign own two
+    partitions each: describe_consumer_groups reports a CONSUMER group, Stable, assignor
+    uniform (the server's default: the members name none), the three members (client id
+    corral-ck-member) each with the two partitions it says it owns as its assignment and
+    target assignment; list_consumer_groups lists it as CONSUMER and Stable, and its types
+    filter separates it from the classic groups."""
+    d, err, took = cp_describe_stable(run, 3)
+    if d is None:
+        report(False, "describe_consumer_groups failed for 30 s: %r" % err)
+        return
+    problems = []
+    if d.type != ConsumerGroupType.CONSUMER:
+        problems.append("type %s, expected CONSUMER" % d.type)
+    if d.state != ConsumerGroupState.STABLE:
+        problems.append("state %s 30 s after the members owned 2 partitions each, expected STABLE" % d.state)
+    if d.partition_assignor != "uniform":
+        problems.append("assignor %r, expected the server's default 'uniform'" % d.partition_assignor)
+    if d.is_simple_consumer_group:
+        problems.append("reported as a simple group")
+    ids = [m.member_id for m in d.members]
+    if len(d.members) != 3 or len(set(ids)) != 3 or not all(ids):
+        problems.append("%d members with ids %s, expected 3 distinct" % (len(d.members), ids))
+    if any(m.client_id != "corral-ck-member" for m in d.members):
+        problems.append("client ids %s, expected corral-ck-member" % [m.client_id for m in d.members])
+    described = []
+    for m in d.members:
+        tps = [(tp.topic, tp.partition) for tp in m.assignment.topic_partitions]
+        if any(t != run.topic for t, _ in tps):
+            problems.append("member %s assigned %s, not only %s" % (m.member_id, tps, run.topic))
+        target = None if m.target_assignment is None else \
+            sorted((tp.topic, tp.partition) for tp in m.target_assignment.topic_partitions)
+        if target != sorted(tps):
+            problems.append("member %s: target assignment %s, assignment %s (Stable: they agree)"
+                            % (m.member_id, target, sorted(tps)))
+        described.append(sorted(q for _, q in tps))
+    told = sorted(sorted(m.parts()) for m in run.members)
+    if sorted(described) != told:
+        problems.append("assignments %s, while the members say they own %s" % (sorted(described), told))
+    # list_consumer_groups: the type of each group, and the types filter
+    res = admin.list_consumer_groups(request_timeout=10).result()
+    listed = {g.group_id: g for g in res.valid}
+    g = listed.get(run.group)
+    if res.errors:
+        problems.append("list_consumer_groups errors %s" % res.errors)
+    if g is None:
+        problems.append("list_consumer_groups does not list %s (lists %s)" % (run.group, sorted(listed)))
+    elif g.type != ConsumerGroupType.CONSUMER or g.state != ConsumerGroupState.STABLE or g.is_simple_consumer_group:
+        problems.append("list_consumer_groups lists %s as type %s state %s simple %s, expected CONSUMER, STABLE, not simple"
+                        % (run.group, g.type, g.state, g.is_simple_consumer_group))
+    by_type = {}
+    for t in (ConsumerGroupType.CONSUMER, ConsumerGroupType.CLASSIC):
+        by_type[t] = {x.group_id for x in admin.list_consumer_groups(request_timeout=10, types={t}).result().valid}
+        want = {x.group_id for x in listed.values() if x.type == t}
+        if by_type[t] != want:
+            problems.append("the %s filter lists %s, while the unfiltered list types these %s" % (
+                t.name, sorted(by_type[t]), sorted(want)))
+    classic = by_type[ConsumerGroupType.CLASSIC]
+    if "ck-group-range" in listed and "ck-group-range" not in classic:
+        problems.append("the classic group ck-group-range is not of type CLASSIC: %s" % listed["ck-group-range"].type)
+    if problems:
+        report(False, "; ".join(problems) + "; described: " + cp_description(d))
+    else:
+        report(True, "CONSUMER, Stable %.1f s after the members owned 2 partitions each, assignor uniform, 3 members "
+               "with %s; list_consumer_groups: CONSUMER, the types filter gives %d consumer and %d classic groups" % (
+                   took, sorted(described), len(by_type[ConsumerGroupType.CONSUMER]), len(classic)))
+
+
+def check_consumer_protocol_assign():
+    """consumer-protocol-assign: three members with group.protocol=consumer in one group on a
+    fresh 6-partition topic own two partitions each, disjoint, all six owned (as the members'
+    own rebalance callbacks report it); then 300 messages, each consumed (and committed) once,
+    by the member owning its partition, without errors. consumer-protocol-describe runs while
+    the group is so (cp_describe_check)."""
+    if PROXY:
+        skip("consumer-protocol-assign", NO_CONSUMER_PROTOCOL)
+        skip("consumer-protocol-describe", NO_CONSUMER_PROTOCOL)
+        return
+    run = cp_run("assign")
+    failed = []
+    reported = set()
+
+    def report(check, good, why):
+        reported.add(check)
+        if good:
+            ok(check, why)
+        else:
+            failed.append(check)
+            bad(check, "%s [member logs: %s]" % (why, run.logdir))
+
+    try:
+        t0 = time.monotonic()
+        for i in range(3):
+            run.start("c%d" % i, MEMBER)
+        if not run.wait_balanced(run.members, 2, 60):
+            report("consumer-protocol-assign", False, "no assignment of 2 partitions each, disjoint, covering 0..5 "
+                   "within 60 s: %s" % run.state())
+            report("consumer-protocol-describe", False, "not attempted: the group never balanced")
+            return
+        t_bal = time.monotonic() - t0
+        try:
+            cp_describe_check(run, lambda good, why: report("consumer-protocol-describe", good, why))
+        except Exception as e:  # noqa: BLE001
+            report("consumer-protocol-describe", False, "raised %r" % e)
+        run.produce_phase()
+        problems = []
+        why = run.wait_consumed(30)
+        if why:
+            problems.append(why)
+        wrong_owner = run.owners_ok()
+        if wrong_owner:
+            problems.append("consumed from partitions never assigned to the consumer: %s" % wrong_owner[:3])
+        if not balanced(run.members, run.nparts, 2):
+            problems.append("the assignment changed while the group was quiet")
+        if cp_errors(run):
+            problems.append("members reported errors %s" % cp_errors(run)[:3])
+        if problems:
+            report("consumer-protocol-assign", False, "; ".join(problems) + "; " + run.state())
+        else:
+            report("consumer-protocol-assign", True, "3 x 2 partitions %s after %.1f s; %d messages each consumed once"
+                   % ([sorted(m.parts()) for m in run.members], t_bal, len(run.expected)))
+    finally:
+        if "consumer-protocol-describe" not in reported:
+            report("consumer-protocol-describe", False, "not attempted: consumer-protocol-assign stopped first")
+        run.finish(failed or "consumer-protocol-assign" not in reported)
+
+
+def check_consumer_protocol_commit_resume():
+    """consumer-protocol-commit-resume: commit-resume with group.protocol=consumer members
+    (OffsetCommit and OffsetFetch carry the member's id and epoch): a member reads and commits,
+    closes; a new member of the group reads on from exactly the committed offsets."""
+    if PROXY:
+        skip("consumer-protocol-commit-resume", NO_CONSUMER_PROTOCOL)
+        return
+    commit_resume("consumer-protocol-commit-resume", "ck-cp-g-resume-" + SFX, "ck-cp-resume-" + SFX,
+                  consumer_protocol=True)
+
+
+def check_consumer_protocol_leave():
+    """consumer-protocol-leave: two members own three partitions each of a fresh 6-partition
+    topic and consume a phase once; one closes (its last heartbeat leaves the group); the
+    other owns all six within CP_LEAVE_LIMIT_S (two heartbeat intervals and a margin; the
+    session timeout is 45 s) and consumes a second phase, each message once overall;
+    describe_consumer_groups then shows only it, Stable, with all six."""
+    if PROXY:
+        skip("consumer-protocol-leave", NO_CONSUMER_PROTOCOL)
+        return
+    run = cp_run("leave")
+    check = "consumer-protocol-leave"
+    done = []
+    try:
+        for i in range(2):
+            run.start("l%d" % i, MEMBER)
+        if not run.wait_balanced(run.members, 3, 60):
+            raise AssertionError("no assignment of 3 partitions each within 60 s: %s" % run.state())
+        run.produce_phase()
+        why = run.wait_consumed(30)
+        if why:
+            raise AssertionError("before the leave: %s; %s" % (why, run.state()))
+        leaving, stays = run.members
+        t1 = time.monotonic()
+        leaving.stop()
+        handed = run.wait_balanced([stays], 6, CP_SESSION_S - 5)
+        t_leave = time.monotonic() - t1
+        wait_for(lambda: not leaving.alive(), 15)
+        if not handed:
+            raise AssertionError("%s closed, %s did not own all 6 partitions within %.0f s: %s"
+                                 % (leaving.name, stays.name, CP_SESSION_S - 5, run.state()))
+        problems = []
+        if t_leave > CP_LEAVE_LIMIT_S:
+            problems.append("the handover took %.1f s, more than %.0f s (two heartbeat intervals and a margin): "
+                            "the leave was not acted on at once" % (t_leave, CP_LEAVE_LIMIT_S))
+        if not leaving.closed:
+            problems.append("%s did not report a clean close (exit %s): %s" % (
+                leaving.name, leaving.proc.poll(), leaving.stderr_tail()))
+        run.produce_phase()
+        why = run.wait_consumed(30)
+        if why:
+            problems.append(why)
+        if run.owners_ok():
+            problems.append("consumed from partitions never assigned to the consumer: %s" % run.owners_ok()[:3])
+        if cp_errors(run):
+            problems.append("members reported errors %s" % cp_errors(run)[:3])
+        d, err, _ = cp_describe_stable(run, 1, timeout=20)
+        if d is None:
+            problems.append("describe_consumer_groups failed: %r" % err)
+        elif d.state != ConsumerGroupState.STABLE or len(d.members) != 1 or sorted(
+                tp.partition for tp in d.members[0].assignment.topic_partitions) != list(range(6)):
+            problems.append("after the leave described as %s, expected Stable with one member owning 0..5"
+                            % cp_description(d))
+        if problems:
+            raise AssertionError("; ".join(problems) + "; " + run.state())
+        ok(check, "%s left; %s owned all 6 partitions %.1f s later (heartbeat interval %.0f s, session timeout "
+           "%.0f s); %d messages each consumed once; described Stable with one member" % (
+               leaving.name, stays.name, t_leave, CP_HEARTBEAT_S, CP_SESSION_S, len(run.expected)))
+        done.append(1)
+    except AssertionError as e:
+        bad(check, "%s [member logs: %s]" % (e, run.logdir))
+    finally:
+        run.finish(not done)
+
+
 for fn in (check_data_plane, check_produce_consume_10k, check_idempotent_producer, check_groups,
-           check_admin_groups, check_delete_topic, check_txn_commit_abort, check_txn_send_offsets, check_txn_fencing):
+           check_admin_groups, check_delete_topic, check_txn_commit_abort, check_txn_send_offsets, check_txn_fencing,
+           check_consumer_protocol_assign, check_consumer_protocol_commit_resume, check_consumer_protocol_leave):
     timed(fn)
 print("# confluent-kafka total %.1f s" % (time.monotonic() - T0), file=sys.stderr)
 sys.exit(1 if FAILED else 0)

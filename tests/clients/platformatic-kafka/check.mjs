@@ -1,10 +1,13 @@
 // @platformatic/kafka (pure JavaScript, negotiates the newest versions: flexible JoinGroup,
 // Fetch with sessions, Produce v9+, ...) against corral. In proxy mode (CORRAL_MODE=proxy, see
 // ../run.sh) topics are made through the mock upstream's control port and create-topic is a
-// SKIP: the mock has no CreateTopics. Usage:
+// SKIP: the mock has no CreateTopics. The consumer-protocol-* checks run members of the KIP-848
+// protocol (groupProtocol 'consumer') in fresh groups on fresh topics; in proxy mode they are SKIPs
+// (corral proxy serves the classic group protocol only). Usage:
 //   node check.mjs BOOTSTRAP                            the checks
 //   node check.mjs --member BOOTSTRAP TOPIC GROUP       one group member (group-kill's child)
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { CORRAL_NODE_ID, EXPECT_BROKERS, PROXY, mockCreate, upstreamLacks } from '../suitemode.mjs'
 
@@ -140,11 +143,13 @@ async function skipCheck(name, why, setup = async () => {}) {
 function assert(cond, why) {
   if (!cond) throw new Error(why)
 }
+// `what` may be a function: evaluated when the wait fails, so it can tell the state then
 async function waitFor(what, limitMs, pred) {
   const end = Date.now() + limitMs
+  const say = () => (typeof what === 'function' ? what() : what)
   while (!pred()) {
-    if (streamErrors.length) throw new Error(`while waiting for ${what}: ${streamErrors[0]}`)
-    if (Date.now() > end) throw new Error(`waited ${limitMs} ms for ${what}`)
+    if (streamErrors.length) throw new Error(`while waiting for ${say()}: ${streamErrors[0]}`)
+    if (Date.now() > end) throw new Error(`waited ${limitMs} ms for ${say()}`)
     await sleep(25)
   }
 }
@@ -264,19 +269,19 @@ async function startMember(name) {
   })
   return m
 }
-async function produceGroup(tag, n) {
+async function produceGroup(tag, n, topic = T_GROUP, consumed = consumedBy) {
   // Let fetches issued before the last rebalance finish: the client hands their records to the
   // stream even for partitions it has just lost (at-least-once across a rebalance, as in Kafka).
   await sleep(1000)
   const messages = []
-  for (let i = 0; i < n; i++) messages.push({ topic: T_GROUP, key: `${tag}-${i}`, value: `${tag}-${i}` })
+  for (let i = 0; i < n; i++) messages.push({ topic, key: `${tag}-${i}`, value: `${tag}-${i}` })
   await producer.send({ messages })
   const want = messages.map(m => m.value)
-  await waitFor(`${n} ${tag} messages consumed (have ${want.filter(v => consumedBy.has(v)).length})`, 20000, () => want.every(v => consumedBy.has(v)))
+  await waitFor(() => `${n} ${tag} messages consumed (have ${want.filter(v => consumed.has(v)).length})`, 20000, () => want.every(v => consumed.has(v)))
   await sleep(500)
-  const dups = want.filter(v => consumedBy.get(v).length !== 1)
-  assert(dups.length === 0, `${dups.length} of ${n} ${tag} messages consumed more than once, e.g. ${dups[0]} by ${consumedBy.get(dups[0])}`)
-  return new Set(want.map(v => consumedBy.get(v)[0]))
+  const dups = want.filter(v => consumed.get(v).length !== 1)
+  assert(dups.length === 0, `${dups.length} of ${n} ${tag} messages consumed more than once, e.g. ${dups[0]} by ${consumed.get(dups[0])}`)
+  return new Set(want.map(v => consumed.get(v)[0]))
 }
 const describeParts = ms => ms.map(m => `${m.name}:[${m.parts}]`).join(' ')
 const balanced = (ms, each) => () => ms.every(m => m.parts.length === each) && new Set(ms.flatMap(m => m.parts)).size === 6
@@ -511,6 +516,171 @@ await check('idempotent-producer', 40000, async () => {
   const high = offs[0].partitions.reduce((s, x) => s + Number(x.offset), 0)
   assert(high === N, `high watermarks sum to ${high}, sent ${N}`)
 })
+
+// ------------------------------------------------------------ the consumer group protocol (KIP-848)
+// Members with groupProtocol 'consumer' heartbeat with ConsumerGroupHeartbeat and the broker assigns
+// (its default assignor: they name none); the session timeout and heartbeat interval are the
+// broker's, so they set neither. corral's defaults, as run.sh starts it: heartbeat interval 5 s
+// (members learn a new assignment on their next heartbeat), session timeout 45 s. The client
+// reports no assignment event in this protocol: members are watched through consumer.assignments.
+// Broker mode only (corral proxy serves the classic group protocol only); fresh names each run.
+const CP_HEARTBEAT_MS = 5000
+const CP_SESSION_MS = 45000
+const CP_LEAVE_LIMIT_MS = 2 * CP_HEARTBEAT_MS + 2000
+const NO_CONSUMER_PROTOCOL = 'corral proxy serves the classic group protocol only (it does not advertise ConsumerGroupHeartbeat or ConsumerGroupDescribe)'
+const SFX = randomBytes(4).toString('hex')
+const T_CP = `pk-cp-${SFX}` // 6 partitions
+const T_CP_LEAVE = `pk-cp-leave-${SFX}` // 6 partitions
+const T_CP_RESUME = `pk-cp-resume-${SFX}` // 1 partition
+const G_CP = `pk-g-cp-${SFX}`
+const G_CP_LEAVE = `pk-g-cp-leave-${SFX}`
+const G_CP_RESUME = `pk-g-cp-resume-${SFX}`
+
+function cpConsumer(groupId, clientId) {
+  return new Consumer({
+    clientId,
+    bootstrapBrokers: [B],
+    groupId,
+    groupProtocol: 'consumer',
+    maxWaitTime: 250,
+    deserializers: stringDeserializers,
+    retries: 5,
+    retryDelay: 100,
+  })
+}
+const cpPartsOf = (c, topic) => ((c.assignments || []).find(a => a.topic === topic)?.partitions || []).slice().sort((a, b) => a - b)
+async function startCpMember(name, groupId, topic, consumed) {
+  const m = { name, c: cpConsumer(groupId, 'pk-cp') }
+  Object.defineProperty(m, 'parts', { get: () => cpPartsOf(m.c, topic) })
+  m.stream = await m.c.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest', autocommit: 200 })
+  watch(m.stream, name)
+  m.stream.on('data', msg => {
+    if (!consumed.has(msg.value)) consumed.set(msg.value, [])
+    consumed.get(msg.value).push(name)
+  })
+  return m
+}
+async function cpCreate(topics, partitions) {
+  await admin.createTopics({ topics, partitions, replicas: 1 })
+}
+
+const cpMembers = []
+let cpAssignOk = false
+if (PROXY) {
+  for (const name of ['assign', 'describe', 'commit-resume', 'leave']) console.log(`SKIP ${F} consumer-protocol-${name}: ${NO_CONSUMER_PROTOCOL}`)
+} else {
+  // three members on a fresh 6-partition topic own two partitions each, all six owned once; then
+  // 600 messages, each consumed once, by all three
+  await check('consumer-protocol-assign', 90000, async () => {
+    await cpCreate([T_CP], 6)
+    const consumed = new Map()
+    const t0 = Date.now()
+    for (const name of ['c1', 'c2', 'c3']) {
+      const m = await startCpMember(name, G_CP, T_CP, consumed)
+      cpMembers.push(m)
+      cleanup.push(() => m.c.close(true))
+    }
+    await waitFor(() => `2 partitions each, all 6 owned (${describeParts(cpMembers)})`, 60000, balanced(cpMembers, 2))
+    console.log(`# ${F} consumer-protocol-assign: ${describeParts(cpMembers)} after ${Date.now() - t0} ms`)
+    const ids = cpMembers.map(m => m.c.memberId)
+    assert(new Set(ids).size === 3 && ids.every(Boolean), `member ids ${json(ids)}`)
+    const by = await produceGroup('cp', 600, T_CP, consumed)
+    assert(by.size === 3, `only ${[...by]} consumed anything (${describeParts(cpMembers)})`)
+    assert(balanced(cpMembers, 2)(), `the assignment changed while the group was quiet: ${describeParts(cpMembers)}`)
+    cpAssignOk = true
+  })
+
+  // ListGroups v5 with its types filter; this client's Admin has no ConsumerGroupDescribe, and
+  // its classic describe (DescribeGroups v5) answers Dead, without members or error, for a group
+  // that is not classic, as Kafka does below DescribeGroups v6
+  await check('consumer-protocol-describe', 45000, async () => {
+    assert(cpAssignOk, 'needs consumer-protocol-assign (describes its group)')
+    let listed = null
+    const end = Date.now() + 30000 // members reconcile on their heartbeats: Stable may come a heartbeat later
+    while (Date.now() < end) {
+      listed = (await admin.listGroups({ types: ['consumer'] })).get(G_CP)
+      if (listed && listed.state === 'STABLE') break
+      await sleep(250)
+    }
+    assert(listed && listed.state === 'STABLE' && listed.groupType === 'consumer' && listed.protocolType === 'consumer',
+      `listGroups(types consumer) for ${G_CP}: ${json(listed)}, expected state STABLE, groupType and protocolType consumer`)
+    const classic = await admin.listGroups({ types: ['classic'] })
+    assert(!classic.has(G_CP), `listGroups(types classic) lists ${G_CP}: ${json(classic.get(G_CP))}`)
+    if (balanceOk) assert(classic.get(G_BAL)?.groupType === 'classic', `listGroups(types classic) for ${G_BAL}: ${json(classic.get(G_BAL))}`)
+    const both = await admin.listGroups({ types: ['classic', 'consumer'] })
+    const types = Object.fromEntries([...both.values()].map(g => [g.id, g.groupType]))
+    assert(types[G_CP] === 'consumer' && (!balanceOk || types[G_BAL] === 'classic'), `listGroups(types classic and consumer): ${json(types)}`)
+    const d = (await admin.describeGroups({ groups: [G_CP] })).get(G_CP)
+    assert(d && d.state === 'DEAD' && d.members.size === 0 && d.protocolType === '', `describeGroups (classic, v5) of ${G_CP}: ${json(d)}`)
+  })
+
+  // a member commits (OffsetCommit with its member epoch) after 50 of 100 records and closes; a
+  // new member of the group reads on from offset 50
+  await check('consumer-protocol-commit-resume', 60000, async () => {
+    await cpCreate([T_CP_RESUME], 1)
+    const N = 100
+    const messages = []
+    for (let i = 0; i < N; i++) messages.push({ topic: T_CP_RESUME, key: `cr${i}`, value: `cr${i}` })
+    await producer.send({ messages })
+    const first = cpConsumer(G_CP_RESUME, 'pk-cp-resume')
+    atCheckEnd(() => first.close(true))
+    const s1 = await first.consume({ topics: [T_CP_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
+    watch(s1, 'the first consumer')
+    let got = 0
+    let committed = null
+    s1.on('data', m => {
+      if (got >= 50) return
+      got++
+      if (got === 50) {
+        s1.pause()
+        Promise.resolve(m.commit()).then(() => (committed = true), e => (committed = e))
+      }
+    })
+    await waitFor(() => `50 messages and the commit (have ${got})`, 30000, () => committed !== null)
+    if (committed !== true) throw committed
+    await first.close(true)
+
+    const second = cpConsumer(G_CP_RESUME, 'pk-cp-resume')
+    atCheckEnd(() => second.close(true))
+    const s2 = await second.consume({ topics: [T_CP_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
+    watch(s2, 'the restarted consumer')
+    const offsets = []
+    s2.on('data', m => offsets.push(Number(m.offset)))
+    await waitFor(() => `the remaining 50 (have ${offsets.length})`, 30000, () => offsets.length >= 50)
+    await sleep(300)
+    await second.close(true)
+    assert(offsets[0] === 50, `resumed at offset ${offsets[0]}, committed 50`)
+    assert(offsets.length === 50 && offsets[49] === 99, `read ${offsets.length} messages, offsets ${offsets[0]}..${offsets.at(-1)}`)
+    const { r, p } = await committedOf(G_CP_RESUME, T_CP_RESUME)
+    assert(p && p.committedOffset === 50n, `listConsumerGroupOffsets after the restart (it committed nothing): ${json(r)}`)
+  })
+
+  // two members own three partitions each; one closes (its leave heartbeat); the other owns all
+  // six within two heartbeat intervals (the session timeout is 45 s), every message once
+  await check('consumer-protocol-leave', 120000, async () => {
+    await cpCreate([T_CP_LEAVE], 6)
+    const consumed = new Map()
+    const ms = []
+    for (const name of ['l1', 'l2']) {
+      const m = await startCpMember(name, G_CP_LEAVE, T_CP_LEAVE, consumed)
+      ms.push(m)
+      atCheckEnd(() => m.c.close(true))
+    }
+    await waitFor(() => `3 partitions each (${describeParts(ms)})`, 60000, balanced(ms, 3))
+    await produceGroup('cpl1', 300, T_CP_LEAVE, consumed)
+    const [gone, stays] = ms
+    const t0 = Date.now()
+    await gone.c.close(true) // its stream closes; ConsumerGroupHeartbeat with member epoch -1
+    await waitFor(() => `${stays.name} to own all 6 after ${gone.name} left (${describeParts([stays])})`, CP_SESSION_MS - 5000,
+      () => stays.parts.length === 6)
+    const took = Date.now() - t0
+    console.log(`# ${F} consumer-protocol-leave: ${stays.name} owned all 6 partitions ${took} ms after ${gone.name} left`)
+    assert(took <= CP_LEAVE_LIMIT_MS, `the handover took ${took} ms, more than ${CP_LEAVE_LIMIT_MS} ms (two heartbeat intervals and a margin): the leave was not acted on at once`)
+    await produceGroup('cpl2', 300, T_CP_LEAVE, consumed)
+    const again = [...consumed].filter(([v, by]) => v.startsWith('cpl1-') && by.length !== 1)
+    assert(again.length === 0, `${again.length} messages of before the leave consumed again after it, e.g. ${json(again[0])}`)
+  })
+}
 
 for (const f of cleanup.reverse()) await closeQuietly(f)
 try {
