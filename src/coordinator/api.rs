@@ -871,8 +871,8 @@ pub fn consumer_group_describe(c: &Caller<'_>, version: i16, req: ConsumerGroupD
                                     .with_assignment(assignment(&m.assigned))
                                     .with_target_assignment(assignment(&dm.target));
                                 if version >= 1 {
-                                    // KIP-1099: 1 = a member of the consumer protocol
-                                    e.member_type = 1;
+                                    // KIP-1099: 0 = a member of the classic protocol, 1 = of the consumer one
+                                    e.member_type = if m.meta.classic.is_some() { 0 } else { 1 };
                                 }
                                 e
                             })

@@ -267,20 +267,30 @@ fn item_130_downgrade_when_the_last_consumer_protocol_member_leaves() {
     kit.cgh(cjoin("g", "a", &["t"]));
     let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
     let b = kit.joined(id).unwrap().member_id;
+    // a classic member leaving does not downgrade (only the last consumer-protocol one does)
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
+    let c = kit.joined(id).unwrap().member_id;
+    kit.leave("g", &[(&c, None)]);
+    assert!(kit.group("g").consumer.is_some());
+    // b catches up with the group epoch, as a live client does when its heartbeat tells it to
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", &b) });
+    let b_generation = kit.joined(id).unwrap().generation_id;
     let epoch = kit.group("g").consumer.as_ref().unwrap().epoch;
+    assert_eq!(b_generation, epoch);
     assert_eq!(kit.cgh(cbeat("g", "a", -1, None)).member_epoch, -1);
     let g = kit.group("g");
     assert!(g.consumer.is_none(), "downgraded");
+    // the generation is the group epoch
     assert_eq!(
         (g.state, g.generation, g.protocol_type.as_deref()),
-        (super::group::GroupState::PreparingRebalance, epoch + 1, Some("consumer"))
+        (super::group::GroupState::PreparingRebalance, epoch, Some("consumer"))
     );
     assert_eq!(g.members.keys().cloned().collect::<Vec<_>>(), vec![b.clone()]);
-    // b learns of the rebalance and rejoins as in any classic group
-    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &b, epoch + 1)), ErrorCode::REBALANCE_IN_PROGRESS);
+    // b, at the generation it was given, learns of the rebalance and rejoins as in any classic group
+    assert_eq!(kit.heartbeat(super::testkit::heartbeat("g", &b, b_generation)), ErrorCode::REBALANCE_IN_PROGRESS);
     let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", &b) });
     let r = kit.joined(id).unwrap();
-    assert_eq!((r.error, r.generation_id, r.leader.as_str()), (ErrorCode::NONE, epoch + 2, b.as_str()));
+    assert_eq!((r.error, r.generation_id, r.leader.as_str()), (ErrorCode::NONE, epoch + 1, b.as_str()));
     // replayed, the group is classic
     assert!(kit.replayed().group("g").unwrap().consumer.is_none());
 }
@@ -378,6 +388,37 @@ fn item_131_132_classic_member_in_a_consumer_group() {
     assert_eq!(replayed.group("g").unwrap().consumer, kit.group("g").consumer);
 }
 
+/// A static member of the classic protocol restarting (JoinGroup with an empty member id and
+/// its instance id) into a consumer group replaces its old self at once — its JoinGroup cannot
+/// say it left — keeping its partitions; a member id that is neither is fenced.
+#[test]
+fn a_classic_static_member_restarts_into_a_consumer_group() {
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["t"]));
+    let static_join = |member: &str| super::shard::JoinInput { group_instance_id: Some("i".into()), ..classic_join("g", member) };
+    let id = kit.join(static_join(""));
+    let first = kit.joined(id).unwrap();
+    assert_eq!(first.error, ErrorCode::NONE);
+    let old = first.member_id.clone();
+    kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2, 3, 4, 5])));
+    kit.cgh(cbeat("g", "a", 1, owned(&[0, 1, 2])));
+    let id = kit.join(static_join(&old));
+    let held = kit.group("g").consumer.as_ref().unwrap().members[&old].assigned.clone();
+    assert_eq!(kit.joined(id).unwrap().error, ErrorCode::NONE);
+    // the restart
+    let id = kit.join(static_join(""));
+    let again = kit.joined(id).unwrap();
+    assert_eq!(again.error, ErrorCode::NONE);
+    assert_ne!(again.member_id, old);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert!(!c.members.contains_key(&old));
+    assert_eq!(c.members[&again.member_id].assigned, held);
+    assert_eq!(c.static_members.get("i"), Some(&again.member_id));
+    // the old id is fenced
+    let id = kit.join(static_join(&old));
+    assert_eq!(kit.joined(id).unwrap().error, ErrorCode::FENCED_INSTANCE_ID);
+}
+
 /// A classic member of a consumer group leaves with LeaveGroup: removed, the group epoch bumped.
 #[test]
 fn a_classic_member_leaves_a_consumer_group() {
@@ -402,6 +443,10 @@ fn item_133_commits_check_the_member_epoch() {
     assert_eq!(kit.commit(c(8, 1)), vec![ErrorCode::UNSUPPORTED_VERSION]);
     assert_eq!(kit.commit(c(9, 2)), vec![ErrorCode::STALE_MEMBER_EPOCH]);
     assert_eq!(kit.commit(c(9, 1)), vec![ErrorCode::NONE]);
+    // a transactional commit at a stale epoch: ILLEGAL_GENERATION, the code a producer knows
+    let txn = |epoch: i32| CommitInput { producer_id: Some(7), version: 3, ..commit("g", "a", epoch, &[("t", 0, 5)]) };
+    assert_eq!(kit.commit(txn(0)), vec![ErrorCode::ILLEGAL_GENERATION]);
+    assert_eq!(kit.commit(txn(1)), vec![ErrorCode::NONE]);
     // an admin commit (no member, −1) only while the group is empty
     assert_eq!(kit.commit(commit("g", "", -1, &[("t", 0, 6)])), vec![ErrorCode::UNKNOWN_MEMBER_ID]);
     kit.cgh(cbeat("g", "a", -1, None));

@@ -421,16 +421,18 @@ impl HeartbeatResult {
 /// The request checks Kafka makes before anything else (§4.1; checklist 116, 117).
 pub fn validate(h: &HeartbeatInput, assignors: &[Assignor]) -> Result<(), HeartbeatResult> {
     let invalid = |m: &str| Err(HeartbeatResult::error(ErrorCode::INVALID_REQUEST, m));
-    if h.group_id.is_empty() {
+    // blank means empty, as Kafka trims before it checks
+    let blank = |s: &str| s.trim().is_empty();
+    if blank(&h.group_id) {
         return invalid("GroupId can't be empty.");
     }
-    if h.instance_id.as_deref() == Some("") {
+    if h.instance_id.as_deref().is_some_and(blank) {
         return invalid("InstanceId can't be empty.");
     }
-    if h.rack_id.as_deref() == Some("") {
+    if h.rack_id.as_deref().is_some_and(blank) {
         return invalid("RackId can't be empty.");
     }
-    if h.version >= 1 && h.member_id.is_empty() {
+    if h.version >= 1 && blank(&h.member_id) {
         return invalid("MemberId can't be empty.");
     }
     match h.member_epoch {
@@ -446,7 +448,7 @@ pub fn validate(h: &HeartbeatInput, assignors: &[Assignor]) -> Result<(), Heartb
             }
         }
         STATIC_LEAVE_EPOCH => {
-            if h.member_id.is_empty() {
+            if blank(&h.member_id) {
                 return invalid("MemberId can't be empty.");
             }
             if h.instance_id.is_none() {
@@ -454,7 +456,7 @@ pub fn validate(h: &HeartbeatInput, assignors: &[Assignor]) -> Result<(), Heartb
             }
         }
         e if e > 0 || e == LEAVE_EPOCH => {
-            if h.member_id.is_empty() {
+            if blank(&h.member_id) {
                 return invalid("MemberId can't be empty.");
             }
         }
@@ -723,6 +725,7 @@ mod tests {
         // v0 may join without a member id (the coordinator makes one)
         assert!(validate(&HeartbeatInput { member_id: String::new(), version: 0, ..ok.clone() }, &all).is_ok());
         assert_eq!(msg(HeartbeatInput { group_id: String::new(), ..ok.clone() }), invalid("GroupId can't be empty."));
+        assert_eq!(msg(HeartbeatInput { group_id: "  ".into(), ..ok.clone() }), invalid("GroupId can't be empty."));
         assert_eq!(msg(HeartbeatInput { instance_id: Some(String::new()), ..ok.clone() }), invalid("InstanceId can't be empty."));
         assert_eq!(msg(HeartbeatInput { member_epoch: -2, ..ok.clone() }), invalid("InstanceId can't be null."));
         assert_eq!(

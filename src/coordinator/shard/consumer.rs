@@ -134,7 +134,15 @@ impl Shard {
             },
         };
 
-        // 3. The member (the size check of step 2 needs to know whether it is one already).
+        // 2. The size limit, for anyone not a member yet.
+        if !cg.members.contains_key(&mid) && cg.members.len() >= config.consumer_max_size {
+            return Err(HeartbeatResult::error(
+                ErrorCode::GROUP_MAX_SIZE_REACHED,
+                format!("The consumer group has reached its maximum capacity of {} members.", config.consumer_max_size),
+            ));
+        }
+
+        // 3. The member.
         let mut replaced: Option<&ConsumerMember> = None;
         let existing: Option<&ConsumerMember> = match h.instance_id.as_deref() {
             Some(instance) => match cg.static_members.get(instance) {
@@ -151,7 +159,10 @@ impl Shard {
                         ));
                     }
                     let previous = cg.members.get(owner);
-                    if previous.is_some_and(|p| p.epoch != STATIC_LEAVE_EPOCH) {
+                    // a member of the classic protocol, joining or holding the instance, is
+                    // replaced at once (its JoinGroup cannot say it left)
+                    let either_classic = classic.is_some() || previous.is_some_and(|p| p.meta.classic.is_some());
+                    if previous.is_some_and(|p| p.epoch != STATIC_LEAVE_EPOCH) && !either_classic {
                         return Err(HeartbeatResult::error(
                             ErrorCode::UNRELEASED_INSTANCE_ID,
                             format!("Static member with instance id {instance} is not released yet."),
@@ -176,13 +187,6 @@ impl Shard {
             && classic.is_none()
         {
             check_epoch(m, h.member_epoch, h.owned.as_ref())?;
-        }
-        // 2. The size limit, for members not yet in.
-        if existing.is_none() && replaced.is_none() && cg.members.len() >= config.consumer_max_size {
-            return Err(HeartbeatResult::error(
-                ErrorCode::GROUP_MAX_SIZE_REACHED,
-                format!("The consumer group has reached its maximum capacity of {} members.", config.consumer_max_size),
-            ));
         }
 
         // 4. The member's changed fields; a new subscription bumps the group epoch.
@@ -216,9 +220,8 @@ impl Shard {
         meta.client_id = h.client_id.clone();
         meta.client_host = h.client_host.clone();
         let session_ms = classic.as_ref().map_or(config.consumer_session_timeout_ms, |c| c.session_timeout_ms);
-        if classic.is_some() {
-            meta.classic = classic;
-        }
+        let is_classic = classic.is_some();
+        meta.classic = classic;
         let subscription_changed = is_new
             || meta.subscribed_topic_names != before.meta.subscribed_topic_names
             || meta.subscribed_topic_regex != before.meta.subscribed_topic_regex;
@@ -306,7 +309,7 @@ impl Shard {
         if revoking(&before) && !(revoking(&next) && next.epoch == before.epoch) {
             cx.cancel(revoke_key(gid, &mid, before.epoch));
         }
-        if revoking(&next) && !(revoking(&before) && next.epoch == before.epoch) {
+        if revoking(&next) && !(revoking(&before) && next.epoch == before.epoch) && !is_classic {
             cx.set(revoke_key(gid, &mid, next.epoch), next.meta.rebalance_timeout_ms.max(0) as i64);
         }
         // 7. The session.

@@ -378,7 +378,8 @@ impl Shard {
     pub fn sync(&mut self, now: i64, req: RequestId, s: SyncInput, version: i16) -> Output {
         let mut cx = Cx { now, out: Output::default() };
         if self.classic_goes_to_consumer_group(&s.group_id) {
-            cx.reply(req, Reply::Sync(self.classic_sync_consumer_group(&s)));
+            let r = self.classic_sync_consumer_group(&mut cx, &s);
+            cx.reply(req, Reply::Sync(r));
             return self.done(cx);
         }
         let Some((mut rules, g)) = self.split(&s.group_id) else {

@@ -144,6 +144,7 @@ impl Shard {
         if j.protocol_type != "consumer" || j.protocols.is_empty() {
             return JoinResult::error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL, &j.member_id);
         }
+        let provided = !j.member_id.is_empty();
         if j.member_id.is_empty() {
             let id = match &mut self.ids {
                 IdSource::Random => member_id_from(Uuid::new_v4()),
@@ -161,6 +162,13 @@ impl Shard {
             return JoinResult::error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL, &j.member_id);
         };
         let cg = self.live_consumer_group(&j.group_id).expect("checked by the caller");
+        // a static member naming a member id that is no longer the instance's was replaced
+        if provided
+            && let Some(owner) = j.group_instance_id.as_deref().and_then(|i| cg.static_members.get(i))
+            && *owner != j.member_id
+        {
+            return JoinResult::error(ErrorCode::FENCED_INSTANCE_ID, &j.member_id);
+        }
         let existing = cg.members.get(&j.member_id);
         if existing.is_some_and(|m| m.meta.classic.is_none()) {
             // a member of the consumer protocol cannot JoinGroup under its id
@@ -214,7 +222,7 @@ impl Shard {
 
     /// SyncGroup of a classic member of a consumer group: the partitions it may own now, in
     /// its ConsumerProtocol version (the leader's assignments of a classic group do not apply).
-    pub(super) fn classic_sync_consumer_group(&self, s: &SyncInput) -> SyncResult {
+    pub(super) fn classic_sync_consumer_group(&mut self, cx: &mut Cx, s: &SyncInput) -> SyncResult {
         let cg = self.live_consumer_group(&s.group_id).expect("checked by the caller");
         let m = match Self::classic_member(cg, &s.member_id, s.group_instance_id.as_deref()) {
             Ok(m) => m,
@@ -223,6 +231,18 @@ impl Shard {
         if s.generation_id != m.epoch {
             return SyncResult::error(ErrorCode::ILLEGAL_GENERATION);
         }
+        let session = m.meta.classic.as_ref().map_or(0, |c| c.session_timeout_ms);
+        cx.set(session_key(&s.group_id, &m.id), session as i64);
+        // the group moved on since its JoinGroup: it must rejoin (not while it revokes)
+        if m.epoch < cg.epoch && m.state != MemberState::UnrevokedPartitions {
+            let (id, rebalance_ms) = (m.id.clone(), m.meta.rebalance_timeout_ms.max(0) as i64);
+            if self.classic_join_due.insert((s.group_id.clone(), id.clone())) {
+                cx.set(classic_join_key(&s.group_id, &id), rebalance_ms);
+            }
+            return SyncResult::error(ErrorCode::REBALANCE_IN_PROGRESS);
+        }
+        let cg = self.live_consumer_group(&s.group_id).expect("checked by the caller");
+        let m = &cg.members[&s.member_id];
         let protocols = &m.meta.classic.as_ref().expect("a classic member").protocols;
         let name = protocols.first().map(|(n, _)| n.clone()).unwrap_or_default();
         if s.protocol_type.as_deref().is_some_and(|t| t != "consumer") || s.protocol_name.as_deref().is_some_and(|n| n != name) {
@@ -295,7 +315,13 @@ impl Shard {
             });
             let error = match found {
                 Ok(id) => {
+                    // applied at once (and again, to the same effect, when the step ends), so
+                    // that the next member's removal is computed without this one
+                    let from = cx.out.records.len();
                     self.fence_consumer_member(cx, &l.group_id, &id);
+                    for r in &cx.out.records[from..] {
+                        self.apply(cx.now, r);
+                    }
                     ErrorCode::NONE
                 }
                 Err(code) => code,
@@ -362,6 +388,13 @@ impl Shard {
         }
         if g.members.len() > self.config.consumer_max_size {
             return refuse("the group size exceeds the consumer group maximum size");
+        }
+        // the join that follows would be refused: leave the classic group as it is
+        if g.members.len() >= self.config.consumer_max_size {
+            return Err(HeartbeatResult::error(
+                ErrorCode::GROUP_MAX_SIZE_REACHED,
+                format!("The consumer group has reached its maximum capacity of {} members.", self.config.consumer_max_size),
+            ));
         }
         let generation = g.generation;
         let protocol = g.protocol_name.clone().unwrap_or_default();
@@ -440,11 +473,16 @@ impl Shard {
     pub(super) fn downgrade_consumer_group(&mut self, cx: &mut Cx, gid: &str, leaving: &str) -> bool {
         let max_size = self.config.max_size;
         let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else { return false };
+        // the member leaving must be the last of the consumer protocol
+        if cg.members.get(leaving).is_none_or(|m| m.meta.classic.is_some()) {
+            return false;
+        }
         let rest: Vec<&ConsumerMember> = cg.members.values().filter(|m| m.id != leaving).collect();
         if rest.is_empty() || rest.iter().any(|m| m.meta.classic.is_none()) || rest.len() > max_size {
             return false;
         }
-        let generation = cg.epoch + 1;
+        // the classic generation is the group epoch: what its members hold as their generation
+        let generation = cg.epoch;
         let names = |id: &Uuid| cg.subscription_metadata.values().find(|t| t.id == *id).map(|t| t.name.clone());
         let mut members = std::collections::BTreeMap::new();
         let mut records = Vec::new();

@@ -308,11 +308,8 @@ fn validate_commit(g: &Group, c: &CommitInput, transactional: bool) -> Result<()
 /// the generation. Without one (−1) only an empty group takes commits (an admin's); members of
 /// the consumer protocol must use OffsetCommit v9 or later.
 fn validate_consumer_commit(g: &ConsumerGroup, c: &CommitInput, transactional: bool) -> Result<(), ErrorCode> {
-    if transactional && c.generation_id < 0 && c.member_id.is_empty() && c.group_instance_id.is_none() {
+    if c.generation_id < 0 && g.members.is_empty() {
         return Ok(());
-    }
-    if c.generation_id < 0 {
-        return if g.members.is_empty() { Ok(()) } else { Err(ErrorCode::UNKNOWN_MEMBER_ID) };
     }
     let m = g.members.get(&c.member_id).ok_or(ErrorCode::UNKNOWN_MEMBER_ID)?;
     if m.meta.classic.is_some() {
@@ -323,7 +320,8 @@ fn validate_consumer_commit(g: &ConsumerGroup, c: &CommitInput, transactional: b
         return Err(ErrorCode::UNSUPPORTED_VERSION);
     }
     if c.generation_id != m.epoch {
-        return Err(ErrorCode::STALE_MEMBER_EPOCH);
+        // a transaction's producer knows ILLEGAL_GENERATION, not the consumer protocol's code
+        return Err(if transactional { ErrorCode::ILLEGAL_GENERATION } else { ErrorCode::STALE_MEMBER_EPOCH });
     }
     Ok(())
 }
