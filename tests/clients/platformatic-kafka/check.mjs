@@ -350,14 +350,16 @@ await check('group-kill', 60000, async () => {
 
 // ------------------------------------------------------------ commit-resume
 let resumeOk = false
-await check('commit-resume', 40000, async () => {
+// One consumer of `group` commits after 50 of 100 records of `topic` and closes; a second one
+// (made by `make`) must read on from offset 50 to 99. `patience` bounds each wait.
+async function commitThenResume(topic, group, make, prefix, patience) {
   const N = 100
   const messages = []
-  for (let i = 0; i < N; i++) messages.push({ topic: T_RESUME, key: `r${i}`, value: `r${i}` })
+  for (let i = 0; i < N; i++) messages.push({ topic, key: `${prefix}${i}`, value: `${prefix}${i}` })
   await producer.send({ messages })
-  const first = groupConsumer(B, G_RESUME, 'pk-resume')
+  const first = make()
   atCheckEnd(() => first.close(true))
-  const s1 = await first.consume({ topics: [T_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
+  const s1 = await first.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
   watch(s1, 'the first consumer')
   let got = 0
   let committed = null
@@ -369,21 +371,25 @@ await check('commit-resume', 40000, async () => {
       Promise.resolve(m.commit()).then(() => (committed = true), e => (committed = e))
     }
   })
-  await waitFor('50 messages and the commit', 20000, () => committed !== null)
+  await waitFor(() => `50 messages and the commit (have ${got})`, patience, () => committed !== null)
   if (committed !== true) throw committed
   await first.close(true)
 
-  const second = groupConsumer(B, G_RESUME, 'pk-resume')
+  const second = make()
   atCheckEnd(() => second.close(true))
-  const s2 = await second.consume({ topics: [T_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
+  const s2 = await second.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
   watch(s2, 'the restarted consumer')
   const offsets = []
   s2.on('data', m => offsets.push(Number(m.offset)))
-  await waitFor(`the remaining 50 (have ${offsets.length})`, 20000, () => offsets.length >= 50)
+  await waitFor(() => `the remaining 50 (have ${offsets.length})`, patience, () => offsets.length >= 50)
   await sleep(300)
   await second.close(true)
   assert(offsets[0] === 50, `resumed at offset ${offsets[0]}, committed 50`)
   assert(offsets.length === 50 && offsets[49] === 99, `read ${offsets.length} messages, offsets ${offsets[0]}..${offsets.at(-1)}`)
+}
+
+await check('commit-resume', 40000, async () => {
+  await commitThenResume(T_RESUME, G_RESUME, () => groupConsumer(B, G_RESUME, 'pk-resume'), 'r', 20000)
   resumeOk = true
 })
 
@@ -618,39 +624,7 @@ if (PROXY) {
   // new member of the group reads on from offset 50
   await check('consumer-protocol-commit-resume', 60000, async () => {
     await cpCreate([T_CP_RESUME], 1)
-    const N = 100
-    const messages = []
-    for (let i = 0; i < N; i++) messages.push({ topic: T_CP_RESUME, key: `cr${i}`, value: `cr${i}` })
-    await producer.send({ messages })
-    const first = cpConsumer(G_CP_RESUME, 'pk-cp-resume')
-    atCheckEnd(() => first.close(true))
-    const s1 = await first.consume({ topics: [T_CP_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
-    watch(s1, 'the first consumer')
-    let got = 0
-    let committed = null
-    s1.on('data', m => {
-      if (got >= 50) return
-      got++
-      if (got === 50) {
-        s1.pause()
-        Promise.resolve(m.commit()).then(() => (committed = true), e => (committed = e))
-      }
-    })
-    await waitFor(() => `50 messages and the commit (have ${got})`, 30000, () => committed !== null)
-    if (committed !== true) throw committed
-    await first.close(true)
-
-    const second = cpConsumer(G_CP_RESUME, 'pk-cp-resume')
-    atCheckEnd(() => second.close(true))
-    const s2 = await second.consume({ topics: [T_CP_RESUME], mode: 'committed', fallbackMode: 'earliest', autocommit: false })
-    watch(s2, 'the restarted consumer')
-    const offsets = []
-    s2.on('data', m => offsets.push(Number(m.offset)))
-    await waitFor(() => `the remaining 50 (have ${offsets.length})`, 30000, () => offsets.length >= 50)
-    await sleep(300)
-    await second.close(true)
-    assert(offsets[0] === 50, `resumed at offset ${offsets[0]}, committed 50`)
-    assert(offsets.length === 50 && offsets[49] === 99, `read ${offsets.length} messages, offsets ${offsets[0]}..${offsets.at(-1)}`)
+    await commitThenResume(T_CP_RESUME, G_CP_RESUME, () => cpConsumer(G_CP_RESUME, 'pk-cp-resume'), 'cr', 30000)
     const { r, p } = await committedOf(G_CP_RESUME, T_CP_RESUME)
     assert(p && p.committedOffset === 50n, `listConsumerGroupOffsets after the restart (it committed nothing): ${json(r)}`)
   })
