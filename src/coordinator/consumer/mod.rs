@@ -171,14 +171,7 @@ impl ConsumerGroup {
     /// The server assignor the members ask for most (ties to the name first in order), or
     /// `default` if none asks.
     pub fn preferred_assignor(&self, default: Assignor) -> Assignor {
-        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-        for m in self.members.values() {
-            if let Some(a) = m.meta.server_assignor.as_deref() {
-                *votes.entry(a).or_default() += 1;
-            }
-        }
-        let best = votes.values().copied().max().unwrap_or(0);
-        votes.into_iter().find(|(_, n)| *n == best && best > 0).and_then(|(name, _)| Assignor::by_name(name)).unwrap_or(default)
+        preferred_assignor(self.members.values(), default)
     }
 
     /// Topic names some member subscribes to, by name or (resolved) by regular expression.
@@ -349,6 +342,19 @@ impl ConsumerGroup {
             .filter_map(|name| topics.by_name(&name).map(|(id, partitions)| (name.clone(), TopicMetadata { id, name, partitions })))
             .collect()
     }
+}
+
+/// The server assignor `members` ask for most (ties to the name first in order), or `default`
+/// if none asks.
+pub fn preferred_assignor<'a>(members: impl Iterator<Item = &'a ConsumerMember>, default: Assignor) -> Assignor {
+    let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in members {
+        if let Some(a) = m.meta.server_assignor.as_deref() {
+            *votes.entry(a).or_default() += 1;
+        }
+    }
+    let best = votes.values().copied().max().unwrap_or(0);
+    votes.into_iter().find(|(_, n)| *n == best && best > 0).and_then(|(name, _)| Assignor::by_name(name)).unwrap_or(default)
 }
 
 fn set_current(m: &mut ConsumerMember, v: &CurrentAssignmentValue) {

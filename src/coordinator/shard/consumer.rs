@@ -510,15 +510,7 @@ fn compute_target(
 ) -> BTreeMap<String, Assignment> {
     let members: Vec<&ConsumerMember> =
         cg.members.values().filter(|m| m.id != member.id && Some(m.id.as_str()) != replaced).chain(std::iter::once(member)).collect();
-    // the assignor most members ask for
-    let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &members {
-        if let Some(a) = m.meta.server_assignor.as_deref() {
-            *votes.entry(a).or_default() += 1;
-        }
-    }
-    let best = votes.values().copied().max().unwrap_or(0);
-    let assignor = votes.iter().find(|(_, n)| **n == best && best > 0).and_then(|(a, _)| Assignor::by_name(a)).unwrap_or(default);
+    let assignor = crate::coordinator::consumer::preferred_assignor(members.iter().copied(), default);
     // each member's subscribed topic ids, regular expressions resolved against the metadata
     let subscribed: Vec<BTreeSet<Uuid>> = members
         .iter()
