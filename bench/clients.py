@@ -85,8 +85,10 @@ Scenarios:
                     member also settles at 2/2/2 without a stop) and sets the timing; corral
                     runs with group.consumer.session.timeout.ms=6000 and
                     group.consumer.heartbeat.interval.ms=1000, the classic scenarios' client
-                    settings. The mock cluster serves the protocol with its own defaults;
-                    Tansu and corral proxy do not serve it (unsupported records).
+                    settings, and the mock cluster is given the same two through its C API
+                    (rd_kafka_mock_set_group_consumer_session_timeout_ms and
+                    ..._heartbeat_interval_ms); Tansu and corral proxy do not serve it
+                    (unsupported records).
 
   kcat_produce      A 1-partition topic is created; kcat produces --messages (200,000) messages
                     of 100 bytes from a prepared file (one a line, kcat -P -l FILE) with kcat's
@@ -336,6 +338,11 @@ def load_librdkafka():
         except AttributeError:
             raise Unsupported("%s has no %s (needed to drive the mock cluster)" % (paths[0], name))
         fn.restype, fn.argtypes = restype, argtypes
+    # the consumer protocol's timing, where this librdkafka's mock has it (2.10 and later)
+    for name in ("rd_kafka_mock_set_group_consumer_session_timeout_ms", "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms"):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = None, [ptr, ctypes.c_int]
     return lib
 
 
@@ -377,6 +384,13 @@ class MockCluster:
             self.stop()
             raise Unsupported("mock: the handle made with test.mock.num.brokers has no cluster")
         self.cluster = cluster
+        # the consumer protocol's session and heartbeat interval as corral is given them
+        # (CORRAL_848_CONFIG), so the _848 scenarios compare the same timing
+        for name, ms in (("rd_kafka_mock_set_group_consumer_session_timeout_ms", 6000),
+                         ("rd_kafka_mock_set_group_consumer_heartbeat_interval_ms", 1000)):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(cluster, ms)
         self.bootstrap = lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
         log("mock cluster at %s" % self.bootstrap)
 

@@ -438,7 +438,7 @@ w("")
 w("Ratios are corral divided by the peer: below 1 is better for times, above 1 is better for rates. The consumer-protocol "
   "rows use `group.protocol=consumer`: the coordinator assigns and sets the timing; corral runs with "
   "`group.consumer.session.timeout.ms = 6000` and `group.consumer.heartbeat.interval.ms = 1000`, the classic rows' client "
-  "settings; the mock cluster with its own defaults; Tansu does not serve the protocol.")
+  "settings, and the mock cluster is given the same two; Tansu does not serve the protocol.")
 w("")
 
 w("### Proxy mode (`corral proxy`)")
