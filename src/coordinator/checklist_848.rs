@@ -419,6 +419,40 @@ fn a_classic_static_member_restarts_into_a_consumer_group() {
     assert_eq!(kit.joined(id).unwrap().error, ErrorCode::FENCED_INSTANCE_ID);
 }
 
+/// What Kafka's coordinator checks that corral's first version did not (a review against it):
+/// the size limit before the member lookup; no upgrade of a classic group when the joining
+/// member would be refused; a classic member syncing behind the group epoch is told to rejoin;
+/// several classic members leaving at once each leave the subscription.
+#[test]
+fn review_fixes_hold() {
+    // the size limit comes first: an unknown member heartbeating in a full group
+    let mut kit = Kit::with(ShardConfig { consumer_max_size: 1, ..config() });
+    kit.cgh(cjoin("g", "a", &["t"]));
+    assert_eq!(kit.cgh(cbeat("g", "zz", 3, None)).error, ErrorCode::GROUP_MAX_SIZE_REACHED);
+    // a classic group of one member is not upgraded when the group may hold only one
+    let joined = kit.join_all(vec![classic_join("full", "")]);
+    let s = kit.sync(super::testkit::sync("full", &joined[0].0, joined[0].1.generation_id, &[]));
+    kit.synced(s).unwrap();
+    assert_eq!(kit.cgh(cjoin("full", "b", &["t"])).error, ErrorCode::GROUP_MAX_SIZE_REACHED);
+    assert!(kit.group("full").consumer.is_none(), "the classic group stays as it was");
+    // a classic member whose SyncGroup comes after the group epoch moved: rejoin
+    let mut kit = Kit::new();
+    kit.cgh(cjoin("g", "a", &["u"]));
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
+    let r = kit.joined(id).unwrap();
+    kit.cgh(cjoin("g", "c", &["t"]));
+    let s = kit.sync(super::testkit::sync("g", &r.member_id, r.generation_id, &[]));
+    assert_eq!(kit.synced(s).unwrap().error, ErrorCode::REBALANCE_IN_PROGRESS);
+    // two classic members leave at once: neither's topic stays in the subscription metadata
+    let id = kit.join(super::shard::JoinInput { version: 3, ..classic_join("g", "") });
+    let other = kit.joined(id).unwrap().member_id;
+    kit.cgh(cbeat("g", "c", -1, None));
+    kit.leave("g", &[(&r.member_id, None), (&other, None)]);
+    let c = kit.group("g").consumer.as_ref().unwrap();
+    assert_eq!(c.members.keys().collect::<Vec<_>>(), vec!["a"]);
+    assert_eq!(c.subscription_metadata.keys().collect::<Vec<_>>(), vec!["u"]);
+}
+
 /// A classic member of a consumer group leaves with LeaveGroup: removed, the group epoch bumped.
 #[test]
 fn a_classic_member_leaves_a_consumer_group() {
