@@ -326,38 +326,93 @@ impl Group {
     }
 }
 
+/// A cursor over ConsumerProtocol bytes (subscriptions and assignments) that trusts no length.
+struct ProtocolReader<'a>(&'a [u8]);
+
+impl ProtocolReader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let head = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = usize::try_from(self.i16()?).ok()?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    /// An array's length: `None` if negative (the arrays read here are not nullable) or more
+    /// items than the rest could hold at `min_item` bytes each.
+    fn count(&mut self, min_item: usize) -> Option<usize> {
+        let n = usize::try_from(self.i32()?).ok()?;
+        (n <= self.0.len() / min_item).then_some(n)
+    }
+    /// A message's version, which must not be negative.
+    fn version(&mut self) -> Option<i16> {
+        self.i16().filter(|v| *v >= 0)
+    }
+    fn topics(&mut self) -> Option<Vec<String>> {
+        (0..self.count(2)?).map(|_| self.string()).collect()
+    }
+    fn topic_partitions(&mut self) -> Option<Vec<(String, Vec<i32>)>> {
+        (0..self.count(6)?)
+            .map(|_| {
+                let topic = self.string()?;
+                let partitions = (0..self.count(4)?).map(|_| self.i32()).collect::<Option<Vec<i32>>>()?;
+                Some((topic, partitions))
+            })
+            .collect()
+    }
+}
+
 /// The topics of a ConsumerProtocol subscription (int16 version, then an array of topic
 /// strings), parsed without trusting any length. `None` if it does not parse.
 pub fn parse_subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
-    if meta.len() < 6 {
-        return None;
+    let mut r = ProtocolReader(meta);
+    r.version()?;
+    r.topics()
+}
+
+/// A ConsumerProtocol subscription as the coordinator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub version: i16,
+    pub topics: Vec<String>,
+    /// (topic, partitions) the member owns (version 1 and up).
+    pub owned: Vec<(String, Vec<i32>)>,
+}
+
+/// Reads a ConsumerProtocol subscription (versions 0-3) without trusting any length: `None` if
+/// it does not parse.
+pub fn parse_subscription(meta: &[u8]) -> Option<Subscription> {
+    let mut r = ProtocolReader(meta);
+    let version = r.version()?;
+    let topics = r.topics()?;
+    // user data: nullable bytes
+    let n = r.i32()?;
+    if n > 0 {
+        r.take(n as usize)?;
     }
-    let version = i16::from_be_bytes([meta[0], meta[1]]);
-    if version < 0 {
-        return None;
-    }
-    let count = i32::from_be_bytes([meta[2], meta[3], meta[4], meta[5]]);
-    let mut at = 6usize;
-    if count < 0 || count as usize > meta.len() / 2 {
-        return None;
-    }
-    let mut topics = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let len = i16::from_be_bytes([*meta.get(at)?, *meta.get(at + 1)?]);
-        at += 2;
-        if len < 0 {
-            return None;
-        }
-        let s = meta.get(at..at + len as usize)?;
-        topics.push(String::from_utf8(s.to_vec()).ok()?);
-        at += len as usize;
-    }
-    Some(topics)
+    let owned = if version >= 1 && !r.0.is_empty() { r.topic_partitions()? } else { Vec::new() };
+    Some(Subscription { version, topics, owned })
+}
+
+/// Reads a ConsumerProtocol assignment (versions 0-3): its `(topic, partitions)` lists; `None`
+/// if it does not parse.
+pub fn parse_assignment(b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut r = ProtocolReader(b);
+    r.i16()?;
+    r.topic_partitions()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
 
     fn member(id: &str, protocols: &[&str]) -> Member {
         Member {
@@ -403,5 +458,31 @@ mod tests {
     fn illegal_transitions_panic_loudly() {
         let mut g = Group::new("g", 0);
         g.transition(GroupState::Stable, 1);
+    }
+
+    #[test]
+    fn subscriptions_parse_with_owned_partitions_and_lies_do_not() {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i32(1);
+        b.put_i16(1);
+        b.put_slice(b"t");
+        b.put_i32(-1);
+        b.put_i32(1);
+        b.put_i16(1);
+        b.put_slice(b"t");
+        b.put_i32(2);
+        b.put_i32(0);
+        b.put_i32(3);
+        let sub = parse_subscription(&b).unwrap();
+        assert_eq!(sub, Subscription { version: 1, topics: vec!["t".into()], owned: vec![("t".into(), vec![0, 3])] });
+        for cut in 0..b.len() {
+            let _ = parse_subscription(&b[..cut]);
+        }
+        let mut lie = b.to_vec();
+        lie[2..6].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(parse_subscription(&lie), None);
+        // version 0 without owned partitions
+        assert_eq!(parse_subscription(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).unwrap().topics, Vec::<String>::new());
     }
 }

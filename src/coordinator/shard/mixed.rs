@@ -8,7 +8,7 @@
 //! REBALANCE_IN_PROGRESS when it must rejoin (to revoke, to catch up with the group epoch, or to
 //! take partitions that were freed).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use super::consumer::{Known, session_key};
@@ -17,75 +17,12 @@ use super::{Cx, Shard};
 use crate::coordinator::consumer::{
     Assignment, ConsumerGroup, ConsumerMember, HeartbeatInput as ConsumerHeartbeat, HeartbeatResult, MemberState, TopicView, member_id_from,
 };
-use crate::coordinator::group::GroupState;
+use crate::coordinator::group::{GroupState, parse_assignment, parse_subscription};
 use crate::coordinator::record::{ClassicMemberMeta, ConsumerMemberValue, ConsumerRecord, CurrentAssignmentValue, Record};
 use crate::error::ErrorCode;
 
 pub(super) fn classic_join_key(g: &str, m: &str) -> TimerKey {
     TimerKey::ConsumerClassicJoin { group: g.to_string(), member: m.to_string() }
-}
-
-/// A ConsumerProtocol subscription as the coordinator needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Subscription {
-    pub version: i16,
-    pub topics: Vec<String>,
-    /// (topic, partitions) the member owns (version 1 and up).
-    pub owned: Vec<(String, Vec<i32>)>,
-}
-
-/// Reads a ConsumerProtocol subscription (versions 0-3) without trusting any length: `None` if
-/// it does not parse.
-pub(crate) fn parse_subscription(b: &[u8]) -> Option<Subscription> {
-    let mut r = b;
-    let need = |r: &[u8], n: usize| (r.len() >= n).then_some(());
-    let string = |r: &mut &[u8]| -> Option<String> {
-        need(r, 2)?;
-        let n = r.get_i16();
-        if n < 0 {
-            return None;
-        }
-        need(r, n as usize)?;
-        let s = String::from_utf8(r[..n as usize].to_vec()).ok()?;
-        r.advance(n as usize);
-        Some(s)
-    };
-    let count = |r: &mut &[u8], min_item: usize| -> Option<usize> {
-        need(r, 4)?;
-        let n = r.get_i32();
-        if n < 0 {
-            return Some(0);
-        }
-        (n as usize <= r.len() / min_item).then_some(n as usize)
-    };
-    need(r, 2)?;
-    let version = r.get_i16();
-    if version < 0 {
-        return None;
-    }
-    let mut topics = Vec::new();
-    for _ in 0..count(&mut r, 2)? {
-        topics.push(string(&mut r)?);
-    }
-    // user data: nullable bytes
-    need(r, 4)?;
-    let n = r.get_i32();
-    if n > 0 {
-        need(r, n as usize)?;
-        r.advance(n as usize);
-    }
-    let mut owned = Vec::new();
-    if version >= 1 && !r.is_empty() {
-        for _ in 0..count(&mut r, 6)? {
-            let topic = string(&mut r)?;
-            let mut partitions = Vec::new();
-            for _ in 0..count(&mut r, 4)? {
-                partitions.push(r.get_i32());
-            }
-            owned.push((topic, partitions));
-        }
-    }
-    Some(Subscription { version, topics, owned })
 }
 
 /// A ConsumerProtocol assignment of `assigned` (topic ids named through `metadata`), in the
@@ -332,38 +269,6 @@ impl Shard {
     }
 }
 
-/// Reads a ConsumerProtocol assignment (versions 0-3): (topic, partitions); `None` if it does
-/// not parse.
-pub(crate) fn parse_assignment(b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
-    let mut r = b;
-    if r.len() < 6 {
-        return None;
-    }
-    let _version = r.get_i16();
-    let n = r.get_i32();
-    if n < 0 || n as usize > r.len() / 6 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        if r.len() < 2 {
-            return None;
-        }
-        let len = r.get_i16();
-        if len < 0 || r.len() < len as usize + 4 {
-            return None;
-        }
-        let topic = String::from_utf8(r[..len as usize].to_vec()).ok()?;
-        r.advance(len as usize);
-        let count = r.get_i32();
-        if count < 0 || count as usize > r.len() / 4 {
-            return None;
-        }
-        out.push((topic, (0..count).map(|_| r.get_i32()).collect()));
-    }
-    Some(out)
-}
-
 impl Shard {
     /// The online upgrade (§4.7; checklist 129): a consumer-protocol member joins a classic
     /// group with members. A group of the consumer embedded protocol within
@@ -545,36 +450,5 @@ impl Shard {
         // the member that left makes the classic group rebalance at once
         rules.prepare_rebalance(cx, g);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscriptions_parse_with_owned_partitions_and_lies_do_not() {
-        let mut b = BytesMut::new();
-        b.put_i16(1);
-        b.put_i32(1);
-        b.put_i16(1);
-        b.put_slice(b"t");
-        b.put_i32(-1);
-        b.put_i32(1);
-        b.put_i16(1);
-        b.put_slice(b"t");
-        b.put_i32(2);
-        b.put_i32(0);
-        b.put_i32(3);
-        let sub = parse_subscription(&b).unwrap();
-        assert_eq!(sub, Subscription { version: 1, topics: vec!["t".into()], owned: vec![("t".into(), vec![0, 3])] });
-        for cut in 0..b.len() {
-            let _ = parse_subscription(&b[..cut]);
-        }
-        let mut lie = b.to_vec();
-        lie[2..6].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert_eq!(parse_subscription(&lie), None);
-        // version 0 without owned partitions
-        assert_eq!(parse_subscription(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).unwrap().topics, Vec::<String>::new());
     }
 }
